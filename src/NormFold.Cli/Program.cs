@@ -1,1 +1,3 @@
-return 0;
+using NormFold.Cli;
+
+return Cli.Main(args, Console.Out);

@@ -1,0 +1,54 @@
+using NormFold.Cli.Commands;
+using NormFold.Onnx;
+
+namespace NormFold.Cli;
+
+/// <summary>Dispatch and the error policy: one line naming the file/node/tensor and the problem; a stack trace only with --verbose.</summary>
+public static class Cli
+{
+    public static IReadOnlyList<Command> Commands { get; } = [new FoldCommand(), new InspectCommand(), new CheckCommand()];
+
+    public static int Main(string[] args, TextWriter stdout)
+    {
+        bool verbose = args.Contains("--verbose") || args.Contains("-v");
+        if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
+        {
+            stdout.Write(Usage());
+            return args.Length == 0 ? ExitCodes.InvalidInput : ExitCodes.Success;
+        }
+        if (args[0] == "--version")
+        {
+            stdout.WriteLine($"normfold {typeof(Folding).Assembly.GetName().Version?.ToString(3)}");
+            return ExitCodes.Success;
+        }
+        var command = Commands.FirstOrDefault(c => c.Name == args[0]);
+        if (command is null)
+        {
+            Console.Error.WriteLine($"normfold: unknown command '{args[0]}' (commands: {string.Join(", ", Commands.Select(c => c.Name))}; see normfold --help)");
+            return ExitCodes.InvalidInput;
+        }
+        try
+        {
+            return command.Run(args.Skip(1).ToList(), stdout);
+        }
+        catch (Exception e) when (e is UsageException or ModelFormatException or ArgumentException or NotSupportedException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException or IOException)
+        {
+            Console.Error.WriteLine($"normfold: {(e is UsageException ? "" : command.Name + ": ")}{e.Message}");
+            if (verbose) Console.Error.WriteLine(e);
+            return ExitCodes.InvalidInput;
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"normfold: {command.Name}: internal error: {e.Message} (run with --verbose for the stack trace, and please report it)");
+            if (verbose) Console.Error.WriteLine(e);
+            return ExitCodes.InternalError;
+        }
+    }
+
+    static string Usage() =>
+        "NormFold — fold BatchNormalization into the weights of ONNX models, say why for every BN left, and check the result.\n\n" +
+        "Usage: normfold COMMAND [options]\n\nCommands:\n" +
+        string.Concat(Commands.Select(c => $"  {c.Name,-9}{c.Summary}\n")) +
+        "\nRun 'normfold COMMAND --help' for a command's options.\n" +
+        "Exit codes: 0 success, 1 internal error, 2 equivalence check failed, 3 invalid model or arguments.\n";
+}

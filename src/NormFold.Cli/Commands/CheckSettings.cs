@@ -1,0 +1,88 @@
+using System.Globalization;
+using NormFold.Verification;
+
+namespace NormFold.Cli.Commands;
+
+/// <summary>Options shared by `check` and `fold --check`, and their translation into <see cref="CheckOptions"/>.</summary>
+public static class CheckSettings
+{
+    public static readonly OptionSpec[] Options =
+    [
+        new("--seed", "N", "seed for generated inputs (default 0)"),
+        new("--iterations", "N", "runs with different generated inputs (default 1)"),
+        new("--shape", "NAME:DxDx…", "bind an input's dynamic dims, e.g. --shape input:1x3x224x224", Repeatable: true),
+        new("--value-range", "[NAME:]LO,HI", "range of generated values, for one input or (bare) for all; default -1,1 (integers 0,9)", Repeatable: true),
+        new("--atol", "[NAME:]V", "absolute tolerance for one output or (bare) for all; default k·max|reference|", Repeatable: true),
+        new("--rtol", "[NAME:]V", "relative tolerance for one output or (bare) for all; default k (1e-4 float32, 1e-2 float16)", Repeatable: true),
+        new("--ort-level", "LEVEL", "ONNX Runtime graph optimisation: disable (default), basic, extended, all"),
+    ];
+
+    public static CheckOptions Parse(string command, ParsedArgs args)
+    {
+        int seed = args.Int(command, "--seed", 0);
+        var shapes = new Dictionary<string, long[]>();
+        foreach (var s in args.Values("--shape"))
+        {
+            int colon = s.LastIndexOf(':');
+            if (colon <= 0) throw new UsageException($"{command}: --shape '{s}' must be NAME:DxDx…");
+            var dims = s[(colon + 1)..].Split('x', 'X', ',');
+            var parsed = new long[dims.Length];
+            for (int i = 0; i < dims.Length; i++)
+                if (!long.TryParse(dims[i], NumberStyles.None, CultureInfo.InvariantCulture, out parsed[i]) || parsed[i] < 0)
+                    throw new UsageException($"{command}: --shape '{s}': '{dims[i]}' is not a dimension");
+            shapes[s[..colon]] = parsed;
+        }
+        var ranges = new List<ValueRange>();
+        foreach (var r in args.Values("--value-range"))
+        {
+            var (name, text) = SplitName(r);
+            var parts = text.Split(',');
+            if (parts.Length != 2 || !TryDouble(parts[0], out double lo) || !TryDouble(parts[1], out double hi) || !(lo <= hi))
+                throw new UsageException($"{command}: --value-range '{r}' must be [NAME:]LO,HI with LO ≤ HI");
+            ranges.Add(new ValueRange(name, lo, hi));
+        }
+        return new CheckOptions
+        {
+            Seed = seed,
+            Iterations = args.Int(command, "--iterations", 1, min: 1),
+            Shapes = shapes,
+            Ranges = ranges,
+            Atol = Tolerances(command, "--atol", args),
+            Rtol = Tolerances(command, "--rtol", args),
+            Level = ParseLevel(command, args.Value("--ort-level")),
+            InputProvenance = $"generated (seed {seed})",
+        };
+    }
+
+    static Dictionary<string, double> Tolerances(string command, string option, ParsedArgs args)
+    {
+        var d = new Dictionary<string, double>();
+        foreach (var v in args.Values(option))
+        {
+            var (name, text) = SplitName(v);
+            if (!TryDouble(text, out double x) || x < 0)
+                throw new UsageException($"{command}: {option} '{v}' must be [NAME:]V with V ≥ 0");
+            d[name ?? ""] = x;
+        }
+        return d;
+    }
+
+    /// <summary>"name:value" → (name, value); a bare value → (null, value). Names may contain ':', so split at the last.</summary>
+    static (string? Name, string Text) SplitName(string s)
+    {
+        int colon = s.LastIndexOf(':');
+        return colon > 0 ? (s[..colon], s[(colon + 1)..]) : (null, s);
+    }
+
+    static bool TryDouble(string s, out double v) =>
+        double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out v) && double.IsFinite(v);
+
+    static OrtLevel ParseLevel(string command, string? s) => s switch
+    {
+        null or "disable" => OrtLevel.Disable,
+        "basic" => OrtLevel.Basic,
+        "extended" => OrtLevel.Extended,
+        "all" => OrtLevel.All,
+        _ => throw new UsageException($"{command}: --ort-level must be disable, basic, extended or all, got '{s}'"),
+    };
+}

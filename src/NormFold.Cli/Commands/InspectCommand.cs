@@ -1,0 +1,46 @@
+using NormFold.Onnx;
+using NormFold.Rewriting;
+
+namespace NormFold.Cli.Commands;
+
+public sealed class InspectCommand : Command
+{
+    public override string Name => "inspect";
+    public override string Usage => "normfold inspect MODEL.onnx [options]";
+    public override string Summary => "show what fold would do, and the op counts, without writing anything";
+    public override string Description =>
+        "Plans the fold in memory and prints the decision for every BatchNormalization and the op counts before and\n" +
+        "after. Nothing is written except the --json report.";
+
+    public override IReadOnlyList<OptionSpec> Options { get; } =
+    [
+        new("--json", "FILE.json", "write the plan and op counts as JSON"),
+        new("--keep-standalone-bn", null, "plan as fold --keep-standalone-bn would"),
+        new("--disable", "RULE[,RULE]", "plan with these rules switched off", Repeatable: true),
+    ];
+
+    protected override int Execute(ParsedArgs args, TextWriter stdout)
+    {
+        string input = SinglePositional(args, "model");
+        var options = new PipelineOptions
+        {
+            KeepStandaloneBatchNorm = args.Has("--keep-standalone-bn"),
+            DisabledRules = args.Values("--disable").SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToHashSet(),
+        };
+        foreach (var rule in options.DisabledRules)
+            if (!Pipeline.RuleNames.Contains(rule))
+                throw new UsageException($"inspect: --disable: unknown rule '{rule}' (rules: {string.Join(", ", Pipeline.RuleNames)})");
+        var model = OnnxModel.Load(input);
+        var m = model.Proto;
+        stdout.WriteLine($"{input}: IR {m.IrVersion}, opset {string.Join(", ", m.OpsetImport.Select(o => $"{(o.Domain.Length == 0 ? "ai.onnx" : o.Domain)} {o.Version}"))}, producer {(m.ProducerName.Length == 0 ? "?" : $"{m.ProducerName} {m.ProducerVersion}".Trim())}{(model.HasExternalData ? ", external data" : "")}");
+        var result = Folding.Fold(model, options);
+        stdout.WriteLine();
+        stdout.Write(Printing.Decisions(result.Log));
+        stdout.WriteLine();
+        stdout.Write(Printing.OpChanges(result));
+        stdout.WriteLine();
+        stdout.WriteLine(Printing.Summary(result));
+        if (args.Value("--json") is { } json) Printing.WriteJson(json, Printing.FoldJson(input, null, result, null));
+        return ExitCodes.Success;
+    }
+}

@@ -1,0 +1,37 @@
+using NormFold.Onnx;
+using NormFold.Verification;
+
+namespace NormFold.Cli.Commands;
+
+/// <summary>
+/// `fold --check`: the folded model is written into a staging folder beside the output (same file names, so
+/// external data locations stay valid), checked there, and moved into place only if the check passes.
+/// </summary>
+public static class Staging
+{
+    public static CheckReport SaveChecked(OnnxModel model, string input, string output, SaveOptions save, CheckOptions checkOptions)
+    {
+        string full = Path.GetFullPath(output);
+        string dir = Path.GetDirectoryName(full)!;
+        if (!Directory.Exists(dir)) throw new ModelFormatException($"{output}: output folder '{dir}' does not exist");
+        string staging = Path.Combine(dir, $".normfold-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(staging);
+        try
+        {
+            string staged = Path.Combine(staging, Path.GetFileName(full));
+            ModelWriter.Save(model, staged, save);
+            CheckReport report;
+            using (var reference = new OrtRunner(input, checkOptions.Level))
+            using (var candidate = new OrtRunner(staged, checkOptions.Level))
+                report = EquivalenceChecker.Check(reference, candidate, checkOptions);
+            if (report.Passed)
+                foreach (var file in Directory.GetFiles(staging))
+                    File.Move(file, Path.Combine(dir, Path.GetFileName(file)), overwrite: true);
+            return report;
+        }
+        finally
+        {
+            try { Directory.Delete(staging, recursive: true); } catch (IOException) { }
+        }
+    }
+}

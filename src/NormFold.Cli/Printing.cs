@@ -1,0 +1,139 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using NormFold.Rewriting;
+using NormFold.Verification;
+
+namespace NormFold.Cli;
+
+/// <summary>Console tables and JSON files: two views of the same records.</summary>
+public static class Printing
+{
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        Converters = { new JsonStringEnumConverter() },
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    /// <summary>Writes JSON atomically (temporary file, then rename).</summary>
+    public static void WriteJson(string path, object value)
+    {
+        string full = Path.GetFullPath(path);
+        string dir = Path.GetDirectoryName(full)!;
+        if (!Directory.Exists(dir)) throw new UsageException($"{path}: folder '{dir}' does not exist");
+        string tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+        File.WriteAllText(tmp, JsonSerializer.Serialize(value, Json) + "\n");
+        File.Move(tmp, full, overwrite: true);
+    }
+
+    public static string Table(IReadOnlyList<string> headers, IEnumerable<IReadOnlyList<string>> rows, int lastColumnMax = 100)
+    {
+        var all = rows.Select(r => r.Select((c, i) => i == r.Count - 1 && c.Length > lastColumnMax ? c[..(lastColumnMax - 1)] + "…" : c).ToList()).ToList();
+        var widths = headers.Select((h, i) => Math.Max(h.Length, all.Count == 0 ? 0 : all.Max(r => r[i].Length))).ToArray();
+        var sb = new StringBuilder();
+        void Line(IReadOnlyList<string> cells)
+        {
+            for (int i = 0; i < cells.Count; i++)
+            {
+                sb.Append(i == cells.Count - 1 ? cells[i] : cells[i].PadRight(widths[i] + 2));
+            }
+            sb.Append('\n');
+        }
+        Line(headers);
+        Line(widths.Select(w => new string('-', w)).ToList());
+        foreach (var r in all) Line(r);
+        return sb.ToString();
+    }
+
+    public static string Decisions(RewriteLog log)
+    {
+        if (log.Decisions.Count == 0) return "No BatchNormalization in the model.\n";
+        bool nested = log.Decisions.Any(d => d.Graph != "main");
+        var headers = new List<string>();
+        if (nested) headers.Add("Graph");
+        headers.AddRange(["BatchNormalization", "Outcome", "Rule", "Into", "Reason", "Detail"]);
+        var rows = log.Decisions.Select(d =>
+        {
+            var row = new List<string>();
+            if (nested) row.Add(d.Graph);
+            row.AddRange([d.Anchor, OutcomeText(d.Outcome), d.Rule ?? "-", d.Target ?? "-", d.Reason?.ToString() ?? "-",
+                d.Outcome == Outcome.Folded ? "" : d.Detail]);
+            return (IReadOnlyList<string>)row;
+        });
+        return Table(headers, rows, 160);
+    }
+
+    public static string OutcomeText(Outcome o) => o switch
+    {
+        Outcome.Folded => "folded",
+        Outcome.Replaced => "mul+add",
+        _ => "left",
+    };
+
+    public static string Summary(FoldResult result)
+    {
+        var log = result.Log;
+        int total = log.Decisions.Count;
+        int before = result.OpsBefore.Values.Sum(), after = result.OpsAfter.Values.Sum();
+        return $"{total} BatchNormalization: {log.Count(Outcome.Folded)} folded, {log.Count(Outcome.Replaced)} replaced by Mul+Add, " +
+               $"{log.Count(Outcome.Left)} left. Nodes: {before} → {after}.";
+    }
+
+    public static string OpChanges(FoldResult result)
+    {
+        var keys = result.OpsBefore.Keys.Union(result.OpsAfter.Keys).OrderBy(k => k, StringComparer.Ordinal);
+        var rows = keys.Select(k => (IReadOnlyList<string>)[k, result.OpsBefore.GetValueOrDefault(k).ToString(), result.OpsAfter.GetValueOrDefault(k).ToString()]);
+        return Table(["Op", "Before", "After"], rows);
+    }
+
+    public static object FoldJson(string input, string? output, FoldResult result, CheckReport? check) => new
+    {
+        tool = "normfold",
+        version = typeof(Folding).Assembly.GetName().Version?.ToString(3),
+        input,
+        output,
+        summary = new
+        {
+            batchNormalizations = result.Log.Decisions.Count,
+            folded = result.Log.Count(Outcome.Folded),
+            replaced = result.Log.Count(Outcome.Replaced),
+            left = result.Log.Count(Outcome.Left),
+            nodesBefore = result.OpsBefore.Values.Sum(),
+            nodesAfter = result.OpsAfter.Values.Sum(),
+        },
+        opsBefore = result.OpsBefore,
+        opsAfter = result.OpsAfter,
+        decisions = result.Log.Decisions,
+        check = check is null ? null : CheckJson(check),
+    };
+
+    public static object CheckJson(CheckReport report) => new
+    {
+        passed = report.Passed,
+        ortVersion = report.OrtVersion,
+        inputs = report.Options.InputProvenance,
+        seed = report.Options.Seed,
+        iterations = report.Options.Iterations,
+        ortLevel = report.Options.Level.ToString().ToLowerInvariant(),
+        notes = report.Notes,
+        outputs = report.Outputs,
+    };
+
+    public static string Check(CheckReport report)
+    {
+        var rows = report.Outputs.Select(o => (IReadOnlyList<string>)[
+            o.Name, o.Passed ? "ok" : "FAIL", o.Shape, o.ElementType,
+            Num(o.MaxAbs), Num(o.RelativeToMagnitude), Num(o.Cosine, "F6"), $"{Num(o.Tolerance.Atol)} / {Num(o.Tolerance.Rtol)}",
+            o.Problem ?? (o.Passed ? "" : $"{o.FailedElements} of {o.Elements} elements beyond tolerance; worst at [{string.Join(",", o.WorstIndex)}]: {o.WorstActual:G9} vs {o.WorstReference:G9}")]);
+        var sb = new StringBuilder();
+        sb.Append(Table(["Output", "Result", "Shape", "Type", "Max abs", "Max abs / max|ref|", "Cosine", "atol / rtol", "Detail"], rows, 140));
+        foreach (var n in report.Notes) sb.Append("note: ").Append(n).Append('\n');
+        return sb.ToString();
+    }
+
+    public static string Num(double v, string format = "G3") =>
+        double.IsPositiveInfinity(v) ? "inf" : double.IsNaN(v) ? "nan" : v.ToString(format, System.Globalization.CultureInfo.InvariantCulture);
+}

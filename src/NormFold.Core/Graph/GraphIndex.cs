@@ -1,0 +1,209 @@
+using NormFold.Onnx;
+using NormFold.Onnx.Proto;
+
+namespace NormFold.Graph;
+
+/// <summary>
+/// Lookups over one graph, built once: producer and consumers of each tensor, graph inputs and outputs,
+/// constants (initializers that are not graph inputs, and Constant-node outputs), declared types.
+/// A node with subgraphs (If/Loop/Scan) counts as a consumer of every outer name its bodies read.
+/// Names not defined here are looked up in the enclosing graph's index.
+/// </summary>
+public sealed class GraphIndex
+{
+    public GraphProto Graph { get; }
+    public OnnxModel Model { get; }
+    public GraphIndex? Parent { get; }
+    /// <summary>"main" for the model's graph, "main/If_0:then_branch" for a body.</summary>
+    public string Path { get; }
+
+    internal readonly Dictionary<string, NodeProto> Producers = new(StringComparer.Ordinal);
+    internal readonly Dictionary<string, List<NodeProto>> ConsumerLists = new(StringComparer.Ordinal);
+    internal readonly Dictionary<string, TensorProto> Initializers = new(StringComparer.Ordinal);
+    readonly HashSet<string> _inputs = new(StringComparer.Ordinal);
+    readonly HashSet<string> _outputs = new(StringComparer.Ordinal);
+    readonly Dictionary<string, TypeProto> _types = new(StringComparer.Ordinal);
+    static readonly List<NodeProto> NoConsumers = [];
+
+    public GraphIndex(GraphProto graph, OnnxModel model, GraphIndex? parent = null, string path = "main")
+    {
+        Graph = graph;
+        Model = model;
+        Parent = parent;
+        Path = path;
+        foreach (var v in graph.Input) { _inputs.Add(v.Name); AddType(v); }
+        foreach (var v in graph.Output) { _outputs.Add(v.Name); AddType(v); }
+        foreach (var v in graph.ValueInfo) AddType(v);
+        foreach (var t in graph.Initializer) Initializers[t.Name] = t;
+        foreach (var n in graph.Node) AddNode(n);
+    }
+
+    void AddType(ValueInfoProto v)
+    {
+        if (v.Type != null) _types.TryAdd(v.Name, v.Type);
+    }
+
+    internal void AddNode(NodeProto n)
+    {
+        foreach (var o in n.Output) if (o.Length > 0) Producers[o] = n;
+        foreach (var i in ReadNames(n)) AddConsumer(i, n);
+    }
+
+    internal void RemoveNode(NodeProto n)
+    {
+        foreach (var o in n.Output) if (o.Length > 0 && Producers.TryGetValue(o, out var p) && ReferenceEquals(p, n)) Producers.Remove(o);
+        foreach (var i in ReadNames(n)) RemoveConsumer(i, n);
+    }
+
+    internal void AddConsumer(string name, NodeProto n)
+    {
+        if (!ConsumerLists.TryGetValue(name, out var list)) ConsumerLists[name] = list = [];
+        list.Add(n);
+    }
+
+    internal void RemoveConsumer(string name, NodeProto n)
+    {
+        if (ConsumerLists.TryGetValue(name, out var list)) list.Remove(n);
+    }
+
+    /// <summary>Names a node reads: its inputs, and the outer names its subgraphs capture.</summary>
+    public static IEnumerable<string> ReadNames(NodeProto n)
+    {
+        foreach (var i in n.Input) if (i.Length > 0) yield return i;
+        foreach (var g in OnnxModel.Subgraphs(n))
+            foreach (var captured in CapturedNames(g)) yield return captured;
+    }
+
+    /// <summary>Names a subgraph (and its own subgraphs) reads but does not define.</summary>
+    public static HashSet<string> CapturedNames(GraphProto g)
+    {
+        var defined = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var v in g.Input) defined.Add(v.Name);
+        foreach (var t in g.Initializer) defined.Add(t.Name);
+        foreach (var s in g.SparseInitializer) if (s.Values != null) defined.Add(s.Values.Name);
+        foreach (var n in g.Node) foreach (var o in n.Output) defined.Add(o);
+        var captured = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var n in g.Node)
+            foreach (var name in ReadNames(n))
+                if (!defined.Contains(name)) captured.Add(name);
+        foreach (var o in g.Output) if (!defined.Contains(o.Name)) captured.Add(o.Name);
+        return captured;
+    }
+
+    public NodeProto? Producer(string name) => Producers.GetValueOrDefault(name);
+
+    public IReadOnlyList<NodeProto> Consumers(string name) => ConsumerLists.GetValueOrDefault(name) ?? NoConsumers;
+
+    public bool IsGraphOutput(string name) => _outputs.Contains(name);
+    public bool IsGraphInput(string name) => _inputs.Contains(name);
+
+    /// <summary>True when this graph defines the name (input, initializer or node output).</summary>
+    public bool Defines(string name) => _inputs.Contains(name) || Initializers.ContainsKey(name) || Producers.ContainsKey(name);
+
+    /// <summary>
+    /// The constant value of a tensor: an initializer that is not also a graph input (those can be fed at run
+    /// time), or a Constant node's value. Looks into enclosing graphs for names this graph does not define.
+    /// </summary>
+    public bool TryGetConstant(string name, out TensorProto tensor, out string whyNot)
+    {
+        tensor = null!;
+        if (_inputs.Contains(name))
+        {
+            whyNot = Initializers.ContainsKey(name)
+                ? $"'{name}' is an initializer that is also a graph input, so it can be replaced at run time"
+                : $"'{name}' is a graph input";
+            return false;
+        }
+        if (Initializers.TryGetValue(name, out var init)) { tensor = init; whyNot = ""; return true; }
+        if (Producers.TryGetValue(name, out var node))
+        {
+            if (node.OpType == "Constant" && Attributes.IsDefaultDomain(node) && ConstantValue(node) is { } value)
+            {
+                tensor = value; whyNot = ""; return true;
+            }
+            if (node.OpType is "Transpose" or "Identity" && Attributes.IsDefaultDomain(node) && node.Input.Count == 1
+                && TryGetConstant(node.Input[0], out var source, out _) && Tensors.ElementType.IsFoldable(source.DataType))
+            {
+                tensor = Materialize(name, node, source);
+                whyNot = "";
+                return true;
+            }
+            whyNot = $"'{name}' is computed by {Attributes.Describe(node)}";
+            return false;
+        }
+        if (Parent != null) return Parent.TryGetConstant(name, out tensor, out whyNot);
+        whyNot = $"'{name}' is not defined in the graph";
+        return false;
+    }
+
+    readonly Dictionary<string, TensorProto> _materialized = new(StringComparer.Ordinal);
+
+    /// <summary>Transpose/Identity of a constant, computed once (exact: elements are only moved).</summary>
+    TensorProto Materialize(string name, NodeProto node, TensorProto source)
+    {
+        if (_materialized.TryGetValue(name, out var done)) return done;
+        var values = Model.ReadDoubles(source);
+        var dims = source.Dims.ToArray();
+        if (node.OpType == "Transpose")
+        {
+            var perm = Attributes.Ints(node, "perm")?.Select(p => (int)p).ToArray()
+                ?? Enumerable.Range(0, dims.Length).Reverse().ToArray();
+            (values, dims) = Tensors.Transposition.Apply(values, dims, perm);
+        }
+        var t = Tensors.TensorData.Create(name, source.DataType, dims, values);
+        _materialized[name] = t;
+        return t;
+    }
+
+    /// <summary>The tensor a Constant node holds (value, value_float, value_floats), or null for other forms.</summary>
+    static TensorProto? ConstantValue(NodeProto node)
+    {
+        foreach (var a in node.Attribute)
+        {
+            switch (a.Name)
+            {
+                case "value" when a.T != null:
+                    return a.T;
+                case "value_float":
+                    var f = new TensorProto { Name = node.Output[0], DataType = (int)TensorProto.Types.DataType.Float };
+                    f.FloatData.Add(a.F);
+                    return f;
+                case "value_floats":
+                    var fs = new TensorProto { Name = node.Output[0], DataType = (int)TensorProto.Types.DataType.Float };
+                    fs.Dims.Add(a.Floats.Count);
+                    fs.FloatData.AddRange(a.Floats);
+                    return fs;
+            }
+        }
+        return null;
+    }
+
+    /// <summary>Declared type of a tensor (graph input/output or value_info), here or in an enclosing graph.</summary>
+    public TypeProto? DeclaredType(string name) =>
+        _types.TryGetValue(name, out var t) ? t : Defines(name) ? null : Parent?.DeclaredType(name);
+
+    TypeHints? _hints;
+
+    /// <summary>Rank from the model's declared types, constants, or forward propagation (<see cref="TypeHints"/>).</summary>
+    public int? Rank(string name) => (_hints ??= new TypeHints(this)).Rank(this, name);
+
+    /// <summary>Element type from the model's declared types, constants, or forward propagation.</summary>
+    public int? ElemType(string name) => (_hints ??= new TypeHints(this)).ElemType(this, name);
+
+    internal int? DeclaredRank(string name)
+    {
+        if (DeclaredType(name) is { TensorType.Shape: { } shape }) return shape.Dim.Count;
+        if (TryGetConstant(name, out var t, out _)) return t.Dims.Count;
+        return null;
+    }
+
+    internal int? DeclaredElemType(string name)
+    {
+        if (DeclaredType(name) is { TensorType: { HasElemType: true } tt }) return tt.ElemType;
+        if (TryGetConstant(name, out var t, out _)) return t.DataType;
+        return null;
+    }
+
+    /// <summary>Version of the default ONNX domain for nodes of this graph.</summary>
+    public long Opset => Model.DefaultOpset;
+}

@@ -1,0 +1,46 @@
+using NormFold.Onnx;
+
+namespace NormFold.Graph;
+
+/// <summary>
+/// Fresh, model-wide unique names for tensors and nodes. Names are derived deterministically from a base
+/// ("w" → "w_bnfold", "w_bnfold_1", …) so the same input always gives the same output.
+/// </summary>
+public sealed class NameAllocator
+{
+    readonly HashSet<string> _values = new(StringComparer.Ordinal);
+    readonly HashSet<string> _nodes = new(StringComparer.Ordinal);
+
+    public NameAllocator(OnnxModel model)
+    {
+        foreach (var g in model.AllGraphs())
+        {
+            foreach (var v in g.Input) _values.Add(v.Name);
+            foreach (var v in g.Output) _values.Add(v.Name);
+            foreach (var v in g.ValueInfo) _values.Add(v.Name);
+            foreach (var t in g.Initializer) _values.Add(t.Name);
+            foreach (var s in g.SparseInitializer) if (s.Values != null) _values.Add(s.Values.Name);
+            foreach (var n in g.Node)
+            {
+                _nodes.Add(n.Name);
+                foreach (var o in n.Output) _values.Add(o);
+                foreach (var i in n.Input) _values.Add(i);
+            }
+        }
+        foreach (var f in model.Proto.Functions)
+            foreach (var n in f.Node) { _nodes.Add(n.Name); foreach (var o in n.Output) _values.Add(o); }
+    }
+
+    public string FreshValue(string baseName) => Fresh(_values, baseName);
+    public string FreshNode(string baseName) => Fresh(_nodes, baseName);
+
+    static string Fresh(HashSet<string> taken, string baseName)
+    {
+        if (taken.Add(baseName)) return baseName;
+        for (int i = 1; ; i++)
+        {
+            string candidate = $"{baseName}_{i}";
+            if (taken.Add(candidate)) return candidate;
+        }
+    }
+}

@@ -1,0 +1,147 @@
+using Google.Protobuf;
+using NormFold.Onnx.Proto;
+
+namespace NormFold.Onnx;
+
+public enum ExternalDataMode
+{
+    /// <summary>Tensors that were external stay external (in a new file beside the output); the rest stay inline.</summary>
+    Keep,
+    /// <summary>Every raw tensor of at least <see cref="SaveOptions.ExternalThreshold"/> bytes goes to the data file.</summary>
+    All,
+}
+
+public sealed record SaveOptions
+{
+    public ExternalDataMode ExternalData { get; init; } = ExternalDataMode.Keep;
+    /// <summary>Data file name, relative to the output's folder; default "&lt;output file name&gt;.data".</summary>
+    public string? ExternalFileName { get; init; }
+    public long ExternalThreshold { get; init; } = 1024;
+}
+
+/// <summary>
+/// Writes a model atomically: to temporary files beside the target, renamed into place only when complete, so a
+/// failure never leaves a partial output. The input's files are never written.
+/// </summary>
+public static class ModelWriter
+{
+    /// <summary>Protobuf's hard limit for one message.</summary>
+    public const long ProtobufLimit = int.MaxValue;
+    const int Alignment = 4096;
+
+    public static void Save(OnnxModel model, string path, SaveOptions? options = null)
+    {
+        options ??= new SaveOptions();
+        string full = Path.GetFullPath(path);
+        if (model.SourcePath != null && Path.GetFullPath(model.SourcePath) == full)
+            throw new ModelFormatException($"{path}: refusing to overwrite the input model; choose another output path");
+        string dir = Path.GetDirectoryName(full)!;
+        if (!Directory.Exists(dir)) throw new ModelFormatException($"{path}: output folder '{dir}' does not exist");
+
+        var moved = SelectExternal(model, options);
+        string? dataName = null, dataPath = null;
+        if (moved.Count > 0)
+        {
+            dataName = options.ExternalFileName ?? Path.GetFileName(full) + ".data";
+            dataPath = Path.GetFullPath(Path.Combine(dir, dataName));
+            foreach (var t in model.AllTensors())
+                if (OnnxModel.IsExternal(t) && model.ExternalPath(t) == dataPath)
+                    throw new ModelFormatException($"{path}: its data file '{dataName}' is also the input's external data file; choose another output path");
+        }
+
+        long inlineBytes = 0;
+        foreach (var t in model.AllTensors())
+            if (!moved.Contains(t) && !OnnxModel.IsExternal(t)) inlineBytes += t.RawData.Length;
+        if (inlineBytes > ProtobufLimit - (64 << 20))
+            throw new ModelFormatException($"{path}: the model's inline tensors hold {inlineBytes} bytes, more than protobuf's 2 GB limit; save with --external-data");
+
+        string tmpModel = TempName(full);
+        string? tmpData = dataPath is null ? null : TempName(dataPath);
+        var restore = new List<(TensorProto Tensor, TensorProto Saved)>();
+        try
+        {
+            if (tmpData != null)
+            {
+                using var data = new FileStream(tmpData, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
+                foreach (var t in moved)
+                {
+                    long pad = (Alignment - data.Position % Alignment) % Alignment;
+                    if (pad > 0) data.Write(new byte[pad]);
+                    long offset = data.Position;
+                    var bytes = model.RawBytes(t);
+                    data.Write(bytes);
+                    restore.Add((t, StorageFields(t)));
+                    t.ClearRawData();
+                    t.ExternalData.Clear();
+                    t.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = dataName });
+                    t.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString() });
+                    t.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = bytes.Length.ToString() });
+                    t.DataLocation = TensorProto.Types.DataLocation.External;
+                }
+            }
+            using (var stream = new FileStream(tmpModel, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+                model.Proto.WriteTo(stream);
+            if (tmpData != null) File.Move(tmpData, dataPath!, overwrite: true);
+            File.Move(tmpModel, full, overwrite: true);
+        }
+        finally
+        {
+            foreach (var (t, saved) in restore) RestoreStorage(t, saved);
+            TryDelete(tmpModel);
+            if (tmpData != null) TryDelete(tmpData);
+        }
+    }
+
+    /// <summary>Serialises a model held entirely in memory (no external data).</summary>
+    public static byte[] ToBytes(OnnxModel model)
+    {
+        if (model.HasExternalData)
+            throw new ModelFormatException($"{model.Describe()}: has external data; save it to a file instead");
+        return model.Proto.ToByteArray();
+    }
+
+    static List<TensorProto> SelectExternal(OnnxModel model, SaveOptions options)
+    {
+        var list = new List<TensorProto>();
+        var seen = new HashSet<TensorProto>(ReferenceEqualityComparer.Instance);
+        bool hadExternal = model.HasExternalData;
+        foreach (var t in model.AllTensors())
+        {
+            if (!seen.Add(t)) continue;
+            bool large = t.HasRawData && t.RawData.Length >= options.ExternalThreshold;
+            // Keep: what was external stays so, and large new tensors join it (a >2 GB model stays saveable).
+            bool external = OnnxModel.IsExternal(t)
+                || (large && options.ExternalData == ExternalDataMode.All)
+                || (large && hadExternal && model.Created.Contains(t));
+            if (external) list.Add(t);
+        }
+        return list;
+    }
+
+    static TensorProto StorageFields(TensorProto t)
+    {
+        var saved = new TensorProto();
+        if (t.HasRawData) saved.RawData = t.RawData;
+        saved.ExternalData.AddRange(t.ExternalData);
+        if (t.HasDataLocation) saved.DataLocation = t.DataLocation;
+        return saved;
+    }
+
+    static void RestoreStorage(TensorProto t, TensorProto saved)
+    {
+        t.ClearRawData();
+        if (saved.HasRawData) t.RawData = saved.RawData;
+        t.ExternalData.Clear();
+        t.ExternalData.AddRange(saved.ExternalData);
+        t.ClearDataLocation();
+        if (saved.HasDataLocation) t.DataLocation = saved.DataLocation;
+    }
+
+    static string TempName(string path) =>
+        Path.Combine(Path.GetDirectoryName(path)!, $".{Path.GetFileName(path)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+
+    static void TryDelete(string path)
+    {
+        try { if (File.Exists(path)) File.Delete(path); } catch (IOException) { }
+    }
+}

@@ -1,0 +1,61 @@
+using NormFold.Graph;
+using NormFold.Onnx.Proto;
+using NormFold.Tensors;
+
+namespace NormFold.Rewriting.BatchNorm;
+
+/// <summary>
+/// Conv(X, W, b?) → BN   ⇒   Conv(X, W', b')
+/// Conditions: W (and b) constant, floating point; W is [M, C/g, k…] (1-D/2-D/3-D, any group) with M = BN channels.
+/// Algebra, per output channel m:  W'[m, …] = W[m, …]·s[m],   b'[m] = b[m]·s[m] + t[m]   (b = 0 when absent).
+/// </summary>
+public sealed class IntoConv : FoldIntoProducer<IntoConv.ConvPlan>
+{
+    public sealed record ConvPlan(NodeProto Anchor, NodeProto Target, TensorProto Weight, double[] NewWeight,
+        int BiasType, double[] NewBias, long[] BiasDims) : Plan(Anchor, Target);
+
+    public override string Name => "BatchNormIntoConv";
+    protected override IReadOnlyCollection<string> ProducerOpTypes { get; } = ["Conv"];
+
+    protected override Match MatchProducer(GraphIndex g, NodeProto bn, NodeProto conv, BatchNormParameters p)
+    {
+        if (ConstantWeight(g, conv, 1, "weight", out var w) is { } refused) return refused;
+        if (w.Dims.Count < 3)
+            return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(conv)} weight '{w.Name}' has shape {Dims(w)}, expected [M, C/group, k…]");
+        if (w.Dims[0] != p.Channels)
+            return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(conv)} has {w.Dims[0]} output channels, the BN has {p.Channels}");
+        if (OptionalChannelBias(g, conv, p.Channels, out var bias) is { } biasRefused) return biasRefused;
+
+        var weights = g.Model.ReadDoubles(w);
+        ScaleRows(weights, p.Scale);
+        ChannelBias.TryFold(bias, bias is null ? null : g.Model.ReadDoubles(bias), 1.0, p.Scale, p.Shift, out var newBias, out var biasDims, out _);
+        return new Match.Planned(new ConvPlan(bn, conv, w, weights, bias?.DataType ?? w.DataType, newBias, biasDims));
+    }
+
+    /// <summary>Multiplies row m of a [M, …] array by s[m], in place.</summary>
+    internal static void ScaleRows(Span<double> values, double[] s)
+    {
+        int perRow = values.Length / s.Length;
+        for (int m = 0; m < s.Length; m++)
+        {
+            var row = values.Slice(m * perRow, perRow);
+            double f = s[m];
+            for (int i = 0; i < row.Length; i++) row[i] *= f;
+        }
+    }
+
+    protected override IReadOnlyList<string> Apply(GraphEditor editor, ConvPlan plan) => Rewrite(editor, plan);
+
+    /// <summary>Shared with ConvTranspose: new W' and b' tensors, producer takes the BN's output.</summary>
+    internal static IReadOnlyList<string> Rewrite(GraphEditor editor, ConvPlan plan)
+    {
+        var node = plan.Target;
+        string w = editor.AddInitializer(TensorData.Create("", plan.Weight.DataType, plan.Weight.Dims, plan.NewWeight), plan.Weight.Name + "_bnfold");
+        string biasBase = HasInput(node, 2) ? node.Input[2] + "_bnfold" : plan.Weight.Name + "_bias_bnfold";
+        string b = editor.AddInitializer(TensorData.Create("", plan.BiasType, plan.BiasDims, plan.NewBias), biasBase);
+        editor.SetInput(node, 1, w);
+        editor.SetInput(node, 2, b);
+        Bypass(editor, plan.Anchor, node);
+        return [w, b];
+    }
+}

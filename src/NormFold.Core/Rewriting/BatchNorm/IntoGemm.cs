@@ -1,0 +1,70 @@
+using NormFold.Graph;
+using NormFold.Onnx.Proto;
+using NormFold.Tensors;
+
+namespace NormFold.Rewriting.BatchNorm;
+
+/// <summary>
+/// Gemm(A, B, C?; α, β, transA, transB) → BN   ⇒   Gemm(A, B', C'; α, β = 1, transA, transB)
+/// Y = α·op(A)·op(B) + β·C is [M, N]; BN's channel axis 1 is N.
+/// Conditions: Gemm-7 or later (earlier versions carry a `broadcast` flag); B (and C) constant, floating point;
+/// N = BN channels; C absent, scalar, [N], [1,N], [M,1] or [M,N].
+/// Algebra: column n of op(B) scaled by s[n] (row n of B when transB = 1, column n otherwise);
+///          C'[…, n] = s[n]·β·C[…, n] + t[n]; β written as 1. α is unchanged.
+/// </summary>
+public sealed class IntoGemm : FoldIntoProducer<IntoGemm.GemmPlan>
+{
+    public sealed record GemmPlan(NodeProto Anchor, NodeProto Target, TensorProto B, double[] NewB,
+        int CType, double[] NewC, long[] CDims) : Plan(Anchor, Target);
+
+    public override string Name => "BatchNormIntoGemm";
+    protected override IReadOnlyCollection<string> ProducerOpTypes { get; } = ["Gemm"];
+
+    protected override Match MatchProducer(GraphIndex g, NodeProto bn, NodeProto gemm, BatchNormParameters p)
+    {
+        if (g.Opset < 7)
+            return Match.Refuse(SkipReason.UnsupportedOpsetVersion, $"{Attributes.Describe(gemm)} is Gemm-{(g.Opset < 6 ? 1 : 6)}, whose `broadcast` attribute NormFold does not rewrite");
+        if (ConstantWeight(g, gemm, 1, "B", out var b) is { } refused) return refused;
+        bool transB = Attributes.Int(gemm, "transB", 0) != 0;
+        if (b.Dims.Count != 2)
+            return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(gemm)} B '{b.Name}' has shape {Dims(b)}, expected 2-D");
+        long n = transB ? b.Dims[0] : b.Dims[1];
+        if (n != p.Channels)
+            return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(gemm)} produces {n} columns, the BN has {p.Channels} channels");
+        TensorProto? c = null;
+        if (HasInput(gemm, 2) && ConstantWeight(g, gemm, 2, "C", out c) is { } cRefused) return cRefused;
+
+        double beta = Attributes.Float(gemm, "beta", 1f);
+        if (!ChannelBias.TryFold(c, c is null ? null : g.Model.ReadDoubles(c), beta, p.Scale, p.Shift, out var newC, out var cDims, out string whyNot))
+            return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(gemm)}: {whyNot}");
+
+        var values = g.Model.ReadDoubles(b);
+        if (transB) IntoConv.ScaleRows(values, p.Scale);
+        else ScaleColumns(values, p.Scale);
+        return new Match.Planned(new GemmPlan(bn, gemm, b, values, c?.DataType ?? b.DataType, newC, cDims));
+    }
+
+    /// <summary>Multiplies column n of a row-major [K, N] array by s[n], in place.</summary>
+    internal static void ScaleColumns(Span<double> values, double[] s)
+    {
+        int n = s.Length;
+        for (int row = 0; row < values.Length; row += n)
+        {
+            var r = values.Slice(row, n);
+            for (int j = 0; j < n; j++) r[j] *= s[j];
+        }
+    }
+
+    protected override IReadOnlyList<string> Apply(GraphEditor editor, GemmPlan plan)
+    {
+        var gemm = plan.Target;
+        string b = editor.AddInitializer(TensorData.Create("", plan.B.DataType, plan.B.Dims, plan.NewB), plan.B.Name + "_bnfold");
+        string cBase = HasInput(gemm, 2) ? gemm.Input[2] + "_bnfold" : plan.B.Name + "_bias_bnfold";
+        string c = editor.AddInitializer(TensorData.Create("", plan.CType, plan.CDims, plan.NewC), cBase);
+        editor.SetInput(gemm, 1, b);
+        editor.SetInput(gemm, 2, c);
+        if (Attributes.Find(gemm, "beta") != null) Attributes.SetFloat(gemm, "beta", 1f);
+        Bypass(editor, plan.Anchor, gemm);
+        return [b, c];
+    }
+}

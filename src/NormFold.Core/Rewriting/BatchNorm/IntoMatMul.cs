@@ -1,0 +1,78 @@
+using NormFold.Graph;
+using NormFold.Onnx.Proto;
+using NormFold.Tensors;
+
+namespace NormFold.Rewriting.BatchNorm;
+
+/// <summary>
+/// MatMul(A, B) [→ Add(·, bias)] → BN   ⇒   MatMul(A, B') → Add(·, bias')
+/// Conditions: B constant, 2-D [K, N], N = BN channels; the MatMul output has rank 2 (known from the model's
+/// types), so BN's channel axis 1 is B's column axis — for higher ranks axis 1 is not N, so it is refused;
+/// the optional bias is constant and broadcasts along N; each intermediate is read only by the next node.
+/// Algebra: B'[k, n] = B[k, n]·s[n];  bias'[…, n] = s[n]·bias[…, n] + t[n]  (bias = 0 when absent: a new Add).
+/// </summary>
+public sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
+{
+    public sealed record MatMulPlan(NodeProto Anchor, NodeProto Target, NodeProto? Add, int BiasSlot,
+        TensorProto B, double[] NewB, int BiasType, double[] NewBias, long[] BiasDims) : Plan(Anchor, Target);
+
+    public override string Name => "BatchNormIntoMatMul";
+    protected override IReadOnlyCollection<string> ProducerOpTypes { get; } = ["MatMul", "Add"];
+
+    protected override Match MatchProducer(GraphIndex g, NodeProto bn, NodeProto producer, BatchNormParameters p)
+    {
+        NodeProto matmul = producer;
+        NodeProto? add = null;
+        TensorProto? bias = null;
+        int biasSlot = -1;
+        if (producer.OpType == "Add")
+        {
+            add = producer;
+            for (int k = 0; k < 2 && k < add.Input.Count; k++)
+                if (g.Producer(add.Input[k]) is { OpType: "MatMul" } mm && Attributes.IsDefaultDomain(mm)) { matmul = mm; biasSlot = 1 - k; }
+            if (biasSlot < 0 || add.Input.Count != 2)
+                return Match.Refuse(SkipReason.ProducerNotFoldable, $"input '{bn.Input[0]}' comes from {Attributes.Describe(add)}, which does not add to a MatMul");
+            if (SoleReaderRefusal(g, add.Input[1 - biasSlot], add) is { } shared) return shared;
+            if (ConstantWeight(g, add, biasSlot, "bias", out var b) is { } biasRefused) return biasRefused;
+            bias = b;
+        }
+        if (ConstantWeight(g, matmul, 1, "B", out var weight) is { } refused) return refused;
+        if (weight.Dims.Count != 2)
+            return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(matmul)} B '{weight.Name}' has shape {Dims(weight)}, expected 2-D");
+        if (weight.Dims[1] != p.Channels)
+            return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(matmul)} produces {weight.Dims[1]} columns, the BN has {p.Channels} channels");
+
+        int? rank = g.Rank(matmul.Input[0]) ?? g.Rank(matmul.Output[0]) ?? g.Rank(bn.Input[0]) ?? g.Rank(bn.Output[0]);
+        if (rank is null)
+            return Match.Refuse(SkipReason.UnknownRank, $"the rank of {Attributes.Describe(matmul)}'s output is not declared in the model; folding is exact only for rank 2");
+        if (rank != 2)
+            return Match.Refuse(SkipReason.ChannelAxisMismatch, $"{Attributes.Describe(matmul)} output has rank {rank}: BN normalises axis 1, B's columns are axis {rank - 1}");
+
+        if (!ChannelBias.TryFold(bias, bias is null ? null : g.Model.ReadDoubles(bias), 1.0, p.Scale, p.Shift, out var newBias, out var biasDims, out string whyNot))
+            return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(add!)}: {whyNot}");
+        var values = g.Model.ReadDoubles(weight);
+        IntoGemm.ScaleColumns(values, p.Scale);
+        return new Match.Planned(new MatMulPlan(bn, matmul, add, biasSlot, weight, values, bias?.DataType ?? weight.DataType, newBias, biasDims));
+    }
+
+    protected override IReadOnlyList<string> Apply(GraphEditor editor, MatMulPlan plan)
+    {
+        string b = editor.AddInitializer(TensorData.Create("", plan.B.DataType, plan.B.Dims, plan.NewB), plan.B.Name + "_bnfold");
+        editor.SetInput(plan.Target, 1, b);
+        string biasBase = plan.Add is null ? plan.B.Name + "_bias_bnfold" : plan.Add.Input[plan.BiasSlot] + "_bnfold";
+        string bias = editor.AddInitializer(TensorData.Create("", plan.BiasType, plan.BiasDims, plan.NewBias), biasBase);
+        if (plan.Add is { } add)
+        {
+            editor.SetInput(add, plan.BiasSlot, bias);
+            Bypass(editor, plan.Anchor, add);
+        }
+        else
+        {
+            string y = plan.Anchor.Output[0];
+            editor.RemoveNode(plan.Anchor);
+            var newAdd = new NodeProto { OpType = "Add", Input = { plan.Target.Output[0], bias }, Output = { y } };
+            editor.AddNode(newAdd, (plan.Anchor.Name.Length > 0 ? plan.Anchor.Name : y) + "_bias");
+        }
+        return [b, bias];
+    }
+}

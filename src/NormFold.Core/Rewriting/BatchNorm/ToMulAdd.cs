@@ -1,0 +1,54 @@
+using NormFold.Graph;
+using NormFold.Onnx.Proto;
+using NormFold.Tensors;
+
+namespace NormFold.Rewriting.BatchNorm;
+
+/// <summary>
+/// BN(X) with no producer to fold into   ⇒   Add(Mul(X, s), t)
+/// Conditions: an eval-mode BN with usable parameters; X's rank r ≥ 2 and element type known from the model.
+/// Algebra: y = s·x + t per channel; s and t are shaped [C, 1, …, 1] (r − 2 ones) to broadcast along axis 1,
+/// stored in X's element type (rounded once from double).
+/// Runs after the fold rules, on the BNs they left.
+/// </summary>
+public sealed class ToMulAdd : RewriteRule<ToMulAdd.MulAddPlan>
+{
+    public sealed record MulAddPlan(NodeProto Anchor, int DataType, long[] Dims, double[] Scale, double[] Shift) : Plan(Anchor, null);
+
+    public override string Name => "BatchNormToMulAdd";
+    public override string AnchorOpType => "BatchNormalization";
+
+    public override Match TryMatch(GraphIndex g, NodeProto bn)
+    {
+        if (BatchNormParameters.TryRead(g, bn, out var p) is { } refused) return refused;
+        string x = bn.Input[0];
+        int? rank = g.Rank(x) ?? g.Rank(bn.Output[0]);
+        if (rank is null)
+            return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' is not declared in the model, so the [C,1,…] shape of Mul/Add constants is unknown");
+        if (rank < 2)
+            return Match.Refuse(SkipReason.ShapeMismatch, $"'{x}' has rank {rank}; BatchNormalization needs rank ≥ 2");
+        int? type = g.ElemType(x) ?? g.ElemType(bn.Output[0]) ?? (p.Version < 15 ? p.ParameterType : null);
+        if (type is null)
+            return Match.Refuse(SkipReason.UnsupportedDataType, $"the element type of '{x}' is not declared in the model");
+        if (!ElementType.IsFoldable(type.Value))
+            return Match.Refuse(SkipReason.UnsupportedDataType, $"'{x}' is {ElementType.Name(type.Value)}");
+        var dims = new long[rank.Value - 1];
+        dims[0] = p.Channels;
+        for (int i = 1; i < dims.Length; i++) dims[i] = 1;
+        return new Match.Planned(new MulAddPlan(bn, type.Value, dims, p.Scale, p.Shift));
+    }
+
+    protected override IReadOnlyList<string> Apply(GraphEditor editor, MulAddPlan plan)
+    {
+        var bn = plan.Anchor;
+        string baseName = bn.Name.Length > 0 ? bn.Name : bn.Output[0];
+        string s = editor.AddInitializer(TensorData.Create("", plan.DataType, plan.Dims, plan.Scale), baseName + "_scale");
+        string t = editor.AddInitializer(TensorData.Create("", plan.DataType, plan.Dims, plan.Shift), baseName + "_shift");
+        string y = bn.Output[0];
+        string scaled = editor.Names.FreshValue(baseName + "_scaled");
+        editor.RemoveNode(bn);
+        editor.AddNode(new NodeProto { OpType = "Mul", Input = { bn.Input[0], s }, Output = { scaled } }, baseName + "_mul");
+        editor.AddNode(new NodeProto { OpType = "Add", Input = { scaled, t }, Output = { y } }, baseName + "_add");
+        return [s, t];
+    }
+}

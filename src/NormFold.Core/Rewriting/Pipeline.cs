@@ -1,0 +1,149 @@
+using NormFold.Graph;
+using NormFold.Onnx;
+using NormFold.Onnx.Proto;
+using NormFold.Rewriting.BatchNorm;
+using NormFold.Rewriting.Cleanup;
+
+namespace NormFold.Rewriting;
+
+public sealed record PipelineOptions
+{
+    /// <summary>Leave BNs that cannot be folded as they are, instead of turning them into Mul + Add.</summary>
+    public bool KeepStandaloneBatchNorm { get; init; }
+    /// <summary>Rule names switched off.</summary>
+    public IReadOnlySet<string> DisabledRules { get; init; } = new HashSet<string>();
+    /// <summary>Cap on passes over one graph (each pass can only fold what the previous one exposed).</summary>
+    public int MaxPasses { get; init; } = 8;
+}
+
+/// <summary>
+/// Runs the rules over the model's graph and every If/Loop/Scan body (bodies first, since they may read the
+/// enclosing graph's constants but never change them), then cleans up each graph. Every BatchNormalization
+/// gets exactly one decision in the log.
+/// </summary>
+public sealed class Pipeline(PipelineOptions? options = null)
+{
+    readonly PipelineOptions _options = options ?? new PipelineOptions();
+
+    /// <summary>Fold rules, tried in order on each BN; each accepts only its own producer op types, so order
+    /// among them does not matter.</summary>
+    public static IReadOnlyList<IRewriteRule> FoldRules { get; } =
+        [new IntoConv(), new IntoConvTranspose(), new IntoGemm(), new IntoMatMul()];
+
+    /// <summary>Must run after the fold rules reach a fixed point: a BN turned into Mul + Add can no longer be folded.</summary>
+    public static IRewriteRule StandaloneRule { get; } = new ToMulAdd();
+
+    public static IEnumerable<string> RuleNames => FoldRules.Select(r => r.Name).Append(StandaloneRule.Name);
+
+    public RewriteLog Run(OnnxModel model)
+    {
+        foreach (var name in _options.DisabledRules)
+            if (!RuleNames.Contains(name))
+                throw new ArgumentException($"unknown rule '{name}' (rules: {string.Join(", ", RuleNames)})");
+        var log = new RewriteLog();
+        var names = new NameAllocator(model);
+        ProcessGraph(model, model.Proto.Graph, null, "main", names, log);
+        return log;
+    }
+
+    /// <summary>Rewrites one graph after its bodies; returns orphaned names it does not define.</summary>
+    HashSet<string> ProcessGraph(OnnxModel model, GraphProto graph, GraphIndex? parent, string path, NameAllocator names, RewriteLog log)
+    {
+        var index = new GraphIndex(graph, model, parent, path);
+        var orphansFromBodies = new HashSet<string>(StringComparer.Ordinal);
+        bool bodyChanged = false;
+        foreach (var node in graph.Node.ToList())
+            foreach (var attr in node.Attribute)
+            {
+                var bodies = attr.G != null ? [attr.G] : attr.Graphs.ToList();
+                for (int k = 0; k < bodies.Count; k++)
+                {
+                    string bodyPath = $"{path}/{NodeLabel(node)}:{attr.Name}{(attr.G != null ? "" : $"[{k}]")}";
+                    int before = log.Decisions.Count;
+                    orphansFromBodies.UnionWith(ProcessGraph(model, bodies[k], index, bodyPath, names, log));
+                    bodyChanged |= log.Decisions.Skip(before).Any(d => d.Outcome != Outcome.Left);
+                }
+            }
+        if (bodyChanged) index = new GraphIndex(graph, model, parent, path); // bodies now read other outer names
+
+        var editor = new GraphEditor(index, names);
+        editor.Orphans.UnionWith(orphansFromBodies);
+        var decisions = new Dictionary<NodeProto, Decision>(ReferenceEqualityComparer.Instance);
+        var order = new List<NodeProto>();
+
+        for (int pass = 0; pass < _options.MaxPasses; pass++)
+        {
+            bool folded = false;
+            foreach (var bn in Anchors(graph, editor))
+            {
+                if (!decisions.ContainsKey(bn)) order.Add(bn);
+                var (decision, changed) = DecideFold(editor, bn, path);
+                decisions[bn] = decision;
+                folded |= changed;
+            }
+            if (!folded) break;
+        }
+
+        foreach (var bn in Anchors(graph, editor).ToList())
+            decisions[bn] = DecideStandalone(editor, bn, path, decisions[bn]);
+
+        foreach (var bn in order) log.Add(decisions[bn]);
+        var outer = GraphCleanup.Run(editor);
+        outer.UnionWith(orphansFromBodies.Where(n => !index.Defines(n)));
+        return outer;
+    }
+
+    static IEnumerable<NodeProto> Anchors(GraphProto graph, GraphEditor editor) =>
+        graph.Node.Where(n => n.OpType == "BatchNormalization" && Attributes.IsDefaultDomain(n) && !editor.RemovedNodes.Contains(n)).ToList();
+
+    (Decision, bool) DecideFold(GraphEditor editor, NodeProto bn, string path)
+    {
+        Match.Refused? best = null;
+        foreach (var rule in FoldRules)
+        {
+            var match = rule.TryMatch(editor.Index, bn);
+            if (match is Match.Planned planned)
+            {
+                if (_options.DisabledRules.Contains(rule.Name))
+                {
+                    best = Match.Refuse(SkipReason.RuleDisabled, $"{rule.Name} would fold it into {Attributes.Describe(planned.Plan.Target!)}");
+                    continue;
+                }
+                string target = Attributes.Describe(planned.Plan.Target!);
+                var created = rule.Apply(editor, planned.Plan);
+                return (new Decision(path, NodeLabel(bn), bn.OpType, Outcome.Folded, rule.Name, target, null,
+                    $"folded into {target}", created), true);
+            }
+            var refused = (Match.Refused)match;
+            if (best is null || (best.Reason == SkipReason.ProducerNotFoldable && refused.Reason != SkipReason.ProducerNotFoldable))
+                best = refused;
+        }
+        return (Left(bn, path, best!), false);
+    }
+
+    Decision DecideStandalone(GraphEditor editor, NodeProto bn, string path, Decision foldDecision)
+    {
+        var rule = StandaloneRule;
+        if (foldDecision.Reason == SkipReason.RuleDisabled) return foldDecision; // the user wants this BN left alone
+        if (_options.KeepStandaloneBatchNorm || _options.DisabledRules.Contains(rule.Name))
+            return foldDecision with { Detail = $"{foldDecision.Detail}; kept as BatchNormalization (--keep-standalone-bn or {rule.Name} disabled)" };
+        var match = rule.TryMatch(editor.Index, bn);
+        if (match is Match.Refused refused)
+            // Same reason: it is about the BN itself. Otherwise the fold was stopped by the producer and
+            // Mul + Add by something else; report the last obstacle and keep both details.
+            return refused.Reason == foldDecision.Reason
+                ? foldDecision
+                : foldDecision with { Reason = refused.Reason, Detail = $"{refused.Detail}; not foldable either: {foldDecision.Detail}" };
+        var created = rule.Apply(editor, ((Match.Planned)match).Plan);
+        return foldDecision with
+        {
+            Outcome = Outcome.Replaced, Rule = rule.Name, Target = null, Created = created,
+            Detail = $"replaced by Mul + Add; not folded: {foldDecision.Detail}",
+        };
+    }
+
+    static Decision Left(NodeProto bn, string path, Match.Refused refused) =>
+        new(path, NodeLabel(bn), bn.OpType, Outcome.Left, null, null, refused.Reason, refused.Detail, []);
+
+    static string NodeLabel(NodeProto n) => n.Name.Length > 0 ? n.Name : $"<{n.OpType} → {n.Output.FirstOrDefault()}>";
+}

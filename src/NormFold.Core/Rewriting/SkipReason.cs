@@ -1,0 +1,36 @@
+namespace NormFold.Rewriting;
+
+/// <summary>Why a rewrite was not made. Each value is asserted by a test.</summary>
+public enum SkipReason
+{
+    /// <summary>The BN's input comes from a node no rule can fold into (or from a graph input).</summary>
+    ProducerNotFoldable,
+    /// <summary>The producer's output is also read by another node, which must keep seeing the un-normalised value.</summary>
+    ProducerHasOtherConsumers,
+    /// <summary>The producer's output is a graph output, which must keep its value.</summary>
+    ProducerOutputIsGraphOutput,
+    /// <summary>A BN parameter or a producer weight/bias is not a constant (or is an initializer that is also a graph input).</summary>
+    ParameterNotConstant,
+    /// <summary>The BN normalises with batch statistics (training_mode=1, or is_test=0 before opset 7).</summary>
+    TrainingMode,
+    /// <summary>BN's optional outputs (running or saved mean/variance) are read.</summary>
+    OptionalOutputsUsed,
+    /// <summary>The operator version is not one NormFold knows the meaning of.</summary>
+    UnsupportedOpsetVersion,
+    /// <summary>spatial=0 (opset ≤ 7): statistics per activation rather than per channel.</summary>
+    NonSpatial,
+    /// <summary>A weight or parameter has an element type other than float, double, float16, bfloat16.</summary>
+    UnsupportedDataType,
+    /// <summary>γ, β, mean or var do not have one value per channel, or the producer's weights have an unexpected shape.</summary>
+    ShapeMismatch,
+    /// <summary>BN's channel axis (1) is not the axis the producer's weights scale (MatMul with rank ≠ 2).</summary>
+    ChannelAxisMismatch,
+    /// <summary>The tensor's rank is not known from the model, and the rewrite depends on it.</summary>
+    UnknownRank,
+    /// <summary>A parameter is NaN or infinite.</summary>
+    NonFiniteParameter,
+    /// <summary>var + ε ≤ 0: the BN divides by zero or by the square root of a negative number.</summary>
+    NonPositiveVariance,
+    /// <summary>The rule that would fold it was switched off with --disable.</summary>
+    RuleDisabled,
+}

@@ -1,0 +1,145 @@
+namespace NormFold.Verification;
+
+/// <summary>How one output of the candidate model differs from the reference.</summary>
+public sealed record OutputComparison
+{
+    public required string Name { get; init; }
+    public required bool Passed { get; init; }
+    /// <summary>Why it failed when that is not a numeric excess: missing output, shape or type mismatch.</summary>
+    public string? Problem { get; init; }
+    public string Shape { get; init; } = "";
+    public string ElementType { get; init; } = "";
+    public Tolerance Tolerance { get; init; } = new(0, 0);
+    public double MaxAbs { get; init; }
+    public double MeanAbs { get; init; }
+    public double MedianAbs { get; init; }
+    public double P99Abs { get; init; }
+    public double MaxRel { get; init; }
+    public double MeanRel { get; init; }
+    public double MedianRel { get; init; }
+    public double P99Rel { get; init; }
+    /// <summary>Largest |reference| (finite elements).</summary>
+    public double ReferenceMagnitude { get; init; }
+    /// <summary>MaxAbs / ReferenceMagnitude.</summary>
+    public double RelativeToMagnitude { get; init; }
+    public double Cosine { get; init; }
+    public long[] WorstIndex { get; init; } = [];
+    public double WorstReference { get; init; }
+    public double WorstActual { get; init; }
+    /// <summary>Smallest atol that passes every element alone (rtol = 0).</summary>
+    public double MinAtol { get; init; }
+    /// <summary>Smallest rtol that passes every element alone (atol = 0); ∞ when a zero reference element differs.</summary>
+    public double MinRtol { get; init; }
+    public long FailedElements { get; init; }
+    public long Elements { get; init; }
+}
+
+public static class Comparator
+{
+    /// <summary>Compares one output. <paramref name="toleranceFor"/> maps (element type, reference magnitude) to the
+    /// tolerance; null means <see cref="Tolerance.Default"/>.</summary>
+    public static OutputComparison Compare(NamedTensor reference, NamedTensor? actual, Func<int, double, Tolerance>? toleranceFor = null)
+    {
+        string typeName = Tensors.ElementType.Name(reference.ElementType);
+        if (actual is null)
+            return new OutputComparison { Name = reference.Name, Passed = false, Problem = "missing from the candidate model", Shape = reference.ShapeText, ElementType = typeName };
+        if (actual.ElementType != reference.ElementType)
+            return new OutputComparison { Name = reference.Name, Passed = false, Shape = reference.ShapeText, ElementType = typeName,
+                Problem = $"element type {Tensors.ElementType.Name(actual.ElementType)}, reference has {typeName}" };
+        if (!actual.Shape.SequenceEqual(reference.Shape))
+            return new OutputComparison { Name = reference.Name, Passed = false, Shape = reference.ShapeText, ElementType = typeName,
+                Problem = $"shape {actual.ShapeText}, reference has {reference.ShapeText}" };
+
+        double[] r = reference.ToDoubles(), a = actual.ToDoubles();
+        double magnitude = 0;
+        foreach (double v in r) if (double.IsFinite(v)) magnitude = Math.Max(magnitude, Math.Abs(v));
+        var tol = reference.IsFloatingPoint
+            ? (toleranceFor ?? Tolerance.Default)(reference.ElementType, magnitude)
+            : new Tolerance(0, 0); // integer and bool outputs must match exactly
+
+        int n = r.Length;
+        var abs = new double[n];
+        var rel = new double[n];
+        double dot = 0, normR = 0, normA = 0, sumAbs = 0, sumRel = 0, maxAbs = 0, maxRel = 0;
+        long failed = 0, worst = -1;
+        double worstExcess = -1;
+        for (int i = 0; i < n; i++)
+        {
+            double ri = r[i], ai = a[i];
+            double e;
+            bool pass;
+            if (double.IsNaN(ri) || double.IsNaN(ai) || double.IsInfinity(ri) || double.IsInfinity(ai))
+            {
+                bool same = (double.IsNaN(ri) && double.IsNaN(ai)) || ri.Equals(ai);
+                e = same ? 0 : double.PositiveInfinity;
+                pass = same;
+                rel[i] = e;
+            }
+            else
+            {
+                e = Math.Abs(ai - ri);
+                pass = e <= tol.Atol || e <= tol.Rtol * Math.Abs(ri);
+                rel[i] = e == 0 ? 0 : ri == 0 ? double.PositiveInfinity : e / Math.Abs(ri);
+                dot += ri * ai; normR += ri * ri; normA += ai * ai;
+            }
+            abs[i] = e;
+            sumAbs += e;
+            if (double.IsFinite(rel[i])) sumRel += rel[i];
+            maxAbs = Math.Max(maxAbs, e);
+            maxRel = Math.Max(maxRel, rel[i]);
+            if (!pass) failed++;
+            // The worst element: the one furthest beyond its own allowance.
+            double allowance = Math.Max(tol.Atol, tol.Rtol * Math.Abs(ri));
+            double excess = allowance > 0 ? e / allowance : e;
+            if (excess > worstExcess) { worstExcess = excess; worst = i; }
+        }
+
+        return new OutputComparison
+        {
+            Name = reference.Name,
+            Passed = failed == 0,
+            Shape = reference.ShapeText,
+            ElementType = typeName,
+            Tolerance = tol,
+            MaxAbs = maxAbs,
+            MeanAbs = n == 0 ? 0 : sumAbs / n,
+            MedianAbs = Percentile(abs, 0.5),
+            P99Abs = Percentile(abs, 0.99),
+            MaxRel = maxRel,
+            MeanRel = n == 0 ? 0 : sumRel / n,
+            MedianRel = Percentile(rel, 0.5),
+            P99Rel = Percentile(rel, 0.99),
+            ReferenceMagnitude = magnitude,
+            RelativeToMagnitude = magnitude > 0 ? maxAbs / magnitude : maxAbs,
+            Cosine = normR > 0 && normA > 0 ? dot / Math.Sqrt(normR * normA) : normR == normA ? 1 : 0,
+            WorstIndex = worst >= 0 ? Unravel(worst, reference.Shape) : [],
+            WorstReference = worst >= 0 ? r[worst] : 0,
+            WorstActual = worst >= 0 ? a[worst] : 0,
+            MinAtol = maxAbs,
+            MinRtol = maxRel,
+            FailedElements = failed,
+            Elements = n,
+        };
+    }
+
+    /// <summary>Nearest-rank percentile; sorts the array in place.</summary>
+    static double Percentile(double[] values, double p)
+    {
+        if (values.Length == 0) return 0;
+        Array.Sort(values);
+        int k = (int)Math.Ceiling(p * values.Length) - 1;
+        return values[Math.Clamp(k, 0, values.Length - 1)];
+    }
+
+    static long[] Unravel(long flat, long[] shape)
+    {
+        var index = new long[shape.Length];
+        for (int d = shape.Length - 1; d >= 0; d--)
+        {
+            long size = Math.Max(shape[d], 1);
+            index[d] = flat % size;
+            flat /= size;
+        }
+        return index;
+    }
+}

@@ -1,0 +1,95 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using NormFold.Onnx;
+
+namespace NormFold.Verification;
+
+public enum OrtLevel { Disable, Basic, Extended, All }
+
+/// <summary>Declared input or output of a session: element type and dims (-1 where dynamic, with its symbol).</summary>
+public sealed record TensorSignature(string Name, int ElementType, long[] Dims, string[] Symbols);
+
+/// <summary>
+/// One ONNX Runtime CPU session over a model, created once and reused for every run. Graph optimisations are
+/// disabled unless asked otherwise: at any other level ORT folds BatchNormalization itself, and a check against
+/// such a baseline would compare NormFold with ORT's fold rather than with the model.
+/// </summary>
+public sealed class OrtRunner : IDisposable
+{
+    readonly InferenceSession _session;
+    public IReadOnlyList<TensorSignature> Inputs { get; }
+    public IReadOnlyList<TensorSignature> Outputs { get; }
+
+    /// <param name="modelPath">Loaded by path, so external data resolves beside the file.</param>
+    public OrtRunner(string modelPath, OrtLevel level = OrtLevel.Disable, int intraOpThreads = 0)
+        : this(o => new InferenceSession(modelPath, o), modelPath, level, intraOpThreads) { }
+
+    public OrtRunner(byte[] model, OrtLevel level = OrtLevel.Disable, int intraOpThreads = 0)
+        : this(o => new InferenceSession(model, o), "<in-memory model>", level, intraOpThreads) { }
+
+    OrtRunner(Func<SessionOptions, InferenceSession> create, string label, OrtLevel level, int intraOpThreads)
+    {
+        using var options = new SessionOptions
+        {
+            GraphOptimizationLevel = level switch
+            {
+                OrtLevel.Disable => GraphOptimizationLevel.ORT_DISABLE_ALL,
+                OrtLevel.Basic => GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                OrtLevel.Extended => GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                _ => GraphOptimizationLevel.ORT_ENABLE_ALL,
+            },
+            LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
+        };
+        if (intraOpThreads > 0) options.IntraOpNumThreads = intraOpThreads;
+        try { _session = create(options); }
+        catch (OnnxRuntimeException e) { throw new ModelFormatException($"{label}: ONNX Runtime cannot load it: {FirstLine(e.Message)}", e); }
+        Inputs = Signatures(_session.InputMetadata);
+        Outputs = Signatures(_session.OutputMetadata);
+    }
+
+    static List<TensorSignature> Signatures(IReadOnlyDictionary<string, NodeMetadata> metadata) =>
+        metadata.Select(kv => kv.Value.IsTensor
+            ? new TensorSignature(kv.Key, (int)kv.Value.ElementDataType, kv.Value.Dimensions.Select(d => (long)d).ToArray(),
+                kv.Value.SymbolicDimensions ?? new string[kv.Value.Dimensions.Length])
+            : new TensorSignature(kv.Key, 0, [], [])).ToList();
+
+    /// <summary>Runs the model; returns the requested outputs (all by default) in the order asked.</summary>
+    public List<NamedTensor> Run(IReadOnlyList<NamedTensor> inputs, IReadOnlyList<string>? outputNames = null)
+    {
+        outputNames ??= Outputs.Select(o => o.Name).ToList();
+        var values = new List<OrtValue>(inputs.Count);
+        try
+        {
+            foreach (var input in inputs)
+            {
+                var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, (TensorElementType)input.ElementType, input.Shape);
+                values.Add(value);
+                input.Data.CopyTo(value.GetTensorMutableRawData());
+            }
+            using var runOptions = new RunOptions();
+            using var results = _session.Run(runOptions, inputs.Select(i => i.Name).ToList(), values, outputNames);
+            var outputs = new List<NamedTensor>(outputNames.Count);
+            int k = 0;
+            foreach (var r in results)
+            {
+                string name = outputNames[k++];
+                if (!r.IsTensor) throw new NotSupportedException($"output '{name}' is not a tensor; only tensors can be compared");
+                var info = r.GetTensorTypeAndShape();
+                outputs.Add(new NamedTensor(name, (int)info.ElementDataType, info.Shape, r.GetTensorMutableRawData().ToArray()));
+            }
+            return outputs;
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new ModelFormatException($"ONNX Runtime failed to run the model: {FirstLine(e.Message)}", e);
+        }
+        finally
+        {
+            foreach (var v in values) v.Dispose();
+        }
+    }
+
+    static string FirstLine(string s) => s.Split('\n')[0].Trim();
+
+    public void Dispose() => _session.Dispose();
+}

@@ -1,0 +1,203 @@
+#!/usr/bin/python3
+"""Exports the small real models NormFold's tests use, with reference outputs.
+
+Run with Debian's Python (apt: python3-torch python3-torchvision python3-onnx):
+    /usr/bin/python3 tests/models/export.py
+
+torch 1.13 fuses Conv+BN itself during the default export; TrainingMode.PRESERVE with do_constant_folding=False
+keeps BatchNormalization in the graph (in eval mode, since every model is put in eval()), which is what a user's
+export looks like when BN must be folded afterwards. Deterministic: fixed seeds, fixed inputs.
+"""
+import os
+import numpy as np
+import onnx
+from onnx import numpy_helper, helper, TensorProto
+import torch
+import torch.nn as nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def randomize_bn(model, seed):
+    """Give every BN non-trivial running statistics and affine parameters, as after training."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+            c = m.num_features
+            m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
+            m.running_var.copy_(torch.rand(c, generator=g) * 2 + 0.1)
+            if m.affine:
+                m.weight.data.copy_(torch.randn(c, generator=g) * 0.5 + 1)
+                m.bias.data.copy_(torch.randn(c, generator=g) * 0.2)
+        if isinstance(m, nn.GroupNorm) and m.affine:
+            m.weight.data.copy_(torch.randn(m.num_channels, generator=g) * 0.5 + 1)
+            m.bias.data.copy_(torch.randn(m.num_channels, generator=g) * 0.2)
+        if isinstance(m, nn.LayerNorm) and m.elementwise_affine:
+            m.weight.data.copy_(torch.randn(m.normalized_shape, generator=g) * 0.5 + 1)
+            m.bias.data.copy_(torch.randn(m.normalized_shape, generator=g) * 0.2)
+
+
+def export(name, model, x, opset=13, dynamic_batch=True, seed=0):
+    torch.manual_seed(seed)
+    randomize_bn(model, seed + 1)
+    model.eval()
+    path = os.path.join(HERE, name + ".onnx")
+    axes = {"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None
+    torch.onnx.export(model, x, path, opset_version=opset, input_names=["input"], output_names=["output"],
+                      dynamic_axes=axes, training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
+    with torch.no_grad():
+        y = model(x)
+    np.save(os.path.join(HERE, name + ".input.npy"), x.numpy())
+    np.save(os.path.join(HERE, name + ".output.npy"), y.numpy())
+    print(f"{name}: {os.path.getsize(path)} bytes")
+    return path
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return torch.relu(y + (x if self.down is None else self.down(x)))
+
+
+class TinyResNet(nn.Module):
+    """ResNet-18's structure at 1/8 width and one block per stage."""
+    def __init__(self, width=8, classes=10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+                                  nn.MaxPool2d(3, 2, 1))
+        self.layers = nn.Sequential(BasicBlock(width, width, 1), BasicBlock(width, 2 * width, 2),
+                                    BasicBlock(2 * width, 4 * width, 2), BasicBlock(4 * width, 8 * width, 2))
+        self.fc = nn.Linear(8 * width, classes)
+
+    def forward(self, x):
+        x = self.layers(self.stem(x))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+class Mlp(nn.Module):
+    """Linear → BatchNorm1d, which torch exports as Gemm → BatchNormalization."""
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(32, 64), nn.BatchNorm1d(64), nn.ReLU(),
+                                 nn.Linear(64, 48, bias=False), nn.BatchNorm1d(48), nn.ReLU(),
+                                 nn.Linear(48, 10))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    """ConvTranspose2d (grouped, with and without bias) → BatchNorm2d, and a Conv1d/Conv3d branch-free pair."""
+    def __init__(self):
+        super().__init__()
+        self.up1 = nn.ConvTranspose2d(8, 12, 4, 2, 1, groups=2, bias=True)
+        self.bn1 = nn.BatchNorm2d(12)
+        self.up2 = nn.ConvTranspose2d(12, 6, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(6)
+
+    def forward(self, x):
+        return self.bn2(self.up2(torch.relu(self.bn1(self.up1(x)))))
+
+
+class Conv1d3d(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv1d(4, 6, 3, padding=1, groups=2)
+        self.b1 = nn.BatchNorm1d(6)
+        self.c3 = nn.Conv3d(1, 5, 3, padding=1)
+        self.b3 = nn.BatchNorm3d(5)
+
+    def forward(self, x):
+        y = torch.relu(self.b1(self.c1(x)))              # [N, 6, 8]
+        z = self.b3(self.c3(y.reshape(y.shape[0], 1, 6, 2, 4)))  # [N, 5, 6, 2, 4]
+        return z
+
+
+class GroupNormNet(nn.Module):
+    def __init__(self, rank=4):
+        super().__init__()
+        conv = {3: nn.Conv1d, 4: nn.Conv2d, 5: nn.Conv3d}[rank]
+        self.conv = conv(3, 16, 3, padding=1)
+        self.gn = nn.GroupNorm(4, 16)
+        self.gn2 = nn.GroupNorm(8, 16, affine=False)
+
+    def forward(self, x):
+        return self.gn2(torch.relu(self.gn(self.conv(x))))
+
+
+class LayerNormNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(24, 32)
+        self.ln = nn.LayerNorm(32)
+
+    def forward(self, x):
+        return self.ln(torch.relu(self.fc(x)))
+
+
+def constants_as_nodes(src, dst):
+    """paddle2onnx-style: every initializer becomes a Constant node feeding the graph."""
+    m = onnx.load(src)
+    g = m.graph
+    nodes = [helper.make_node("Constant", [], [t.name], name=t.name + "_const", value=t) for t in g.initializer]
+    del g.initializer[:]
+    new_nodes = nodes + list(g.node)
+    del g.node[:]
+    g.node.extend(new_nodes)
+    onnx.save(m, dst)
+    print(f"{os.path.basename(dst)}: {os.path.getsize(dst)} bytes")
+
+
+def to_float16(src, dst):
+    """The same network stored in float16: weights, inputs and outputs (as onnxconverter's float16 tool does)."""
+    m = onnx.load(src)
+    g = m.graph
+    for t in g.initializer:
+        if t.data_type == TensorProto.FLOAT:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name))
+    for v in list(g.input) + list(g.output) + list(g.value_info):
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT:
+            v.type.tensor_type.elem_type = TensorProto.FLOAT16
+    onnx.save(m, dst)
+    print(f"{os.path.basename(dst)}: {os.path.getsize(dst)} bytes")
+
+
+def external(src, dst_dir):
+    os.makedirs(dst_dir, exist_ok=True)
+    m = onnx.load(src)
+    dst = os.path.join(dst_dir, os.path.basename(src))
+    onnx.save_model(m, dst, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=os.path.basename(src) + ".data", size_threshold=256)
+    print(f"{os.path.relpath(dst, HERE)}: external data")
+
+
+def main():
+    torch.manual_seed(0)
+    resnet = export("resnet_tiny", TinyResNet(), torch.randn(2, 3, 32, 32), opset=13)
+    export("resnet_tiny_op15", TinyResNet(), torch.randn(2, 3, 32, 32), opset=15, seed=3)
+    mlp = export("mlp_bn1d", Mlp(), torch.randn(4, 32), opset=13, seed=1)
+    export("decoder_convtranspose", Decoder(), torch.randn(2, 8, 5, 5), opset=13, seed=2)
+    export("conv1d_conv3d", Conv1d3d(), torch.randn(2, 4, 8), opset=13, seed=4)
+    export("groupnorm_op13", GroupNormNet(), torch.randn(2, 3, 8, 8), opset=13, seed=5)
+    export("groupnorm_op17", GroupNormNet(), torch.randn(2, 3, 8, 8), opset=17, seed=6)
+    export("groupnorm_rank3_op13", GroupNormNet(3), torch.randn(2, 3, 10), opset=13, seed=7)
+    export("groupnorm_rank5_op13", GroupNormNet(5), torch.randn(1, 3, 4, 4, 4), opset=13, seed=8)
+    export("layernorm_op13", LayerNormNet(), torch.randn(3, 5, 24), opset=13, seed=9)
+    constants_as_nodes(resnet, os.path.join(HERE, "resnet_tiny_constants.onnx"))
+    to_float16(resnet, os.path.join(HERE, "resnet_tiny_fp16.onnx"))
+    external(mlp, os.path.join(HERE, "external"))
+
+
+if __name__ == "__main__":
+    main()
