@@ -8,7 +8,7 @@ public static class Cli
 {
     public static IReadOnlyList<Command> Commands { get; } = [new FoldCommand(), new InspectCommand(), new CheckCommand()];
 
-    public static int Main(string[] args, TextWriter stdout)
+    public static int Run(string[] args, TextWriter stdout)
     {
         bool verbose = args.Contains("--verbose") || args.Contains("-v");
         if (args.Length == 0 || args[0] is "--help" or "-h" or "help")

@@ -1,3 +1,3 @@
 using NormFold.Cli;
 
-return Cli.Main(args, Console.Out);
+return Cli.Run(args, Console.Out);

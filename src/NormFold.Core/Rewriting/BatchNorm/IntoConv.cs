@@ -49,7 +49,7 @@ public sealed class IntoConv : FoldIntoProducer<IntoConv.ConvPlan>
     /// <summary>Shared with ConvTranspose: new W' and b' tensors, producer takes the BN's output.</summary>
     internal static IReadOnlyList<string> Rewrite(GraphEditor editor, ConvPlan plan)
     {
-        var node = plan.Target;
+        var node = plan.Target!;
         string w = editor.AddInitializer(TensorData.Create("", plan.Weight.DataType, plan.Weight.Dims, plan.NewWeight), plan.Weight.Name + "_bnfold");
         string biasBase = HasInput(node, 2) ? node.Input[2] + "_bnfold" : plan.Weight.Name + "_bias_bnfold";
         string b = editor.AddInitializer(TensorData.Create("", plan.BiasType, plan.BiasDims, plan.NewBias), biasBase);

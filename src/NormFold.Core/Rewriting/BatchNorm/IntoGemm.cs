@@ -57,7 +57,7 @@ public sealed class IntoGemm : FoldIntoProducer<IntoGemm.GemmPlan>
 
     protected override IReadOnlyList<string> Apply(GraphEditor editor, GemmPlan plan)
     {
-        var gemm = plan.Target;
+        var gemm = plan.Target!;
         string b = editor.AddInitializer(TensorData.Create("", plan.B.DataType, plan.B.Dims, plan.NewB), plan.B.Name + "_bnfold");
         string cBase = HasInput(gemm, 2) ? gemm.Input[2] + "_bnfold" : plan.B.Name + "_bias_bnfold";
         string c = editor.AddInitializer(TensorData.Create("", plan.CType, plan.CDims, plan.NewC), cBase);

@@ -58,7 +58,7 @@ public sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
     protected override IReadOnlyList<string> Apply(GraphEditor editor, MatMulPlan plan)
     {
         string b = editor.AddInitializer(TensorData.Create("", plan.B.DataType, plan.B.Dims, plan.NewB), plan.B.Name + "_bnfold");
-        editor.SetInput(plan.Target, 1, b);
+        editor.SetInput(plan.Target!, 1, b);
         string biasBase = plan.Add is null ? plan.B.Name + "_bias_bnfold" : plan.Add.Input[plan.BiasSlot] + "_bnfold";
         string bias = editor.AddInitializer(TensorData.Create("", plan.BiasType, plan.BiasDims, plan.NewBias), biasBase);
         if (plan.Add is { } add)
@@ -70,7 +70,7 @@ public sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
         {
             string y = plan.Anchor.Output[0];
             editor.RemoveNode(plan.Anchor);
-            var newAdd = new NodeProto { OpType = "Add", Input = { plan.Target.Output[0], bias }, Output = { y } };
+            var newAdd = new NodeProto { OpType = "Add", Input = { plan.Target!.Output[0], bias }, Output = { y } };
             editor.AddNode(newAdd, (plan.Anchor.Name.Length > 0 ? plan.Anchor.Name : y) + "_bias");
         }
         return [b, bias];

@@ -1,0 +1,84 @@
+using Google.Protobuf;
+using NormFold.Onnx;
+using NormFold.Rewriting;
+using NormFold.Verification;
+
+namespace NormFold.Tests;
+
+/// <summary>Folding a copy, and the ORT equivalence assertion every positive test makes.</summary>
+public static class TestSupport
+{
+    public static string RepoRoot { get; } = FindRoot();
+    public static string ModelsDir => Path.Combine(RepoRoot, "tests", "models");
+
+    static string FindRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir != null && !File.Exists(Path.Combine(dir.FullName, "NormFold.sln"))) dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("NormFold.sln not found above the test binaries");
+    }
+
+    /// <summary>Folds a clone; the original stays as it was.</summary>
+    public static (OnnxModel Folded, FoldResult Result) Fold(OnnxModel original, PipelineOptions? options = null)
+    {
+        var copy = new OnnxModel(original.Proto.Clone(), original.SourcePath);
+        var result = Folding.Fold(copy, options);
+        return (copy, result);
+    }
+
+    public static Decision Single(FoldResult r) => Assert.Single(r.Log.Decisions);
+
+    public static Decision AssertLeft(FoldResult r, SkipReason reason, string? anchor = null)
+    {
+        var d = anchor is null ? Single(r) : r.Log.Decisions.Single(x => x.Anchor == anchor);
+        Assert.Equal(Outcome.Left, d.Outcome);
+        Assert.Equal(reason, d.Reason);
+        Assert.False(string.IsNullOrWhiteSpace(d.Detail));
+        return d;
+    }
+
+    public static int Count(OnnxModel m, string op) => OpCounts.Of(m).GetValueOrDefault(op);
+
+    /// <summary>
+    /// Runs both models in ORT with optimisations disabled on the same seeded inputs and asserts every output agrees
+    /// within the default tolerance (scaled by the output's magnitude); also asserts output names are unchanged.
+    /// </summary>
+    public static CheckReport AssertEquivalent(OnnxModel original, OnnxModel folded, int iterations = 2,
+        IReadOnlyDictionary<string, long[]>? shapes = null)
+    {
+        Assert.Equal(original.Proto.Graph.Output.Select(o => o.Name), folded.Proto.Graph.Output.Select(o => o.Name));
+        using var a = Runner(original);
+        using var b = Runner(folded);
+        var report = EquivalenceChecker.Check(a, b, new CheckOptions { Iterations = iterations, Shapes = shapes ?? new Dictionary<string, long[]>() });
+        Assert.True(report.Passed, "not equivalent: " + string.Join("; ", report.Outputs.Select(o =>
+            $"{o.Name}: {o.Problem ?? $"max abs {o.MaxAbs:G4} (atol {o.Tolerance.Atol:G4}), worst {o.WorstActual} vs {o.WorstReference}"}")));
+        return report;
+    }
+
+    public static OrtRunner Runner(OnnxModel m)
+    {
+        if (!m.HasExternalData) return new OrtRunner(m.Proto.ToByteArray());
+        string dir = TempDir();
+        string path = Path.Combine(dir, "model.onnx");
+        ModelWriter.Save(m, path);
+        return new OrtRunner(path);
+    }
+
+    public static string TempDir()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "normfold-tests", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+
+    /// <summary>Folds and asserts: no BN left, output names unchanged, outputs equivalent in ORT.</summary>
+    public static (OnnxModel Folded, FoldResult Result) FoldAndCheck(OnnxModel original, PipelineOptions? options = null,
+        IReadOnlyDictionary<string, long[]>? shapes = null)
+    {
+        var (folded, result) = Fold(original, options);
+        Assert.All(result.Log.Decisions, d => Assert.Equal(Outcome.Folded, d.Outcome));
+        Assert.Equal(0, Count(folded, "BatchNormalization"));
+        AssertEquivalent(original, folded, shapes: shapes);
+        return (folded, result);
+    }
+}
