@@ -1,0 +1,154 @@
+using System.Text.Json;
+using NormFold.Cli;
+using NormFold.Onnx;
+using static NormFold.Tests.TestSupport;
+
+namespace NormFold.Tests.Cli;
+
+/// <summary>The command line as a user meets it: exit codes, one-line errors, files written or not.</summary>
+[Collection("Console")]
+public class CliTests
+{
+    static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        var saved = Console.Error;
+        Console.SetError(stderr);
+        try { return (NormFold.Cli.Cli.Run(args, stdout), stdout.ToString(), stderr.ToString()); }
+        finally { Console.SetError(saved); }
+    }
+
+    static string Model(string name) => Path.Combine(ModelsDir, name);
+
+    [Fact]
+    public void Fold_writes_the_model_prints_the_table_and_a_json_report()
+    {
+        string dir = TempDir();
+        string output = Path.Combine(dir, "out.onnx"), report = Path.Combine(dir, "r.json");
+        var (code, stdout, stderr) = Run("fold", Model("resnet_tiny.onnx"), "-o", output, "--report", report);
+        Assert.Equal(ExitCodes.Success, code);
+        Assert.Equal("", stderr);
+        Assert.Contains("BatchNormIntoConv", stdout);
+        Assert.Contains("12 BatchNormalization: 12 folded", stdout);
+        Assert.Equal(0, Count(OnnxModel.Load(output), "BatchNormalization"));
+        using var json = JsonDocument.Parse(File.ReadAllText(report));
+        Assert.Equal(12, json.RootElement.GetProperty("summary").GetProperty("folded").GetInt32());
+        var d = json.RootElement.GetProperty("decisions")[0];
+        Assert.Equal("Folded", d.GetProperty("outcome").GetString());
+        Assert.Equal("BatchNormIntoConv", d.GetProperty("rule").GetString());
+    }
+
+    [Fact]
+    public void Fold_with_check_passes_on_a_real_model()
+    {
+        string output = Path.Combine(TempDir(), "out.onnx");
+        var (code, stdout, _) = Run("fold", Model("mlp_bn1d.onnx"), "-o", output, "--check", "--shape", "input:4x32", "--iterations", "2");
+        Assert.Equal(ExitCodes.Success, code);
+        Assert.Contains("equivalence check passed", stdout);
+        Assert.True(File.Exists(output));
+        Assert.Empty(Directory.GetDirectories(Path.GetDirectoryName(output)!)); // staging folder removed
+    }
+
+    [Fact]
+    public void Fold_with_a_failing_check_exits_2_and_writes_nothing()
+    {
+        string dir = TempDir();
+        string output = Path.Combine(dir, "out.onnx"), report = Path.Combine(dir, "r.json");
+        // A tolerance of zero on a float output: folding reorders roundings, so some element differs.
+        var (code, _, stderr) = Run("fold", Model("resnet_tiny.onnx"), "-o", output, "--check", "--atol", "0", "--rtol", "0", "--report", report);
+        Assert.Equal(ExitCodes.CheckFailed, code);
+        Assert.Contains("equivalence check failed", stderr);
+        Assert.False(File.Exists(output));
+        Assert.Equal([report], Directory.GetFileSystemEntries(dir));
+        using var json = JsonDocument.Parse(File.ReadAllText(report));
+        Assert.False(json.RootElement.GetProperty("check").GetProperty("passed").GetBoolean());
+    }
+
+    [Fact]
+    public void Inspect_writes_nothing_but_shows_the_plan()
+    {
+        string dir = TempDir();
+        var (code, stdout, _) = Run("inspect", Model("mlp_bn1d.onnx"));
+        Assert.Equal(ExitCodes.Success, code);
+        Assert.Contains("BatchNormIntoGemm", stdout);
+        Assert.Contains("BatchNormIntoMatMul", stdout);
+        Assert.Contains("BatchNormalization  2       0", stdout);
+        Assert.Empty(Directory.GetFileSystemEntries(dir));
+    }
+
+    [Fact]
+    public void Check_compares_two_models_and_exits_0()
+    {
+        string output = Path.Combine(TempDir(), "out.onnx");
+        Assert.Equal(ExitCodes.Success, Run("fold", Model("decoder_convtranspose.onnx"), "-o", output).Code);
+        var (code, stdout, _) = Run("check", Model("decoder_convtranspose.onnx"), output, "--seed", "3", "--iterations", "2");
+        Assert.Equal(ExitCodes.Success, code);
+        Assert.Contains("Equivalent", stdout);
+    }
+
+    [Fact]
+    public void Check_of_different_models_exits_2()
+    {
+        var (code, stdout, _) = Run("check", Model("resnet_tiny.onnx"), Model("resnet_tiny_op15.onnx"));
+        Assert.Equal(ExitCodes.CheckFailed, code);
+        Assert.Contains("NOT equivalent", stdout);
+    }
+
+    [Theory]
+    [InlineData(new[] { "fold", "missing.onnx", "-o", "x.onnx" }, "missing.onnx: file not found")]
+    [InlineData(new[] { "fold", "a.onnx" }, "missing -o")]
+    [InlineData(new[] { "fold", "a.onnx", "-o", "b.onnx", "--frobnicate" }, "unknown option '--frobnicate'")]
+    [InlineData(new[] { "fold", "a.onnx", "-o", "b.onnx", "--disable", "NoSuchRule" }, "unknown rule 'NoSuchRule'")]
+    [InlineData(new[] { "fold", "a.onnx", "-o", "b.onnx", "--seed", "3" }, "need --check")]
+    [InlineData(new[] { "check", "a.onnx" }, "expected two models")]
+    [InlineData(new[] { "check", "a.onnx", "b.onnx", "--ort-level", "max" }, "--ort-level must be")]
+    [InlineData(new[] { "frob" }, "unknown command 'frob'")]
+    public void Bad_arguments_exit_3_with_one_line(string[] args, string expected)
+    {
+        var (code, _, stderr) = Run(args);
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains(expected, stderr);
+        Assert.Single(stderr.TrimEnd('\n').Split('\n'));
+    }
+
+    [Fact]
+    public void An_invalid_model_exits_3_without_a_stack_trace_unless_verbose()
+    {
+        string dir = TempDir();
+        string bad = Path.Combine(dir, "bad.onnx");
+        File.WriteAllBytes(bad, [0x0a, 0xff, 0xff, 0xff]);
+        var (code, _, stderr) = Run("fold", bad, "-o", Path.Combine(dir, "out.onnx"));
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains("bad.onnx: not an ONNX model", stderr);
+        Assert.DoesNotContain("   at ", stderr);
+        var (_, _, verbose) = Run("fold", bad, "-o", Path.Combine(dir, "out.onnx"), "--verbose");
+        Assert.Contains("   at ", verbose);
+        Assert.False(File.Exists(Path.Combine(dir, "out.onnx")));
+    }
+
+    [Fact]
+    public void Fold_refuses_to_write_over_its_input()
+    {
+        string dir = TempDir();
+        string path = Path.Combine(dir, "m.onnx");
+        File.Copy(Model("mlp_bn1d.onnx"), path);
+        var (code, _, stderr) = Run("fold", path, "-o", path);
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains("refusing to overwrite the input", stderr);
+        Assert.Equal(File.ReadAllBytes(Model("mlp_bn1d.onnx")), File.ReadAllBytes(path));
+    }
+
+    [Theory]
+    [InlineData("fold")]
+    [InlineData("inspect")]
+    [InlineData("check")]
+    public void Help_lists_every_option_the_command_accepts(string command)
+    {
+        var (code, stdout, _) = Run(command, "--help");
+        Assert.Equal(ExitCodes.Success, code);
+        var cmd = NormFold.Cli.Cli.Commands.Single(c => c.Name == command);
+        foreach (var o in cmd.Options) Assert.Contains(o.Name, stdout);
+        Assert.Contains("Exit codes", stdout);
+    }
+}

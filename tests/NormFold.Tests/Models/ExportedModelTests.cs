@@ -1,0 +1,56 @@
+using NormFold.Onnx;
+using NormFold.Rewriting;
+using NormFold.Verification;
+using static NormFold.Tests.TestSupport;
+
+namespace NormFold.Tests.Models;
+
+/// <summary>Real torch exports (tests/models/export.py): every BN folds, and outputs match torch's own.</summary>
+public class ExportedModelTests
+{
+    [Theory]
+    [InlineData("resnet_tiny", 12, "Conv")]
+    [InlineData("resnet_tiny_op15", 12, "Conv")]
+    [InlineData("mlp_bn1d", 2, "Gemm")]
+    [InlineData("decoder_convtranspose", 2, "ConvTranspose")]
+    [InlineData("conv1d_conv3d", 2, "Conv")]
+    public void Folds_every_bn_and_matches_the_exporters_reference(string name, int bns, string producer)
+    {
+        var original = OnnxModel.Load(Path.Combine(ModelsDir, name + ".onnx"));
+        Assert.Equal(bns, Count(original, "BatchNormalization"));
+        var (folded, r) = Fold(original);
+        Assert.Equal(bns, r.Log.Count(Outcome.Folded));
+        Assert.Equal(0, Count(folded, "BatchNormalization"));
+        Assert.Contains(r.Log.Decisions, d => d.Target!.StartsWith(producer + " "));
+
+        var input = Npy.Read(Path.Combine(ModelsDir, name + ".input.npy"), "input");
+        var reference = Npy.Read(Path.Combine(ModelsDir, name + ".output.npy"), "output");
+        using var runner = Runner(folded);
+        var output = runner.Run([input]).Single();
+        var c = Comparator.Compare(reference, output);
+        Assert.True(c.Passed, $"max abs {c.MaxAbs} vs atol {c.Tolerance.Atol}");
+        // And against the unfolded model in ORT, on other inputs and a batch the export did not use.
+        AssertEquivalent(original, folded, shapes: new Dictionary<string, long[]> { ["input"] = [3, .. input.Shape[1..]] });
+    }
+
+    [Fact]
+    public void Weights_in_constant_nodes_fold_like_initializers()
+    {
+        var original = OnnxModel.Load(Path.Combine(ModelsDir, "resnet_tiny_constants.onnx"));
+        var (folded, r) = Fold(original);
+        Assert.Equal(12, r.Log.Count(Outcome.Folded));
+        Assert.Equal(0, Count(folded, "BatchNormalization"));
+        // Constants only the BNs read are gone; the ones the remaining nodes read (the Gemm's) stay.
+        Assert.Equal(2, Count(folded, "Constant"));
+        AssertEquivalent(original, folded);
+    }
+
+    [Fact]
+    public void Float16_resnet_folds_within_float16_tolerance()
+    {
+        var original = OnnxModel.Load(Path.Combine(ModelsDir, "resnet_tiny_fp16.onnx"));
+        var (folded, r) = Fold(original);
+        Assert.Equal(12, r.Log.Count(Outcome.Folded));
+        AssertEquivalent(original, folded, iterations: 3);
+    }
+}

@@ -1,0 +1,181 @@
+using Google.Protobuf;
+using NormFold.Onnx;
+using NormFold.Onnx.Proto;
+using NormFold.Tests.Builders;
+using static NormFold.Tests.TestSupport;
+
+namespace NormFold.Tests.Onnx;
+
+public class ModelIoTests
+{
+    public static IEnumerable<object[]> AllModels() =>
+        Directory.EnumerateFiles(ModelsDir, "*.onnx", SearchOption.AllDirectories)
+            .Select(p => new object[] { Path.GetRelativePath(ModelsDir, p) }).OrderBy(p => (string)p[0]);
+
+    [Theory]
+    [MemberData(nameof(AllModels))]
+    public void Every_bundled_model_round_trips_byte_for_byte(string relative)
+    {
+        string path = Path.Combine(ModelsDir, relative);
+        var model = OnnxModel.Load(path);
+        if (model.HasExternalData)
+        {
+            // The .onnx part of an external-data model round-trips too when saved beside its data (same locations).
+            Assert.Equal(File.ReadAllBytes(path), model.Proto.ToByteArray());
+            return;
+        }
+        string dir = TempDir();
+        string output = Path.Combine(dir, "copy.onnx");
+        ModelWriter.Save(model, output);
+        Assert.Equal(File.ReadAllBytes(path), File.ReadAllBytes(output));
+    }
+
+    [Fact]
+    public void A_model_with_nothing_to_fold_is_written_back_identical()
+    {
+        string path = Path.Combine(ModelsDir, "layernorm_op13.onnx");
+        string output = Path.Combine(TempDir(), "out.onnx");
+        var r = Folding.FoldFile(path, output);
+        Assert.Empty(r.Log.Decisions);
+        Assert.Equal(File.ReadAllBytes(path), File.ReadAllBytes(output));
+    }
+
+    [Fact]
+    public void Unknown_fields_metadata_and_functions_survive()
+    {
+        var g = new GraphBuilder(15);
+        g.Input("x", GraphBuilder.F32, [1, 3, 4, 4]);
+        g.Init("w", GraphBuilder.F32, [3, 3, 1, 1]);
+        g.Node("Conv", ["x", "w"], "c", "conv");
+        g.Bn("c", 3, "y");
+        g.Output("y");
+        var proto = g.Proto.Clone();
+        proto.MetadataProps.Add(new StringStringEntryProto { Key = "author", Value = "me" });
+        proto.DocString = "doc";
+        proto.Functions.Add(new FunctionProto { Name = "F", Domain = "custom", Input = { "a" }, Output = { "b" } });
+        byte[] bytes = proto.ToByteArray();
+        // Field 99 (varint 7) is unknown to every ONNX version: it must come back.
+        byte[] withUnknown = [.. bytes, 0x98, 0x06, 0x07];
+        var model = OnnxModel.FromBytes(withUnknown);
+        Assert.Equal(withUnknown, model.Proto.ToByteArray());
+        Folding.Fold(model);
+        var after = model.Proto.ToByteArray();
+        Assert.Equal(new byte[] { 0x98, 0x06, 0x07 }, after[^3..]);
+        Assert.Equal("me", model.Proto.MetadataProps[0].Value);
+        Assert.Equal("F", model.Proto.Functions[0].Name);
+        Assert.Equal("doc", model.Proto.DocString);
+    }
+
+    [Fact]
+    public void External_data_model_folds_and_keeps_its_data_external()
+    {
+        string input = Path.Combine(ModelsDir, "external", "mlp_bn1d.onnx");
+        string dir = TempDir();
+        string output = Path.Combine(dir, "folded.onnx");
+        var before = Directory.GetFiles(Path.GetDirectoryName(input)!).ToDictionary(f => f, File.ReadAllBytes);
+        Folding.FoldFile(input, output);
+        foreach (var (f, bytes) in before) Assert.Equal(bytes, File.ReadAllBytes(f)); // input untouched
+        Assert.True(File.Exists(output + ".data"));
+        var folded = OnnxModel.Load(output);
+        Assert.True(folded.HasExternalData);
+        Assert.Equal(0, Count(folded, "BatchNormalization"));
+        AssertEquivalent(OnnxModel.Load(input), folded);
+    }
+
+    [Fact]
+    public void External_data_round_trip_keeps_every_tensor()
+    {
+        string input = Path.Combine(ModelsDir, "external", "mlp_bn1d.onnx");
+        var model = OnnxModel.Load(input);
+        string output = Path.Combine(TempDir(), "copy.onnx");
+        ModelWriter.Save(model, output);
+        var copy = OnnxModel.Load(output);
+        var a = model.AllTensors().ToList();
+        var b = copy.AllTensors().ToList();
+        Assert.Equal(a.Select(t => t.Name), b.Select(t => t.Name));
+        for (int i = 0; i < a.Count; i++) Assert.Equal(model.RawBytes(a[i]).ToArray(), copy.RawBytes(b[i]).ToArray());
+    }
+
+    [Fact]
+    public void Save_with_external_data_moves_large_tensors_out_and_back_in_is_identical()
+    {
+        var model = OnnxModel.Load(Path.Combine(ModelsDir, "resnet_tiny.onnx"));
+        string dir = TempDir();
+        string output = Path.Combine(dir, "ext.onnx");
+        ModelWriter.Save(model, output, new SaveOptions { ExternalData = ExternalDataMode.All });
+        Assert.True(new FileInfo(output).Length < 20_000);
+        Assert.True(new FileInfo(output + ".data").Length > 300_000);
+        // The in-memory model is unchanged by saving.
+        Assert.Equal(File.ReadAllBytes(Path.Combine(ModelsDir, "resnet_tiny.onnx")), model.Proto.ToByteArray());
+        var back = OnnxModel.Load(output);
+        AssertEquivalent(model, back);
+    }
+
+    [Fact]
+    public void Refuses_to_overwrite_the_input()
+    {
+        string dir = TempDir();
+        string path = Path.Combine(dir, "m.onnx");
+        File.Copy(Path.Combine(ModelsDir, "mlp_bn1d.onnx"), path);
+        var e = Assert.Throws<ModelFormatException>(() => Folding.FoldFile(path, path));
+        Assert.Contains("refusing to overwrite the input", e.Message);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(ModelsDir, "mlp_bn1d.onnx")), File.ReadAllBytes(path));
+    }
+
+    [Fact]
+    public void Missing_external_file_is_named()
+    {
+        string dir = TempDir();
+        File.Copy(Path.Combine(ModelsDir, "external", "mlp_bn1d.onnx"), Path.Combine(dir, "m.onnx"));
+        var e = Assert.Throws<ModelFormatException>(() => OnnxModel.Load(Path.Combine(dir, "m.onnx")));
+        Assert.Contains("external data file 'mlp_bn1d.onnx.data' not found", e.Message);
+        Assert.Contains("m.onnx", e.Message);
+    }
+
+    [Fact]
+    public void External_location_outside_the_model_folder_is_refused()
+    {
+        var g = new GraphBuilder(15);
+        g.Input("x", GraphBuilder.F32, [1, 4]);
+        var t = new TensorProto { Name = "w", DataType = 1, Dims = { 4, 4 }, DataLocation = TensorProto.Types.DataLocation.External };
+        t.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = "../secret.bin" });
+        g.Graph.Initializer.Add(t);
+        g.Node("MatMul", ["x", "w"], "y");
+        g.Output("y");
+        string dir = TempDir();
+        File.WriteAllBytes(Path.Combine(dir, "m.onnx"), g.Proto.ToByteArray());
+        var e = Assert.Throws<ModelFormatException>(() => OnnxModel.Load(Path.Combine(dir, "m.onnx")));
+        Assert.Contains("leaves the model's folder", e.Message);
+    }
+
+    [Theory]
+    [InlineData(new byte[0], "file is empty")]
+    [InlineData(new byte[] { 0x0a, 0xff, 0xff, 0xff }, "not an ONNX model")]
+    public void Garbage_is_refused_with_the_file_name(byte[] content, string expected)
+    {
+        string path = Path.Combine(TempDir(), "bad.onnx");
+        File.WriteAllBytes(path, content);
+        var e = Assert.Throws<ModelFormatException>(() => OnnxModel.Load(path));
+        Assert.Contains(expected, e.Message);
+        Assert.Contains("bad.onnx", e.Message);
+    }
+
+    [Fact]
+    public void Truncated_model_is_refused()
+    {
+        string path = Path.Combine(TempDir(), "cut.onnx");
+        var bytes = File.ReadAllBytes(Path.Combine(ModelsDir, "resnet_tiny.onnx"));
+        File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]);
+        var e = Assert.Throws<ModelFormatException>(() => OnnxModel.Load(path));
+        Assert.Contains("cut.onnx", e.Message);
+    }
+
+    [Fact]
+    public void A_failed_save_leaves_no_partial_output()
+    {
+        var model = OnnxModel.Load(Path.Combine(ModelsDir, "mlp_bn1d.onnx"));
+        string dir = TempDir();
+        Assert.Throws<ModelFormatException>(() => ModelWriter.Save(model, Path.Combine(dir, "no-such-folder", "x.onnx")));
+        Assert.Empty(Directory.GetFiles(dir, "*", SearchOption.AllDirectories));
+    }
+}

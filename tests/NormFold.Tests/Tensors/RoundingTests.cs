@@ -1,0 +1,77 @@
+using NormFold.Tensors;
+
+namespace NormFold.Tests.Tensors;
+
+public class RoundingTests
+{
+    /// <summary>Nearest representable value by brute force over the format's neighbours (ties to even).</summary>
+    static double NearestHalf(double x)
+    {
+        Half h = (Half)(float)x; // a starting point within an ulp or two
+        double best = double.NaN, bestErr = double.PositiveInfinity;
+        ushort bits = BitConverter.HalfToUInt16Bits(h);
+        for (int d = -3; d <= 3; d++)
+        {
+            var c = BitConverter.UInt16BitsToHalf((ushort)(bits + d));
+            if (Half.IsNaN(c) || Half.IsInfinity(c)) continue;
+            double err = Math.Abs((double)c - x);
+            if (err < bestErr || (err == bestErr && (BitConverter.HalfToUInt16Bits(c) & 1) == 0)) { best = (double)c; bestErr = err; }
+        }
+        return best;
+    }
+
+    [Fact]
+    public void Half_rounding_is_correct_for_random_and_halfway_values()
+    {
+        var rng = new Random(7);
+        for (int i = 0; i < 200_000; i++)
+        {
+            double x = (rng.NextDouble() * 2 - 1) * Math.Pow(2, rng.Next(-20, 16));
+            Assert.Equal(NearestHalf(x), (double)Rounding.ToHalf(x));
+        }
+        // Exactly halfway between two halves, and a hair above: a double→float→half cast gets the latter wrong.
+        double lo = 1.0, ulp = Math.Pow(2, -10);
+        Assert.Equal(1.0, (double)Rounding.ToHalf(lo + ulp / 2));                  // tie → even
+        Assert.Equal(1.0 + ulp, (double)Rounding.ToHalf(lo + ulp / 2 + 1e-12));    // above the tie → up
+        Assert.Equal(1.0, (double)(Half)(float)(lo + ulp / 2 + 1e-12));            // the double rounding we avoid
+    }
+
+    [Fact]
+    public void Half_overflow_subnormals_and_specials()
+    {
+        Assert.Equal(65504.0, (double)Rounding.ToHalf(65519.99));
+        Assert.True(Half.IsPositiveInfinity(Rounding.ToHalf(65520)));
+        Assert.Equal(Math.Pow(2, -24), (double)Rounding.ToHalf(Math.Pow(2, -24) * 0.75));
+        Assert.Equal(0.0, (double)Rounding.ToHalf(Math.Pow(2, -26)));
+        Assert.True(Half.IsNaN(Rounding.ToHalf(double.NaN)));
+        Assert.True(Half.IsNegative(Rounding.ToHalf(-0.0)));
+    }
+
+    [Fact]
+    public void Bfloat16_rounds_to_nearest_even_once()
+    {
+        double ulp = Math.Pow(2, -7);
+        Assert.Equal(1.0, Rounding.FromBFloat16Bits(Rounding.ToBFloat16Bits(1 + ulp / 2)));
+        Assert.Equal(1 + ulp, Rounding.FromBFloat16Bits(Rounding.ToBFloat16Bits(1 + ulp / 2 + 1e-12)));
+        Assert.Equal(1 + 2 * ulp, Rounding.FromBFloat16Bits(Rounding.ToBFloat16Bits(1 + 1.5 * ulp)));
+        Assert.Equal(0x7FC0, Rounding.ToBFloat16Bits(double.NaN));
+        var rng = new Random(3);
+        for (int i = 0; i < 100_000; i++)
+        {
+            double x = (rng.NextDouble() * 2 - 1) * Math.Pow(2, rng.Next(-100, 100));
+            double r = Rounding.FromBFloat16Bits(Rounding.ToBFloat16Bits(x));
+            Assert.True(Math.Abs(r - x) <= Math.Abs(x) * Math.Pow(2, -8) * 1.0000001, $"{x} → {r}");
+        }
+    }
+
+    [Fact]
+    public void Float_rounding_matches_the_hardware_cast()
+    {
+        var rng = new Random(5);
+        for (int i = 0; i < 100_000; i++)
+        {
+            double x = (rng.NextDouble() * 2 - 1) * Math.Pow(2, rng.Next(-140, 120));
+            Assert.Equal((double)(float)x, Rounding.ToFormat(x, 23, -126, 127));
+        }
+    }
+}
