@@ -19,8 +19,7 @@ public sealed class FoldCommand : Command
     [
         new("--output", "FILE", "where to write the folded model (required; never the input)", Alias: "-o"),
         new("--report", "FILE.json", "write every decision, op counts (and check results) as JSON"),
-        new("--keep-standalone-bn", null, "leave BNs that cannot be folded as BatchNormalization instead of Mul + Add"),
-        new("--disable", "RULE[,RULE]", "switch rules off (names as in the table)", Repeatable: true),
+        .. PipelineSettings.Options,
         new("--external-data", null, "store every tensor of ≥ 1 KB in a data file beside the output (needed past 2 GB)"),
         new("--external-data-file", "NAME", "name of that data file, relative to the output (default OUTPUT.data)"),
         new("--check", null, "run original and folded model in ONNX Runtime and compare; on failure write nothing, exit 2"),
@@ -36,14 +35,7 @@ public sealed class FoldCommand : Command
         var checkOptions = CheckSettings.Parse(Name, args);
         if (!check && CheckSettings.Options.Any(o => args.Has(o.Name)))
             throw new UsageException("fold: check options (--seed, --shape, …) need --check");
-        var options = new PipelineOptions
-        {
-            KeepStandaloneBatchNorm = args.Has("--keep-standalone-bn"),
-            DisabledRules = args.Values("--disable").SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToHashSet(),
-        };
-        foreach (var rule in options.DisabledRules)
-            if (!Pipeline.RuleNames.Contains(rule))
-                throw new UsageException($"fold: --disable: unknown rule '{rule}' (rules: {string.Join(", ", Pipeline.RuleNames)})");
+        var options = PipelineSettings.Parse(Name, args);
         var save = new SaveOptions
         {
             ExternalData = args.Has("--external-data") ? ExternalDataMode.All : ExternalDataMode.Keep,

@@ -15,21 +15,13 @@ public sealed class InspectCommand : Command
     public override IReadOnlyList<OptionSpec> Options { get; } =
     [
         new("--json", "FILE.json", "write the plan and op counts as JSON"),
-        new("--keep-standalone-bn", null, "plan as fold --keep-standalone-bn would"),
-        new("--disable", "RULE[,RULE]", "plan with these rules switched off", Repeatable: true),
+        .. PipelineSettings.Options,
     ];
 
     protected override int Execute(ParsedArgs args, TextWriter stdout)
     {
         string input = SinglePositional(args, "model");
-        var options = new PipelineOptions
-        {
-            KeepStandaloneBatchNorm = args.Has("--keep-standalone-bn"),
-            DisabledRules = args.Values("--disable").SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToHashSet(),
-        };
-        foreach (var rule in options.DisabledRules)
-            if (!Pipeline.RuleNames.Contains(rule))
-                throw new UsageException($"inspect: --disable: unknown rule '{rule}' (rules: {string.Join(", ", Pipeline.RuleNames)})");
+        var options = PipelineSettings.Parse(Name, args);
         var model = OnnxModel.Load(input);
         var m = model.Proto;
         stdout.WriteLine($"{input}: IR {m.IrVersion}, opset {string.Join(", ", m.OpsetImport.Select(o => $"{(o.Domain.Length == 0 ? "ai.onnx" : o.Domain)} {o.Version}"))}, producer {(m.ProducerName.Length == 0 ? "?" : $"{m.ProducerName} {m.ProducerVersion}".Trim())}{(model.HasExternalData ? ", external data" : "")}");

@@ -38,6 +38,8 @@ public sealed class OnnxModel
         {
             using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
             if (stream.Length == 0) throw new ModelFormatException($"{path}: file is empty");
+            if (stream.Length > int.MaxValue)
+                throw new ModelFormatException($"{path}: {stream.Length} bytes is past protobuf's 2 GB limit; a model that large must keep its weights as external data");
             proto = ModelProto.Parser.ParseFrom(stream);
         }
         catch (InvalidProtocolBufferException e)
