@@ -120,16 +120,41 @@ public static class Printing
         ortLevel = report.Options.Level.ToString().ToLowerInvariant(),
         notes = report.Notes,
         outputs = report.Outputs,
+        firstDrifting = report.FirstDrifting?.Name,
+        intermediates = report.Intermediates,
     };
 
-    public static string Check(CheckReport report)
+    static IReadOnlyList<string> Row(OutputComparison o) =>
+    [
+        o.Name, o.Passed ? "ok" : "FAIL", o.Shape, o.ElementType,
+        Num(o.MaxAbs), Num(o.RelativeToMagnitude), Num(o.Cosine, "F6"), $"{Num(o.Tolerance.Atol)} / {Num(o.Tolerance.Rtol)}",
+        o.Problem ?? (o.Passed ? "" : $"{o.FailedElements} of {o.Elements} elements beyond tolerance; worst at [{string.Join(",", o.WorstIndex)}]: {o.WorstActual:G9} vs {o.WorstReference:G9}"),
+    ];
+
+    static readonly string[] CheckHeaders = ["Tensor", "Result", "Shape", "Type", "Max abs", "Max abs / max|ref|", "Cosine", "atol / rtol", "Detail"];
+
+    /// <summary>Outputs table, then the shared intermediates: all of them with <paramref name="everyTensor"/>, else a summary
+    /// and the first that drifts.</summary>
+    public static string Check(CheckReport report, bool everyTensor = false)
     {
-        var rows = report.Outputs.Select(o => (IReadOnlyList<string>)[
-            o.Name, o.Passed ? "ok" : "FAIL", o.Shape, o.ElementType,
-            Num(o.MaxAbs), Num(o.RelativeToMagnitude), Num(o.Cosine, "F6"), $"{Num(o.Tolerance.Atol)} / {Num(o.Tolerance.Rtol)}",
-            o.Problem ?? (o.Passed ? "" : $"{o.FailedElements} of {o.Elements} elements beyond tolerance; worst at [{string.Join(",", o.WorstIndex)}]: {o.WorstActual:G9} vs {o.WorstReference:G9}")]);
         var sb = new StringBuilder();
-        sb.Append(Table(["Output", "Result", "Shape", "Type", "Max abs", "Max abs / max|ref|", "Cosine", "atol / rtol", "Detail"], rows, 140));
+        sb.Append(Table(CheckHeaders, report.Outputs.Select(Row), 140));
+        var inner = report.Intermediates;
+        if (everyTensor && inner.Count > 0)
+        {
+            sb.Append($"\nShared intermediate tensors, in the original's node order:\n");
+            sb.Append(Table(CheckHeaders, inner.Select(Row), 140));
+        }
+        if (report.FirstDrifting is { } f)
+        {
+            int index = inner.ToList().IndexOf(f);
+            sb.Append($"First intermediate to drift (of {inner.Count} both models name, in the original's node order): '{f.Name}' {f.Shape} {f.ElementType}: " +
+                      $"{f.FailedElements} of {f.Elements} elements beyond tolerance; max abs {Num(f.MaxAbs)} ({Num(f.RelativeToMagnitude)} of max|ref|), " +
+                      $"worst at [{string.Join(",", f.WorstIndex)}]: {f.WorstActual:G9} vs {f.WorstReference:G9}" +
+                      (index > 0 ? $"; the {index} before it agree (last: '{inner[index - 1].Name}').\n" : ".\n"));
+        }
+        else if (inner.Count > 0)
+            sb.Append($"All {inner.Count} intermediate tensors both models name agree within tolerance.\n");
         foreach (var n in report.Notes) sb.Append("note: ").Append(n).Append('\n');
         return sb.ToString();
     }

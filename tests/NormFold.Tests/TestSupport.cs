@@ -47,22 +47,14 @@ public static class TestSupport
         IReadOnlyDictionary<string, long[]>? shapes = null)
     {
         Assert.Equal(original.Proto.Graph.Output.Select(o => o.Name), folded.Proto.Graph.Output.Select(o => o.Name));
-        using var a = Runner(original);
-        using var b = Runner(folded);
-        var report = EquivalenceChecker.Check(a, b, new CheckOptions { Iterations = iterations, Shapes = shapes ?? new Dictionary<string, long[]>() });
-        Assert.True(report.Passed, "not equivalent: " + string.Join("; ", report.Outputs.Select(o =>
+        var report = EquivalenceChecker.Check(original, folded, new CheckOptions { Iterations = iterations, Shapes = shapes ?? new Dictionary<string, long[]>() });
+        Assert.True(report.Passed, "not equivalent: " + string.Join("; ", report.Outputs.Concat(report.Intermediates).Where(o => !o.Passed).Select(o =>
             $"{o.Name}: {o.Problem ?? $"max abs {o.MaxAbs:G4} (atol {o.Tolerance.Atol:G4}), worst {o.WorstActual} vs {o.WorstReference}"}")));
         return report;
     }
 
-    public static OrtRunner Runner(OnnxModel m)
-    {
-        if (!m.HasExternalData) return new OrtRunner(m.Proto.ToByteArray());
-        string dir = TempDir();
-        string path = Path.Combine(dir, "model.onnx");
-        ModelWriter.Save(m, path);
-        return new OrtRunner(path);
-    }
+    /// <summary>A session over the model as it is in memory (written to a temp folder when it has external data).</summary>
+    public static OrtRunner Runner(OnnxModel m) => SharedTensors.Runner(m, [], OrtLevel.Disable);
 
     public static string TempDir()
     {

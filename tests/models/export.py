@@ -177,9 +177,43 @@ def external(src, dst_dir):
     os.makedirs(dst_dir, exist_ok=True)
     m = onnx.load(src)
     dst = os.path.join(dst_dir, os.path.basename(src))
+    data = os.path.join(dst_dir, os.path.basename(src) + ".data")
+    if os.path.exists(data):
+        os.remove(data)  # onnx appends to an existing data file
     onnx.save_model(m, dst, save_as_external_data=True, all_tensors_to_one_file=True,
                     location=os.path.basename(src) + ".data", size_threshold=256)
     print(f"{os.path.relpath(dst, HERE)}: external data")
+
+
+def npy_samples():
+    """.npy files written by NumPy itself, in every header version and some awkward layouts, for the reader's tests."""
+    d = os.path.join(HERE, "npy")
+    os.makedirs(d, exist_ok=True)
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4) / 7
+    np.save(os.path.join(d, "v1_f4.npy"), a)
+    for version in [(2, 0), (3, 0)]:
+        with open(os.path.join(d, f"v{version[0]}_f4.npy"), "wb") as f:
+            np.lib.format.write_array(f, a, version=version)
+    np.save(os.path.join(d, "fortran_f8.npy"), np.asfortranarray(a.astype(np.float64)))
+    np.save(os.path.join(d, "bigendian_f4.npy"), a.astype(">f4"))
+    np.save(os.path.join(d, "f2.npy"), a.astype(np.float16))
+    np.save(os.path.join(d, "i8.npy"), np.arange(-5, 7, dtype=np.int64).reshape(3, 4))
+    np.save(os.path.join(d, "u1.npy"), np.arange(6, dtype=np.uint8))
+    np.save(os.path.join(d, "b1.npy"), np.array([True, False, True]))
+    np.save(os.path.join(d, "scalar_f4.npy"), np.float32(2.5))
+    print("npy samples written")
+
+
+def test_data_set(model_name):
+    """The ONNX test_data_set_N/input_K.pb layout for a model, from its reference input and output."""
+    d = os.path.join(HERE, model_name + "_data", "test_data_set_0")
+    os.makedirs(d, exist_ok=True)
+    x = np.load(os.path.join(HERE, model_name + ".input.npy"))
+    y = np.load(os.path.join(HERE, model_name + ".output.npy"))
+    with open(os.path.join(d, "input_0.pb"), "wb") as f:
+        f.write(numpy_helper.from_array(x, "input").SerializeToString())
+    with open(os.path.join(d, "output_0.pb"), "wb") as f:
+        f.write(numpy_helper.from_array(y, "output").SerializeToString())
 
 
 def main():
@@ -197,6 +231,8 @@ def main():
     constants_as_nodes(resnet, os.path.join(HERE, "resnet_tiny_constants.onnx"))
     to_float16(resnet, os.path.join(HERE, "resnet_tiny_fp16.onnx"))
     external(mlp, os.path.join(HERE, "external"))
+    npy_samples()
+    test_data_set("mlp_bn1d")
 
 
 if __name__ == "__main__":

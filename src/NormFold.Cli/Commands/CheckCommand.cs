@@ -24,16 +24,14 @@ public sealed class CheckCommand : Command
     {
         if (args.Positionals.Count != 2)
             throw new UsageException($"check: expected two models, got {args.Positionals.Count} (usage: {Usage})");
-        var options = CheckSettings.Parse(Name, args);
-        CheckReport report;
-        using (var reference = new OrtRunner(args.Positionals[0], options.Level))
-        using (var candidate = new OrtRunner(args.Positionals[1], options.Level))
-            report = EquivalenceChecker.Check(reference, candidate, options);
-        stdout.Write(Printing.Check(report));
+        var request = CheckSettings.ParseRequest(Name, args);
+        var report = CheckRun.Run(args.Positionals[0], args.Positionals[1], request);
+        stdout.Write(Printing.Check(report, request.Localize));
         if (args.Value("--json") is { } json) Printing.WriteJson(json, Printing.CheckJson(report));
+        var o = report.Options;
         stdout.WriteLine(report.Passed
-            ? $"Equivalent: {report.Outputs.Count} output(s) within tolerance ({options.InputProvenance}, {options.Iterations} iteration(s), ONNX Runtime {report.OrtVersion}, optimisations {options.Level.ToString().ToLowerInvariant()})."
-            : $"NOT equivalent: {report.Outputs.Count(o => !o.Passed)} of {report.Outputs.Count} output(s) beyond tolerance.");
+            ? $"Equivalent: {report.Outputs.Count} output(s) within tolerance ({o.InputProvenance}, {o.Iterations} iteration(s), ONNX Runtime {report.OrtVersion}, optimisations {o.Level.ToString().ToLowerInvariant()})."
+            : $"NOT equivalent: {report.Outputs.Count(x => !x.Passed)} of {report.Outputs.Count} output(s) and {report.Intermediates.Count(x => !x.Passed)} of {report.Intermediates.Count} shared intermediate tensor(s) beyond tolerance.");
         return report.Passed ? ExitCodes.Success : ExitCodes.CheckFailed;
     }
 }

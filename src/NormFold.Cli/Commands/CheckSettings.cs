@@ -15,7 +15,34 @@ public static class CheckSettings
         new("--atol", "[NAME:]V", "absolute tolerance for one output or (bare) for all; default k·max|reference|", Repeatable: true),
         new("--rtol", "[NAME:]V", "relative tolerance for one output or (bare) for all; default k (1e-4 float32, 1e-2 float16)", Repeatable: true),
         new("--ort-level", "LEVEL", "ONNX Runtime graph optimisation: disable (default), basic, extended, all"),
+        new("--input", "NAME=FILE.npy", "use this .npy file for an input (give one per input) instead of generated values", Repeatable: true),
+        new("--inputs", "DIR", "inputs from DIR: test_data_set_N/input_K.pb (one iteration per set), input_K.pb, or NAME.npy"),
+        new("--save-outputs", "DIR", "write both models' outputs as .npy to DIR/reference and DIR/candidate (DIR/iteration_N/… past one)"),
+        new("--localize", null, "print every shared intermediate tensor's statistics, not only the first that drifts"),
+        new("--outputs-only", null, "compare graph outputs only, not the intermediate tensors both models name"),
     ];
+
+    /// <summary>What a check run needs beyond <see cref="CheckOptions"/>: where inputs and outputs live.</summary>
+    public sealed record Request(CheckOptions Options, Dictionary<string, string> InputFiles, string? InputsDir, string? SaveOutputs, bool Localize);
+
+    public static Request ParseRequest(string command, ParsedArgs args)
+    {
+        var options = Parse(command, args);
+        var files = new Dictionary<string, string>();
+        foreach (var v in args.Values("--input"))
+        {
+            int eq = v.LastIndexOf('=');
+            if (eq <= 0 || eq == v.Length - 1) throw new UsageException($"{command}: --input '{v}' must be NAME=FILE.npy");
+            files[v[..eq]] = v[(eq + 1)..];
+        }
+        string? dir = args.Value("--inputs");
+        if (dir != null && files.Count > 0) throw new UsageException($"{command}: give --input or --inputs, not both");
+        bool fromFiles = dir != null || files.Count > 0;
+        if (fromFiles && (args.Has("--seed") || args.Has("--value-range") || args.Has("--shape") || args.Has("--iterations")))
+            throw new UsageException($"{command}: --seed, --value-range, --shape and --iterations apply to generated inputs, not to --input/--inputs");
+        if (args.Has("--localize") && args.Has("--outputs-only")) throw new UsageException($"{command}: --localize needs the intermediate tensors that --outputs-only leaves out");
+        return new Request(options, files, dir, args.Value("--save-outputs"), args.Has("--localize"));
+    }
 
     public static CheckOptions Parse(string command, ParsedArgs args)
     {
@@ -51,6 +78,7 @@ public static class CheckSettings
             Rtol = Tolerances(command, "--rtol", args),
             Level = ParseLevel(command, args.Value("--ort-level")),
             InputProvenance = $"generated (seed {seed})",
+            CompareIntermediates = !args.Has("--outputs-only"),
         };
     }
 

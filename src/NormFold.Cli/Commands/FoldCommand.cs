@@ -32,7 +32,7 @@ public sealed class FoldCommand : Command
         string input = SinglePositional(args, "input model");
         string output = args.Value("--output") ?? throw new UsageException($"fold: missing -o OUTPUT.onnx (usage: {Usage})");
         bool check = args.Has("--check");
-        var checkOptions = CheckSettings.Parse(Name, args);
+        var checkRequest = CheckSettings.ParseRequest(Name, args);
         if (!check && CheckSettings.Options.Any(o => args.Has(o.Name)))
             throw new UsageException("fold: check options (--seed, --shape, …) need --check");
         var options = PipelineSettings.Parse(Name, args);
@@ -51,7 +51,7 @@ public sealed class FoldCommand : Command
         CheckReport? report = null;
         if (check)
         {
-            report = Staging.SaveChecked(model, input, output, save, checkOptions);
+            report = Staging.SaveChecked(model, input, output, save, checkRequest);
         }
         else
         {
@@ -64,13 +64,17 @@ public sealed class FoldCommand : Command
             stdout.Write(Printing.Decisions(result.Log));
             stdout.WriteLine();
         }
-        if (report != null && (!quiet || !report.Passed)) { stdout.Write(Printing.Check(report)); stdout.WriteLine(); }
+        if (report != null && (!quiet || !report.Passed))
+        {
+            stdout.Write(Printing.Check(report, checkRequest.Localize));
+            stdout.WriteLine();
+        }
         if (args.Value("--report") is { } reportPath) Printing.WriteJson(reportPath, Printing.FoldJson(input, report is { Passed: false } ? null : output, result, report));
         stdout.WriteLine(Printing.Summary(result));
         if (report is { Passed: false })
         {
             var f = report.FirstFailure!;
-            Console.Error.WriteLine($"normfold: fold: {input}: equivalence check failed on output '{f.Name}' ({f.Problem ?? $"max abs error {Printing.Num(f.MaxAbs)} > tolerance"}); {output} was not written");
+            Console.Error.WriteLine($"normfold: fold: {input}: equivalence check failed on {(report.Outputs.Contains(f) ? "output" : "intermediate tensor")} '{f.Name}' ({f.Problem ?? $"max abs error {Printing.Num(f.MaxAbs)} > tolerance"}); {output} was not written");
             return ExitCodes.CheckFailed;
         }
         stdout.WriteLine(report is null ? $"Wrote {output}." : $"Wrote {output}; equivalence check passed.");

@@ -9,7 +9,7 @@ namespace NormFold.Cli.Commands;
 /// </summary>
 public static class Staging
 {
-    public static CheckReport SaveChecked(OnnxModel model, string input, string output, SaveOptions save, CheckOptions checkOptions)
+    public static CheckReport SaveChecked(OnnxModel model, string input, string output, SaveOptions save, CheckSettings.Request request)
     {
         string full = Path.GetFullPath(output);
         string dir = Path.GetDirectoryName(full)!;
@@ -20,10 +20,7 @@ public static class Staging
         {
             string staged = Path.Combine(staging, Path.GetFileName(full));
             ModelWriter.Save(model, staged, save);
-            CheckReport report;
-            using (var reference = new OrtRunner(input, checkOptions.Level))
-            using (var candidate = new OrtRunner(staged, checkOptions.Level))
-                report = EquivalenceChecker.Check(reference, candidate, checkOptions);
+            var report = CheckRun.Run(input, staged, request);
             if (report.Passed)
                 foreach (var file in Directory.GetFiles(staging))
                     File.Move(file, Path.Combine(dir, Path.GetFileName(file)), overwrite: true);

@@ -1,4 +1,5 @@
 using Microsoft.ML.OnnxRuntime;
+using NormFold.Onnx;
 
 namespace NormFold.Verification;
 
@@ -13,6 +14,8 @@ public sealed record CheckOptions
     public IReadOnlyDictionary<string, double> Rtol { get; init; } = new Dictionary<string, double>();
     /// <summary>ONNX Runtime graph optimisation level for both sessions.</summary>
     public OrtLevel Level { get; init; } = OrtLevel.Disable;
+    /// <summary>Also compare every intermediate tensor both models name (see <see cref="SharedTensors"/>).</summary>
+    public bool CompareIntermediates { get; init; } = true;
     /// <summary>Where the inputs came from, for the report.</summary>
     public string InputProvenance { get; init; } = "generated";
 }
@@ -20,23 +23,45 @@ public sealed record CheckOptions
 public sealed record CheckReport(
     bool Passed,
     IReadOnlyList<OutputComparison> Outputs,
+    IReadOnlyList<OutputComparison> Intermediates,
     IReadOnlyList<string> Notes,
     CheckOptions Options,
-    string OrtVersion)
+    string OrtVersion,
+    int? FirstFailingIteration = null)
 {
-    public OutputComparison? FirstFailure => Outputs.FirstOrDefault(o => !o.Passed);
+    public OutputComparison? FirstFailure => Outputs.FirstOrDefault(o => !o.Passed) ?? FirstDrifting;
+    /// <summary>The first intermediate, in the reference's node order, whose drift breaks its tolerance.</summary>
+    public OutputComparison? FirstDrifting => Intermediates.FirstOrDefault(o => !o.Passed);
 }
 
 /// <summary>
-/// Runs a reference and a candidate session on the same inputs and compares every output of the reference,
-/// matched by name. Outputs are compared per iteration; the report keeps, per output, the worst iteration.
+/// Runs a reference and a candidate on the same inputs and compares every output of the reference, matched by name,
+/// and (by default) every intermediate tensor both name. Compared per iteration; the report keeps, per tensor, the
+/// worst iteration.
 /// </summary>
 public static class EquivalenceChecker
 {
     public static string OrtVersion => OrtEnv.Instance().GetVersionString();
 
+    /// <summary>Checks two loaded models: sessions are created here, once, and reused for every iteration.</summary>
+    /// <param name="inputsFor">Inputs of iteration i; null generates them from the options' seed, shapes and ranges.</param>
+    /// <param name="onOutputs">Called with each iteration's inputs, reference outputs and candidate outputs.</param>
+    public static CheckReport Check(OnnxModel reference, OnnxModel candidate, CheckOptions? options = null,
+        Func<int, List<NamedTensor>>? inputsFor = null,
+        Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? onOutputs = null)
+    {
+        options ??= new CheckOptions();
+        var shared = options.CompareIntermediates ? SharedTensors.Names(reference, candidate) : [];
+        using var a = SharedTensors.Runner(reference, shared, options.Level);
+        using var b = SharedTensors.Runner(candidate, shared, options.Level);
+        return Check(a, b, options, inputsFor, onOutputs, shared);
+    }
+
+    /// <summary>Checks two sessions; <paramref name="intermediates"/> are extra outputs both expose.</summary>
     public static CheckReport Check(OrtRunner reference, OrtRunner candidate, CheckOptions? options = null,
-        Func<int, List<NamedTensor>>? inputsFor = null)
+        Func<int, List<NamedTensor>>? inputsFor = null,
+        Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? onOutputs = null,
+        IReadOnlyList<string>? intermediates = null)
     {
         options ??= new CheckOptions();
         var notes = new List<string>();
@@ -46,22 +71,33 @@ public static class EquivalenceChecker
             notes.AddRange(generator.Notes);
             inputsFor = generator.Generate;
         }
-        var candidateOutputs = candidate.Outputs.Select(o => o.Name).ToHashSet();
+        var extra = new HashSet<string>(intermediates ?? []);
+        // Non-tensor intermediates (sequences, maps) cannot be compared element-wise: leave them out.
+        var tensorsInBoth = reference.Outputs.Where(o => o.ElementType != 0).Select(o => o.Name)
+            .Intersect(candidate.Outputs.Where(o => o.ElementType != 0).Select(o => o.Name)).ToHashSet();
+        var graphOutputs = reference.Outputs.Where(o => !extra.Contains(o.Name)).Select(o => o.Name).ToList();
+        var shared = (intermediates ?? []).Where(tensorsInBoth.Contains).ToList();
+        var referenceNames = graphOutputs.Concat(shared).ToList();
+        var candidateNames = candidate.Outputs.Select(o => o.Name).ToHashSet();
+
         var worst = new Dictionary<string, OutputComparison>();
+        int? firstFailing = null;
         for (int it = 0; it < options.Iterations; it++)
         {
             var inputs = inputsFor(it);
-            var expected = reference.Run(inputs);
-            var present = expected.Where(e => candidateOutputs.Contains(e.Name)).Select(e => e.Name).ToList();
-            var actual = candidate.Run(inputs, present).ToDictionary(t => t.Name);
+            var expected = reference.Run(inputs, referenceNames);
+            var actual = candidate.Run(inputs, referenceNames.Where(candidateNames.Contains).ToList()).ToDictionary(t => t.Name);
+            onOutputs?.Invoke(it, inputs, expected.Take(graphOutputs.Count).ToList(), actual.Where(kv => !extra.Contains(kv.Key)).ToDictionary());
             foreach (var e in expected)
             {
                 var c = Comparator.Compare(e, actual.GetValueOrDefault(e.Name), (type, magnitude) => ToleranceFor(options, e.Name, type, magnitude));
+                if (!c.Passed) firstFailing ??= it;
                 if (!worst.TryGetValue(e.Name, out var w) || Worse(c, w)) worst[e.Name] = c;
             }
         }
-        var outputs = reference.Outputs.Select(o => worst[o.Name]).ToList();
-        return new CheckReport(outputs.All(o => o.Passed), outputs, notes, options, OrtVersion);
+        var outputs = graphOutputs.Select(n => worst[n]).ToList();
+        var inner = shared.Select(n => worst[n]).ToList();
+        return new CheckReport(outputs.All(o => o.Passed) && inner.All(o => o.Passed), outputs, inner, notes, options, OrtVersion, firstFailing);
     }
 
     static bool Worse(OutputComparison a, OutputComparison b) =>

@@ -57,12 +57,17 @@ public sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
 
     protected override IReadOnlyList<string> Apply(GraphEditor editor, MatMulPlan plan)
     {
+        var matmul = plan.Target!;
         string b = editor.AddInitializer(TensorData.Create("", plan.B.DataType, plan.B.Dims, plan.NewB), plan.B.Name + "_bnfold");
-        editor.SetInput(plan.Target!, 1, b);
+        editor.SetInput(matmul, 1, b);
+        // The MatMul's value changes, so its output gets a new name: a name never stands for two different values.
+        string product = editor.Names.FreshValue(matmul.Output[0] + "_bnfold");
+        editor.SetOutput(matmul, 0, product);
         string biasBase = plan.Add is null ? plan.B.Name + "_bias_bnfold" : plan.Add.Input[plan.BiasSlot] + "_bnfold";
         string bias = editor.AddInitializer(TensorData.Create("", plan.BiasType, plan.BiasDims, plan.NewBias), biasBase);
         if (plan.Add is { } add)
         {
+            editor.SetInput(add, 1 - plan.BiasSlot, product);
             editor.SetInput(add, plan.BiasSlot, bias);
             Bypass(editor, plan.Anchor, add);
         }
@@ -70,7 +75,7 @@ public sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
         {
             string y = plan.Anchor.Output[0];
             editor.RemoveNode(plan.Anchor);
-            var newAdd = new NodeProto { OpType = "Add", Input = { plan.Target!.Output[0], bias }, Output = { y } };
+            var newAdd = new NodeProto { OpType = "Add", Input = { product, bias }, Output = { y } };
             editor.AddNode(newAdd, (plan.Anchor.Name.Length > 0 ? plan.Anchor.Name : y) + "_bias");
         }
         return [b, bias];

@@ -1,0 +1,102 @@
+using NormFold.Onnx.Proto;
+using NormFold.Tensors;
+
+namespace NormFold.Verification;
+
+/// <summary>
+/// User-supplied inputs: `--input name=file.npy`, or a folder holding ONNX's test_data_set_N/input_K.pb layout
+/// (each set is one iteration), input_K.pb files directly, or .npy files named after the inputs.
+/// Every tensor is checked against the model's declared type and fixed dims, with the file named on error.
+/// </summary>
+public static class InputFiles
+{
+    /// <summary>Inputs for each iteration, and a line saying where they came from.</summary>
+    public static (List<List<NamedTensor>> Sets, string Provenance) Load(IReadOnlyList<TensorSignature> inputs,
+        IReadOnlyDictionary<string, string>? files, string? folder)
+    {
+        var sets = new List<List<NamedTensor>>();
+        string provenance;
+        if (folder != null)
+        {
+            if (!Directory.Exists(folder)) throw new FormatException($"{folder}: folder not found");
+            var dataSets = Directory.GetDirectories(folder, "test_data_set_*").OrderBy(SetNumber).ToList();
+            if (dataSets.Count > 0)
+            {
+                foreach (var d in dataSets) sets.Add(FromPbFolder(inputs, d));
+                provenance = $"{dataSets.Count} test_data_set folder(s) in {folder}";
+            }
+            else if (Directory.GetFiles(folder, "input_*.pb").Length > 0)
+            {
+                sets.Add(FromPbFolder(inputs, folder));
+                provenance = $"input_*.pb in {folder}";
+            }
+            else
+            {
+                var set = new List<NamedTensor>();
+                foreach (var input in inputs)
+                {
+                    string path = Path.Combine(folder, SafeFileName(input.Name) + ".npy");
+                    if (!File.Exists(path)) throw new FormatException($"{folder}: no {Path.GetFileName(path)} for input '{input.Name}' (and no test_data_set_N or input_K.pb)");
+                    set.Add(Validate(input, Npy.Read(path, input.Name), path));
+                }
+                sets.Add(set);
+                provenance = $".npy files in {folder}";
+            }
+        }
+        else
+        {
+            var set = new List<NamedTensor>();
+            foreach (var input in inputs)
+            {
+                if (files is null || !files.TryGetValue(input.Name, out var path))
+                    throw new FormatException($"no file for input '{input.Name}': give --input {input.Name}=FILE.npy for every input");
+                set.Add(Validate(input, Npy.Read(path, input.Name), path));
+            }
+            foreach (var name in files!.Keys)
+                if (inputs.All(i => i.Name != name))
+                    throw new FormatException($"--input names '{name}', which is not an input of the model (inputs: {string.Join(", ", inputs.Select(i => i.Name))})");
+            sets.Add(set);
+            provenance = "files: " + string.Join(", ", files.Select(kv => $"{kv.Key}={kv.Value}"));
+        }
+        return (sets, provenance);
+    }
+
+    static int SetNumber(string dir) => int.TryParse(Path.GetFileName(dir)["test_data_set_".Length..], out int n) ? n : int.MaxValue;
+
+    /// <summary>input_K.pb: matched by the tensor's name when it has one, else by position K.</summary>
+    static List<NamedTensor> FromPbFolder(IReadOnlyList<TensorSignature> inputs, string dir)
+    {
+        var files = Directory.GetFiles(dir, "input_*.pb")
+            .OrderBy(f => int.TryParse(Path.GetFileNameWithoutExtension(f)["input_".Length..], out int k) ? k : int.MaxValue).ToList();
+        if (files.Count != inputs.Count)
+            throw new FormatException($"{dir}: {files.Count} input_K.pb file(s), the model has {inputs.Count} input(s)");
+        var byName = new Dictionary<string, NamedTensor>();
+        for (int k = 0; k < files.Count; k++)
+        {
+            TensorProto t;
+            try { t = TensorProto.Parser.ParseFrom(File.ReadAllBytes(files[k])); }
+            catch (Google.Protobuf.InvalidProtocolBufferException e) { throw new FormatException($"{files[k]}: not a TensorProto ({e.Message})"); }
+            var input = t.Name.Length > 0 ? inputs.FirstOrDefault(i => i.Name == t.Name) : inputs[k];
+            if (input is null) throw new FormatException($"{files[k]}: tensor '{t.Name}' is not an input of the model");
+            byte[] data;
+            try { data = TensorBytes.ToRaw(t); }
+            catch (FormatException e) { throw new FormatException($"{files[k]}: {e.Message}"); }
+            byName[input.Name] = Validate(input, new NamedTensor(input.Name, t.DataType, t.Dims.ToArray(), data), files[k]);
+        }
+        return inputs.Select(i => byName.TryGetValue(i.Name, out var v) ? v : throw new FormatException($"{dir}: no tensor for input '{i.Name}'")).ToList();
+    }
+
+    static NamedTensor Validate(TensorSignature input, NamedTensor t, string file)
+    {
+        if (t.ElementType != input.ElementType)
+            throw new FormatException($"{file}: input '{input.Name}' is {ElementType.Name(input.ElementType)}, the file holds {ElementType.Name(t.ElementType)}");
+        bool fits = t.Shape.Length == input.Dims.Length && t.Shape.Zip(input.Dims).All(p => p.Second < 0 || p.First == p.Second);
+        if (!fits)
+            throw new FormatException($"{file}: input '{input.Name}' has shape [{string.Join(",", input.Dims.Select(d => d < 0 ? "?" : d.ToString()))}], the file holds {t.ShapeText}");
+        return t with { Name = input.Name };
+    }
+
+    /// <summary>Input and output names may hold '/' or ':'; file names cannot.</summary>
+    public static string SafeFileName(string name) =>
+        string.Concat(name.Select(c => Path.GetInvalidFileNameChars().Contains(c) || c is ':' or '\\' ? '_' : c));
+}

@@ -1,0 +1,50 @@
+using Google.Protobuf;
+using NormFold.Onnx;
+using NormFold.Onnx.Proto;
+
+namespace NormFold.Verification;
+
+/// <summary>
+/// Intermediate tensors both models name: after a fold these are exactly the points where the two graphs must agree
+/// (the BN outputs the producers took over, and everything downstream), so comparing them finds drift that the
+/// final outputs can hide (a 1% error in one channel deep in a network can shrink below any output tolerance).
+/// </summary>
+public static class SharedTensors
+{
+    /// <summary>Node outputs of the reference's main graph that the candidate's main graph also produces,
+    /// in the reference's node order, excluding graph outputs (compared anyway).</summary>
+    public static List<string> Names(OnnxModel reference, OnnxModel candidate)
+    {
+        var candidateNames = new HashSet<string>(candidate.Proto.Graph.Node.SelectMany(n => n.Output).Where(o => o.Length > 0));
+        var outputs = new HashSet<string>(reference.Proto.Graph.Output.Select(o => o.Name));
+        var order = new List<string>();
+        var seen = new HashSet<string>();
+        foreach (var n in reference.Proto.Graph.Node)
+            foreach (var o in n.Output)
+                if (o.Length > 0 && candidateNames.Contains(o) && !outputs.Contains(o) && seen.Add(o)) order.Add(o);
+        return order;
+    }
+
+    /// <summary>A session over the model with <paramref name="names"/> added as graph outputs. A model with external
+    /// data is first written (with its own data file) to a temporary folder, since ORT resolves data beside the file.</summary>
+    public static OrtRunner Runner(OnnxModel model, IReadOnlyList<string> names, OrtLevel level)
+    {
+        var proto = model.Proto.Clone();
+        var outputs = new HashSet<string>(proto.Graph.Output.Select(o => o.Name));
+        foreach (var n in names) if (outputs.Add(n)) proto.Graph.Output.Add(new ValueInfoProto { Name = n });
+        var exposed = new OnnxModel(proto, model.SourcePath);
+        if (!exposed.HasExternalData) return new OrtRunner(proto.ToByteArray(), level);
+        string dir = Path.Combine(Path.GetTempPath(), $"normfold-check-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string path = Path.Combine(dir, "model.onnx");
+            ModelWriter.Save(exposed, path);
+            return new OrtRunner(path, level); // ORT has read the data once the session exists
+        }
+        finally
+        {
+            try { Directory.Delete(dir, true); } catch (IOException) { }
+        }
+    }
+}
