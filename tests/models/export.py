@@ -18,29 +18,41 @@ import torch.nn as nn
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def randomize_bn(model, seed):
-    """Give every BN non-trivial running statistics and affine parameters, as after training."""
+def calibrate_bn(model, x, seed):
+    """Running statistics as after training: measured on data (train-mode passes, cumulative average), with one
+    near-dead output channel per conv/linear layer (weights scaled by 1e-2, so its variance is ~1e-4 of the others and
+    ε matters there), then non-trivial γ and β. Statistics that match the activations keep the values realistic."""
     g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
-            c = m.num_features
-            m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
-            m.running_var.copy_(torch.rand(c, generator=g) * 2 + 0.1)
-            if m.affine:
-                m.weight.data.copy_(torch.randn(c, generator=g) * 0.5 + 1)
-                m.bias.data.copy_(torch.randn(c, generator=g) * 0.2)
-        if isinstance(m, nn.GroupNorm) and m.affine:
-            m.weight.data.copy_(torch.randn(m.num_channels, generator=g) * 0.5 + 1)
-            m.bias.data.copy_(torch.randn(m.num_channels, generator=g) * 0.2)
-        if isinstance(m, nn.LayerNorm) and m.elementwise_affine:
-            m.weight.data.copy_(torch.randn(m.normalized_shape, generator=g) * 0.5 + 1)
-            m.bias.data.copy_(torch.randn(m.normalized_shape, generator=g) * 0.2)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+                m.weight[0] *= 1e-2
+            if isinstance(m, (nn.ConvTranspose2d,)):
+                m.weight[:, 0] *= 1e-2
+        bns = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+        model.train()
+        for _ in range(20):
+            model(torch.randn(x.shape, generator=g))
+        model.eval()
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)) and m.affine:
+                c = m.num_features
+                m.weight.copy_(torch.randn(c, generator=g) * 0.5 + 1)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
+            if isinstance(m, nn.GroupNorm) and m.affine:
+                m.weight.copy_(torch.randn(m.num_channels, generator=g) * 0.5 + 1)
+                m.bias.copy_(torch.randn(m.num_channels, generator=g) * 0.2)
+            if isinstance(m, nn.LayerNorm) and m.elementwise_affine:
+                m.weight.copy_(torch.randn(m.normalized_shape, generator=g) * 0.5 + 1)
+                m.bias.copy_(torch.randn(m.normalized_shape, generator=g) * 0.2)
 
 
 def export(name, model, x, opset=13, dynamic_batch=True, seed=0):
     torch.manual_seed(seed)
-    randomize_bn(model, seed + 1)
-    model.eval()
+    calibrate_bn(model, x, seed + 1)
     path = os.path.join(HERE, name + ".onnx")
     axes = {"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None
     torch.onnx.export(model, x, path, opset_version=opset, input_names=["input"], output_names=["output"],

@@ -12,29 +12,14 @@ public static class CheckRun
         var options = request.Options;
         var reference = OnnxModel.Load(referencePath);
         var candidate = OnnxModel.Load(candidatePath);
-        var shared = options.CompareIntermediates ? SharedTensors.Names(reference, candidate) : [];
-        using var a = SharedTensors.Runner(reference, shared, options.Level);
-        using var b = SharedTensors.Runner(candidate, shared, options.Level);
-
-        Func<int, List<NamedTensor>> inputsFor;
-        IReadOnlyList<string> notes = [];
-        if (request.InputsDir != null || request.InputFiles.Count > 0)
-        {
-            List<List<NamedTensor>> sets;
-            string provenance;
-            try { (sets, provenance) = InputFiles.Load(a.Inputs, request.InputFiles, request.InputsDir); }
-            catch (FormatException e) { throw new UsageException(e.Message); }
-            options = options with { Iterations = sets.Count, InputProvenance = provenance };
-            inputsFor = i => sets[i];
-        }
-        else
-        {
-            var generator = new InputGenerator(a.Inputs, options.Seed, options.Shapes, options.Ranges);
-            notes = generator.Notes;
-            inputsFor = generator.Generate;
-        }
-        var report = EquivalenceChecker.Check(a, b, options, inputsFor, SaveOutputs(request, options), shared);
-        return report with { Notes = [.. notes, .. report.Notes] };
+        if (request.InputsDir == null && request.InputFiles.Count == 0)
+            return EquivalenceChecker.Check(reference, candidate, options, null, SaveOutputs(request, options));
+        List<List<NamedTensor>> sets;
+        string provenance;
+        try { (sets, provenance) = InputFiles.Load(ModelInputs.Of(reference), request.InputFiles, request.InputsDir); }
+        catch (FormatException e) { throw new UsageException(e.Message); }
+        options = options with { Iterations = sets.Count, InputProvenance = provenance };
+        return EquivalenceChecker.Check(reference, candidate, options, i => sets[i], SaveOutputs(request, options));
     }
 
     static Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? SaveOutputs(CheckSettings.Request request, CheckOptions options)

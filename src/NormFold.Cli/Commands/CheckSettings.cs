@@ -79,6 +79,7 @@ public static class CheckSettings
             Level = ParseLevel(command, args.Value("--ort-level")),
             InputProvenance = $"generated (seed {seed})",
             CompareIntermediates = !args.Has("--outputs-only"),
+
         };
     }
 

@@ -51,10 +51,18 @@ public static class EquivalenceChecker
         Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? onOutputs = null)
     {
         options ??= new CheckOptions();
+        var notes = new List<string>();
+        if (inputsFor is null)
+        {
+            var generator = new InputGenerator(ModelInputs.Of(reference), options.Seed, options.Shapes, options.Ranges);
+            notes.AddRange(generator.Notes);
+            inputsFor = generator.Generate;
+        }
         var shared = options.CompareIntermediates ? SharedTensors.Names(reference, candidate) : [];
         using var a = SharedTensors.Runner(reference, shared, options.Level);
         using var b = SharedTensors.Runner(candidate, shared, options.Level);
-        return Check(a, b, options, inputsFor, onOutputs, shared);
+        var report = Check(a, b, options, inputsFor, onOutputs, shared);
+        return report with { Notes = [.. notes, .. report.Notes] };
     }
 
     /// <summary>Checks two sessions; <paramref name="intermediates"/> are extra outputs both expose.</summary>

@@ -1,0 +1,138 @@
+using NormFold.Graph;
+using NormFold.Onnx;
+using NormFold.Onnx.Proto;
+using NormFold.Rewriting;
+using NormFold.Rewriting.BatchNorm;
+using NormFold.Tensors;
+using NormFold.Tests.Builders;
+using NormFold.Verification;
+using static NormFold.Tests.Builders.GraphBuilder;
+using static NormFold.Tests.TestSupport;
+
+namespace NormFold.Tests.Verification;
+
+/// <summary>
+/// The check must fail folds broken the way real bugs break them, with its default tolerances, and pass correct
+/// ones. A broken fold is made by folding a model whose BN parameters carry the bug (ε = 0 is exactly "ε ignored"),
+/// or by replacing the weights a correct fold wrote with the buggy arithmetic's result.
+/// </summary>
+public class FaultInjectionTests
+{
+    public enum Fault { EpsilonIgnored, OneChannelScaleOff, GammaBetaSwapped, MeanSignFlipped }
+
+    static readonly string[] Models = ["resnet_tiny", "resnet_tiny_op15", "mlp_bn1d", "decoder_convtranspose", "conv1d_conv3d", "resnet_tiny_constants", "resnet_tiny_fp16"];
+
+    public static IEnumerable<object[]> ModelFaults() =>
+        from m in Models from f in Enum.GetValues<Fault>() select new object[] { m, f };
+
+    static OnnxModel Load(string name) => OnnxModel.Load(Path.Combine(ModelsDir, name + ".onnx"));
+
+    /// <summary>The original with the bug planted in its BN parameters; folding it gives the buggy fold.</summary>
+    static OnnxModel Plant(OnnxModel original, Fault fault)
+    {
+        var copy = new OnnxModel(original.Proto.Clone(), original.SourcePath);
+        var index = new GraphIndex(copy.Proto.Graph, copy);
+        var bns = copy.Proto.Graph.Node.Where(n => n.OpType == "BatchNormalization").ToList();
+        foreach (var bn in fault == Fault.OneChannelScaleOff ? bns.Take(1) : bns)
+        {
+            switch (fault)
+            {
+                case Fault.EpsilonIgnored:
+                    Attributes.SetFloat(bn, "epsilon", 0f);
+                    break;
+                case Fault.GammaBetaSwapped:
+                    (bn.Input[1], bn.Input[2]) = (bn.Input[2], bn.Input[1]);
+                    break;
+                case Fault.MeanSignFlipped:
+                case Fault.OneChannelScaleOff:
+                    int slot = fault == Fault.MeanSignFlipped ? 3 : 1;
+                    Assert.True(index.TryGetConstant(bn.Input[slot], out var t, out _));
+                    var v = copy.ReadDoubles(t);
+                    if (fault == Fault.MeanSignFlipped) for (int i = 0; i < v.Length; i++) v[i] = -v[i];
+                    else v[StrongestChannel(index, bn)] *= 1.01;
+                    var replacement = TensorData.Create(t.Name + "_fault", t.DataType, t.Dims, v);
+                    copy.Proto.Graph.Initializer.Add(replacement);
+                    bn.Input[slot] = replacement.Name;
+                    break;
+            }
+        }
+        return copy;
+    }
+
+    /// <summary>The channel with the largest |s|: a 1% error in a channel that contributes 1e-4 of a tensor's magnitude
+    /// changes results by 1e-6 — no float32 tolerance can see it, and no user would call it broken.</summary>
+    static int StrongestChannel(GraphIndex index, NodeProto bn)
+    {
+        Assert.Null(BatchNormParameters.TryRead(index, bn, out var p));
+        return Array.IndexOf(p.Scale, p.Scale.MaxBy(Math.Abs));
+    }
+
+    static CheckReport CheckAgainst(OnnxModel original, OnnxModel candidate) =>
+        EquivalenceChecker.Check(original, candidate, new CheckOptions { Iterations = 2 });
+
+    [Theory]
+    [MemberData(nameof(ModelFaults))]
+    public void Check_fails_every_planted_fault_on_every_bundled_model(string model, Fault fault)
+    {
+        var original = Load(model);
+        var (broken, r) = Fold(Plant(original, fault));
+        Assert.All(r.Log.Decisions, d => Assert.Equal(Outcome.Folded, d.Outcome));
+        var report = CheckAgainst(original, broken);
+        Assert.False(report.Passed, $"{fault} on {model} went unnoticed: worst {report.Outputs.Concat(report.Intermediates).Max(o => o.RelativeToMagnitude):G3} of magnitude");
+    }
+
+    [Theory]
+    [MemberData(nameof(CorrectModels))]
+    public void Check_passes_every_correct_fold_of_a_bundled_model(string model)
+    {
+        var original = Load(model);
+        var (folded, _) = Fold(original);
+        var report = CheckAgainst(original, folded);
+        Assert.True(report.Passed, report.FirstFailure?.Name);
+    }
+
+    public static IEnumerable<object[]> CorrectModels() => Models.Select(m => new object[] { m });
+
+    [Fact]
+    public void Check_fails_convtranspose_scaled_along_the_wrong_axis()
+    {
+        // Two classic bugs: treating ConvTranspose's W like Conv's (channel on axis 0), and forgetting the group offset.
+        foreach (var (cin, perGroup, group, bug) in new[] { (6L, 6L, 1L, "axis0"), (8L, 6L, 2L, "no-group-offset") })
+        {
+            var g = new GraphBuilder(13);
+            g.Input("x", F32, [1, cin, 4, 4]);
+            g.Init("w", F32, [cin, perGroup, 3, 3]);
+            g.Node("ConvTranspose", ["x", "w"], "c", "convT", ("group", group));
+            g.Bn("c", perGroup * group, "y");
+            g.Output("y");
+            var original = g.Build();
+            var (folded, r) = Fold(original);
+            var created = Single(r).Created[0];
+            Assert.True(BatchNormParameters.TryRead(new GraphIndex(original.Proto.Graph, original), original.Proto.Graph.Node[1], out var p) is null);
+            var w = original.ReadDoubles(original.Proto.Graph.Initializer.Single(t => t.Name == "w"));
+            int kernel = 9;
+            for (int i = 0; i < cin; i++)
+                for (int j = 0; j < perGroup; j++)
+                    for (int k = 0; k < kernel; k++)
+                        w[(i * perGroup + j) * kernel + k] *= p.Scale[bug == "axis0" ? i : j];
+            var tensor = folded.Proto.Graph.Initializer.Single(t => t.Name == created);
+            folded.Proto.Graph.Initializer[folded.Proto.Graph.Initializer.IndexOf(tensor)] = TensorData.Create(created, F32, tensor.Dims, w);
+            Assert.False(CheckAgainst(original, folded).Passed, bug);
+        }
+    }
+
+    [Fact]
+    public void Float16_drift_of_a_correct_fold_is_real_but_inside_the_float16_tolerance()
+    {
+        // Measured on resnet_tiny_fp16: a correct fold drifts by ~2.5e-3 of the magnitude (β − mean·s stored in float16
+        // loses what cancels); a fold done step by step in float16 arithmetic drifts by ~4.7e-3. No output tolerance
+        // can separate the two, so that fault is not asserted here: IntoConvTests.Float16_weights_are_rounded_once_from_double
+        // checks every folded weight bit for bit against round-once-from-double instead.
+        var original = Load("resnet_tiny_fp16");
+        var (folded, _) = Fold(original);
+        var report = CheckAgainst(original, folded);
+        Assert.True(report.Passed);
+        double worst = report.Outputs.Concat(report.Intermediates).Max(o => o.RelativeToMagnitude);
+        Assert.InRange(worst, 1e-4, Tolerance.RelativeFor(F16) / 2);
+    }
+}
