@@ -122,13 +122,37 @@ public static class Comparator
         };
     }
 
-    /// <summary>Nearest-rank percentile; sorts the array in place.</summary>
+    /// <summary>Nearest-rank percentile by selection (average O(n), no full sort); reorders the array.</summary>
     static double Percentile(double[] values, double p)
     {
         if (values.Length == 0) return 0;
-        Array.Sort(values);
-        int k = (int)Math.Ceiling(p * values.Length) - 1;
-        return values[Math.Clamp(k, 0, values.Length - 1)];
+        int k = Math.Clamp((int)Math.Ceiling(p * values.Length) - 1, 0, values.Length - 1);
+        return Select(values, k);
+    }
+
+    /// <summary>The k-th smallest element (Hoare's quickselect, median-of-three pivot).</summary>
+    internal static double Select(double[] a, int k)
+    {
+        int lo = 0, hi = a.Length - 1;
+        while (lo < hi)
+        {
+            int mid = lo + (hi - lo) / 2;
+            if (a[mid] < a[lo]) (a[mid], a[lo]) = (a[lo], a[mid]);
+            if (a[hi] < a[lo]) (a[hi], a[lo]) = (a[lo], a[hi]);
+            if (a[hi] < a[mid]) (a[hi], a[mid]) = (a[mid], a[hi]);
+            double pivot = a[mid];
+            int i = lo, j = hi;
+            while (i <= j)
+            {
+                while (a[i] < pivot) i++;
+                while (a[j] > pivot) j--;
+                if (i <= j) { (a[i], a[j]) = (a[j], a[i]); i++; j--; }
+            }
+            if (k <= j) hi = j;
+            else if (k >= i) lo = i;
+            else return a[k];
+        }
+        return a[k];
     }
 
     static long[] Unravel(long flat, long[] shape)

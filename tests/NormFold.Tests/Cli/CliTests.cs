@@ -1,5 +1,6 @@
 using System.Text.Json;
 using NormFold.Cli;
+using Google.Protobuf;
 using NormFold.Onnx;
 using static NormFold.Tests.TestSupport;
 
@@ -150,5 +151,97 @@ public class CliTests
         var cmd = NormFold.Cli.Cli.Commands.Single(c => c.Name == command);
         foreach (var o in cmd.Options) Assert.Contains(o.Name, stdout);
         Assert.Contains("Exit codes", stdout);
+    }
+}
+
+[Collection("Console")]
+public class CheckCliTests
+{
+    static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        var saved = Console.Error;
+        Console.SetError(stderr);
+        try { return (NormFold.Cli.Cli.Run(args, stdout), stdout.ToString(), stderr.ToString()); }
+        finally { Console.SetError(saved); }
+    }
+
+    static string Model(string name) => Path.Combine(ModelsDir, name);
+
+    static string Folded(string name)
+    {
+        string output = Path.Combine(TempDir(), name);
+        Assert.Equal(0, Run("fold", Model(name), "-o", output, "-q").Code);
+        return output;
+    }
+
+    [Fact]
+    public void Check_with_npy_input_saves_outputs_and_writes_json()
+    {
+        string folded = Folded("resnet_tiny.onnx");
+        string dir = TempDir();
+        var (code, stdout, _) = Run("check", Model("resnet_tiny.onnx"), folded, "--input", "input=" + Model("resnet_tiny.input.npy"),
+            "--save-outputs", dir, "--json", Path.Combine(dir, "r.json"), "--localize");
+        Assert.Equal(0, code);
+        Assert.Contains("Shared intermediate tensors", stdout);
+        var saved = NormFold.Verification.Npy.Read(Path.Combine(dir, "reference", "output.npy"));
+        Assert.Equal([2L, 10], saved.Shape);
+        Assert.True(File.Exists(Path.Combine(dir, "candidate", "output.npy")));
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "r.json")));
+        Assert.True(json.RootElement.GetProperty("passed").GetBoolean());
+        Assert.Equal("1.31.1", json.RootElement.GetProperty("ortVersion").GetString());
+        Assert.StartsWith("files: input=", json.RootElement.GetProperty("inputs").GetString());
+        Assert.True(json.RootElement.GetProperty("intermediates").GetArrayLength() > 10);
+        Assert.True(json.RootElement.GetProperty("outputs")[0].TryGetProperty("p99Abs", out _));
+    }
+
+    [Fact]
+    public void Check_reads_a_test_data_set_folder()
+    {
+        var (code, stdout, _) = Run("check", Model("mlp_bn1d.onnx"), Folded("mlp_bn1d.onnx"), "--inputs", Model("mlp_bn1d_data"));
+        Assert.Equal(0, code);
+        Assert.Contains("test_data_set", stdout);
+    }
+
+    [Fact]
+    public void A_drifting_intermediate_fails_the_check_and_is_named()
+    {
+        // γ of one channel changed by 10%: visible at that BN's output even where the final output hides it.
+        var original = OnnxModel.Load(Model("resnet_tiny.onnx"));
+        var proto = original.Proto.Clone();
+        var gamma = proto.Graph.Initializer.Single(t => t.Name == "layers.1.bn1.weight");
+        var v = original.ReadDoubles(original.Proto.Graph.Initializer.Single(t => t.Name == "layers.1.bn1.weight"));
+        v[Array.IndexOf(v, v.MaxBy(Math.Abs))] *= 1.1;
+        proto.Graph.Initializer[proto.Graph.Initializer.IndexOf(gamma)] = NormFold.Tensors.TensorData.Create(gamma.Name, 1, gamma.Dims, v);
+        string dir = TempDir();
+        string planted = Path.Combine(dir, "planted.onnx");
+        File.WriteAllBytes(planted, proto.ToByteArray());
+        string broken = Path.Combine(dir, "broken.onnx");
+        Assert.Equal(0, Run("fold", planted, "-o", broken, "-q").Code);
+        var (code, stdout, _) = Run("check", Model("resnet_tiny.onnx"), broken);
+        Assert.Equal(ExitCodes.CheckFailed, code);
+        Assert.Contains("First intermediate to drift", stdout);
+        Assert.Contains("layers.1/bn1", stdout);
+    }
+
+    [Theory]
+    [InlineData("--input", "nosuch=x.npy", "not an input of the model")]
+    [InlineData("--inputs", "/no/such/dir", "folder not found")]
+    [InlineData("--shape", "input:1x3", "2 dims given")]
+    [InlineData("--value-range", "3,1", "LO ≤ HI")]
+    public void Bad_check_inputs_exit_3(string option, string value, string expected)
+    {
+        var (code, _, stderr) = Run("check", Model("resnet_tiny.onnx"), Model("resnet_tiny.onnx"), option, value);
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains(expected, stderr);
+    }
+
+    [Fact]
+    public void Outputs_only_skips_intermediates()
+    {
+        var (code, stdout, _) = Run("check", Model("resnet_tiny.onnx"), Folded("resnet_tiny.onnx"), "--outputs-only");
+        Assert.Equal(0, code);
+        Assert.DoesNotContain("intermediate", stdout);
     }
 }
