@@ -50,16 +50,16 @@ public static class Printing
 
     public static string Decisions(RewriteLog log)
     {
-        if (log.Decisions.Count == 0) return "No BatchNormalization in the model.\n";
+        if (log.Decisions.Count == 0) return "No BatchNormalization (or other candidate) in the model.\n";
         bool nested = log.Decisions.Any(d => d.Graph != "main");
         var headers = new List<string>();
         if (nested) headers.Add("Graph");
-        headers.AddRange(["BatchNormalization", "Outcome", "Rule", "Into", "Reason", "Detail"]);
+        headers.AddRange(["Node", "Op", "Outcome", "Rule", "Into", "Reason", "Detail"]);
         var rows = log.Decisions.Select(d =>
         {
             var row = new List<string>();
             if (nested) row.Add(d.Graph);
-            row.AddRange([d.Anchor, OutcomeText(d.Outcome), d.Rule ?? "-", d.Target ?? "-", d.Reason?.ToString() ?? "-",
+            row.AddRange([d.Anchor, d.AnchorOpType, OutcomeText(d.Outcome), d.Rule ?? "-", d.Target ?? "-", d.Reason?.ToString() ?? "-",
                 d.Outcome == Outcome.Folded ? "" : d.Detail]);
             return (IReadOnlyList<string>)row;
         });
@@ -69,17 +69,20 @@ public static class Printing
     public static string OutcomeText(Outcome o) => o switch
     {
         Outcome.Folded => "folded",
-        Outcome.Replaced => "mul+add",
+        Outcome.Replaced => "replaced",
         _ => "left",
     };
 
     public static string Summary(FoldResult result)
     {
-        var log = result.Log;
-        int total = log.Decisions.Count;
+        var bn = result.Log.Decisions.Where(d => d.AnchorOpType == "BatchNormalization").ToList();
+        var other = result.Log.Decisions.Where(d => d.AnchorOpType != "BatchNormalization").ToList();
         int before = result.OpsBefore.Values.Sum(), after = result.OpsAfter.Values.Sum();
-        return $"{total} BatchNormalization: {log.Count(Outcome.Folded)} folded, {log.Count(Outcome.Replaced)} replaced by Mul+Add, " +
-               $"{log.Count(Outcome.Left)} left. Nodes: {before} → {after}.";
+        string text = $"{bn.Count} BatchNormalization: {bn.Count(d => d.Outcome == Outcome.Folded)} folded, " +
+                      $"{bn.Count(d => d.Outcome == Outcome.Replaced)} replaced by Mul+Add, {bn.Count(d => d.Outcome == Outcome.Left)} left.";
+        if (other.Count > 0)
+            text += $" {other.Count} other candidate(s): {other.Count(d => d.Outcome == Outcome.Replaced)} replaced, {other.Count(d => d.Outcome == Outcome.Left)} left.";
+        return text + $" Nodes: {before} → {after}.";
     }
 
     public static string OpChanges(FoldResult result)

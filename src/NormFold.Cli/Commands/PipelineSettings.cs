@@ -9,6 +9,10 @@ public static class PipelineSettings
     [
         new("--keep-standalone-bn", null, "leave BNs that cannot be folded as BatchNormalization instead of Mul + Add"),
         new("--disable", "RULE[,RULE]", "switch rules off (names as in the table's Rule column)", Repeatable: true),
+        new("--swap-groupnorm", null, "replace decomposed GroupNorm (Reshape→InstanceNormalization→Reshape→Mul→Add) by GroupNormalization"),
+        new("--swap-layernorm", null, "replace decomposed LayerNorm (ReduceMean→Sub→Pow→ReduceMean→Add→Sqrt→Div→Mul→Add) by LayerNormalization"),
+        new("--lower-groupnorm", null, "replace GroupNormalization by its InstanceNormalization decomposition (for runtimes without it)"),
+        new("--target-opset", "N", "allow raising the model's opset to N when a swap needs it (only if no other node changes meaning)"),
     ];
 
     public static PipelineOptions Parse(string command, ParsedArgs args)
@@ -18,6 +22,19 @@ public static class PipelineSettings
         foreach (var rule in disabled)
             if (!Pipeline.RuleNames.Contains(rule))
                 throw new UsageException($"{command}: --disable: unknown rule '{rule}' (rules: {string.Join(", ", Pipeline.RuleNames)})");
-        return new PipelineOptions { KeepStandaloneBatchNorm = args.Has("--keep-standalone-bn"), DisabledRules = disabled };
+        if (args.Has("--swap-groupnorm") && args.Has("--lower-groupnorm"))
+            throw new UsageException($"{command}: --swap-groupnorm and --lower-groupnorm would undo each other; run them separately");
+        int target = args.Int(command, "--target-opset", 0, min: 1);
+        if (target > Rewriting.Normalization.OpsetUpgrade.HighestKnown)
+            throw new UsageException($"{command}: --target-opset {target} is past opset {Rewriting.Normalization.OpsetUpgrade.HighestKnown}, the newest NormFold knows");
+        return new PipelineOptions
+        {
+            KeepStandaloneBatchNorm = args.Has("--keep-standalone-bn"),
+            DisabledRules = disabled,
+            SwapGroupNorm = args.Has("--swap-groupnorm"),
+            SwapLayerNorm = args.Has("--swap-layernorm"),
+            LowerGroupNorm = args.Has("--lower-groupnorm"),
+            TargetOpset = target,
+        };
     }
 }

@@ -72,6 +72,7 @@ public sealed class GraphEditor(GraphIndex index, NameAllocator names)
         node.Name = Names.FreshNode(baseName);
         Index.Graph.Node.Add(node);
         Index.AddNode(node);
+        Index.InvalidateHints();
         foreach (var o in node.Output) VanishedValues.Remove(o);
     }
 }

@@ -184,6 +184,9 @@ public sealed class GraphIndex
 
     TypeHints? _hints;
 
+    /// <summary>Forget propagated ranks and types (after nodes were added); recomputed on next use.</summary>
+    internal void InvalidateHints() => _hints = null;
+
     /// <summary>Rank from the model's declared types, constants, or forward propagation (<see cref="TypeHints"/>).</summary>
     public int? Rank(string name) => (_hints ??= new TypeHints(this)).Rank(this, name);
 

@@ -31,6 +31,14 @@ public sealed class TypeHints
 
     public TypeHints(GraphIndex index)
     {
+        // Passes in list order until nothing new is learned: one pass for a sorted graph, more when rewrites appended
+        // nodes that the final topological sort has not placed yet.
+        for (int pass = 0; pass < 16 && Propagate(index); pass++) { }
+    }
+
+    bool Propagate(GraphIndex index)
+    {
+        bool learned = false;
         foreach (var n in index.Graph.Node)
         {
             if (n.Output.Count == 0 || n.Output[0].Length == 0 || !Attributes.IsDefaultDomain(n)) continue;
@@ -60,9 +68,10 @@ public sealed class TypeHints
                     if (n.Input.Count > 1 && index.TryGetConstant(n.Input[1], out var shape, out _) && shape.Dims.Count == 1) rank = (int)shape.Dims[0];
                     break;
             }
-            if (rank is { } rk) _rank[n.Output[0]] = rk;
-            if (type is { } tp && tp > 0) _type[n.Output[0]] = tp;
+            if (rank is { } rk && _rank.TryAdd(n.Output[0], rk)) learned = true;
+            if (type is { } tp && tp > 0 && _type.TryAdd(n.Output[0], tp)) learned = true;
         }
+        return learned;
     }
 
     public int? Rank(GraphIndex index, string name) =>

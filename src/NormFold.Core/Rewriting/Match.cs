@@ -12,4 +12,8 @@ public abstract record Match
 }
 
 /// <summary>Everything an apply step needs, computed by the match step. Subclassed per rule.</summary>
-public abstract record Plan(NodeProto Anchor, NodeProto? Target);
+public abstract record Plan(NodeProto Anchor, NodeProto? Target)
+{
+    /// <summary>What the rewrite does, for the report.</summary>
+    public virtual string Describe() => "";
+}

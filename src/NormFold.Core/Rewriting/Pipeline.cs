@@ -14,6 +14,14 @@ public sealed record PipelineOptions
     public IReadOnlySet<string> DisabledRules { get; init; } = new HashSet<string>();
     /// <summary>Cap on passes over one graph (each pass can only fold what the previous one exposed).</summary>
     public int MaxPasses { get; init; } = 8;
+    /// <summary>Replace decomposed GroupNorm (Reshape → InstanceNormalization → Reshape → Mul → Add) by GroupNormalization.</summary>
+    public bool SwapGroupNorm { get; init; }
+    /// <summary>Replace decomposed LayerNorm (ReduceMean → Sub → Pow → … → Add) by LayerNormalization.</summary>
+    public bool SwapLayerNorm { get; init; }
+    /// <summary>Replace GroupNormalization by its InstanceNormalization decomposition.</summary>
+    public bool LowerGroupNorm { get; init; }
+    /// <summary>Default-domain opset the model may be raised to when a swap needs it (0: never raise).</summary>
+    public long TargetOpset { get; init; }
 }
 
 /// <summary>
@@ -35,8 +43,22 @@ public sealed class Pipeline(PipelineOptions? options = null)
 
     public static IEnumerable<string> RuleNames => FoldRules.Select(r => r.Name).Append(StandaloneRule.Name);
 
+    /// <summary>Opt-in rewrites, run after BN folding (they touch other nodes), each anchored on its own op type.</summary>
+    List<IRewriteRule> SwapRules()
+    {
+        var rules = new List<IRewriteRule>();
+        if (_options.SwapGroupNorm) rules.Add(new Normalization.GroupNormSwap(_options.TargetOpset));
+        if (_options.SwapLayerNorm) rules.Add(new Normalization.LayerNormSwap(_options.TargetOpset));
+        if (_options.LowerGroupNorm) rules.Add(new Normalization.GroupNormLowering());
+        return rules;
+    }
+
     public RewriteLog Run(OnnxModel model)
     {
+        if (_options.LowerGroupNorm && _options.SwapGroupNorm)
+            throw new ArgumentException("swapping in GroupNormalization and lowering it in one run would undo each other; run them separately");
+        if (_options.TargetOpset != 0 && (_options.TargetOpset <= 0 || _options.TargetOpset > Normalization.OpsetUpgrade.HighestKnown))
+            throw new ArgumentException($"target opset {_options.TargetOpset} is outside 1..{Normalization.OpsetUpgrade.HighestKnown}");
         foreach (var name in _options.DisabledRules)
             if (!RuleNames.Contains(name))
                 throw new ArgumentException($"unknown rule '{name}' (rules: {string.Join(", ", RuleNames)})");
@@ -88,6 +110,7 @@ public sealed class Pipeline(PipelineOptions? options = null)
             decisions[bn] = DecideStandalone(editor, bn, path, decisions[bn]);
 
         foreach (var bn in order) log.Add(decisions[bn]);
+        foreach (var rule in SwapRules()) SwapPhase(model, editor, rule, path, log);
         var outer = GraphCleanup.Run(editor);
         outer.UnionWith(orphansFromBodies.Where(n => !index.Defines(n)));
         return outer;
@@ -140,6 +163,40 @@ public sealed class Pipeline(PipelineOptions? options = null)
             Outcome = Outcome.Replaced, Rule = rule.Name, Target = null, Created = created,
             Detail = $"replaced by Mul + Add; not folded: {foldDecision.Detail}",
         };
+    }
+
+    /// <summary>
+    /// One decision per anchor of an opt-in rule. When plans need a newer opset than the model imports and the target
+    /// allows it, the opset is raised once — if no node outside the matched patterns changes meaning at the new version.
+    /// </summary>
+    void SwapPhase(OnnxModel model, GraphEditor editor, IRewriteRule rule, string path, RewriteLog log)
+    {
+        List<NodeProto> Anchors() => editor.Index.Graph.Node.Where(n => n.OpType == rule.AnchorOpType
+            && Attributes.IsDefaultDomain(n) && !editor.RemovedNodes.Contains(n)).ToList();
+        string? blocked = null;
+        var dryRun = Anchors().Select(a => rule.TryMatch(editor.Index, a)).OfType<Match.Planned>().ToList();
+        long needed = dryRun.Select(p => p.Plan is Normalization.IOpsetPlan o ? o.RequiredOpset : 0).DefaultIfEmpty(0).Max();
+        if (needed > model.DefaultOpset)
+        {
+            var excused = dryRun.SelectMany(p => p.Plan is Normalization.IOpsetPlan o ? o.Removed : []).ToHashSet(ReferenceEqualityComparer.Instance);
+            var blockers = Normalization.OpsetUpgrade.Blockers(model, needed, excused.Cast<NodeProto>().ToHashSet());
+            if (blockers.Count == 0) Normalization.OpsetUpgrade.Raise(model, needed);
+            else blocked = $"raising the opset from {model.DefaultOpset} to {needed} would change {blockers.Count} other node(s): {string.Join("; ", blockers.Take(5))}{(blockers.Count > 5 ? "; …" : "")}";
+        }
+        foreach (var anchor in Anchors())
+        {
+            var match = rule.TryMatch(editor.Index, anchor);
+            if (match is Match.Planned { Plan: Normalization.IOpsetPlan { RequiredOpset: var required } } && required > model.DefaultOpset)
+                match = Match.Refuse(SkipReason.OpsetTooLow, blocked ?? $"needs opset {required}, the model imports {model.DefaultOpset}");
+            if (match is Match.Planned planned)
+            {
+                var created = rule.Apply(editor, planned.Plan);
+                log.Add(new Decision(path, NodeLabel(anchor), anchor.OpType, Outcome.Replaced, rule.Name, null, null,
+                    planned.Plan.Describe(), created));
+            }
+            else
+                log.Add(Left(anchor, path, (Match.Refused)match));
+        }
     }
 
     static Decision Left(NodeProto bn, string path, Match.Refused refused) =>

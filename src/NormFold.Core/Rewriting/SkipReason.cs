@@ -33,4 +33,18 @@ public enum SkipReason
     NonPositiveVariance,
     /// <summary>The rule that would fold it was switched off with --disable.</summary>
     RuleDisabled,
+    /// <summary>The nodes around the anchor are not the decomposition the rule recognises (named in the detail).</summary>
+    PatternMismatch,
+    /// <summary>InstanceNormalization's own scale is not all 1 or its bias not all 0.</summary>
+    InstanceNormNotIdentity,
+    /// <summary>The second Reshape does not restore the input's shape.</summary>
+    ReshapeDoesNotRestore,
+    /// <summary>A tensor inside the pattern is also read outside it, or is a graph output.</summary>
+    IntermediateUsedOutside,
+    /// <summary>The group count does not divide the channel count.</summary>
+    GroupsDoNotDivideChannels,
+    /// <summary>γ or β is not one value per channel (or, for GroupNormalization-18, not constant within each group).</summary>
+    NotPerChannel,
+    /// <summary>The operator needs a newer opset than the model imports, and raising it is not allowed or would change other nodes.</summary>
+    OpsetTooLow,
 }

@@ -1,0 +1,173 @@
+using NormFold.Graph;
+using NormFold.Onnx.Proto;
+using NormFold.Tensors;
+
+namespace NormFold.Rewriting.Normalization;
+
+/// <summary>
+/// X[N,C,…] → Reshape([0,G,−1]) → InstanceNormalization(scale = 1, B = 0, ε) → Reshape(Shape(X)) [→ Mul(γ)] [→ Add(β)]
+///   ⇒   GroupNormalization(X, γ, β; num_groups = G, epsilon = ε)
+/// Conditions: rank ≥ 3 known; the first Reshape's shape is constant [0 or N, G, −1] (or Concat of X's batch dim, G, −1);
+/// the second restores X's shape (Shape(X), or X's static shape as a constant); IN's scale/bias are 1/0; every
+/// intermediate is read only by the next node; γ, β are constants broadcasting per channel (Mul/Add on anything else
+/// stay after the new node; absent ones are 1 and 0); G divides C.
+/// Emits GroupNormalization-21 (γ, β per channel) when the opset is or may be raised to ≥ 21; GroupNormalization-18
+/// (per group) only when γ and β are constant within each group — exact in both cases.
+/// </summary>
+public sealed class GroupNormSwap(long targetOpset) : RewriteRule<GroupNormSwap.GroupNormPlan>
+{
+    public sealed record GroupNormPlan(NodeProto Anchor, string X, string Output, IReadOnlyList<NodeProto> Removed, long Groups,
+        float Epsilon, int DataType, double[] Scale, double[] Bias, int Version) : Plan(Anchor, null), IOpsetPlan
+    {
+        public long RequiredOpset => Version;
+        public override string Describe() => $"replaced {Removed.Count} nodes by GroupNormalization-{Version} (num_groups={Groups}, epsilon={Epsilon:G9})";
+    }
+
+    public override string Name => "GroupNormSwap";
+    public override string AnchorOpType => "InstanceNormalization";
+
+    public override Match TryMatch(GraphIndex g, NodeProto inorm)
+    {
+        var r1 = g.Producer(inorm.Input[0]);
+        if (r1 is not { OpType: "Reshape" } || !Attributes.IsDefaultDomain(r1))
+            return Match.Refuse(SkipReason.PatternMismatch, $"input '{inorm.Input[0]}' is not a Reshape to [N, G, −1]: a plain InstanceNormalization");
+        string x = r1.Input[0];
+        int? rank = g.Rank(x);
+        if (rank is null) return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' is not known");
+        if (rank < 3) return Match.Refuse(SkipReason.PatternMismatch, $"'{x}' has rank {rank}; GroupNormalization needs rank ≥ 3");
+        if (GroupCount(g, r1, x) is not { } groups)
+            return Match.Refuse(SkipReason.PatternMismatch, $"{Attributes.Describe(r1)} does not reshape '{x}' to [N, G, −1] with a constant G");
+
+        if (inorm.Input.Count < 3 || !Patterns.TryConstant(g, inorm.Input[1], out var inScale, out _) || !Patterns.TryConstant(g, inorm.Input[2], out var inBias, out _))
+            return Match.Refuse(SkipReason.ParameterNotConstant, $"{Attributes.Describe(inorm)}'s scale or bias is not constant");
+        if (inScale.Any(v => v != 1) || inBias.Any(v => v != 0) || inScale.Length != groups || inBias.Length != groups)
+            return Match.Refuse(SkipReason.InstanceNormNotIdentity, $"{Attributes.Describe(inorm)} has its own scale/bias (not {groups} ones and zeros)");
+
+        if (Patterns.SoleReader(g, r1.Output[0]) != inorm)
+            return Match.Refuse(SkipReason.IntermediateUsedOutside, $"'{r1.Output[0]}' is also read outside the pattern");
+        if (Patterns.SoleReader(g, inorm.Output[0]) is not { OpType: "Reshape" } r2 || !Attributes.IsDefaultDomain(r2))
+            return Match.Refuse(g.Consumers(inorm.Output[0]).Count > 1 || g.IsGraphOutput(inorm.Output[0]) ? SkipReason.IntermediateUsedOutside : SkipReason.PatternMismatch,
+                $"'{inorm.Output[0]}' does not go (only) to a Reshape back to X's shape");
+        if (!RestoresShape(g, r2, x))
+            return Match.Refuse(SkipReason.ReshapeDoesNotRestore, $"{Attributes.Describe(r2)} does not reshape back to the shape of '{x}'");
+
+        var removed = new List<NodeProto> { r1, inorm, r2 };
+        string output = r2.Output[0];
+        long? channels = Patterns.Channels(g, x);
+        double[]? gamma = null, beta = null;
+        // Absorb Mul(γ) and then Add(β) when they are per-channel constants and the only readers.
+        if (Patterns.SoleReader(g, output) is { OpType: "Mul" } mul && Affine(g, mul, output, rank.Value, ref channels) is { } gv)
+        {
+            gamma = gv; removed.Add(mul); output = mul.Output[0];
+        }
+        if (Patterns.SoleReader(g, output) is { OpType: "Add" } add && Affine(g, add, output, rank.Value, ref channels) is { } bv)
+        {
+            beta = bv; removed.Add(add); output = add.Output[0];
+        }
+        if (channels is not { } c)
+            return Match.Refuse(SkipReason.UnknownRank, $"the channel count of '{x}' is not known (no static shape, no conv weight to read it from)");
+        if (c % groups != 0)
+            return Match.Refuse(SkipReason.GroupsDoNotDivideChannels, $"{groups} groups do not divide {c} channels");
+        gamma ??= Enumerable.Repeat(1.0, (int)c).ToArray();
+        beta ??= new double[c];
+        if (g.ElemType(x) is not { } type || !ElementType.IsFoldable(type))
+            return Match.Refuse(SkipReason.UnsupportedDataType, $"the element type of '{x}' is not known or not floating point");
+
+        float epsilon = Attributes.Float(inorm, "epsilon", 1e-5f);
+        long opset = Math.Max(g.Opset, targetOpset);
+        if (opset >= 21)
+            return new Match.Planned(new GroupNormPlan(inorm, x, output, removed, groups, epsilon, type, gamma, beta, 21));
+        if (opset >= 18)
+        {
+            if (!GroupwiseConstant(gamma, groups) || !GroupwiseConstant(beta, groups))
+                return Match.Refuse(SkipReason.NotPerChannel, $"GroupNormalization-18 takes one γ and β per group, these vary within groups; opset 21 takes them per channel (--target-opset 21)");
+            long size = c / groups;
+            return new Match.Planned(new GroupNormPlan(inorm, x, output, removed, groups, epsilon, type,
+                Enumerable.Range(0, (int)groups).Select(k => gamma[k * size]).ToArray(),
+                Enumerable.Range(0, (int)groups).Select(k => beta[k * size]).ToArray(), 18));
+        }
+        return Match.Refuse(SkipReason.OpsetTooLow, $"GroupNormalization needs opset 18 (21 for per-channel γ, β), the model imports {g.Opset}; --target-opset 21 allows raising it");
+    }
+
+    /// <summary>G from Reshape(X, [0|N, G, −1]), the shape constant or Concat(batch dim of X, [G], [−1]).</summary>
+    static long? GroupCount(GraphIndex g, NodeProto reshape, string x)
+    {
+        if (Attributes.Int(reshape, "allowzero", 0) != 0) return null;
+        if (g.TryGetConstant(reshape.Input[1], out var t, out _))
+        {
+            var s = g.Model.ReadInt64s(t);
+            bool batchOk = s.Length == 3 && (s[0] == 0 || (g.DeclaredType(x)?.TensorType?.Shape?.Dim is { Count: > 0 } d && d[0].HasDimValue && d[0].DimValue == s[0]));
+            return batchOk && s[1] > 0 && s[2] == -1 ? s[1] : null;
+        }
+        if (g.Producer(reshape.Input[1]) is { OpType: "Concat" } concat && concat.Input.Count == 3)
+        {
+            long? Scalar(string n) => g.TryGetConstant(n, out var c, out _) && TensorData.ElementCount(c) == 1 ? g.Model.ReadInt64s(c)[0] : null;
+            bool batch = Scalar(concat.Input[0]) == 0 || IsBatchOf(g, concat.Input[0], x);
+            return batch && Scalar(concat.Input[1]) is > 0 and var gCount && Scalar(concat.Input[2]) == -1 ? gCount : null;
+        }
+        return null;
+    }
+
+    /// <summary>Shape(X)[0:1] or Gather(Shape(X), 0) (possibly unsqueezed).</summary>
+    static bool IsBatchOf(GraphIndex g, string name, string x)
+    {
+        var p = g.Producer(name);
+        if (p is { OpType: "Unsqueeze" }) p = g.Producer(p.Input[0]);
+        if (p is { OpType: "Gather" } && g.TryGetConstant(p.Input[1], out var idx, out _) && g.Model.ReadInt64s(idx) is [0])
+            return g.Producer(p.Input[0]) is { OpType: "Shape" } s && s.Input[0] == x && s.Attribute.Count == 0;
+        return false;
+    }
+
+    static bool RestoresShape(GraphIndex g, NodeProto reshape, string x)
+    {
+        if (Attributes.Int(reshape, "allowzero", 0) != 0) return false;
+        if (g.Producer(reshape.Input[1]) is { OpType: "Shape" } shape && shape.Input[0] == x
+            && Attributes.Int(shape, "start", 0) == 0 && Attributes.Find(shape, "end") is null)
+            return true;
+        if (g.TryGetConstant(reshape.Input[1], out var t, out _) && g.DeclaredType(x)?.TensorType?.Shape is { } declared
+            && declared.Dim.All(d => d.HasDimValue))
+            return g.Model.ReadInt64s(t).SequenceEqual(declared.Dim.Select(d => d.DimValue));
+        return false;
+    }
+
+    /// <summary>The per-channel constant the node applies to <paramref name="input"/>, or null. Learns the channel
+    /// count from the constant's axis 1 when it was not known.</summary>
+    static double[]? Affine(GraphIndex g, NodeProto node, string input, int rank, ref long? channels)
+    {
+        if (!Attributes.IsDefaultDomain(node) || node.Input.Count != 2) return null;
+        string other = node.Input[0] == input ? node.Input[1] : node.Input[0];
+        if (!Patterns.TryConstant(g, other, out var values, out var dims) || dims.Length > rank) return null;
+        long axis1 = dims.Length >= rank - 1 ? dims[dims.Length - (rank - 1)] : 1;
+        channels ??= axis1 > 1 ? axis1 : null;
+        return channels is { } c ? Patterns.PerChannel(values, dims, rank, c) : null;
+    }
+
+    static bool GroupwiseConstant(double[] v, long groups)
+    {
+        long size = v.Length / groups;
+        for (int i = 0; i < v.Length; i++) if (v[i] != v[i / size * size]) return false;
+        return true;
+    }
+
+    protected override IReadOnlyList<string> Apply(GraphEditor editor, GroupNormPlan plan)
+    {
+        string baseName = plan.Anchor.Name.Length > 0 ? plan.Anchor.Name : plan.Output;
+        long[] dims = [plan.Scale.Length];
+        string scale = editor.AddInitializer(TensorData.Create("", plan.DataType, dims, plan.Scale), baseName + "_gn_scale");
+        string bias = editor.AddInitializer(TensorData.Create("", plan.DataType, dims, plan.Bias), baseName + "_gn_bias");
+        foreach (var n in plan.Removed) editor.RemoveNode(n);
+        var gn = new NodeProto { OpType = "GroupNormalization", Input = { plan.X, scale, bias }, Output = { plan.Output } };
+        gn.Attribute.Add(new AttributeProto { Name = "epsilon", Type = AttributeProto.Types.AttributeType.Float, F = plan.Epsilon });
+        gn.Attribute.Add(new AttributeProto { Name = "num_groups", Type = AttributeProto.Types.AttributeType.Int, I = plan.Groups });
+        editor.AddNode(gn, baseName + "_groupnorm");
+        return [scale, bias];
+    }
+}
+
+/// <summary>A plan whose new node needs at least this default-domain opset.</summary>
+public interface IOpsetPlan
+{
+    long RequiredOpset { get; }
+    /// <summary>Nodes the rewrite removes (they need not keep their meaning at the new opset).</summary>
+    IReadOnlyList<NodeProto> Removed { get; }
+}

@@ -1,0 +1,95 @@
+using NormFold.Graph;
+using NormFold.Onnx.Proto;
+
+namespace NormFold.Rewriting.Normalization;
+
+/// <summary>Small facts about tensors that the normalization rules need: constant values seen through Unsqueeze,
+/// per-channel broadcasting, channel counts.</summary>
+public static class Patterns
+{
+    /// <summary>A constant's values and dims, also when it reaches its reader through Unsqueeze nodes.</summary>
+    public static bool TryConstant(GraphIndex g, string name, out double[] values, out long[] dims)
+    {
+        values = []; dims = [];
+        if (g.TryGetConstant(name, out var t, out _) && Tensors.ElementType.IsFoldable(t.DataType))
+        {
+            values = g.Model.ReadDoubles(t);
+            dims = t.Dims.ToArray();
+            return true;
+        }
+        if (g.Producer(name) is { OpType: "Unsqueeze" } u && Attributes.IsDefaultDomain(u) && TryConstant(g, u.Input[0], out values, out var inner))
+        {
+            long[]? axes = Attributes.Ints(u, "axes")?.ToArray();
+            if (axes is null && u.Input.Count > 1 && g.TryGetConstant(u.Input[1], out var a, out _)) axes = g.Model.ReadInt64s(a);
+            if (axes is null) return false;
+            int rank = inner.Length + axes.Length;
+            var normalized = axes.Select(x => x < 0 ? x + rank : x).ToHashSet();
+            var result = new long[rank];
+            for (int d = 0, k = 0; d < rank; d++) result[d] = normalized.Contains(d) ? 1 : inner[k++];
+            dims = result;
+            return true;
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// Values of a constant that multiplies or adds to a [N, C, …] tensor of the given rank, one per channel:
+    /// its dims, right-aligned against the tensor's, must be 1 everywhere except axis 1, where they are 1 or C.
+    /// </summary>
+    public static double[]? PerChannel(double[] values, long[] dims, int rank, long channels)
+    {
+        if (dims.Length > rank) return null;
+        var padded = Enumerable.Repeat(1L, rank - dims.Length).Concat(dims).ToArray();
+        for (int d = 0; d < rank; d++)
+            if (d != 1 && padded[d] != 1) return null;
+        if (rank >= 2 && padded[1] != 1 && padded[1] != channels) return null;
+        var result = new double[channels];
+        for (int c = 0; c < channels; c++) result[c] = values[rank >= 2 && padded[1] == channels ? c : 0];
+        return result;
+    }
+
+    /// <summary>The channel count (dim 1) of a tensor: declared, or from the weights of the conv that made it
+    /// (through elementwise ops), or null.</summary>
+    public static long? Channels(GraphIndex g, string name)
+    {
+        for (int step = 0; step < 1000; step++)
+        {
+            if (g.DeclaredType(name) is { TensorType.Shape: { } shape } && shape.Dim.Count >= 2 && shape.Dim[1].HasDimValue)
+                return shape.Dim[1].DimValue;
+            var p = g.Producer(name);
+            if (p is null || !Attributes.IsDefaultDomain(p)) return null;
+            switch (p.OpType)
+            {
+                case "Conv" when g.TryGetConstant(p.Input[1], out var w, out _) && w.Dims.Count > 0:
+                    return w.Dims[0];
+                case "ConvTranspose" when g.TryGetConstant(p.Input[1], out var w, out _) && w.Dims.Count > 1:
+                    return w.Dims[1] * Attributes.Int(p, "group", 1);
+                case "BatchNormalization" or "InstanceNormalization" or "GroupNormalization" when p.Input.Count > 1
+                    && g.TryGetConstant(p.Input[1], out var s, out _) && s.Dims.Count == 1 && p.OpType != "GroupNormalization":
+                    return s.Dims[0];
+                case "Relu" or "LeakyRelu" or "Sigmoid" or "Tanh" or "Clip" or "Identity" or "Dropout" or "HardSwish"
+                    or "HardSigmoid" or "Elu" or "Selu" or "Gelu" or "Mish" or "Softplus" or "Erf" or "Neg" or "Abs"
+                    or "GroupNormalization" or "Cast":
+                    name = p.Input[0];
+                    break;
+                case "Add" or "Sub" or "Mul" or "Div":
+                    // The non-constant operand carries the channels (a per-channel constant broadcasts into it).
+                    var operand = p.Input.FirstOrDefault(i => !g.TryGetConstant(i, out _, out _));
+                    if (operand is null) return null;
+                    name = operand;
+                    break;
+                default:
+                    return null;
+            }
+        }
+        return null;
+    }
+
+    /// <summary>The single reader of a tensor, or null when it has several, none, or is a graph output.</summary>
+    public static NodeProto? SoleReader(GraphIndex g, string name)
+    {
+        if (g.IsGraphOutput(name)) return null;
+        var c = g.Consumers(name);
+        return c.Count == 1 ? c[0] : null;
+    }
+}
