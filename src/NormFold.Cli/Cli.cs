@@ -31,7 +31,7 @@ public static class Cli
         {
             return command.Run(args.Skip(1).ToList(), stdout);
         }
-        catch (Exception e) when (e is UsageException or ModelFormatException or ArgumentException or NotSupportedException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException or IOException)
+        catch (Exception e) when (IsInputError(e))
         {
             Console.Error.WriteLine($"normfold: {(e is UsageException ? "" : command.Name + ": ")}{e.Message}");
             if (verbose) Console.Error.WriteLine(e);
@@ -44,6 +44,11 @@ public static class Cli
             return ExitCodes.InternalError;
         }
     }
+
+    /// <summary>Errors that mean the input or the arguments are wrong (exit 3), not NormFold (exit 1).</summary>
+    public static bool IsInputError(Exception e) =>
+        e is UsageException or ModelFormatException or ArgumentException or NotSupportedException or FileNotFoundException
+            or DirectoryNotFoundException or UnauthorizedAccessException or IOException or FormatException;
 
     static string Usage() =>
         "NormFold — fold BatchNormalization into the weights of ONNX models, say why for every BN left, and check the result.\n\n" +

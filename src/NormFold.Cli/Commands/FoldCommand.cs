@@ -7,12 +7,14 @@ namespace NormFold.Cli.Commands;
 public sealed class FoldCommand : Command
 {
     public override string Name => "fold";
-    public override string Usage => "normfold fold MODEL.onnx -o OUTPUT.onnx [options]";
+    public override string Usage => "normfold fold MODEL.onnx -o OUTPUT.onnx [options]   |   normfold fold FOLDER -o OUTFOLDER [options]";
     public override string Summary => "fold BatchNormalization into Conv/ConvTranspose/Gemm/MatMul and write the model";
     public override string Description =>
         "Folds every eval-mode BatchNormalization that its producer can absorb into that producer's weights and bias,\n" +
         "turns the other BNs into Mul + Add (unless --keep-standalone-bn), and prints one row per BatchNormalization:\n" +
         "folded into which node, or left and why. The input model is never modified. If/Loop/Scan bodies are folded too.\n" +
+        "Given a folder, folds every .onnx below it into the same relative path under OUTFOLDER, several at once; one bad\n" +
+        "model does not stop the others, and the exit code is that of the worst failure (1, then 3, then 2).\n" +
         $"Rules: {string.Join(", ", Pipeline.RuleNames)}.";
 
     public override IReadOnlyList<OptionSpec> Options { get; } =
@@ -24,18 +26,24 @@ public sealed class FoldCommand : Command
         new("--external-data-file", "NAME", "name of that data file, relative to the output (default OUTPUT.data)"),
         new("--check", null, "run original and folded model in ONNX Runtime and compare; on failure write nothing, exit 2"),
         new("--quiet", null, "print only errors and the summary line", Alias: "-q"),
+        new("--jobs", "N", "with a folder of models: how many to fold at once (default: the number of cores)"),
         .. CheckSettings.Options,
     ];
 
+    /// <summary>Everything one fold needs besides its paths.</summary>
+    public sealed record Settings(PipelineOptions Pipeline, SaveOptions Save, bool Check, CheckSettings.Request CheckRequest);
+
+    /// <summary>What one fold did: its log, the check (if asked), and the failure, if any, as exit code and one line.</summary>
+    public sealed record Outcome(string Input, string Output, FoldResult? Result, CheckReport? Check, int ExitCode, string? Error, TimeSpan Elapsed);
+
     protected override int Execute(ParsedArgs args, TextWriter stdout)
     {
-        string input = SinglePositional(args, "input model");
-        string output = args.Value("--output") ?? throw new UsageException($"fold: missing -o OUTPUT.onnx (usage: {Usage})");
+        string input = SinglePositional(args, "input model or folder");
+        string output = args.Value("--output") ?? throw new UsageException($"fold: missing -o OUTPUT (usage: {Usage})");
         bool check = args.Has("--check");
         var checkRequest = CheckSettings.ParseRequest(Name, args);
         if (!check && CheckSettings.Options.Any(o => args.Has(o.Name)))
             throw new UsageException("fold: check options (--seed, --shape, …) need --check");
-        var options = PipelineSettings.Parse(Name, args);
         var save = new SaveOptions
         {
             ExternalData = args.Has("--external-data") ? ExternalDataMode.All : ExternalDataMode.Keep,
@@ -43,21 +51,16 @@ public sealed class FoldCommand : Command
         };
         if (save.ExternalFileName != null && (Path.IsPathRooted(save.ExternalFileName) || save.ExternalFileName.Contains("..")))
             throw new UsageException("fold: --external-data-file must be a file name relative to the output's folder");
+        var settings = new Settings(PipelineSettings.Parse(Name, args), save, check, checkRequest);
+        if (Directory.Exists(input))
+            return BatchFold.Run(input, output, settings, args.Int(Name, "--jobs", Environment.ProcessorCount, min: 1), args.Value("--report"), args.Has("--quiet"), stdout);
+        if (args.Has("--jobs")) throw new UsageException("fold: --jobs applies to a folder of models");
         if (Path.GetFullPath(input) == Path.GetFullPath(output))
             throw new UsageException($"fold: {output}: refusing to overwrite the input model; choose another output path");
 
-        var model = OnnxModel.Load(input);
-        var result = Folding.Fold(model, options);
-        CheckReport? report = null;
-        if (check)
-        {
-            report = Staging.SaveChecked(model, input, output, save, checkRequest);
-        }
-        else
-        {
-            ModelWriter.Save(model, output, save);
-        }
-
+        var outcome = FoldOne(input, output, settings, rethrow: true);
+        var result = outcome.Result!;
+        var report = outcome.Check;
         bool quiet = args.Has("--quiet");
         if (!quiet)
         {
@@ -69,15 +72,46 @@ public sealed class FoldCommand : Command
             stdout.Write(Printing.Check(report, checkRequest.Localize));
             stdout.WriteLine();
         }
-        if (args.Value("--report") is { } reportPath) Printing.WriteJson(reportPath, Printing.FoldJson(input, report is { Passed: false } ? null : output, result, report));
+        if (args.Value("--report") is { } reportPath) Printing.WriteJson(reportPath, Printing.FoldJson(input, outcome.ExitCode == 0 ? output : null, result, report));
         stdout.WriteLine(Printing.Summary(result));
-        if (report is { Passed: false })
+        if (outcome.Error != null)
         {
-            var f = report.FirstFailure!;
-            Console.Error.WriteLine($"normfold: fold: {input}: equivalence check failed on {(report.Outputs.Contains(f) ? "output" : "intermediate tensor")} '{f.Name}' ({f.Problem ?? $"max abs error {Printing.Num(f.MaxAbs)} > tolerance"}); {output} was not written");
-            return ExitCodes.CheckFailed;
+            Console.Error.WriteLine($"normfold: fold: {outcome.Error}");
+            return outcome.ExitCode;
         }
         stdout.WriteLine(report is null ? $"Wrote {output}." : $"Wrote {output}; equivalence check passed.");
         return ExitCodes.Success;
+    }
+
+    /// <summary>Load, fold, (check,) save one model. With <paramref name="rethrow"/> false, errors become the outcome
+    /// (batch mode: one bad model does not stop the others).</summary>
+    public static Outcome FoldOne(string input, string output, Settings settings, bool rethrow)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        FoldResult? result = null;
+        try
+        {
+            var model = OnnxModel.Load(input);
+            result = Folding.Fold(model, settings.Pipeline);
+            CheckReport? report = null;
+            if (settings.Check) report = Staging.SaveChecked(model, input, output, settings.Save, settings.CheckRequest);
+            else ModelWriter.Save(model, output, settings.Save);
+            if (report is { Passed: false })
+            {
+                var f = report.FirstFailure!;
+                string what = report.Outputs.Contains(f) ? "output" : "intermediate tensor";
+                return new Outcome(input, output, result, report, ExitCodes.CheckFailed,
+                    $"{input}: equivalence check failed on {what} '{f.Name}' ({f.Problem ?? $"max abs error {Printing.Num(f.MaxAbs)} > tolerance"}); {output} was not written", clock.Elapsed);
+            }
+            return new Outcome(input, output, result, report, ExitCodes.Success, null, clock.Elapsed);
+        }
+        catch (Exception e) when (!rethrow && Cli.IsInputError(e))
+        {
+            return new Outcome(input, output, result, null, ExitCodes.InvalidInput, e.Message, clock.Elapsed);
+        }
+        catch (Exception e) when (!rethrow)
+        {
+            return new Outcome(input, output, result, null, ExitCodes.InternalError, $"{input}: internal error: {e.Message}", clock.Elapsed);
+        }
     }
 }

@@ -35,7 +35,7 @@ public sealed class GraphEditor(GraphIndex index, NameAllocator names)
         while (node.Input.Count <= slot) node.Input.Add("");
         string old = node.Input[slot];
         if (old == name) return;
-        if (old.Length > 0) { Index.RemoveConsumer(old, node); Orphans.Add(old); }
+        if (old.Length > 0) { Index.RemoveConsumer(old, node); Orphans.Add(old); ReleaseIfDead(old); }
         node.Input[slot] = name;
         if (name.Length > 0) Index.AddConsumer(name, node);
     }
@@ -53,6 +53,18 @@ public sealed class GraphEditor(GraphIndex index, NameAllocator names)
         node.Output[slot] = name;
         Index.Producers[name] = node;
         VanishedValues.Remove(name);
+    }
+
+    /// <summary>An initializer nobody reads any more will be removed by cleanup: drop its bytes now, so a model's old
+    /// and new weights are not both held in memory while the rest of it folds.</summary>
+    void ReleaseIfDead(string name)
+    {
+        if (Index.Consumers(name).Count == 0 && !Index.IsGraphOutput(name) && !Index.IsGraphInput(name)
+            && Index.Initializers.TryGetValue(name, out var t) && !Index.Model.Created.Contains(t))
+        {
+            t.ClearRawData();
+            Index.Model.ForgetExternal(t);
+        }
     }
 
     public void RemoveNode(NodeProto node)

@@ -86,6 +86,12 @@ public sealed class OnnxModel
         }
     }
 
+    /// <summary>Drops a tensor's cached external bytes.</summary>
+    internal void ForgetExternal(TensorProto t)
+    {
+        lock (_externalBytes) _externalBytes.Remove(t);
+    }
+
     public double[] ReadDoubles(TensorProto t)
     {
         try { return TensorData.ReadDoubles(t, RawBytes(t)); }

@@ -245,3 +245,50 @@ public class CheckCliTests
         Assert.DoesNotContain("intermediate", stdout);
     }
 }
+
+[Collection("Console")]
+public class BatchCliTests
+{
+    static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        var saved = Console.Error;
+        Console.SetError(stderr);
+        try { return (NormFold.Cli.Cli.Run(args, stdout), stdout.ToString(), stderr.ToString()); }
+        finally { Console.SetError(saved); }
+    }
+
+    [Fact]
+    public void A_folder_folds_every_model_into_the_same_relative_paths_and_one_bad_model_does_not_stop_the_rest()
+    {
+        string input = TempDir(), output = Path.Combine(TempDir(), "out");
+        Directory.CreateDirectory(Path.Combine(input, "sub"));
+        File.Copy(Path.Combine(ModelsDir, "resnet_tiny.onnx"), Path.Combine(input, "a.onnx"));
+        File.Copy(Path.Combine(ModelsDir, "mlp_bn1d.onnx"), Path.Combine(input, "sub", "b.onnx"));
+        File.WriteAllBytes(Path.Combine(input, "bad.onnx"), [0x0a, 0xff, 0xff]);
+        string report = Path.Combine(TempDir(), "r.json");
+        var (code, stdout, stderr) = Run("fold", input, "-o", output, "--jobs", "2", "--report", report);
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains("3 model(s)", stdout);
+        Assert.Contains("2 written", stdout);
+        Assert.Contains("[3/3]", stderr);
+        Assert.Contains("bad.onnx: not an ONNX model", stdout);
+        Assert.Equal(0, Count(OnnxModel.Load(Path.Combine(output, "a.onnx")), "BatchNormalization"));
+        Assert.Equal(0, Count(OnnxModel.Load(Path.Combine(output, "sub", "b.onnx")), "BatchNormalization"));
+        Assert.False(File.Exists(Path.Combine(output, "bad.onnx")));
+        using var json = JsonDocument.Parse(File.ReadAllText(report));
+        Assert.Equal(3, json.RootElement.GetProperty("models").GetArrayLength());
+    }
+
+    [Fact]
+    public void A_folder_of_good_models_exits_0_and_the_output_folder_must_differ()
+    {
+        string input = TempDir();
+        File.Copy(Path.Combine(ModelsDir, "decoder_convtranspose.onnx"), Path.Combine(input, "d.onnx"));
+        Assert.Equal(ExitCodes.Success, Run("fold", input, "-o", Path.Combine(TempDir(), "o"), "-q").Code);
+        var (code, _, stderr) = Run("fold", input, "-o", input);
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains("must differ", stderr);
+    }
+}

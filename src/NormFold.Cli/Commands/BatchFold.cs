@@ -1,0 +1,73 @@
+using System.Collections.Concurrent;
+using NormFold.Rewriting;
+
+namespace NormFold.Cli.Commands;
+
+/// <summary>
+/// `normfold fold FOLDER -o OUTFOLDER`: every .onnx below FOLDER, folded into the same relative path under OUTFOLDER,
+/// <c>jobs</c> at a time. Progress goes to stderr as models finish; a summary table to stdout.
+/// </summary>
+public static class BatchFold
+{
+    public static int Run(string inputDir, string outputDir, FoldCommand.Settings settings, int jobs, string? reportPath, bool quiet, TextWriter stdout)
+    {
+        string inRoot = Path.GetFullPath(inputDir), outRoot = Path.GetFullPath(outputDir);
+        if (inRoot == outRoot) throw new UsageException($"fold: {outputDir}: the output folder must differ from the input folder");
+        if (File.Exists(outRoot)) throw new UsageException($"fold: {outputDir}: is a file; a folder of models needs an output folder");
+        var inputs = Directory.EnumerateFiles(inRoot, "*.onnx", SearchOption.AllDirectories)
+            .Where(p => !Path.GetFullPath(p).StartsWith(outRoot + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+            .Order(StringComparer.Ordinal).ToList();
+        if (inputs.Count == 0) throw new UsageException($"fold: {inputDir}: no .onnx files in this folder");
+
+        var outcomes = new ConcurrentDictionary<string, FoldCommand.Outcome>();
+        int done = 0;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        Parallel.ForEach(inputs, new ParallelOptions { MaxDegreeOfParallelism = jobs }, input =>
+        {
+            string relative = Path.GetRelativePath(inRoot, input);
+            string output = Path.Combine(outRoot, relative);
+            Directory.CreateDirectory(Path.GetDirectoryName(output)!);
+            var o = FoldCommand.FoldOne(input, output, settings, rethrow: false);
+            outcomes[input] = o;
+            int n = Interlocked.Increment(ref done);
+            string status = o.Error is null ? Printing.Summary(o.Result!) : "FAILED: " + o.Error;
+            lock (outcomes) Console.Error.WriteLine($"[{n}/{inputs.Count}] {relative}: {status}");
+        });
+
+        var ordered = inputs.Select(i => outcomes[i]).ToList();
+        if (!quiet)
+        {
+            var rows = ordered.Select(o => (IReadOnlyList<string>)[
+                Path.GetRelativePath(inRoot, o.Input),
+                o.Error is null ? "ok" : o.ExitCode == ExitCodes.CheckFailed ? "check failed" : "error",
+                o.Result?.Log.Count(Outcome.Folded).ToString() ?? "-",
+                o.Result?.Log.Count(Outcome.Replaced).ToString() ?? "-",
+                o.Result?.Log.Count(Outcome.Left).ToString() ?? "-",
+                o.Result is { } r ? $"{r.OpsBefore.Values.Sum()} → {r.OpsAfter.Values.Sum()}" : "-",
+                $"{o.Elapsed.TotalSeconds:F2}s",
+                o.Error ?? ""]);
+            stdout.Write(Printing.Table(["Model", "Result", "Folded", "Replaced", "Left", "Nodes", "Time", "Error"], rows, 120));
+            stdout.WriteLine();
+        }
+        int failed = ordered.Count(o => o.Error != null);
+        stdout.WriteLine($"{inputs.Count} model(s) in {clock.Elapsed.TotalSeconds:F1}s with {jobs} job(s): {inputs.Count - failed} written to {outputDir}, {failed} failed.");
+        if (reportPath != null)
+            Printing.WriteJson(reportPath, new
+            {
+                tool = "normfold",
+                input = inputDir,
+                output = outputDir,
+                jobs,
+                models = ordered.Select(o => new
+                {
+                    input = o.Input, output = o.Error is null ? o.Output : null, exitCode = o.ExitCode, error = o.Error,
+                    seconds = o.Elapsed.TotalSeconds,
+                    fold = o.Result is null ? null : Printing.FoldJson(o.Input, o.Error is null ? o.Output : null, o.Result, o.Check),
+                }),
+            });
+        // The worst failure decides: an internal error, then invalid input, then a failed check.
+        foreach (int code in new[] { ExitCodes.InternalError, ExitCodes.InvalidInput, ExitCodes.CheckFailed })
+            if (ordered.Any(o => o.ExitCode == code)) return code;
+        return ExitCodes.Success;
+    }
+}
