@@ -1,0 +1,297 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Google.Protobuf;
+using Microsoft.ML.OnnxRuntime;
+using NormFold;
+using NormFold.Bench;
+using NormFold.Onnx;
+using NormFold.Onnx.Proto;
+using NormFold.Rewriting;
+using NormFold.Verification;
+
+// NormFold's benchmarks: every number is a ratio taken in this one run on this one machine.
+// Usage: dotnet run --project bench/NormFold.Bench -c Release [-- --quick] [--out DIR]
+bool quick = args.Contains("--quick");
+string outDir = Path.GetFullPath(args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault() ?? "bench-out");
+Directory.CreateDirectory(outDir);
+string repo = FindRepo();
+string normfold = Path.Combine(AppContext.BaseDirectory, "normfold.dll");
+var md = new StringBuilder();
+void Line(string s = "") { Console.WriteLine(s); md.AppendLine(s); }
+CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+
+Line($"# NormFold benchmark run {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+Line($"Machine: {Environment.ProcessorCount} cores, {Environment.OSVersion}, .NET {Environment.Version}, ONNX Runtime {EquivalenceChecker.OrtVersion}{(quick ? ", --quick" : "")}");
+Line();
+
+// ---- models ---------------------------------------------------------------------------------------------------
+Console.Error.WriteLine("generating models…");
+var factory = new ModelFactory(7);
+string resnet50 = Path.Combine(outDir, "resnet50.onnx");
+ModelFactory.Write(factory.ResNet50(), resnet50);
+string resnet50h = Path.Combine(outDir, "resnet50_fp16.onnx");
+ModelFactory.Write(ModelFactory.ToFloat16(OnnxModel.Load(resnet50).Proto), resnet50h);
+string extDir = Path.Combine(outDir, "external");
+Directory.CreateDirectory(extDir);
+string resnet50x = Path.Combine(extDir, "resnet50_ext.onnx");
+ModelWriter.Save(OnnxModel.Load(resnet50), resnet50x, new SaveOptions { ExternalData = ExternalDataMode.All });
+string gnNet = Path.Combine(outDir, "groupnorm_net.onnx");
+ModelFactory.Write(new ModelFactory(9).GroupNormNet(), gnNet);
+
+var models = new List<(string Name, string Path)>
+{
+    ("resnet_tiny (tests/models)", Path.Combine(repo, "tests/models/resnet_tiny.onnx")),
+    ("mlp_bn1d (tests/models)", Path.Combine(repo, "tests/models/mlp_bn1d.onnx")),
+    ("ResNet-50 shape, float32", resnet50),
+    ("ResNet-50 shape, float16", resnet50h),
+    ("ResNet-50 shape, external data", resnet50x),
+};
+
+// ---- 1. fold time vs the I/O floor, and vs ORT's optimiser -----------------------------------------------------
+Line("## Fold time: NormFold vs the protobuf floor and ONNX Runtime's offline optimiser");
+Line();
+Line("Floor = Google.Protobuf parse + serialise of the same file in this process. ORT = session creation at ORT_ENABLE_BASIC with");
+Line("OptimizedModelFilePath (what users run today to get ORT's fused graph offline). Medians; fold = load + fold + save.");
+Line();
+Line("| Model | Size MB | Floor ms | Fold ms | Fold / floor | ORT basic+save ms | ORT / fold |");
+Line("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+int reps = quick ? 3 : 7;
+foreach (var (name, path) in models)
+{
+    string tmp = Path.Combine(outDir, "tmp.onnx");
+    double size = ModelBytes(path) / 1e6;
+    var floor = new List<double>(); var fold = new List<double>(); var ort = new List<double>();
+    for (int i = 0; i < reps; i++)
+    {
+        // Alternate, so that neither side always runs on a warm cache.
+        floor.Add(Time(() =>
+        {
+            ModelProto m;
+            using (var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16)) m = ModelProto.Parser.ParseFrom(f);
+            using var o = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
+            m.WriteTo(o);
+        }));
+        fold.Add(Time(() => Folding.FoldFile(path, Path.Combine(outDir, "folded_tmp.onnx"))));
+    }
+    for (int i = 0; i < Math.Min(reps, 3); i++)
+        ort.Add(Time(() =>
+        {
+            using var o = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_BASIC, OptimizedModelFilePath = Path.Combine(outDir, "ort_tmp.onnx") };
+            using var s = new InferenceSession(path, o);
+        }));
+    double fl = Median(floor), fo = Median(fold), or = Median(ort);
+    Line($"| {name} | {size:F1} | {fl:F1} | {fo:F1} | {fo / fl:F2}× | {or:F1} | {or / fo:F1}× |");
+}
+Line();
+
+// ---- 2. peak memory ---------------------------------------------------------------------------------------------
+Line("## Peak memory of `normfold fold` (child process, kernel's VmHWM)");
+Line();
+long baseline = PeakRss("--version");
+Line($"A process that only starts the runtime (`normfold --version`) peaks at {baseline / 1024.0:F0} MB; the ratio below subtracts nothing.");
+Line();
+Line("| Model | Model MB | Peak RSS MB | Peak / model | (Peak − runtime) / model |");
+Line("| --- | ---: | ---: | ---: | ---: |");
+foreach (var (name, path) in models.Skip(2))
+{
+    long peak = PeakRss($"fold \"{path}\" -o \"{Path.Combine(outDir, "peak_out.onnx")}\" -q");
+    double mb = ModelBytes(path) / 1e6;
+    Line($"| {name} | {mb:F1} | {peak / 1024.0:F0} | {peak * 1024.0 / ModelBytes(path):F2}× | {(peak - baseline) * 1024.0 / ModelBytes(path):F2}× |");
+}
+Line();
+
+// ---- 3. inference ----------------------------------------------------------------------------------------------
+string folded50 = Path.Combine(outDir, "resnet50.folded.onnx");
+Folding.FoldFile(resnet50, folded50);
+Line("## Inference: ResNet-50 shape, batch 1, one intra-op thread, after 3 warm-up runs");
+Line();
+Line("| Model | ORT level | Session ms (median of 3) | Latency median ms | p90 ms |");
+Line("| --- | --- | ---: | ---: | ---: |");
+int runs = quick ? 5 : 20;
+var input = new InputGenerator(new OrtRunner(resnet50).Inputs, 0, new Dictionary<string, long[]> { ["input"] = [1, 3, 224, 224] }).Generate(0);
+var latency = new Dictionary<string, double>();
+var creation = new Dictionary<string, double>();
+foreach (var (label, path) in new[] { ("original", resnet50), ("folded", folded50) })
+    foreach (var level in new[] { OrtLevel.Disable, OrtLevel.Basic, OrtLevel.All })
+    {
+        var sessionTimes = new List<double>();
+        OrtRunner? runner = null;
+        for (int i = 0; i < 3; i++) { runner?.Dispose(); sessionTimes.Add(Time(() => runner = new OrtRunner(path, level, intraOpThreads: 1))); }
+        for (int i = 0; i < 3; i++) runner!.Run(input);
+        var t = Enumerable.Range(0, runs).Select(_ => Time(() => runner!.Run(input))).ToList();
+        runner!.Dispose();
+        latency[$"{label}/{level}"] = Median(t);
+        creation[$"{label}/{level}"] = Median(sessionTimes);
+        Line($"| {label} | {level.ToString().ToLowerInvariant()} | {Median(sessionTimes):F0} | {Median(t):F1} | {Percentile(t, 0.9):F1} |");
+    }
+Line();
+Line($"Folded under DISABLE_ALL vs original under ENABLE_BASIC: {latency["folded/Disable"] / latency["original/Basic"]:F3}× the latency (target ≤ 1). " +
+     $"Folded vs original session creation under ENABLE_ALL: {creation["folded/All"] / creation["original/All"]:F2}× (target ≤ 1).");
+Line();
+
+// ---- 4. drift: NormFold's fold vs ORT's --------------------------------------------------------------------------
+Line("## Drift: NormFold's fold vs ONNX Runtime's own fold, each against the original run with optimisations disabled");
+Line();
+Line("ORT's fold = the graph ORT writes at ORT_ENABLE_BASIC (OptimizedModelFilePath). Inputs: 3 seeded batches of 1.");
+Line();
+Line("| Model | Which fold | Max abs error | Max abs / max\\|ref\\| | BN left in graph |");
+Line("| --- | --- | ---: | ---: | ---: |");
+foreach (var (label, path) in new[] { ("float32", resnet50), ("float16", resnet50h) })
+{
+    string ours = Path.Combine(outDir, $"drift_ours_{label}.onnx"), theirs = Path.Combine(outDir, $"drift_ort_{label}.onnx");
+    Folding.FoldFile(path, ours);
+    using (var o = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_BASIC, OptimizedModelFilePath = theirs })
+    using (new InferenceSession(path, o)) { }
+    using var reference = new OrtRunner(path);
+    var gen = new InputGenerator(reference.Inputs, 1, new Dictionary<string, long[]> { ["input"] = [1, 3, 224, 224] });
+    foreach (var (which, candidatePath) in new[] { ("NormFold", ours), ("ORT basic", theirs) })
+    {
+        using var candidate = new OrtRunner(candidatePath);
+        double maxAbs = 0, rel = 0;
+        for (int it = 0; it < 3; it++)
+        {
+            var x = gen.Generate(it);
+            var c = Comparator.Compare(reference.Run(x)[0], candidate.Run(x)[0]);
+            maxAbs = Math.Max(maxAbs, c.MaxAbs);
+            rel = Math.Max(rel, c.RelativeToMagnitude);
+        }
+        int bnLeft = OnnxModel.Load(candidatePath).Proto.Graph.Node.Count(n => n.OpType == "BatchNormalization");
+        Line($"| ResNet-50 shape, {label} | {which} | {maxAbs:G3} | {rel:G3} | {bnLeft} |");
+    }
+}
+Line();
+
+// ---- 5. checker overhead ---------------------------------------------------------------------------------------
+Line("## The checker's own work vs the two ORT runs (ResNet-50 shape, original vs folded, intermediates compared)");
+Line();
+{
+    var reference = OnnxModel.Load(resnet50);
+    var candidate = OnnxModel.Load(folded50);
+    var shared = SharedTensors.Names(reference, candidate);
+    using var a = SharedTensors.Runner(reference, shared, OrtLevel.Disable);
+    using var b = SharedTensors.Runner(candidate, shared, OrtLevel.Disable);
+    var names = a.Outputs.Select(o => o.Name).ToList();
+    double gen = 0, ortTime = 0, cmp = 0;
+    var generator = new InputGenerator(a.Inputs, 0, new Dictionary<string, long[]> { ["input"] = [1, 3, 224, 224] });
+    int iterations = quick ? 2 : 5;
+    long elements = 0;
+    for (int it = 0; it < iterations; it++)
+    {
+        List<NamedTensor> x = null!;
+        gen += Time(() => x = generator.Generate(it));
+        List<NamedTensor> e = null!, f = null!;
+        ortTime += Time(() => { e = a.Run(x, names); f = b.Run(x, names); });
+        var byName = f.ToDictionary(t => t.Name);
+        cmp += Time(() => { foreach (var t in e) Comparator.Compare(t, byName[t.Name]); });
+        elements = e.Sum(t => t.Count);
+    }
+    Line($"Per iteration: input generation {gen / iterations:F1} ms, comparison of {shared.Count + 1} tensors ({elements / 1e6:F1} M elements) {cmp / iterations:F1} ms, " +
+         $"the two ORT runs {ortTime / iterations:F1} ms. Checker's own work = {(gen + cmp) / ortTime * 100:F1}% of the ORT runs (target < 10%).");
+    Line();
+}
+
+// ---- 6. batch mode scaling -------------------------------------------------------------------------------------
+Line("## Batch mode: a folder of 20 models (ResNet-50 shape at 1/4 width, ~1.6 M parameters each)");
+Line();
+{
+    string dir = Path.Combine(outDir, "zoo");
+    if (Directory.Exists(dir)) Directory.Delete(dir, true);
+    Directory.CreateDirectory(dir);
+    for (int i = 0; i < 20; i++) ModelFactory.Write(new ModelFactory(100 + i).ResNet50(4), Path.Combine(dir, $"m{i:D2}.onnx"));
+    Line("| Jobs | Wall s |");
+    Line("| ---: | ---: |");
+    var wall = new Dictionary<int, double>();
+    foreach (int jobs in new[] { 1, 2 })
+    {
+        string o = Path.Combine(outDir, $"zoo_out_{jobs}");
+        if (Directory.Exists(o)) Directory.Delete(o, true);
+        wall[jobs] = Median(Enumerable.Range(0, quick ? 1 : 3).Select(_ => Time(() => RunCli($"fold \"{dir}\" -o \"{o}\" --jobs {jobs} -q"))).ToList()) / 1000;
+        Line($"| {jobs} | {wall[jobs]:F2} |");
+    }
+    Line();
+    Line($"Speed-up with 2 jobs: {wall[1] / wall[2]:F2}× (2 cores; process start and the summary are serial).");
+    Line();
+}
+
+// ---- 7. GroupNorm swap ----------------------------------------------------------------------------------------
+Line("## GroupNorm: decomposed (torch at opset ≤ 17) vs GroupNormalization-21, ORT CPU at ORT_ENABLE_ALL, one thread");
+Line();
+{
+    string swapped = Path.Combine(outDir, "groupnorm_net.swapped.onnx");
+    var m = OnnxModel.Load(gnNet);
+    var r = Folding.Fold(m, new PipelineOptions { SwapGroupNorm = true, TargetOpset = 21 });
+    ModelWriter.Save(m, swapped);
+    Line($"12 × (Conv 64→64 3×3 → GroupNorm(32 groups) → ReLU) on 1×64×32×32; {r.Log.Count(Outcome.Replaced)} GroupNorms swapped.");
+    Line();
+    Line("| Model | Session ms | Latency median ms | p90 ms |");
+    Line("| --- | ---: | ---: | ---: |");
+    var x = new InputGenerator(new OrtRunner(gnNet).Inputs, 0).Generate(0);
+    foreach (var (label, path) in new[] { ("decomposed", gnNet), ("GroupNormalization-21", swapped) })
+    {
+        OrtRunner? runner = null;
+        double session = Time(() => runner = new OrtRunner(path, OrtLevel.All, intraOpThreads: 1));
+        for (int i = 0; i < 3; i++) runner!.Run(x);
+        var t = Enumerable.Range(0, runs).Select(_ => Time(() => runner!.Run(x))).ToList();
+        runner!.Dispose();
+        Line($"| {label} | {session:F0} | {Median(t):F2} | {Percentile(t, 0.9):F2} |");
+    }
+    Line();
+}
+
+File.WriteAllText(Path.Combine(outDir, "results.md"), md.ToString());
+Console.Error.WriteLine($"written {Path.Combine(outDir, "results.md")}");
+return 0;
+
+// ---- helpers ---------------------------------------------------------------------------------------------------
+static double Time(Action a)
+{
+    var sw = Stopwatch.StartNew();
+    a();
+    return sw.Elapsed.TotalMilliseconds;
+}
+
+static double Median(List<double> v) => Percentile(v, 0.5);
+
+static double Percentile(List<double> v, double p)
+{
+    var s = v.Order().ToList();
+    return s[Math.Clamp((int)Math.Ceiling(p * s.Count) - 1, 0, s.Count - 1)];
+}
+
+static long ModelBytes(string path)
+{
+    long n = new FileInfo(path).Length;
+    var m = OnnxModel.Load(path);
+    foreach (var f in m.AllTensors().Where(OnnxModel.IsExternal).Select(m.ExternalPath).Distinct()) n += new FileInfo(f).Length;
+    return n;
+}
+
+long PeakRss(string arguments)
+{
+    var psi = new ProcessStartInfo("dotnet", $"\"{normfold}\" {arguments}") { RedirectStandardError = true, RedirectStandardOutput = true };
+    psi.Environment["NORMFOLD_PEAK_RSS"] = "1";
+    using var p = Process.Start(psi)!;
+    p.StandardOutput.ReadToEnd();
+    string err = p.StandardError.ReadToEnd();
+    p.WaitForExit();
+    var line = err.Split('\n').FirstOrDefault(l => l.StartsWith("peak_rss_kb=")) ?? throw new InvalidOperationException("no peak reported: " + err);
+    return long.Parse(line["peak_rss_kb=".Length..]);
+}
+
+void RunCli(string arguments)
+{
+    var psi = new ProcessStartInfo("dotnet", $"\"{normfold}\" {arguments}") { RedirectStandardError = true, RedirectStandardOutput = true };
+    using var p = Process.Start(psi)!;
+    p.StandardOutput.ReadToEnd();
+    p.StandardError.ReadToEnd();
+    p.WaitForExit();
+    if (p.ExitCode != 0) throw new InvalidOperationException($"normfold {arguments} exited {p.ExitCode}");
+}
+
+static string FindRepo()
+{
+    var d = new DirectoryInfo(AppContext.BaseDirectory);
+    while (d != null && !File.Exists(Path.Combine(d.FullName, "NormFold.sln"))) d = d.Parent;
+    return d?.FullName ?? throw new InvalidOperationException("run from inside the NormFold repository");
+}
