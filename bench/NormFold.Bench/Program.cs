@@ -13,6 +13,7 @@ using NormFold.Verification;
 // NormFold's benchmarks: every number is a ratio taken in this one run on this one machine.
 // Usage: dotnet run --project bench/NormFold.Bench -c Release [-- --quick] [--out DIR]
 bool quick = args.Contains("--quick");
+if (args.Length > 1 && args[0] == "--phases") return Phases(args[1]);
 string outDir = Path.GetFullPath(args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault() ?? "bench-out");
 Directory.CreateDirectory(outDir);
 string repo = FindRepo();
@@ -244,6 +245,29 @@ Console.Error.WriteLine($"written {Path.Combine(outDir, "results.md")}");
 return 0;
 
 // ---- helpers ---------------------------------------------------------------------------------------------------
+/// <summary>Where one fold's time goes: load, fold, save, and the protobuf floor, five times each.</summary>
+static int Phases(string path)
+{
+    for (int i = 0; i < 5; i++)
+    {
+        var sw = Stopwatch.StartNew();
+        var m = OnnxModel.Load(path);
+        double load = sw.Elapsed.TotalMilliseconds;
+        Folding.Fold(m);
+        double fold = sw.Elapsed.TotalMilliseconds - load;
+        ModelWriter.Save(m, "/tmp/phases.onnx");
+        double save = sw.Elapsed.TotalMilliseconds - load - fold;
+        sw.Restart();
+        ModelProto p;
+        using (var f = File.OpenRead(path)) p = ModelProto.Parser.ParseFrom(f);
+        double parse = sw.Elapsed.TotalMilliseconds;
+        using (var o = File.Create("/tmp/phases2.onnx")) p.WriteTo(o);
+        double write = sw.Elapsed.TotalMilliseconds - parse;
+        Console.WriteLine($"load {load:F0} fold {fold:F0} save {save:F0} | parse {parse:F0} write {write:F0} | gen0 {GC.CollectionCount(0)} gen2 {GC.CollectionCount(2)}");
+    }
+    return 0;
+}
+
 static double Time(Action a)
 {
     var sw = Stopwatch.StartNew();

@@ -185,6 +185,7 @@ public sealed class Pipeline(PipelineOptions? options = null)
         }
         foreach (var anchor in Anchors())
         {
+            if (editor.RemovedNodes.Contains(anchor)) continue; // part of a pattern an earlier anchor replaced
             var match = rule.TryMatch(editor.Index, anchor);
             if (match is Match.Planned { Plan: Normalization.IOpsetPlan { RequiredOpset: var required } } && required > model.DefaultOpset)
                 match = Match.Refuse(SkipReason.OpsetTooLow, blocked ?? $"needs opset {required}, the model imports {model.DefaultOpset}");

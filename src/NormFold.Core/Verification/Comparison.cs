@@ -31,6 +31,8 @@ public sealed record OutputComparison
     /// <summary>Smallest rtol that passes every element alone (atol = 0); ∞ when a zero reference element differs.</summary>
     public double MinRtol { get; init; }
     public long FailedElements { get; init; }
+    /// <summary>True when median and p99 were estimated from <see cref="Comparator.PercentileSample"/> evenly spaced elements.</summary>
+    public bool PercentilesSampled { get; init; }
     public long Elements { get; init; }
 }
 
@@ -50,43 +52,75 @@ public static class Comparator
             return new OutputComparison { Name = reference.Name, Passed = false, Shape = reference.ShapeText, ElementType = typeName,
                 Problem = $"shape {actual.ShapeText}, reference has {reference.ShapeText}" };
 
-        double[] r = reference.ToDoubles(), a = actual.ToDoubles();
-        double magnitude = 0;
-        foreach (double v in r) if (double.IsFinite(v)) magnitude = Math.Max(magnitude, Math.Abs(v));
-        var tol = reference.IsFloatingPoint
-            ? (toleranceFor ?? Tolerance.Default)(reference.ElementType, magnitude)
-            : new Tolerance(0, 0); // integer and bool outputs must match exactly
+        // Integer and bool tensors must match exactly; floating-point ones get the tolerance for their own type.
+        int type = reference.ElementType;
+        Func<int, double, Tolerance> tolerance = reference.IsFloatingPoint
+            ? (_, magnitude) => (toleranceFor ?? Tolerance.Default)(type, magnitude)
+            : (_, _) => new Tolerance(0, 0);
+        return (Onnx.Proto.TensorProto.Types.DataType)type switch
+        {
+            Onnx.Proto.TensorProto.Types.DataType.Float => Core<float, FloatElement>(reference, actual, tolerance, typeName),
+            Onnx.Proto.TensorProto.Types.DataType.Double => Core<double, DoubleElement>(reference, actual, tolerance, typeName),
+            Onnx.Proto.TensorProto.Types.DataType.Float16 => Core<Half, HalfElement>(reference, actual, tolerance, typeName),
+            _ => Core<double, DoubleElement>(reference with { Data = DoubleBytes(reference) }, actual with { Data = DoubleBytes(actual) }, tolerance, typeName),
+        };
+    }
 
+    static byte[] DoubleBytes(NamedTensor t) => System.Runtime.InteropServices.MemoryMarshal.AsBytes(t.ToDoubles().AsSpan()).ToArray();
+
+    interface IElement<T> { static abstract double Get(T v); }
+    struct FloatElement : IElement<float> { public static double Get(float v) => v; }
+    struct DoubleElement : IElement<double> { public static double Get(double v) => v; }
+    struct HalfElement : IElement<Half> { public static double Get(Half v) => (double)v; }
+
+    /// <summary>Percentiles of tensors larger than this are estimated from this many evenly spaced elements.</summary>
+    public const int PercentileSample = 1 << 18;
+
+    /// <summary>Two passes over the raw elements, specialised per element type (no per-element conversion calls, no
+    /// copies): the reference's magnitude, then errors, statistics and the worst element.</summary>
+    static OutputComparison Core<T, TE>(NamedTensor reference, NamedTensor actual, Func<int, double, Tolerance> toleranceFor,
+        string typeName) where T : unmanaged where TE : struct, IElement<T>
+    {
+        var r = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(reference.Data);
+        var a = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(actual.Data);
         int n = r.Length;
-        var abs = new double[n];
-        var rel = new double[n];
-        double dot = 0, normR = 0, normA = 0, sumAbs = 0, sumRel = 0, maxAbs = 0, maxRel = 0;
-        long failed = 0, worst = -1;
-        double worstExcess = -1;
+        double magnitude = 0;
         for (int i = 0; i < n; i++)
         {
-            double ri = r[i], ai = a[i];
-            double e;
+            double v = Math.Abs(TE.Get(r[i]));
+            if (v > magnitude && v != double.PositiveInfinity) magnitude = v;
+        }
+        var tol = toleranceFor(reference.ElementType, magnitude);
+
+        int stride = n <= PercentileSample ? 1 : (n + PercentileSample - 1) / PercentileSample;
+        var absSample = new double[(n + stride - 1) / stride];
+        var relSample = new double[absSample.Length];
+        double dot = 0, normR = 0, normA = 0, sumAbs = 0, sumRel = 0, maxAbs = 0, maxRel = 0, worstExcess = -1;
+        long failed = 0, worst = -1;
+        for (int i = 0; i < n; i++)
+        {
+            double ri = TE.Get(r[i]), ai = TE.Get(a[i]);
+            double e, rel;
             bool pass;
-            if (double.IsNaN(ri) || double.IsNaN(ai) || double.IsInfinity(ri) || double.IsInfinity(ai))
+            if (double.IsFinite(ri) && double.IsFinite(ai))
             {
-                bool same = (double.IsNaN(ri) && double.IsNaN(ai)) || ri.Equals(ai);
-                e = same ? 0 : double.PositiveInfinity;
-                pass = same;
-                rel[i] = e;
+                e = Math.Abs(ai - ri);
+                double ar = Math.Abs(ri);
+                pass = e <= tol.Atol || e <= tol.Rtol * ar;
+                rel = e == 0 ? 0 : ar == 0 ? double.PositiveInfinity : e / ar;
+                dot += ri * ai; normR += ri * ri; normA += ai * ai;
             }
             else
             {
-                e = Math.Abs(ai - ri);
-                pass = e <= tol.Atol || e <= tol.Rtol * Math.Abs(ri);
-                rel[i] = e == 0 ? 0 : ri == 0 ? double.PositiveInfinity : e / Math.Abs(ri);
-                dot += ri * ai; normR += ri * ri; normA += ai * ai;
+                bool same = (double.IsNaN(ri) && double.IsNaN(ai)) || ri.Equals(ai);
+                e = rel = same ? 0 : double.PositiveInfinity;
+                pass = same;
             }
-            abs[i] = e;
             sumAbs += e;
-            if (double.IsFinite(rel[i])) sumRel += rel[i];
-            maxAbs = Math.Max(maxAbs, e);
-            maxRel = Math.Max(maxRel, rel[i]);
+            if (rel != double.PositiveInfinity) sumRel += rel;
+            if (e > maxAbs) maxAbs = e;
+            if (rel > maxRel) maxRel = rel;
+            if (i % stride == 0) { absSample[i / stride] = e; relSample[i / stride] = rel; }
             if (!pass) failed++;
             // The worst element: the one furthest beyond its own allowance.
             double allowance = Math.Max(tol.Atol, tol.Rtol * Math.Abs(ri));
@@ -103,18 +137,19 @@ public static class Comparator
             Tolerance = tol,
             MaxAbs = maxAbs,
             MeanAbs = n == 0 ? 0 : sumAbs / n,
-            MedianAbs = Percentile(abs, 0.5),
-            P99Abs = Percentile(abs, 0.99),
+            MedianAbs = Percentile(absSample, 0.5),
+            P99Abs = Percentile(absSample, 0.99),
             MaxRel = maxRel,
             MeanRel = n == 0 ? 0 : sumRel / n,
-            MedianRel = Percentile(rel, 0.5),
-            P99Rel = Percentile(rel, 0.99),
+            MedianRel = Percentile(relSample, 0.5),
+            P99Rel = Percentile(relSample, 0.99),
+            PercentilesSampled = stride > 1,
             ReferenceMagnitude = magnitude,
             RelativeToMagnitude = magnitude > 0 ? maxAbs / magnitude : maxAbs,
             Cosine = normR > 0 && normA > 0 ? dot / Math.Sqrt(normR * normA) : normR == normA ? 1 : 0,
             WorstIndex = worst >= 0 ? Unravel(worst, reference.Shape) : [],
-            WorstReference = worst >= 0 ? r[worst] : 0,
-            WorstActual = worst >= 0 ? a[worst] : 0,
+            WorstReference = worst >= 0 ? TE.Get(r[(int)worst]) : 0,
+            WorstActual = worst >= 0 ? TE.Get(a[(int)worst]) : 0,
             MinAtol = maxAbs,
             MinRtol = maxRel,
             FailedElements = failed,

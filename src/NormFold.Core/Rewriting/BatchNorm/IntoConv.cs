@@ -11,7 +11,8 @@ namespace NormFold.Rewriting.BatchNorm;
 /// </summary>
 public sealed class IntoConv : FoldIntoProducer<IntoConv.ConvPlan>
 {
-    public sealed record ConvPlan(NodeProto Anchor, NodeProto Target, TensorProto Weight, double[] NewWeight,
+    /// <summary>The new weight is computed when applied (streaming, see <see cref="ChannelScaling"/>); the bias now.</summary>
+    public sealed record ConvPlan(NodeProto Anchor, NodeProto Target, TensorProto Weight, ChannelLayout Layout, double[] Scale,
         int BiasType, double[] NewBias, long[] BiasDims) : Plan(Anchor, Target);
 
     public override string Name => "BatchNormIntoConv";
@@ -26,22 +27,8 @@ public sealed class IntoConv : FoldIntoProducer<IntoConv.ConvPlan>
             return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(conv)} has {w.Dims[0]} output channels, the BN has {p.Channels}");
         if (OptionalChannelBias(g, conv, p.Channels, out var bias) is { } biasRefused) return biasRefused;
 
-        var weights = g.Model.ReadDoubles(w);
-        ScaleRows(weights, p.Scale);
         ChannelBias.TryFold(bias, bias is null ? null : g.Model.ReadDoubles(bias), 1.0, p.Scale, p.Shift, out var newBias, out var biasDims, out _);
-        return new Match.Planned(new ConvPlan(bn, conv, w, weights, bias?.DataType ?? w.DataType, newBias, biasDims));
-    }
-
-    /// <summary>Multiplies row m of a [M, …] array by s[m], in place.</summary>
-    internal static void ScaleRows(Span<double> values, double[] s)
-    {
-        int perRow = values.Length / s.Length;
-        for (int m = 0; m < s.Length; m++)
-        {
-            var row = values.Slice(m * perRow, perRow);
-            double f = s[m];
-            for (int i = 0; i < row.Length; i++) row[i] *= f;
-        }
+        return new Match.Planned(new ConvPlan(bn, conv, w, new ChannelLayout.Rows(), p.Scale, bias?.DataType ?? w.DataType, newBias, biasDims));
     }
 
     protected override IReadOnlyList<string> Apply(GraphEditor editor, ConvPlan plan) => Rewrite(editor, plan);
@@ -50,7 +37,8 @@ public sealed class IntoConv : FoldIntoProducer<IntoConv.ConvPlan>
     internal static IReadOnlyList<string> Rewrite(GraphEditor editor, ConvPlan plan)
     {
         var node = plan.Target!;
-        string w = editor.AddInitializer(TensorData.Create("", plan.Weight.DataType, plan.Weight.Dims, plan.NewWeight), plan.Weight.Name + "_bnfold");
+        var scaled = ChannelScaling.Scale(editor.Index.Model, plan.Weight, plan.Layout, plan.Scale);
+        string w = editor.AddInitializer(TensorData.CreateRaw("", plan.Weight.DataType, plan.Weight.Dims, scaled), plan.Weight.Name + "_bnfold");
         string biasBase = HasInput(node, 2) ? node.Input[2] + "_bnfold" : plan.Weight.Name + "_bias_bnfold";
         string b = editor.AddInitializer(TensorData.Create("", plan.BiasType, plan.BiasDims, plan.NewBias), biasBase);
         editor.SetInput(node, 1, w);

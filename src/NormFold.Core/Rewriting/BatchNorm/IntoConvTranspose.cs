@@ -26,18 +26,9 @@ public sealed class IntoConvTranspose : FoldIntoProducer<IntoConv.ConvPlan>
             return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(convT)} has {outPerGroup}×{group} output channels, the BN has {p.Channels}");
         if (OptionalChannelBias(g, convT, p.Channels, out var bias) is { } biasRefused) return biasRefused;
 
-        var weights = g.Model.ReadDoubles(w);
-        long cin = w.Dims[0], inPerGroup = cin / group;
-        int kernel = (int)(weights.Length / (cin * outPerGroup));
-        for (long i = 0; i < cin; i++)
-            for (long j = 0; j < outPerGroup; j++)
-            {
-                double f = p.Scale[(i / inPerGroup) * outPerGroup + j];
-                var slice = weights.AsSpan((int)((i * outPerGroup + j) * kernel), kernel);
-                for (int k = 0; k < slice.Length; k++) slice[k] *= f;
-            }
         ChannelBias.TryFold(bias, bias is null ? null : g.Model.ReadDoubles(bias), 1.0, p.Scale, p.Shift, out var newBias, out var biasDims, out _);
-        return new Match.Planned(new IntoConv.ConvPlan(bn, convT, w, weights, bias?.DataType ?? w.DataType, newBias, biasDims));
+        var layout = new ChannelLayout.TransposedConv(w.Dims[0], outPerGroup, group);
+        return new Match.Planned(new IntoConv.ConvPlan(bn, convT, w, layout, p.Scale, bias?.DataType ?? w.DataType, newBias, biasDims));
     }
 
     protected override IReadOnlyList<string> Apply(GraphEditor editor, IntoConv.ConvPlan plan) => IntoConv.Rewrite(editor, plan);

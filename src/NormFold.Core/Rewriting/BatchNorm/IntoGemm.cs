@@ -14,7 +14,7 @@ namespace NormFold.Rewriting.BatchNorm;
 /// </summary>
 public sealed class IntoGemm : FoldIntoProducer<IntoGemm.GemmPlan>
 {
-    public sealed record GemmPlan(NodeProto Anchor, NodeProto Target, TensorProto B, double[] NewB,
+    public sealed record GemmPlan(NodeProto Anchor, NodeProto Target, TensorProto B, ChannelLayout Layout, double[] Scale,
         int CType, double[] NewC, long[] CDims) : Plan(Anchor, Target);
 
     public override string Name => "BatchNormIntoGemm";
@@ -38,27 +38,15 @@ public sealed class IntoGemm : FoldIntoProducer<IntoGemm.GemmPlan>
         if (!ChannelBias.TryFold(c, c is null ? null : g.Model.ReadDoubles(c), beta, p.Scale, p.Shift, out var newC, out var cDims, out string whyNot))
             return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(gemm)}: {whyNot}");
 
-        var values = g.Model.ReadDoubles(b);
-        if (transB) IntoConv.ScaleRows(values, p.Scale);
-        else ScaleColumns(values, p.Scale);
-        return new Match.Planned(new GemmPlan(bn, gemm, b, values, c?.DataType ?? b.DataType, newC, cDims));
-    }
-
-    /// <summary>Multiplies column n of a row-major [K, N] array by s[n], in place.</summary>
-    internal static void ScaleColumns(Span<double> values, double[] s)
-    {
-        int n = s.Length;
-        for (int row = 0; row < values.Length; row += n)
-        {
-            var r = values.Slice(row, n);
-            for (int j = 0; j < n; j++) r[j] *= s[j];
-        }
+        ChannelLayout layout = transB ? new ChannelLayout.Rows() : new ChannelLayout.Columns();
+        return new Match.Planned(new GemmPlan(bn, gemm, b, layout, p.Scale, c?.DataType ?? b.DataType, newC, cDims));
     }
 
     protected override IReadOnlyList<string> Apply(GraphEditor editor, GemmPlan plan)
     {
         var gemm = plan.Target!;
-        string b = editor.AddInitializer(TensorData.Create("", plan.B.DataType, plan.B.Dims, plan.NewB), plan.B.Name + "_bnfold");
+        var scaled = ChannelScaling.Scale(editor.Index.Model, plan.B, plan.Layout, plan.Scale);
+        string b = editor.AddInitializer(TensorData.CreateRaw("", plan.B.DataType, plan.B.Dims, scaled), plan.B.Name + "_bnfold");
         string cBase = HasInput(gemm, 2) ? gemm.Input[2] + "_bnfold" : plan.B.Name + "_bias_bnfold";
         string c = editor.AddInitializer(TensorData.Create("", plan.CType, plan.CDims, plan.NewC), cBase);
         editor.SetInput(gemm, 1, b);

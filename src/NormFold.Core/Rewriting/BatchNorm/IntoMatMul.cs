@@ -14,7 +14,7 @@ namespace NormFold.Rewriting.BatchNorm;
 public sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
 {
     public sealed record MatMulPlan(NodeProto Anchor, NodeProto Target, NodeProto? Add, int BiasSlot,
-        TensorProto B, double[] NewB, int BiasType, double[] NewBias, long[] BiasDims) : Plan(Anchor, Target);
+        TensorProto B, double[] Scale, int BiasType, double[] NewBias, long[] BiasDims) : Plan(Anchor, Target);
 
     public override string Name => "BatchNormIntoMatMul";
     protected override IReadOnlyCollection<string> ProducerOpTypes { get; } = ["MatMul", "Add"];
@@ -50,15 +50,14 @@ public sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
 
         if (!ChannelBias.TryFold(bias, bias is null ? null : g.Model.ReadDoubles(bias), 1.0, p.Scale, p.Shift, out var newBias, out var biasDims, out string whyNot))
             return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(add!)}: {whyNot}");
-        var values = g.Model.ReadDoubles(weight);
-        IntoGemm.ScaleColumns(values, p.Scale);
-        return new Match.Planned(new MatMulPlan(bn, matmul, add, biasSlot, weight, values, bias?.DataType ?? weight.DataType, newBias, biasDims));
+        return new Match.Planned(new MatMulPlan(bn, matmul, add, biasSlot, weight, p.Scale, bias?.DataType ?? weight.DataType, newBias, biasDims));
     }
 
     protected override IReadOnlyList<string> Apply(GraphEditor editor, MatMulPlan plan)
     {
         var matmul = plan.Target!;
-        string b = editor.AddInitializer(TensorData.Create("", plan.B.DataType, plan.B.Dims, plan.NewB), plan.B.Name + "_bnfold");
+        var scaled = ChannelScaling.Scale(editor.Index.Model, plan.B, new ChannelLayout.Columns(), plan.Scale);
+        string b = editor.AddInitializer(TensorData.CreateRaw("", plan.B.DataType, plan.B.Dims, scaled), plan.B.Name + "_bnfold");
         editor.SetInput(matmul, 1, b);
         // The MatMul's value changes, so its output gets a new name: a name never stands for two different values.
         string product = editor.Names.FreshValue(matmul.Output[0] + "_bnfold");

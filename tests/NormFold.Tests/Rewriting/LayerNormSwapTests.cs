@@ -1,0 +1,205 @@
+using NormFold.Onnx;
+using NormFold.Rewriting;
+using NormFold.Tests.Builders;
+using static NormFold.Tests.Builders.GraphBuilder;
+using static NormFold.Tests.TestSupport;
+
+namespace NormFold.Tests.Rewriting;
+
+public class LayerNormSwapTests
+{
+    static readonly PipelineOptions Swap = new() { SwapLayerNorm = true, TargetOpset = 17 };
+
+    /// <summary>The decomposition torch emits at opset ≤ 16 (ReduceMean anchor named "mean"), with variants.</summary>
+    static GraphBuilder LayerNorm(long[] xDims, long[] axes, long opset = 17, bool affine = true, bool subTwice = false,
+        bool fp16 = false, bool castAfterDiv = false, double exponent = 2, bool gammaInput = false, bool constantNodes = false, bool swapOperands = false)
+    {
+        var g = new GraphBuilder(opset);
+        int t = fp16 ? F16 : F32;
+        g.Input("x", t, xDims);
+        long[] norm = xDims[^axes.Length..];
+        (string, object)[] axesAttr = opset >= 18 ? [] : [("axes", axes)];
+        string[] Reduce(string input, string axesName) => opset >= 18 ? [input, g.Int64s(axesName, axes)] : [input];
+
+        g.Node("ReduceMean", Reduce("x", "axes_m"), "m", "mean", axesAttr);
+        g.Node("Sub", ["x", "m"], "d", "sub");
+        string forPow = "d";
+        if (subTwice) { g.Node("Sub", ["x", "m"], "d2", "sub2"); forPow = "d2"; }
+        if (fp16) { g.Node("Cast", [forPow], "d32", "cast_up", ("to", (long)F32)); forPow = "d32"; }
+        g.Init("two", F32, [], [exponent]);
+        g.Node("Pow", [forPow, "two"], "p", "pow");
+        g.Node("ReduceMean", Reduce("p", "axes_v"), "v", "var", axesAttr);
+        if (constantNodes) g.Node("Constant", [], "eps", "eps_const", ("value", NormFold.Tensors.TensorData.Create("eps", F32, Array.Empty<long>(), new double[] { 1e-5 })));
+        else g.Init("eps", F32, [], [1e-5]);
+        g.Node("Add", ["v", "eps"], "ve", "add_eps");
+        g.Node("Sqrt", ["ve"], "s", "sqrt");
+        string std = "s";
+        if (fp16 && !castAfterDiv) { g.Node("Cast", ["s"], "s16", "cast_down", ("to", (long)F16)); std = "s16"; }
+        // castAfterDiv: the float d is divided too, and the quotient cast back.
+        if (castAfterDiv) { g.Node("Div", [forPow, "s"], "n32", "div"); g.Node("Cast", ["n32"], affine ? "n" : "y", "cast_down", ("to", (long)F16)); }
+        else g.Node("Div", ["d", std], affine ? "n" : "y", "div");
+        if (affine)
+        {
+            string gamma = gammaInput ? g.Input("gamma", t, norm) : constantNodes ? g.ConstantNode("gamma", t, norm, 0.5, 1.5) : g.Init("gamma", t, norm, 0.5, 1.5);
+            string beta = constantNodes ? g.ConstantNode("beta", t, norm, -0.5, 0.5) : g.Init("beta", t, norm, -0.5, 0.5);
+            g.Node("Mul", swapOperands ? [gamma, "n"] : ["n", gamma], "scaled", "mul");
+            g.Node("Add", swapOperands ? [beta, "scaled"] : ["scaled", beta], "y", "add_beta");
+        }
+        g.Output("y", t, xDims);
+        return g;
+    }
+
+    static (OnnxModel Folded, FoldResult Result) SwapAndCheck(OnnxModel original, string anchor = "mean",
+        IReadOnlyDictionary<string, long[]>? shapes = null)
+    {
+        var (folded, r) = Fold(original, Swap);
+        var d = r.Log.Decisions.Single(x => x.Anchor == anchor);
+        Assert.True(d.Outcome == Outcome.Replaced, $"{d.Reason}: {d.Detail}");
+        Assert.Equal("LayerNormSwap", d.Rule);
+        Assert.Single(r.Log.Decisions, x => x.Outcome == Outcome.Replaced);
+        Assert.Equal(0, Count(folded, "ReduceMean"));
+        Assert.Equal(0, Count(folded, "Sqrt"));
+        Assert.Equal(1, Count(folded, "LayerNormalization"));
+        AssertEquivalent(original, folded, shapes: shapes);
+        return (folded, r);
+    }
+
+    static OnnxModel TorchExport() => OnnxModel.Load(Path.Combine(ModelsDir, "layernorm_op13.onnx"));
+
+    [Fact]
+    public void Swaps_the_torch_export_raising_the_opset_to_17()
+    {
+        var original = TorchExport();
+        var (folded, _) = SwapAndCheck(original, "/ln/ReduceMean", new Dictionary<string, long[]> { ["input"] = [3, 5, 24] });
+        Assert.Equal(17, folded.DefaultOpset);
+        var ln = folded.Proto.Graph.Node.Single(n => n.OpType == "LayerNormalization");
+        Assert.Equal("output", ln.Output.Single());
+        Assert.Equal(-1, ln.Attribute.Single(a => a.Name == "axis").I);
+        Assert.Equal(["Transpose", "MatMul", "Add", "Relu", "LayerNormalization"], folded.Proto.Graph.Node.Select(n => n.OpType));
+    }
+
+    [Fact]
+    public void Torch_export_without_target_opset_is_left_with_opset_too_low()
+    {
+        var (folded, r) = Fold(TorchExport(), new PipelineOptions { SwapLayerNorm = true });
+        var d = AssertLeft(r, SkipReason.OpsetTooLow, "/ln/ReduceMean");
+        Assert.Contains("--target-opset", d.Detail);
+        Assert.Equal(13, folded.DefaultOpset);
+        Assert.Equal(2, Count(folded, "ReduceMean"));
+        Assert.Equal(0, Count(folded, "LayerNormalization"));
+        // The variance reduction is no candidate of its own; its decision points at the mean.
+        Assert.Contains("/ln/ReduceMean", AssertLeft(r, SkipReason.PatternMismatch, "/ln/ReduceMean_1").Detail);
+    }
+
+    [Fact]
+    public void Swaps_last_axis_of_rank_3()
+    {
+        var (folded, _) = SwapAndCheck(LayerNorm([-1, 5, 8], [-1]).Build(), shapes: new Dictionary<string, long[]> { ["x"] = [3, 5, 8] });
+        Assert.Equal(["LayerNormalization"], folded.Proto.Graph.Node.Select(n => n.OpType));
+        var scale = folded.Proto.Graph.Initializer.Single(i => i.Name == folded.Proto.Graph.Node[0].Input[1]);
+        Assert.Equal([8L], scale.Dims);
+    }
+
+    [Fact]
+    public void Swaps_two_trailing_axes()
+    {
+        var (folded, _) = SwapAndCheck(LayerNorm([2, 4, 6, 5], [-2, -1]).Build());
+        var ln = folded.Proto.Graph.Node.Single();
+        Assert.Equal(-2, ln.Attribute.Single(a => a.Name == "axis").I);
+        Assert.Equal([6L, 5L], folded.Proto.Graph.Initializer.Single(i => i.Name == ln.Input[1]).Dims);
+    }
+
+    [Fact]
+    public void Swaps_positive_trailing_axes_with_constant_nodes_and_swapped_operands()
+    {
+        var (folded, _) = SwapAndCheck(LayerNorm([2, 3, 4, 5], [2, 3], constantNodes: true, swapOperands: true).Build());
+        Assert.Equal(0, Count(folded, "Constant"));
+    }
+
+    [Fact]
+    public void Swaps_without_affine_using_ones_and_zeros()
+    {
+        var (folded, _) = SwapAndCheck(LayerNorm([2, 5, 8], [-1], affine: false).Build());
+        var ln = folded.Proto.Graph.Node.Single();
+        var values = (string name) => folded.ReadDoubles(folded.Proto.Graph.Initializer.Single(i => i.Name == name));
+        Assert.All(values(ln.Input[1]), v => Assert.Equal(1.0, v));
+        Assert.All(values(ln.Input[2]), v => Assert.Equal(0.0, v));
+    }
+
+    [Fact]
+    public void Swaps_when_the_difference_is_computed_twice()
+    {
+        SwapAndCheck(LayerNorm([2, 5, 8], [-1], subTwice: true).Build());
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Swaps_float16_with_a_float_variance_branch(bool castAfterDiv)
+    {
+        var (folded, r) = SwapAndCheck(LayerNorm([2, 5, 8], [-1], fp16: true, castAfterDiv: castAfterDiv).Build());
+        Assert.Equal(0, Count(folded, "Cast"));
+        var ln = folded.Proto.Graph.Node.Single();
+        Assert.Equal(F16, folded.Proto.Graph.Initializer.Single(i => i.Name == ln.Input[1]).DataType);
+        Assert.Contains("replaced 11 nodes", r.Log.Decisions.Single(d => d.Anchor == "mean").Detail);
+    }
+
+    [Fact]
+    public void Swaps_opset_18_with_axes_as_input()
+    {
+        var (folded, _) = SwapAndCheck(LayerNorm([2, 5, 8], [-1], opset: 18).Build());
+        Assert.Equal(18, folded.DefaultOpset);
+        Assert.Empty(folded.Proto.Graph.Initializer.Where(i => i.Name.StartsWith("axes")));
+    }
+
+    [Fact]
+    public void Refuses_when_an_intermediate_is_a_graph_output()
+    {
+        var g = LayerNorm([2, 5, 8], [-1]);
+        g.Output("s", F32, [2, 5, 1]);
+        var (folded, r) = Fold(g.Build(), Swap);
+        AssertLeft(r, SkipReason.IntermediateUsedOutside, "mean");
+        Assert.Equal(0, Count(folded, "LayerNormalization"));
+    }
+
+    [Fact]
+    public void Refuses_gamma_from_a_graph_input()
+    {
+        var (_, r) = Fold(LayerNorm([2, 5, 8], [-1], gammaInput: true).Build(), Swap);
+        Assert.Contains("gamma", AssertLeft(r, SkipReason.ParameterNotConstant, "mean").Detail);
+    }
+
+    [Fact]
+    public void Refuses_axes_that_are_not_trailing()
+    {
+        var (_, r) = Fold(LayerNorm([2, 5, 8], [1]).Build(), Swap);
+        Assert.Contains("trailing", AssertLeft(r, SkipReason.PatternMismatch, "mean").Detail);
+    }
+
+    [Fact]
+    public void Refuses_an_exponent_other_than_2()
+    {
+        var (_, r) = Fold(LayerNorm([2, 5, 8], [-1], exponent: 3).Build(), Swap);
+        Assert.Contains("exponent", AssertLeft(r, SkipReason.PatternMismatch, "mean").Detail);
+    }
+
+    [Fact]
+    public void Refuses_gamma_that_does_not_fit_the_normalized_shape()
+    {
+        var g = LayerNorm([2, 5, 8], [-1]);
+        g.SetInit("gamma", F32, [5, 1], [1, 2, 3, 4, 5]);
+        var (_, r) = Fold(g.Build(), Swap);
+        AssertLeft(r, SkipReason.NotPerChannel, "mean");
+    }
+
+    [Fact]
+    public void A_plain_reduction_is_no_candidate()
+    {
+        var g = new GraphBuilder(17);
+        g.Input("x", F32, [2, 5, 8]);
+        g.Node("ReduceMean", ["x"], "y", "mean", ("axes", new long[] { -1 }));
+        g.Output("y", F32, [2, 5, 1]);
+        var (_, r) = Fold(g.Build(), Swap);
+        Assert.Contains("plain reduction", AssertLeft(r, SkipReason.PatternMismatch).Detail);
+    }
+}
