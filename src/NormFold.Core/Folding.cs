@@ -22,7 +22,8 @@ public static class Folding
     public static FoldResult FoldFile(string input, string output, PipelineOptions? options = null, SaveOptions? save = null)
     {
         var model = OnnxModel.Load(input);
-        var result = Fold(model, options);
+        var result = Fold(model, (options ?? new PipelineOptions()) with { ReuseDeadWeightMemory = true }); // private model
+        
         ModelWriter.Save(model, output, save);
         return result;
     }

@@ -6,8 +6,10 @@ namespace NormFold.Graph;
 /// Every mutation of a graph goes through here, so the index stays true. Removed nodes are only marked;
 /// <see cref="Cleanup.GraphCleanup"/> compacts the node and initializer lists once at the end.
 /// </summary>
-public sealed class GraphEditor(GraphIndex index, NameAllocator names)
+public sealed class GraphEditor(GraphIndex index, NameAllocator names, bool reuseDeadWeights = false)
 {
+    /// <summary>Rules may write new weights over the bytes of weights nothing reads any more (see PipelineOptions).</summary>
+    public bool ReuseDeadWeights { get; } = reuseDeadWeights;
     public GraphIndex Index { get; } = index;
     public NameAllocator Names { get; } = names;
     /// <summary>Names whose last reader may be gone: cleanup checks these, and only these.</summary>

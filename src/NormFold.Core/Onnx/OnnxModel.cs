@@ -19,6 +19,25 @@ public sealed class OnnxModel
 
     readonly Dictionary<TensorProto, byte[]> _externalBytes = new(ReferenceEqualityComparer.Instance);
 
+    /// <summary>Tensors whose raw bytes only this model holds (its own load buffer, or external bytes it read), so a
+    /// rewrite may reuse them once nothing reads the tensor any more.</summary>
+    readonly Dictionary<TensorProto, ArraySegment<byte>> _owned = new(ReferenceEqualityComparer.Instance);
+
+    internal bool TryGetOwnedBytes(TensorProto t, out ArraySegment<byte> bytes)
+    {
+        lock (_owned) return _owned.TryGetValue(t, out bytes);
+    }
+
+    internal void Own(TensorProto t, ArraySegment<byte> bytes)
+    {
+        lock (_owned) _owned[t] = bytes;
+    }
+
+    internal void Disown(TensorProto t)
+    {
+        lock (_owned) _owned.Remove(t);
+    }
+
     /// <summary>Tensors NormFold created (fold results). Saving puts large ones beside existing external data.</summary>
     internal HashSet<TensorProto> Created { get; } = new(ReferenceEqualityComparer.Instance);
 
@@ -34,13 +53,17 @@ public sealed class OnnxModel
     {
         if (!File.Exists(path)) throw new ModelFormatException($"{path}: file not found");
         ModelProto proto;
+        List<(TensorProto, ArraySegment<byte>)>? owned = null;
         try
         {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
-            if (stream.Length == 0) throw new ModelFormatException($"{path}: file is empty");
-            if (stream.Length > int.MaxValue)
-                throw new ModelFormatException($"{path}: {stream.Length} bytes is past protobuf's 2 GB limit; a model that large must keep its weights as external data");
-            proto = ModelProto.Parser.ParseFrom(stream);
+            long length = new FileInfo(path).Length;
+            if (length == 0) throw new ModelFormatException($"{path}: file is empty");
+            if (length > int.MaxValue)
+                throw new ModelFormatException($"{path}: {length} bytes is past protobuf's 2 GB limit; a model that large must keep its weights as external data");
+            // One read; weights stay in this buffer (see ZeroCopyParser). Its plain parse is the fallback.
+            var bytes = File.ReadAllBytes(path);
+            proto = ZeroCopyParser.TryParse(bytes, out var slices) ?? ModelProto.Parser.ParseFrom(bytes);
+            owned = slices;
         }
         catch (InvalidProtocolBufferException e)
         {
@@ -49,6 +72,7 @@ public sealed class OnnxModel
         if (proto.Graph is null)
             throw new ModelFormatException($"{path}: not an ONNX model (it has no graph)");
         var model = new OnnxModel(proto, path);
+        foreach (var (t, bytes) in owned ?? []) model.Own(t, bytes);
         model.ValidateExternalReferences();
         return model;
     }
@@ -81,6 +105,7 @@ public sealed class OnnxModel
             {
                 bytes = ReadExternal(t);
                 _externalBytes[t] = bytes;
+                Own(t, bytes);
             }
             return bytes;
         }
@@ -90,6 +115,7 @@ public sealed class OnnxModel
     internal void ForgetExternal(TensorProto t)
     {
         lock (_externalBytes) _externalBytes.Remove(t);
+        Disown(t);
     }
 
     public double[] ReadDoubles(TensorProto t)

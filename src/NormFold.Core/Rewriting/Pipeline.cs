@@ -20,6 +20,12 @@ public sealed record PipelineOptions
     public bool SwapLayerNorm { get; init; }
     /// <summary>Replace GroupNormalization by its InstanceNormalization decomposition.</summary>
     public bool LowerGroupNorm { get; init; }
+    /// <summary>
+    /// Write folded weights over the memory of the weights they replace when nothing else reads those: halves peak memory.
+    /// Only for a model loaded from a file whose in-memory form nobody else shares (a clone of its ModelProto shares the
+    /// weight bytes and would see them change). The CLI sets it; the default is off.
+    /// </summary>
+    public bool ReuseDeadWeightMemory { get; init; }
     /// <summary>Default-domain opset the model may be raised to when a swap needs it (0: never raise).</summary>
     public long TargetOpset { get; init; }
 }
@@ -88,7 +94,7 @@ public sealed class Pipeline(PipelineOptions? options = null)
             }
         if (bodyChanged) index = new GraphIndex(graph, model, parent, path); // bodies now read other outer names
 
-        var editor = new GraphEditor(index, names);
+        var editor = new GraphEditor(index, names, _options.ReuseDeadWeightMemory);
         editor.Orphans.UnionWith(orphansFromBodies);
         var decisions = new Dictionary<NodeProto, Decision>(ReferenceEqualityComparer.Instance);
         var order = new List<NodeProto>();

@@ -21,7 +21,9 @@ public abstract record ChannelLayout
 /// </summary>
 public static class ChannelScaling
 {
-    public static byte[] Scale(OnnxModel model, TensorProto weight, ChannelLayout layout, double[] s)
+    /// <param name="into">Where to write the result, or null for a new array. May be the source's own bytes: each
+    /// element depends only on the element at the same index.</param>
+    public static ArraySegment<byte> Scale(OnnxModel model, TensorProto weight, ChannelLayout layout, double[] s, ArraySegment<byte>? into = null)
     {
         int type = weight.DataType;
         long count = TensorData.ElementCount(weight);
@@ -37,7 +39,8 @@ public static class ChannelScaling
         }
         if (raw.Length != count * ElementType.Size(type))
             throw new ModelFormatException($"tensor '{weight.Name}' holds {raw.Length} bytes, its dims say {count} {ElementType.Name(type)} elements");
-        var result = new byte[raw.Length];
+        var result = into ?? new ArraySegment<byte>(new byte[raw.Length]);
+        if (result.Count != raw.Length) throw new ArgumentException($"destination holds {result.Count} bytes, tensor {weight.Name} {raw.Length}");
         switch (type)
         {
             case ElementType.Float: Run<float, FloatOp>(raw, result, layout, runs, s); break;
@@ -55,7 +58,7 @@ public static class ChannelScaling
     struct HalfOp : IScale<Half> { public static Half Apply(Half v, double f) => Rounding.ToHalf((double)v * f); }
     struct BFloat16Op : IScale<ushort> { public static ushort Apply(ushort v, double f) => Rounding.ToBFloat16Bits(Rounding.FromBFloat16Bits(v) * f); }
 
-    static void Run<T, TOp>(ReadOnlySpan<byte> raw, byte[] result, ChannelLayout layout, (int Start, int Length, double F)[] runs, double[] s)
+    static void Run<T, TOp>(ReadOnlySpan<byte> raw, ArraySegment<byte> result, ChannelLayout layout, (int Start, int Length, double F)[] runs, double[] s)
         where T : unmanaged where TOp : struct, IScale<T>
     {
         var src = MemoryMarshal.Cast<byte, T>(raw);

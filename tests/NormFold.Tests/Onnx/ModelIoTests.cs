@@ -1,6 +1,7 @@
 using Google.Protobuf;
 using NormFold.Onnx;
 using NormFold.Onnx.Proto;
+using NormFold.Rewriting;
 using NormFold.Tests.Builders;
 using static NormFold.Tests.TestSupport;
 
@@ -177,5 +178,57 @@ public class ModelIoTests
         string dir = TempDir();
         Assert.Throws<ModelFormatException>(() => ModelWriter.Save(model, Path.Combine(dir, "no-such-folder", "x.onnx")));
         Assert.Empty(Directory.GetFiles(dir, "*", SearchOption.AllDirectories));
+    }
+}
+
+public class ZeroCopyTests
+{
+    [Theory]
+    [MemberData(nameof(ModelIoTests.AllModels), MemberType = typeof(ModelIoTests))]
+    public void Zero_copy_parse_equals_a_plain_parse(string relative)
+    {
+        var bytes = File.ReadAllBytes(Path.Combine(ModelsDir, relative));
+        var zero = ZeroCopyParser.TryParse(bytes, out var owned);
+        Assert.NotNull(zero);
+        Assert.Equal(ModelProto.Parser.ParseFrom(bytes), zero);
+        Assert.Equal(bytes, zero!.ToByteArray());
+        Assert.Equal(zero.Graph.Initializer.Count(t => t.HasRawData), owned.Count);
+    }
+
+    [Fact]
+    public void Garbage_falls_back_to_the_plain_parser()
+    {
+        Assert.Null(ZeroCopyParser.TryParse([0x3a, 0xff, 0x7f], out _)); // field 7, length past the end
+        Assert.Null(ZeroCopyParser.TryParse([0x0b, 0x00], out _));       // group wire type
+    }
+
+    [Fact]
+    public void Reusing_dead_weight_memory_gives_the_same_model_and_spares_shared_weights()
+    {
+        // Two convs share one weight, a third has its own: only the third may be overwritten in place.
+        var g = new GraphBuilder(15);
+        g.Input("x", GraphBuilder.F32, [1, 4, 5, 5]);
+        g.Init("w", GraphBuilder.F32, [4, 4, 3, 3]);
+        g.Init("w3", GraphBuilder.F32, [4, 4, 3, 3]);
+        g.Node("Conv", ["x", "w"], "c1", "conv1", ("pads", new long[] { 1, 1, 1, 1 }));
+        g.Bn("c1", 4, "y1");
+        g.Node("Conv", ["y1", "w"], "c2", "conv2", ("pads", new long[] { 1, 1, 1, 1 }));
+        g.Bn("c2", 4, "y2");
+        g.Node("Conv", ["y2", "w3"], "c3", "conv3", ("pads", new long[] { 1, 1, 1, 1 }));
+        g.Bn("c3", 4, "y3");
+        g.Output("y3");
+        string dir = TempDir(), path = Path.Combine(dir, "m.onnx");
+        File.WriteAllBytes(path, g.Proto.ToByteArray());
+        var reference = OnnxModel.Load(path);
+        var reused = OnnxModel.Load(path);
+        Folding.Fold(reused, new PipelineOptions { ReuseDeadWeightMemory = true });
+        var (plain, _) = Fold(OnnxModel.Load(path));
+        Assert.Equal(plain.Proto.ToByteArray(), reused.Proto.ToByteArray());
+        AssertEquivalent(reference, reused);
+        // w3 and (once conv1 no longer read it) w were overwritten in the load buffer; conv1's copy of w got its own array.
+        byte[]? Buffer(string name) => reused.TryGetOwnedBytes(reused.Proto.Graph.Initializer.Single(t => t.Name == name), out var b) ? b.Array : null;
+        Assert.NotNull(Buffer("w3_bnfold"));
+        Assert.Same(Buffer("w3_bnfold"), Buffer("w_bnfold_1"));
+        Assert.NotSame(Buffer("w3_bnfold"), Buffer("w_bnfold"));
     }
 }

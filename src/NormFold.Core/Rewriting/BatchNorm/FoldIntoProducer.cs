@@ -1,4 +1,6 @@
+using Google.Protobuf;
 using NormFold.Graph;
+using NormFold.Tensors;
 using NormFold.Onnx.Proto;
 
 namespace NormFold.Rewriting.BatchNorm;
@@ -73,6 +75,31 @@ public abstract class FoldIntoProducer<TPlan> : RewriteRule<TPlan> where TPlan :
             return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(producer)} bias '{b.Name}' has shape {Dims(b)}, expected [{channels}]");
         bias = b;
         return null;
+    }
+
+    /// <summary>
+    /// W' = W·s per channel, as a new initializer with a fresh name. When the editor may reuse memory and
+    /// <paramref name="consumer"/> was W's only reader, W' is written over W's own bytes (W is dead and will be removed),
+    /// so a model's old and new weights are never both in memory.
+    /// </summary>
+    protected static string ScaledWeight(GraphEditor editor, NodeProto consumer, TensorProto weight, ChannelLayout layout, double[] s)
+    {
+        var model = editor.Index.Model;
+        var readers = editor.Index.Consumers(weight.Name);
+        bool dead = editor.ReuseDeadWeights && readers.Count == 1 && ReferenceEquals(readers[0], consumer)
+            && !editor.Index.IsGraphOutput(weight.Name) && !editor.Index.IsGraphInput(weight.Name)
+            && editor.Index.Initializers.TryGetValue(weight.Name, out var init) && ReferenceEquals(init, weight);
+        ArraySegment<byte>? into = dead && model.TryGetOwnedBytes(weight, out var own) ? own : (ArraySegment<byte>?)null; // not null→byte[]→empty segment
+        var bytes = ChannelScaling.Scale(model, weight, layout, s, into);
+        var tensor = new TensorProto { DataType = weight.DataType, Dims = { weight.Dims },
+            RawData = UnsafeByteOperations.UnsafeWrap(bytes.AsMemory()) };
+        if (into != null)
+        {
+            model.Disown(weight);
+            weight.ClearRawData(); // its bytes are now W'
+        }
+        model.Own(tensor, bytes);
+        return editor.AddInitializer(tensor, weight.Name + "_bnfold");
     }
 
     protected static bool HasInput(NodeProto n, int slot) => n.Input.Count > slot && n.Input[slot].Length > 0;

@@ -56,8 +56,7 @@ public sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
     protected override IReadOnlyList<string> Apply(GraphEditor editor, MatMulPlan plan)
     {
         var matmul = plan.Target!;
-        var scaled = ChannelScaling.Scale(editor.Index.Model, plan.B, new ChannelLayout.Columns(), plan.Scale);
-        string b = editor.AddInitializer(TensorData.CreateRaw("", plan.B.DataType, plan.B.Dims, scaled), plan.B.Name + "_bnfold");
+        string b = ScaledWeight(editor, matmul, plan.B, new ChannelLayout.Columns(), plan.Scale);
         editor.SetInput(matmul, 1, b);
         // The MatMul's value changes, so its output gets a new name: a name never stands for two different values.
         string product = editor.Names.FreshValue(matmul.Output[0] + "_bnfold");

@@ -1,0 +1,105 @@
+using Google.Protobuf;
+using NormFold.Onnx.Proto;
+
+namespace NormFold.Onnx;
+
+/// <summary>
+/// Parses a model without copying its weights: the file is read once into one buffer, the main graph's initializer
+/// raw_data payloads are cut out of a copy of the wire bytes (only the small remainder goes through Google.Protobuf),
+/// and each initializer's raw_data is then set to a view of the buffer. Serialising writes the same bytes as a plain
+/// parse would (fields are written in field-number order either way). Anything unusual — group wire types, malformed
+/// varints — returns null, and the caller parses the plain way.
+/// </summary>
+internal static class ZeroCopyParser
+{
+    const int ModelGraph = 7, GraphInitializer = 5, TensorRawData = 9;
+
+    public static ModelProto? TryParse(byte[] buffer, out List<(TensorProto, ArraySegment<byte>)> owned)
+    {
+        owned = [];
+        var slices = new List<(int Offset, int Length)?>();
+        var stripped = new MemoryStream(buffer.Length / 64 + 1024);
+        try
+        {
+            if (!CopyMessage(buffer, 0, buffer.Length, stripped, depth: 0, slices)) return null;
+        }
+        catch (IndexOutOfRangeException) { return null; }
+        catch (ArgumentOutOfRangeException) { return null; }
+        ModelProto model;
+        try { model = ModelProto.Parser.ParseFrom(stripped.GetBuffer().AsSpan(0, (int)stripped.Length)); }
+        catch (InvalidProtocolBufferException) { return null; }
+        if (model.Graph is null ? slices.Count != 0 : model.Graph.Initializer.Count != slices.Count) return null;
+        for (int i = 0; i < slices.Count; i++)
+            if (slices[i] is { } s)
+            {
+                var t = model.Graph!.Initializer[i];
+                t.RawData = UnsafeByteOperations.UnsafeWrap(buffer.AsMemory(s.Offset, s.Length));
+                owned.Add((t, new ArraySegment<byte>(buffer, s.Offset, s.Length)));
+            }
+        return model;
+    }
+
+    /// <summary>Copies the fields of a message; depth 0 = ModelProto, 1 = GraphProto, 2 = an initializer TensorProto.</summary>
+    static bool CopyMessage(byte[] b, int start, int end, MemoryStream output, int depth, List<(int, int)?> slices)
+    {
+        int pos = start;
+        (int, int)? raw = null;
+        while (pos < end)
+        {
+            int fieldStart = pos;
+            if (!ReadVarint(b, ref pos, end, out ulong tag)) return false;
+            int field = (int)(tag >> 3), wire = (int)(tag & 7);
+            switch (wire)
+            {
+                case 0: if (!ReadVarint(b, ref pos, end, out _)) return false; break;
+                case 1: pos += 8; break;
+                case 5: pos += 4; break;
+                case 2:
+                    if (!ReadVarint(b, ref pos, end, out ulong length) || length > (ulong)(end - pos)) return false;
+                    int payload = pos;
+                    pos += (int)length;
+                    if (depth == 0 && field == ModelGraph || depth == 1 && field == GraphInitializer)
+                    {
+                        var inner = new MemoryStream();
+                        int before = slices.Count;
+                        if (!CopyMessage(b, payload, pos, inner, depth + 1, slices)) return false;
+                        if (depth == 1 && slices.Count == before) slices.Add(null); // an initializer without raw_data
+                        WriteVarint(output, tag);
+                        WriteVarint(output, (ulong)inner.Length);
+                        output.Write(inner.GetBuffer(), 0, (int)inner.Length);
+                        continue;
+                    }
+                    if (depth == 2 && field == TensorRawData)
+                    {
+                        raw = (payload, (int)length); // last one wins, as in protobuf
+                        continue;
+                    }
+                    break;
+                default:
+                    return false; // groups (3, 4) or garbage
+            }
+            if (pos > end) return false;
+            output.Write(b, fieldStart, pos - fieldStart);
+        }
+        if (depth == 2) slices.Add(raw);
+        return pos == end;
+    }
+
+    static bool ReadVarint(byte[] b, ref int pos, int end, out ulong value)
+    {
+        value = 0;
+        for (int shift = 0; shift < 64 && pos < end; shift += 7)
+        {
+            byte x = b[pos++];
+            value |= (ulong)(x & 0x7F) << shift;
+            if (x < 0x80) return true;
+        }
+        return false;
+    }
+
+    static void WriteVarint(MemoryStream s, ulong v)
+    {
+        while (v >= 0x80) { s.WriteByte((byte)(v | 0x80)); v >>= 7; }
+        s.WriteByte((byte)v);
+    }
+}
