@@ -74,7 +74,7 @@ public static class Comparator
     struct HalfElement : IElement<Half> { public static double Get(Half v) => (double)v; }
 
     /// <summary>Percentiles of tensors larger than this are estimated from this many evenly spaced elements.</summary>
-    public const int PercentileSample = 1 << 18;
+    public const int PercentileSample = 1 << 14;
 
     /// <summary>Two passes over the raw elements, specialised per element type (no per-element conversion calls, no
     /// copies): the reference's magnitude, then errors, statistics and the worst element.</summary>
@@ -95,20 +95,22 @@ public static class Comparator
         int stride = n <= PercentileSample ? 1 : (n + PercentileSample - 1) / PercentileSample;
         var absSample = new double[(n + stride - 1) / stride];
         var relSample = new double[absSample.Length];
-        double dot = 0, normR = 0, normA = 0, sumAbs = 0, sumRel = 0, maxAbs = 0, maxRel = 0, worstExcess = -1;
+        double dot = 0, normR = 0, normA = 0, sumAbs = 0, sumRel = 0, maxAbs = 0, maxRel = 0;
+        double worstE = -1, worstAllowance = 1; // the worst element maximises e / allowance, compared by cross-multiplying
         long failed = 0, worst = -1;
-        for (int i = 0; i < n; i++)
+        double atol = tol.Atol, rtol = tol.Rtol;
+        for (int i = 0, next = 0, k = 0; i < n; i++)
         {
             double ri = TE.Get(r[i]), ai = TE.Get(a[i]);
-            double e, rel;
+            double e, rel, ar = Math.Abs(ri);
             bool pass;
             if (double.IsFinite(ri) && double.IsFinite(ai))
             {
                 e = Math.Abs(ai - ri);
-                double ar = Math.Abs(ri);
-                pass = e <= tol.Atol || e <= tol.Rtol * ar;
+                pass = e <= atol || e <= rtol * ar;
                 rel = e == 0 ? 0 : ar == 0 ? double.PositiveInfinity : e / ar;
                 dot += ri * ai; normR += ri * ri; normA += ai * ai;
+                sumRel += rel == double.PositiveInfinity ? 0 : rel;
             }
             else
             {
@@ -117,15 +119,13 @@ public static class Comparator
                 pass = same;
             }
             sumAbs += e;
-            if (rel != double.PositiveInfinity) sumRel += rel;
             if (e > maxAbs) maxAbs = e;
             if (rel > maxRel) maxRel = rel;
-            if (i % stride == 0) { absSample[i / stride] = e; relSample[i / stride] = rel; }
+            if (i == next) { absSample[k] = e; relSample[k++] = rel; next += stride; }
             if (!pass) failed++;
-            // The worst element: the one furthest beyond its own allowance.
-            double allowance = Math.Max(tol.Atol, tol.Rtol * Math.Abs(ri));
-            double excess = allowance > 0 ? e / allowance : e;
-            if (excess > worstExcess) { worstExcess = excess; worst = i; }
+            double allowance = Math.Max(atol, rtol * ar);
+            if (allowance == 0) allowance = 1;
+            if (e * worstAllowance > worstE * allowance) { worstE = e; worstAllowance = allowance; worst = i; }
         }
 
         return new OutputComparison

@@ -96,11 +96,14 @@ public static class EquivalenceChecker
             var expected = reference.Run(inputs, referenceNames);
             var actual = candidate.Run(inputs, referenceNames.Where(candidateNames.Contains).ToList()).ToDictionary(t => t.Name);
             onOutputs?.Invoke(it, inputs, expected.Take(graphOutputs.Count).ToList(), actual.Where(kv => !extra.Contains(kv.Key)).ToDictionary());
-            foreach (var e in expected)
+            // Tensors are independent: compare them on every core.
+            var compared = new OutputComparison[expected.Count];
+            Parallel.For(0, expected.Count, k => compared[k] = Comparator.Compare(expected[k], actual.GetValueOrDefault(expected[k].Name),
+                (type, magnitude) => ToleranceFor(options, expected[k].Name, type, magnitude)));
+            foreach (var c in compared)
             {
-                var c = Comparator.Compare(e, actual.GetValueOrDefault(e.Name), (type, magnitude) => ToleranceFor(options, e.Name, type, magnitude));
                 if (!c.Passed) firstFailing ??= it;
-                if (!worst.TryGetValue(e.Name, out var w) || Worse(c, w)) worst[e.Name] = c;
+                if (!worst.TryGetValue(c.Name, out var w) || Worse(c, w)) worst[c.Name] = c;
             }
         }
         var outputs = graphOutputs.Select(n => worst[n]).ToList();
