@@ -138,9 +138,11 @@ Line();
 Line("## Drift: NormFold's fold vs ONNX Runtime's own fold, each against the original run with optimisations disabled");
 Line();
 Line("ORT's fold = the graph ORT writes at ORT_ENABLE_BASIC (OptimizedModelFilePath). Inputs: 3 seeded batches of 1.");
+Line("Weight error: every folded Conv weight against the exact fold W·γ/√(var+ε) computed in double from the original,");
+Line("in units in the last place of the stored type (0.5 is the best any rounding can do).");
 Line();
-Line("| Model | Which fold | Max abs error | Max abs / max\\|ref\\| | BN left in graph |");
-Line("| --- | --- | ---: | ---: | ---: |");
+Line("| Model | Which fold | Output max abs error | Max abs / max\\|ref\\| | Weight error, max ulp | mean ulp | BN left |");
+Line("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
 foreach (var (label, path) in new[] { ("float32", resnet50), ("float16", resnet50h) })
 {
     string ours = Path.Combine(outDir, $"drift_ours_{label}.onnx"), theirs = Path.Combine(outDir, $"drift_ort_{label}.onnx");
@@ -160,8 +162,9 @@ foreach (var (label, path) in new[] { ("float32", resnet50), ("float16", resnet5
             maxAbs = Math.Max(maxAbs, c.MaxAbs);
             rel = Math.Max(rel, c.RelativeToMagnitude);
         }
+        var (maxUlp, meanUlp) = WeightUlps(path, candidatePath);
         int bnLeft = OnnxModel.Load(candidatePath).Proto.Graph.Node.Count(n => n.OpType == "BatchNormalization");
-        Line($"| ResNet-50 shape, {label} | {which} | {maxAbs:G3} | {rel:G3} | {bnLeft} |");
+        Line($"| ResNet-50 shape, {label} | {which} | {maxAbs:G3} | {rel:G3} | {maxUlp:F2} | {meanUlp:F3} | {bnLeft} |");
     }
 }
 Line();
@@ -289,6 +292,39 @@ static double Percentile(List<double> v, double p)
 {
     var s = v.Order().ToList();
     return s[Math.Clamp((int)Math.Ceiling(p * s.Count) - 1, 0, s.Count - 1)];
+}
+
+/// <summary>Folded Conv weights of <paramref name="folded"/> against the exact fold of <paramref name="original"/>'s
+/// Conv → BN pairs (matched by Conv node name), in ulps of the stored type.</summary>
+static (double Max, double Mean) WeightUlps(string original, string folded)
+{
+    var o = OnnxModel.Load(original);
+    var f = OnnxModel.Load(folded);
+    var oi = new NormFold.Graph.GraphIndex(o.Proto.Graph, o);
+    var fi = new NormFold.Graph.GraphIndex(f.Proto.Graph, f);
+    var foldedConvs = f.Proto.Graph.Node.Where(n => n.OpType == "Conv").ToDictionary(n => n.Name);
+    double max = 0, sum = 0;
+    long count = 0;
+    foreach (var bn in o.Proto.Graph.Node.Where(n => n.OpType == "BatchNormalization"))
+    {
+        var conv = oi.Producer(bn.Input[0]);
+        if (conv is null || !foldedConvs.TryGetValue(conv.Name, out var fc)) continue;
+        if (NormFold.Rewriting.BatchNorm.BatchNormParameters.TryRead(oi, bn, out var p) != null) continue;
+        oi.TryGetConstant(conv.Input[1], out var w, out _);
+        fi.TryGetConstant(fc.Input[1], out var fw, out _);
+        var exact = o.ReadDoubles(w);
+        var got = f.ReadDoubles(fw);
+        int perRow = exact.Length / p.Channels;
+        int mantissa = w.DataType == NormFold.Tensors.ElementType.Float16 ? 10 : 23;
+        for (int i = 0; i < exact.Length; i++)
+        {
+            double x = exact[i] * p.Scale[i / perRow];
+            double ulp = Math.ScaleB(1.0, Math.Max(Math.ILogB(x), mantissa == 10 ? -14 : -126) - mantissa);
+            double e = Math.Abs(got[i] - x) / ulp;
+            max = Math.Max(max, e); sum += e; count++;
+        }
+    }
+    return (max, count == 0 ? 0 : sum / count);
 }
 
 static IEnumerable<string> ExternalFiles(string path)

@@ -188,17 +188,27 @@ public sealed class OnnxModel
         }
     }
 
+    /// <summary>Open handles of external data files, one per file for the model's lifetime (not one open per tensor).</summary>
+    readonly Dictionary<string, Microsoft.Win32.SafeHandles.SafeFileHandle> _handles = new(StringComparer.Ordinal);
+
     byte[] ReadExternal(TensorProto t)
     {
         string path = ExternalPath(t);
         var loc = ParseExternal(t);
-        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
-        long length = loc.Length >= 0 ? loc.Length : fs.Length - loc.Offset;
-        if (loc.Offset + length > fs.Length || length > Array.MaxLength)
+        if (!_handles.TryGetValue(path, out var handle))
+            _handles[path] = handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        long fileLength = RandomAccess.GetLength(handle);
+        long length = loc.Length >= 0 ? loc.Length : fileLength - loc.Offset;
+        if (loc.Offset + length > fileLength || length > Array.MaxLength)
             throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': external data [{loc.Offset}, {loc.Offset + length}) lies beyond the end of '{loc.Location}'");
-        var bytes = new byte[length];
-        fs.Position = loc.Offset;
-        fs.ReadExactly(bytes);
+        var bytes = GC.AllocateUninitializedArray<byte>((int)length);
+        int read = 0;
+        while (read < length)
+        {
+            int n = RandomAccess.Read(handle, bytes.AsSpan(read), loc.Offset + read);
+            if (n == 0) throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': '{loc.Location}' ended early");
+            read += n;
+        }
         return bytes;
     }
 

@@ -21,14 +21,38 @@ public static class Rounding
         return r == 0 ? double.CopySign(0.0, x) : r;
     }
 
-    public static Half ToHalf(double x) =>
-        double.IsNaN(x) ? Half.NaN : (Half)(float)ToFormat(x, 10, -14, 15); // exact after rounding
+    public static Half ToHalf(double x) => BitConverter.UInt16BitsToHalf(ToBits(x, 10, 5));
 
-    public static ushort ToBFloat16Bits(double x)
+    public static ushort ToBFloat16Bits(double x) => ToBits(x, 7, 8);
+
+    /// <summary>
+    /// Bits of the binary16-style format with <paramref name="mantissaBits"/> and <paramref name="exponentBits"/> (sign
+    /// first) nearest to x, ties to even, straight from the double's bits: one rounding, integer operations only.
+    /// Agrees with <see cref="ToFormat"/> (asserted by tests), at a fraction of its cost.
+    /// </summary>
+    static ushort ToBits(double x, int mantissaBits, int exponentBits)
     {
-        if (double.IsNaN(x)) return 0x7FC0;
-        float f = (float)ToFormat(x, 7, -126, 127); // representable in float, so the cast is exact
-        return (ushort)(BitConverter.SingleToUInt32Bits(f) >> 16);
+        ulong bits = BitConverter.DoubleToUInt64Bits(x);
+        ushort sign = (ushort)((bits >> 63) << (mantissaBits + exponentBits));
+        int exponent = (int)((bits >> 52) & 0x7FF);
+        ulong mantissa = bits & ((1UL << 52) - 1);
+        int bias = (1 << (exponentBits - 1)) - 1, maxExponent = (1 << exponentBits) - 1;
+        ushort infinity = (ushort)(sign | (maxExponent << mantissaBits));
+        if (exponent == 0x7FF)
+            return mantissa == 0 ? infinity : (ushort)((maxExponent << mantissaBits) | (1 << (mantissaBits - 1))); // +qNaN
+        int e = exponent - 1023;
+        if (exponent == 0 || e < 1 - bias - mantissaBits - 1) return sign; // below half the smallest subnormal: ±0
+        ulong full = mantissa | (1UL << 52);
+        // Normal numbers keep mantissaBits below the leading 1; subnormals lose one more bit per step below 1 − bias.
+        int shift = 52 - mantissaBits + Math.Max(0, 1 - bias - e);
+        ulong kept = full >> shift, rest = full & ((1UL << shift) - 1), half = 1UL << (shift - 1);
+        if (rest > half || (rest == half && (kept & 1) == 1)) kept++;
+        if (e < 1 - bias)
+            return (ushort)(sign | kept); // subnormal; a carry into bit mantissaBits is exactly the smallest normal
+        int biased = e + bias;
+        if (kept == 2UL << mantissaBits) { kept >>= 1; biased++; } // rounding carried into the next binade
+        if (biased >= maxExponent) return infinity;
+        return (ushort)(sign | (biased << mantissaBits) | (int)(kept & ((1UL << mantissaBits) - 1)));
     }
 
     public static double FromBFloat16Bits(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);

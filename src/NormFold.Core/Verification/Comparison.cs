@@ -1,3 +1,5 @@
+using System.Numerics;
+
 namespace NormFold.Verification;
 
 /// <summary>How one output of the candidate model differs from the reference.</summary>
@@ -92,41 +94,19 @@ public static class Comparator
         }
         var tol = toleranceFor(reference.ElementType, magnitude);
 
+        var st = new Stats(tol);
+        if (typeof(T) == typeof(float) && Vector.IsHardwareAccelerated)
+            st.AddFloats(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(r), System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(a));
+        else
+            for (int i = 0; i < n; i++) st.Add(i, TE.Get(r[i]), TE.Get(a[i]));
+        // Percentiles from every element, or from PercentileSample evenly spaced ones.
         int stride = n <= PercentileSample ? 1 : (n + PercentileSample - 1) / PercentileSample;
         var absSample = new double[(n + stride - 1) / stride];
         var relSample = new double[absSample.Length];
-        double dot = 0, normR = 0, normA = 0, sumAbs = 0, sumRel = 0, maxAbs = 0, maxRel = 0;
-        double worstE = -1, worstAllowance = 1; // the worst element maximises e / allowance, compared by cross-multiplying
-        long failed = 0, worst = -1;
-        double atol = tol.Atol, rtol = tol.Rtol;
-        for (int i = 0, next = 0, k = 0; i < n; i++)
-        {
-            double ri = TE.Get(r[i]), ai = TE.Get(a[i]);
-            double e, rel, ar = Math.Abs(ri);
-            bool pass;
-            if (double.IsFinite(ri) && double.IsFinite(ai))
-            {
-                e = Math.Abs(ai - ri);
-                pass = e <= atol || e <= rtol * ar;
-                rel = e == 0 ? 0 : ar == 0 ? double.PositiveInfinity : e / ar;
-                dot += ri * ai; normR += ri * ri; normA += ai * ai;
-                sumRel += rel == double.PositiveInfinity ? 0 : rel;
-            }
-            else
-            {
-                bool same = (double.IsNaN(ri) && double.IsNaN(ai)) || ri.Equals(ai);
-                e = rel = same ? 0 : double.PositiveInfinity;
-                pass = same;
-            }
-            sumAbs += e;
-            if (e > maxAbs) maxAbs = e;
-            if (rel > maxRel) maxRel = rel;
-            if (i == next) { absSample[k] = e; relSample[k++] = rel; next += stride; }
-            if (!pass) failed++;
-            double allowance = Math.Max(atol, rtol * ar);
-            if (allowance == 0) allowance = 1;
-            if (e * worstAllowance > worstE * allowance) { worstE = e; worstAllowance = allowance; worst = i; }
-        }
+        for (int i = 0, k = 0; i < n; i += stride, k++)
+            (absSample[k], relSample[k]) = Stats.Errors(TE.Get(r[i]), TE.Get(a[i]));
+        double maxAbs = st.MaxAbs, maxRel = st.MaxRel, sumAbs = st.SumAbs, sumRel = st.SumRel, dot = st.Dot, normR = st.NormR, normA = st.NormA;
+        long failed = st.Failed, worst = st.Worst;
 
         return new OutputComparison
         {
@@ -155,6 +135,99 @@ public static class Comparator
             FailedElements = failed,
             Elements = n,
         };
+    }
+
+    /// <summary>Running statistics of one comparison; a scalar step for any element, a vector loop for float32.</summary>
+    struct Stats(Tolerance tol)
+    {
+        readonly double _atol = tol.Atol, _rtol = tol.Rtol;
+        public double SumAbs, SumRel, MaxAbs, MaxRel, Dot, NormR, NormA;
+        public long Failed;
+        public long Worst = -1;
+        double _worstRatio = -1; // e / allowance of the worst element
+
+        /// <summary>Absolute and relative error of one element; ∞ for a NaN/Inf mismatch, 0 for a match.</summary>
+        public static (double Abs, double Rel) Errors(double ri, double ai)
+        {
+            if (double.IsFinite(ri) && double.IsFinite(ai))
+            {
+                double e = Math.Abs(ai - ri), ar = Math.Abs(ri);
+                return (e, e == 0 ? 0 : ar == 0 ? double.PositiveInfinity : e / ar);
+            }
+            bool same = (double.IsNaN(ri) && double.IsNaN(ai)) || ri.Equals(ai);
+            return same ? (0, 0) : (double.PositiveInfinity, double.PositiveInfinity);
+        }
+
+        public void Add(long i, double ri, double ai)
+        {
+            var (e, rel) = Errors(ri, ai);
+            double ar = Math.Abs(ri);
+            bool finite = double.IsFinite(ri) && double.IsFinite(ai);
+            bool pass = finite ? e <= _atol || e <= _rtol * ar : e == 0;
+            if (finite) { Dot += ri * ai; NormR += ri * ri; NormA += ai * ai; }
+            SumAbs += e;
+            if (rel != double.PositiveInfinity) SumRel += rel;
+            if (e > MaxAbs) MaxAbs = e;
+            if (rel > MaxRel) MaxRel = rel;
+            if (!pass) Failed++;
+            double allowance = Math.Max(_atol, _rtol * ar);
+            double ratio = allowance > 0 ? e / allowance : e;
+            if (ratio > _worstRatio) { _worstRatio = ratio; Worst = i; }
+        }
+
+        /// <summary>The same statistics for float32, Vector&lt;double&gt; lanes at a time; a block holding NaN or ∞
+        /// goes through <see cref="Add"/>.</summary>
+        public void AddFloats(ReadOnlySpan<float> r, ReadOnlySpan<float> a)
+        {
+            int lanes = Vector<float>.Count, n = r.Length, i = 0;
+            var atol = new Vector<double>(_atol);
+            var rtol = new Vector<double>(_rtol);
+            var inf = new Vector<double>(double.PositiveInfinity);
+            Vector<double> sumAbs = default, sumRel = default, maxAbs = default, maxRel = default, dot = default, normR = default, normA = default;
+            Vector<long> passed = default;
+            long vectorElements = 0;
+            for (; i <= n - lanes; i += lanes)
+            {
+                var rf = new Vector<float>(r.Slice(i, lanes));
+                var af = new Vector<float>(a.Slice(i, lanes));
+                if (!Vector.EqualsAll((rf - rf) + (af - af), Vector<float>.Zero))
+                {
+                    for (int j = i; j < i + lanes; j++) Add(j, r[j], a[j]); // NaN or ∞ somewhere in this block
+                    continue;
+                }
+                vectorElements += lanes;
+                Vector.Widen(rf, out var r0, out var r1);
+                Vector.Widen(af, out var a0, out var a1);
+                for (int h = 0; h < 2; h++)
+                {
+                    var rv = h == 0 ? r0 : r1;
+                    var av = h == 0 ? a0 : a1;
+                    var e = Vector.Abs(av - rv);
+                    var ar = Vector.Abs(rv);
+                    var rel = Vector.ConditionalSelect(Vector.Equals(e, Vector<double>.Zero), Vector<double>.Zero, e / ar); // e/0 = ∞
+                    sumAbs += e;
+                    sumRel += Vector.ConditionalSelect(Vector.Equals(rel, inf), Vector<double>.Zero, rel);
+                    maxAbs = Vector.Max(maxAbs, e);
+                    maxRel = Vector.Max(maxRel, rel);
+                    dot += rv * av; normR += rv * rv; normA += av * av;
+                    var allowance = Vector.Max(atol, rtol * ar);
+                    passed -= Vector.BitwiseOr(Vector.LessThanOrEqual(e, atol), Vector.LessThanOrEqual(e, rtol * ar));
+                    var ratio = Vector.ConditionalSelect(Vector.GreaterThan(allowance, Vector<double>.Zero), e / allowance, e);
+                    if (Vector.GreaterThanAny(ratio, new Vector<double>(_worstRatio)))
+                        for (int j = 0; j < Vector<double>.Count; j++)
+                            if (ratio[j] > _worstRatio) { _worstRatio = ratio[j]; Worst = i + h * Vector<double>.Count + j; }
+                }
+            }
+            long passedCount = 0;
+            for (int j = 0; j < Vector<double>.Count; j++)
+            {
+                SumAbs += sumAbs[j]; SumRel += sumRel[j]; Dot += dot[j]; NormR += normR[j]; NormA += normA[j];
+                MaxAbs = Math.Max(MaxAbs, maxAbs[j]); MaxRel = Math.Max(MaxRel, maxRel[j]);
+                passedCount += passed[j];
+            }
+            Failed += vectorElements - passedCount;
+            for (; i < n; i++) Add(i, r[i], a[i]);
+        }
     }
 
     /// <summary>Nearest-rank percentile by selection (average O(n), no full sort); reorders the array.</summary>

@@ -75,3 +75,28 @@ public class RoundingTests
         }
     }
 }
+
+public class FastRoundingTests
+{
+    [Fact]
+    public void Bit_level_rounding_agrees_with_the_reference_algorithm_everywhere()
+    {
+        var rng = new Random(11);
+        var cases = new List<double> { 0, -0.0, 65504, 65519.99, 65520, 1e-8, 5.96e-8, 2.98e-8, 2.9802322387695312e-8, 6.1e-5, 6.097555160522461e-05, 1.5, 2.5 };
+        for (int i = 0; i < 300_000; i++) cases.Add((rng.NextDouble() * 2 - 1) * Math.Pow(2, rng.Next(-30, 20)));
+        // Exact ties between neighbouring halves, and just above/below them.
+        for (int i = 0; i < 20_000; i++)
+        {
+            double h = (double)BitConverter.UInt16BitsToHalf((ushort)rng.Next(0, 0x7BFF));
+            double next = (double)BitConverter.UInt16BitsToHalf((ushort)(BitConverter.HalfToUInt16Bits((Half)h) + 1));
+            double tie = (h + next) / 2;
+            cases.AddRange([tie, Math.BitIncrement(tie), Math.BitDecrement(tie), -tie]);
+        }
+        foreach (double x in cases)
+        {
+            Assert.Equal(Rounding.ToFormat(x, 10, -14, 15), (double)Rounding.ToHalf(x));
+            double bf = Rounding.FromBFloat16Bits(Rounding.ToBFloat16Bits(x * 1e30));
+            Assert.Equal(Rounding.ToFormat(x * 1e30, 7, -126, 127), bf);
+        }
+    }
+}
