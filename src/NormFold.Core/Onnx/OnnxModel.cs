@@ -17,7 +17,7 @@ public sealed class OnnxModel
     /// <summary>Folder that external data locations are relative to.</summary>
     public string? BaseDirectory { get; }
 
-    readonly Dictionary<TensorProto, byte[]> _externalBytes = new(ReferenceEqualityComparer.Instance);
+    readonly Dictionary<TensorProto, ArraySegment<byte>> _externalBytes = new(ReferenceEqualityComparer.Instance);
 
     /// <summary>Tensors whose raw bytes only this model holds (its own load buffer, or external bytes it read), so a
     /// rewrite may reuse them once nothing reads the tensor any more.</summary>
@@ -191,7 +191,12 @@ public sealed class OnnxModel
     /// <summary>Open handles of external data files, one per file for the model's lifetime (not one open per tensor).</summary>
     readonly Dictionary<string, Microsoft.Win32.SafeHandles.SafeFileHandle> _handles = new(StringComparer.Ordinal);
 
-    byte[] ReadExternal(TensorProto t)
+    /// <summary>Whole external data files, read once when a large tensor is first needed (a fold reads them all
+    /// anyway); small tensors (BN statistics, what inspect reads) are read alone.</summary>
+    readonly Dictionary<string, byte[]> _files = new(StringComparer.Ordinal);
+    const long WholeFileBelow = 1L << 30, LargeTensor = 1 << 16;
+
+    ArraySegment<byte> ReadExternal(TensorProto t)
     {
         string path = ExternalPath(t);
         var loc = ParseExternal(t);
@@ -201,11 +206,21 @@ public sealed class OnnxModel
         long length = loc.Length >= 0 ? loc.Length : fileLength - loc.Offset;
         if (loc.Offset + length > fileLength || length > Array.MaxLength)
             throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': external data [{loc.Offset}, {loc.Offset + length}) lies beyond the end of '{loc.Location}'");
+        if (_files.TryGetValue(path, out var whole) || (length >= LargeTensor && fileLength <= WholeFileBelow))
+        {
+            if (whole is null) _files[path] = whole = ReadRange(handle, 0, fileLength, t, loc);
+            return new ArraySegment<byte>(whole, (int)loc.Offset, (int)length);
+        }
+        return ReadRange(handle, loc.Offset, length, t, loc);
+    }
+
+    byte[] ReadRange(Microsoft.Win32.SafeHandles.SafeFileHandle handle, long offset, long length, TensorProto t, ExternalLocation loc)
+    {
         var bytes = GC.AllocateUninitializedArray<byte>((int)length);
         int read = 0;
         while (read < length)
         {
-            int n = RandomAccess.Read(handle, bytes.AsSpan(read), loc.Offset + read);
+            int n = RandomAccess.Read(handle, bytes.AsSpan(read), offset + read);
             if (n == 0) throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': '{loc.Location}' ended early");
             read += n;
         }

@@ -55,7 +55,7 @@ public static class ChannelScaling
     interface IScale<T> { static abstract T Apply(T v, double f); }
     struct FloatOp : IScale<float> { public static float Apply(float v, double f) => (float)(v * f); }
     struct DoubleOp : IScale<double> { public static double Apply(double v, double f) => v * f; }
-    struct HalfOp : IScale<Half> { public static Half Apply(Half v, double f) => Rounding.ToHalf((double)v * f); }
+    struct HalfOp : IScale<Half> { public static Half Apply(Half v, double f) => Rounding.ToHalf(Rounding.FromHalf(v) * f); }
     struct BFloat16Op : IScale<ushort> { public static ushort Apply(ushort v, double f) => Rounding.ToBFloat16Bits(Rounding.FromBFloat16Bits(v) * f); }
 
     static void Run<T, TOp>(ReadOnlySpan<byte> raw, ArraySegment<byte> result, ChannelLayout layout, (int Start, int Length, double F)[] runs, double[] s)

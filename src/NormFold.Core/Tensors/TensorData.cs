@@ -44,7 +44,7 @@ public static class TensorData
                     break;
                 case ElementType.Float16:
                     var halves = MemoryMarshal.Cast<byte, Half>(raw);
-                    for (int i = 0; i < result.Length; i++) result[i] = (double)halves[i];
+                    for (int i = 0; i < result.Length; i++) result[i] = Rounding.FromHalf(halves[i]);
                     break;
                 default:
                     var bf = MemoryMarshal.Cast<byte, ushort>(raw);

@@ -73,7 +73,7 @@ public static class Comparator
     interface IElement<T> { static abstract double Get(T v); }
     struct FloatElement : IElement<float> { public static double Get(float v) => v; }
     struct DoubleElement : IElement<double> { public static double Get(double v) => v; }
-    struct HalfElement : IElement<Half> { public static double Get(Half v) => (double)v; }
+    struct HalfElement : IElement<Half> { public static double Get(Half v) => Tensors.Rounding.FromHalf(v); }
 
     /// <summary>Percentiles of tensors larger than this are estimated from this many evenly spaced elements.</summary>
     public const int PercentileSample = 1 << 14;
