@@ -14,6 +14,7 @@ using NormFold.Verification;
 // Usage: dotnet run --project bench/NormFold.Bench -c Release [-- --quick] [--out DIR]
 bool quick = args.Contains("--quick");
 if (args.Length > 1 && args[0] == "--phases") return Phases(args[1]);
+if (args.Length > 1 && args[0] == "--scaling") return Scaling(args[1]);
 string outDir = Path.GetFullPath(args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault() ?? "bench-out");
 Directory.CreateDirectory(outDir);
 string repo = FindRepo();
@@ -258,6 +259,29 @@ Console.Error.WriteLine($"written {Path.Combine(outDir, "results.md")}");
 return 0;
 
 // ---- helpers ---------------------------------------------------------------------------------------------------
+/// <summary>Time of the weight arithmetic alone over every initializer of rank ≥ 2.</summary>
+static int Scaling(string path)
+{
+    var m = OnnxModel.Load(path);
+    var weights = m.Proto.Graph.Initializer.Where(t => t.Dims.Count >= 2).ToList();
+    for (int i = 0; i < 5; i++)
+    {
+        var sw = Stopwatch.StartNew();
+        long n = 0;
+        foreach (var w in weights)
+        {
+            var s = Enumerable.Repeat(1.001, (int)w.Dims[0]).ToArray();
+            m.TryGetOwnedBytes(w, out var own);
+            n += NormFold.Tensors.ChannelScaling.Scale(m, w, new NormFold.Tensors.ChannelLayout.Rows(), s, own).Count; // in place, as the CLI does
+        }
+        Console.WriteLine($"scaled {n / 1e6:F0} MB in {sw.Elapsed.TotalMilliseconds:F0} ms");
+        sw.Restart();
+        foreach (var w in weights) m.ReadDoubles(w);
+        Console.WriteLine($"  read as doubles in {sw.Elapsed.TotalMilliseconds:F0} ms");
+    }
+    return 0;
+}
+
 /// <summary>Where one fold's time goes: load, fold, save, and the protobuf floor, five times each.</summary>
 static int Phases(string path)
 {

@@ -111,6 +111,14 @@ public sealed class OnnxModel
         }
     }
 
+    /// <summary>The same bytes as <see cref="RawBytes"/>, as memory (for work split across threads).</summary>
+    public ReadOnlyMemory<byte> RawMemory(TensorProto t)
+    {
+        if (!IsExternal(t)) return t.RawData.Memory;
+        RawBytes(t);
+        lock (_externalBytes) return _externalBytes[t];
+    }
+
     /// <summary>Drops a tensor's cached external bytes.</summary>
     internal void ForgetExternal(TensorProto t)
     {

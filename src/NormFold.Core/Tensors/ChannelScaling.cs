@@ -28,7 +28,7 @@ public static class ChannelScaling
         int type = weight.DataType;
         long count = TensorData.ElementCount(weight);
         var runs = Runs(count, layout, s);
-        var raw = model.RawBytes(weight);
+        var raw = model.RawMemory(weight);
         if (raw.IsEmpty && count > 0)
         {
             // Typed fields (float_data, …): rare for weights; go through doubles.
@@ -58,20 +58,37 @@ public static class ChannelScaling
     struct HalfOp : IScale<Half> { public static Half Apply(Half v, double f) => Rounding.ToHalf(Rounding.FromHalf(v) * f); }
     struct BFloat16Op : IScale<ushort> { public static ushort Apply(ushort v, double f) => Rounding.ToBFloat16Bits(Rounding.FromBFloat16Bits(v) * f); }
 
-    static void Run<T, TOp>(ReadOnlySpan<byte> raw, ArraySegment<byte> result, ChannelLayout layout, (int Start, int Length, double F)[] runs, double[] s)
+    /// <summary>Elements per parallel chunk: large weights are split across cores, small ones are not worth it.</summary>
+    const int Chunk = 1 << 18;
+
+    static void Run<T, TOp>(ReadOnlyMemory<byte> raw, ArraySegment<byte> result, ChannelLayout layout, (int Start, int Length, double F)[] runs, double[] s)
         where T : unmanaged where TOp : struct, IScale<T>
     {
-        var src = MemoryMarshal.Cast<byte, T>(raw);
-        var dst = MemoryMarshal.Cast<byte, T>(result.AsSpan());
+        int count = raw.Length / System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+        int chunks = Math.Max(1, count / Chunk);
         if (layout is ChannelLayout.Columns)
         {
-            int n = s.Length;
-            for (int row = 0; row < src.Length; row += n)
-                for (int j = 0; j < n; j++) dst[row + j] = TOp.Apply(src[row + j], s[j]);
+            int n = s.Length, rows = count / n;
+            Parallel.For(0, chunks, c =>
+            {
+                var src = MemoryMarshal.Cast<byte, T>(raw.Span);
+                var dst = MemoryMarshal.Cast<byte, T>(result.AsSpan());
+                for (long row = (long)rows * c / chunks, end = (long)rows * (c + 1) / chunks; row < end; row++)
+                    for (int j = 0, at = (int)row * n; j < n; j++) dst[at + j] = TOp.Apply(src[at + j], s[j]);
+            });
             return;
         }
-        foreach (var (start, length, f) in runs)
-            for (int i = start, end = start + length; i < end; i++) dst[i] = TOp.Apply(src[i], f);
+        Parallel.For(0, Math.Min(chunks, runs.Length), c =>
+        {
+            var src = MemoryMarshal.Cast<byte, T>(raw.Span);
+            var dst = MemoryMarshal.Cast<byte, T>(result.AsSpan());
+            int parts = Math.Min(chunks, runs.Length);
+            for (long k = (long)runs.Length * c / parts, end = (long)runs.Length * (c + 1) / parts; k < end; k++)
+            {
+                var (start, length, f) = runs[k];
+                for (int i = start, stop = start + length; i < stop; i++) dst[i] = TOp.Apply(src[i], f);
+            }
+        });
     }
 
     /// <summary>Runs of consecutive elements that share one channel (none for the column layout).</summary>

@@ -33,7 +33,7 @@ public static class Rounding
     /// <summary>float16 → double by table: exact, and much cheaper than the software conversion.</summary>
     public static double FromHalf(Half h) => HalfValues[BitConverter.HalfToUInt16Bits(h)];
 
-    public static Half ToHalf(double x) => BitConverter.UInt16BitsToHalf(ToBits(x, 10, 5));
+    public static Half ToHalf(double x) => BitConverter.UInt16BitsToHalf(ToBits(x, 10, 5)); // inlined: constants fold
 
     public static ushort ToBFloat16Bits(double x) => ToBits(x, 7, 8);
 
@@ -42,6 +42,7 @@ public static class Rounding
     /// first) nearest to x, ties to even, straight from the double's bits: one rounding, integer operations only.
     /// Agrees with <see cref="ToFormat"/> (asserted by tests), at a fraction of its cost.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     static ushort ToBits(double x, int mantissaBits, int exponentBits)
     {
         ulong bits = BitConverter.DoubleToUInt64Bits(x);
