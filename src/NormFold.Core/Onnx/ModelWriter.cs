@@ -104,7 +104,7 @@ public static class ModelWriter
     {
         var list = new List<TensorProto>();
         var seen = new HashSet<TensorProto>(ReferenceEqualityComparer.Instance);
-        bool hadExternal = model.HasExternalData;
+        bool hadExternal = model.LoadedWithExternalData || model.HasExternalData;
         foreach (var t in model.AllTensors())
         {
             if (!seen.Add(t)) continue;

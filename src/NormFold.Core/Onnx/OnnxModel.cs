@@ -74,6 +74,7 @@ public sealed class OnnxModel
         var model = new OnnxModel(proto, path);
         foreach (var (t, bytes) in owned ?? []) model.Own(t, bytes);
         model.ValidateExternalReferences();
+        model.LoadedWithExternalData = model.HasExternalData;
         return model;
     }
 
@@ -91,6 +92,10 @@ public sealed class OnnxModel
     }
 
     public bool HasExternalData => AllTensors().Any(IsExternal);
+
+    /// <summary>Whether the file kept weights as external data when loaded (saving keeps that layout even if every
+    /// external tensor was since replaced).</summary>
+    public bool LoadedWithExternalData { get; private set; }
 
     public static bool IsExternal(TensorProto t) => t.DataLocation == TensorProto.Types.DataLocation.External;
 

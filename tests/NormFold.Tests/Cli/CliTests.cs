@@ -6,11 +6,11 @@ using static NormFold.Tests.TestSupport;
 
 namespace NormFold.Tests.Cli;
 
-/// <summary>The command line as a user meets it: exit codes, one-line errors, files written or not.</summary>
-[Collection("Console")]
-public class CliTests
+/// <summary>Runs the CLI in-process, capturing stdout and stderr (tests using it share the "Console" collection,
+/// so they never swap Console.Error under each other).</summary>
+public static class CliRunner
 {
-    static (int Code, string Out, string Err) Run(params string[] args)
+    public static (int Code, string Out, string Err) Run(params string[] args)
     {
         var stdout = new StringWriter();
         var stderr = new StringWriter();
@@ -19,6 +19,13 @@ public class CliTests
         try { return (NormFold.Cli.Cli.Run(args, stdout), stdout.ToString(), stderr.ToString()); }
         finally { Console.SetError(saved); }
     }
+}
+
+/// <summary>The command line as a user meets it: exit codes, one-line errors, files written or not.</summary>
+[Collection("Console")]
+public class CliTests
+{
+    static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     static string Model(string name) => Path.Combine(ModelsDir, name);
 
@@ -157,15 +164,7 @@ public class CliTests
 [Collection("Console")]
 public class CheckCliTests
 {
-    static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        var saved = Console.Error;
-        Console.SetError(stderr);
-        try { return (NormFold.Cli.Cli.Run(args, stdout), stdout.ToString(), stderr.ToString()); }
-        finally { Console.SetError(saved); }
-    }
+    static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     static string Model(string name) => Path.Combine(ModelsDir, name);
 
@@ -249,15 +248,7 @@ public class CheckCliTests
 [Collection("Console")]
 public class BatchCliTests
 {
-    static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        var saved = Console.Error;
-        Console.SetError(stderr);
-        try { return (NormFold.Cli.Cli.Run(args, stdout), stdout.ToString(), stderr.ToString()); }
-        finally { Console.SetError(saved); }
-    }
+    static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     [Fact]
     public void A_folder_folds_every_model_into_the_same_relative_paths_and_one_bad_model_does_not_stop_the_rest()
