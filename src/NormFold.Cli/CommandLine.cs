@@ -33,7 +33,7 @@ public sealed class ParsedArgs
                 value = "true";
             }
             else if (inline != null) value = inline;
-            else if (i + 1 < args.Count) value = args[++i];
+            else if (i + 1 < args.Count && !specs.Any(s => s.Name == args[i + 1] || s.Alias == args[i + 1])) value = args[++i];
             else throw new UsageException($"{command}: option '{spec.Name}' needs a value ({spec.ValueName})");
             if (!parsed._values.TryGetValue(spec.Name, out var list)) parsed._values[spec.Name] = list = [];
             if (list.Count > 0 && !spec.Repeatable) throw new UsageException($"{command}: option '{spec.Name}' given twice");

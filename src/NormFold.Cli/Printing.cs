@@ -19,6 +19,16 @@ public static class Printing
     };
 
     /// <summary>Writes JSON atomically (temporary file, then rename).</summary>
+    /// <summary>Fails now, before any work, if a report could not be written there later.</summary>
+    public static void CheckWritablePath(string option, string? path)
+    {
+        if (path is null) return;
+        string full = Path.GetFullPath(path);
+        if (Directory.Exists(full)) throw new UsageException($"{option} {path}: is a folder; give a file name");
+        string dir = Path.GetDirectoryName(full)!;
+        if (!Directory.Exists(dir)) throw new UsageException($"{option} {path}: folder '{dir}' does not exist");
+    }
+
     public static void WriteJson(string path, object value)
     {
         string full = Path.GetFullPath(path);

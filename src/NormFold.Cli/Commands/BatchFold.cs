@@ -15,7 +15,9 @@ public static class BatchFold
         if (inRoot == outRoot) throw new UsageException($"fold: {outputDir}: the output folder must differ from the input folder");
         if (File.Exists(outRoot)) throw new UsageException($"fold: {outputDir}: is a file; a folder of models needs an output folder");
         var inputs = Directory.EnumerateFiles(inRoot, "*.onnx", SearchOption.AllDirectories)
-            .Where(p => !Path.GetFullPath(p).StartsWith(outRoot + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+            // Skip earlier outputs when OUTFOLDER lies inside FOLDER.
+            .Where(p => !outRoot.StartsWith(inRoot + Path.DirectorySeparatorChar, StringComparison.Ordinal)
+                || !Path.GetFullPath(p).StartsWith(outRoot + Path.DirectorySeparatorChar, StringComparison.Ordinal))
             .Order(StringComparer.Ordinal).ToList();
         if (inputs.Count == 0) throw new UsageException($"fold: {inputDir}: no .onnx files in this folder");
 
@@ -28,10 +30,12 @@ public static class BatchFold
             string output = Path.Combine(outRoot, relative);
             Directory.CreateDirectory(Path.GetDirectoryName(output)!);
             var o = FoldCommand.FoldOne(input, output, settings, rethrow: false);
+            if (o.Error != null && Directory.Exists(Path.GetDirectoryName(output)) && !Directory.EnumerateFileSystemEntries(Path.GetDirectoryName(output)!).Any())
+                Directory.Delete(Path.GetDirectoryName(output)!); // leave no empty folder for a model that failed
             outcomes[input] = o;
             int n = Interlocked.Increment(ref done);
             string status = o.Error is null ? Printing.Summary(o.Result!) : "FAILED: " + o.Error;
-            lock (outcomes) Console.Error.WriteLine($"[{n}/{inputs.Count}] {relative}: {status}");
+            if (!quiet || o.Error != null) lock (outcomes) Console.Error.WriteLine($"[{n}/{inputs.Count}] {relative}: {status}");
         });
 
         var ordered = inputs.Select(i => outcomes[i]).ToList();

@@ -6,11 +6,12 @@ public sealed class CheckCommand : Command
 {
     public override string Name => "check";
     public override string Usage => "normfold check ORIGINAL.onnx REWRITTEN.onnx [options]";
-    public override string Summary => "run both models in ONNX Runtime on the same inputs and compare every output";
+    public override string Summary => "run both models in ONNX Runtime on the same inputs; compare every output and shared tensor";
     public override string Description =>
         "Runs both models in ONNX Runtime (CPU, graph optimisations disabled by default so that ORT does not fold BN in\n" +
         "the baseline) on the same seeded inputs, and compares each output of ORIGINAL with the same-named output of\n" +
-        "REWRITTEN. An element passes when |a − r| ≤ atol or ≤ rtol·|r|; NaN/Inf must match; integer outputs must be equal.\n" +
+        "REWRITTEN, and every intermediate tensor both models name (--outputs-only: outputs alone).\n" +
+        "An element passes when |a − r| ≤ atol or ≤ rtol·|r|; NaN/Inf must match; integer outputs must be equal.\n" +
         "Default tolerance per output: rtol = k and atol = k·max|reference|, k = 1e-4 for float32, 1e-2 for float16,\n" +
         "5e-2 for bfloat16, 1e-10 for double.";
 
@@ -25,12 +26,13 @@ public sealed class CheckCommand : Command
         if (args.Positionals.Count != 2)
             throw new UsageException($"check: expected two models, got {args.Positionals.Count} (usage: {Usage})");
         var request = CheckSettings.ParseRequest(Name, args);
+        Printing.CheckWritablePath("--json", args.Value("--json"));
         var report = CheckRun.Run(args.Positionals[0], args.Positionals[1], request);
         stdout.Write(Printing.Check(report, request.Localize));
         if (args.Value("--json") is { } json) Printing.WriteJson(json, Printing.CheckJson(report));
         var o = report.Options;
         stdout.WriteLine(report.Passed
-            ? $"Equivalent: {report.Outputs.Count} output(s) within tolerance ({o.InputProvenance}, {o.Iterations} iteration(s), ONNX Runtime {report.OrtVersion}, optimisations {o.Level.ToString().ToLowerInvariant()})."
+            ? $"Equivalent: {report.Outputs.Count} output(s) within tolerance ({o.InputProvenance}, {o.Iterations} iteration(s), ONNX Runtime {report.OrtVersion}, {(o.Level == OrtLevel.Disable ? "optimisations disabled" : $"optimisation level {o.Level.ToString().ToLowerInvariant()}")})."
             : $"NOT equivalent: {report.Outputs.Count(x => !x.Passed)} of {report.Outputs.Count} output(s) and {report.Intermediates.Count(x => !x.Passed)} of {report.Intermediates.Count} shared intermediate tensor(s) beyond tolerance.");
         return report.Passed ? ExitCodes.Success : ExitCodes.CheckFailed;
     }

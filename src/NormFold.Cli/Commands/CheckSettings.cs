@@ -12,8 +12,8 @@ public static class CheckSettings
         new("--iterations", "N", "runs with different generated inputs (default 1)"),
         new("--shape", "NAME:DxDx…", "bind an input's dynamic dims, e.g. --shape input:1x3x224x224", Repeatable: true),
         new("--value-range", "[NAME:]LO,HI", "range of generated values, for one input or (bare) for all; default -1,1 (integers 0,9)", Repeatable: true),
-        new("--atol", "[NAME:]V", "absolute tolerance for one output or (bare) for all; default k·max|reference|", Repeatable: true),
-        new("--rtol", "[NAME:]V", "relative tolerance for one output or (bare) for all; default k (1e-4 float32, 1e-2 float16)", Repeatable: true),
+        new("--atol", "[NAME:]V", "absolute tolerance for one tensor (output or shared intermediate) or (bare) for all; default k·max|reference|", Repeatable: true),
+        new("--rtol", "[NAME:]V", "relative tolerance for one tensor or (bare) for all; default k = 1e-4 float32, 1e-2 float16, 5e-2 bfloat16, 1e-10 double", Repeatable: true),
         new("--ort-level", "LEVEL", "ONNX Runtime graph optimisation: disable (default), basic, extended, all"),
         new("--input", "NAME=FILE.npy", "use this .npy file for an input (give one per input) instead of generated values", Repeatable: true),
         new("--inputs", "DIR", "inputs from DIR: test_data_set_N/input_K.pb (one iteration per set), input_K.pb, or NAME.npy"),
@@ -55,8 +55,8 @@ public static class CheckSettings
             var dims = s[(colon + 1)..].Split('x', 'X', ',');
             var parsed = new long[dims.Length];
             for (int i = 0; i < dims.Length; i++)
-                if (!long.TryParse(dims[i], NumberStyles.None, CultureInfo.InvariantCulture, out parsed[i]) || parsed[i] < 0)
-                    throw new UsageException($"{command}: --shape '{s}': '{dims[i]}' is not a dimension");
+                if (!long.TryParse(dims[i], NumberStyles.None, CultureInfo.InvariantCulture, out parsed[i]) || parsed[i] < 1)
+                    throw new UsageException($"{command}: --shape '{s}': '{dims[i]}' is not a dimension ≥ 1 (a 0 would compare nothing)");
             shapes[s[..colon]] = parsed;
         }
         var ranges = new List<ValueRange>();

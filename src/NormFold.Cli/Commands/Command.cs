@@ -10,6 +10,8 @@ public abstract class Command
     public abstract string Summary { get; }
     public abstract string Description { get; }
     public abstract IReadOnlyList<OptionSpec> Options { get; }
+    /// <summary>The exit codes this command can return, for --help.</summary>
+    public virtual string ExitCodesHelp => "0 success, 1 internal error, 2 equivalence check failed, 3 invalid model or arguments";
 
     public static readonly OptionSpec Help = new("--help", null, "show this help", Alias: "-h");
     public static readonly OptionSpec Verbose = new("--verbose", null, "on errors, print the stack trace too", Alias: "-v");
@@ -29,7 +31,7 @@ public abstract class Command
         sb.Append($"Usage: {Usage}\n\n{Description}\n\nOptions:\n");
         int width = all.Max(o => Left(o).Length);
         foreach (var o in all) sb.Append("  ").Append(Left(o).PadRight(width + 2)).Append(o.Help).Append('\n');
-        sb.Append("\nExit codes: 0 success, 1 internal error, 2 equivalence check failed, 3 invalid model or arguments.\n");
+        sb.Append($"\nExit codes: {ExitCodesHelp}.\n");
         return sb.ToString();
     }
 

@@ -23,7 +23,7 @@ public sealed class FoldCommand : Command
         new("--report", "FILE.json", "write every decision, op counts (and check results) as JSON"),
         .. PipelineSettings.Options,
         new("--external-data", null, "store every tensor of ≥ 1 KB in a data file beside the output (needed past 2 GB)"),
-        new("--external-data-file", "NAME", "name of that data file, relative to the output (default OUTPUT.data)"),
+        new("--external-data-file", "NAME", "name of that data file, relative to the output's folder (default: the output's file name + .data); implies --external-data"),
         new("--check", null, "run original and folded model in ONNX Runtime and compare; on failure write nothing, exit 2"),
         new("--quiet", null, "print only errors and the summary line", Alias: "-q"),
         new("--jobs", "N", "with a folder of models: how many to fold at once (default: the number of cores)"),
@@ -46,15 +46,18 @@ public sealed class FoldCommand : Command
             throw new UsageException("fold: check options (--seed, --shape, …) need --check");
         var save = new SaveOptions
         {
-            ExternalData = args.Has("--external-data") ? ExternalDataMode.All : ExternalDataMode.Keep,
+            // Naming the data file asks for one.
+            ExternalData = args.Has("--external-data") || args.Has("--external-data-file") ? ExternalDataMode.All : ExternalDataMode.Keep,
             ExternalFileName = args.Value("--external-data-file"),
         };
         if (save.ExternalFileName != null && (Path.IsPathRooted(save.ExternalFileName) || save.ExternalFileName.Contains("..")))
             throw new UsageException("fold: --external-data-file must be a file name relative to the output's folder");
         var settings = new Settings(PipelineSettings.Parse(Name, args), save, check, checkRequest);
+        Printing.CheckWritablePath("--report", args.Value("--report"));
         if (Directory.Exists(input))
             return BatchFold.Run(input, output, settings, args.Int(Name, "--jobs", Environment.ProcessorCount, min: 1), args.Value("--report"), args.Has("--quiet"), stdout);
         if (args.Has("--jobs")) throw new UsageException("fold: --jobs applies to a folder of models");
+        ModelWriter.CheckOutputPath(output);
         if (Path.GetFullPath(input) == Path.GetFullPath(output))
             throw new UsageException($"fold: {output}: refusing to overwrite the input model; choose another output path");
 
@@ -79,7 +82,9 @@ public sealed class FoldCommand : Command
             Console.Error.WriteLine($"normfold: fold: {outcome.Error}");
             return outcome.ExitCode;
         }
-        stdout.WriteLine(report is null ? $"Wrote {output}." : $"Wrote {output}; equivalence check passed.");
+        string data = File.Exists(output + ".data") || save.ExternalFileName != null
+            ? $" and its data file {save.ExternalFileName ?? Path.GetFileName(output) + ".data"} (keep them together)" : "";
+        stdout.WriteLine(report is null ? $"Wrote {output}{data}." : $"Wrote {output}{data}; equivalence check passed.");
         return ExitCodes.Success;
     }
 

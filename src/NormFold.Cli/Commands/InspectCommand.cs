@@ -12,6 +12,8 @@ public sealed class InspectCommand : Command
         "Plans the fold in memory and prints the decision for every BatchNormalization and the op counts before and\n" +
         "after. Nothing is written except the --json report.";
 
+    public override string ExitCodesHelp => "0 success, 1 internal error, 3 invalid model or arguments";
+
     public override IReadOnlyList<OptionSpec> Options { get; } =
     [
         new("--json", "FILE.json", "write the plan and op counts as JSON"),
@@ -22,6 +24,7 @@ public sealed class InspectCommand : Command
     {
         string input = SinglePositional(args, "model");
         var options = PipelineSettings.Parse(Name, args);
+        Printing.CheckWritablePath("--json", args.Value("--json"));
         var model = OnnxModel.Load(input);
         var m = model.Proto;
         stdout.WriteLine($"{input}: IR {m.IrVersion}, opset {string.Join(", ", m.OpsetImport.Select(o => $"{(o.Domain.Length == 0 ? "ai.onnx" : o.Domain)} {o.Version}"))}, producer {(m.ProducerName.Length == 0 ? "?" : $"{m.ProducerName} {m.ProducerVersion}".Trim())}{(model.HasExternalData ? ", external data" : "")}");

@@ -1,4 +1,5 @@
 using NormFold.Onnx.Proto;
+using NormFold.Tensors;
 
 namespace NormFold.Graph;
 
@@ -45,6 +46,7 @@ public sealed class TypeHints
             int? rank = null, type = null;
             int? R(int i) => i < n.Input.Count && n.Input[i].Length > 0 ? Rank(index, n.Input[i]) : null;
             int? T(int i) => i < n.Input.Count && n.Input[i].Length > 0 ? ElemType(index, n.Input[i]) : null;
+            int? R2(string name) => Rank(index, name);
             if (SameAsFirst.Contains(n.OpType)) { rank = R(0); type = T(0); }
             else if (Broadcasting.Contains(n.OpType))
             {
@@ -63,9 +65,16 @@ public sealed class TypeHints
                         rank = ra == 1 && rb == 1 ? 0 : ra == 1 ? rb - 1 : rb == 1 ? ra - 1 : Math.Max(ra, rb);
                     break;
                 case "Cast": rank = R(0); type = (int)Attributes.Int(n, "to", 0); break;
+                case "Unsqueeze":
+                    type = T(0);
+                    long? added = Attributes.Ints(n, "axes") is { } attr ? attr.Count
+                        : n.Input.Count > 1 && index.TryGetConstant(n.Input[1], out var axes, out _) ? TensorData.ElementCount(axes) : null;
+                    if (R(0) is { } before && added is { } k) rank = before + (int)k;
+                    break;
                 case "Reshape":
                     type = T(0);
                     if (n.Input.Count > 1 && index.TryGetConstant(n.Input[1], out var shape, out _) && shape.Dims.Count == 1) rank = (int)shape.Dims[0];
+                    else if (n.Input.Count > 1 && index.Producer(n.Input[1]) is { OpType: "Shape" } s && s.Attribute.Count == 0) rank = R2(s.Input[0]);
                     break;
             }
             if (rank is { } rk && _rank.TryAdd(n.Output[0], rk)) learned = true;

@@ -29,9 +29,20 @@ public static class ModelWriter
     public const long ProtobufLimit = int.MaxValue;
     const int Alignment = 4096;
 
+    /// <summary>Refuses an output path that is a folder or lies in a folder that does not exist.</summary>
+    public static void CheckOutputPath(string path)
+    {
+        string full = Path.GetFullPath(path);
+        if (Directory.Exists(full) || path.EndsWith('/') || path.EndsWith(Path.DirectorySeparatorChar))
+            throw new ModelFormatException($"{path}: is a folder; give the output model's file name");
+        string dir = Path.GetDirectoryName(full)!;
+        if (!Directory.Exists(dir)) throw new ModelFormatException($"{path}: output folder '{dir}' does not exist");
+    }
+
     public static void Save(OnnxModel model, string path, SaveOptions? options = null)
     {
         options ??= new SaveOptions();
+        CheckOutputPath(path);
         string full = Path.GetFullPath(path);
         if (model.SourcePath != null && Path.GetFullPath(model.SourcePath) == full)
             throw new ModelFormatException($"{path}: refusing to overwrite the input model; choose another output path");
@@ -60,6 +71,12 @@ public static class ModelWriter
         var restore = new List<(TensorProto Tensor, TensorProto Saved)>();
         try
         {
+            try { File.WriteAllBytes(tmpModel, []); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new ModelFormatException($"{path}: cannot write in '{dir}': {e.GetType().Name.Replace("Exception", "")}", e);
+            }
+            File.Delete(tmpModel);
             if (tmpData != null)
             {
                 using var data = new FileStream(tmpData, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);

@@ -52,6 +52,7 @@ public static class EquivalenceChecker
     {
         options ??= new CheckOptions();
         var notes = new List<string>();
+        SameInputs(reference, candidate);
         if (inputsFor is null)
         {
             var generator = new InputGenerator(ModelInputs.Of(reference), options.Seed, options.Shapes, options.Ranges);
@@ -86,6 +87,9 @@ public static class EquivalenceChecker
         var graphOutputs = reference.Outputs.Where(o => !extra.Contains(o.Name)).Select(o => o.Name).ToList();
         var shared = (intermediates ?? []).Where(tensorsInBoth.Contains).ToList();
         var referenceNames = graphOutputs.Concat(shared).ToList();
+        foreach (var named in options.Atol.Keys.Concat(options.Rtol.Keys))
+            if (named.Length > 0 && !referenceNames.Contains(named))
+                throw new ArgumentException($"--atol/--rtol name '{named}', which is neither an output nor a tensor both models share (outputs: {string.Join(", ", graphOutputs)})");
         var candidateNames = candidate.Outputs.Select(o => o.Name).ToHashSet();
 
         var worst = new Dictionary<string, OutputComparison>();
@@ -109,6 +113,23 @@ public static class EquivalenceChecker
         var outputs = graphOutputs.Select(n => worst[n]).ToList();
         var inner = shared.Select(n => worst[n]).ToList();
         return new CheckReport(outputs.All(o => o.Passed) && inner.All(o => o.Passed), outputs, inner, notes, options, OrtVersion, firstFailing);
+    }
+
+    /// <summary>Both models must take the same inputs (names, element types, ranks), or one set of inputs cannot feed both.</summary>
+    static void SameInputs(OnnxModel reference, OnnxModel candidate)
+    {
+        var theirs = ModelInputs.Of(candidate).ToDictionary(i => i.Name);
+        string r = reference.SourcePath ?? "the original", c = candidate.SourcePath ?? "the rewritten model";
+        foreach (var mine in ModelInputs.Of(reference))
+        {
+            if (!theirs.Remove(mine.Name, out var other))
+                throw new ArgumentException($"{c}: has no input '{mine.Name}', which {r} takes");
+            if (other.ElementType != mine.ElementType)
+                throw new ArgumentException($"{c}: input '{mine.Name}' is {Tensors.ElementType.Name(other.ElementType)}, in {r} it is {Tensors.ElementType.Name(mine.ElementType)}");
+            if (other.Dims.Length != mine.Dims.Length)
+                throw new ArgumentException($"{c}: input '{mine.Name}' has rank {other.Dims.Length}, in {r} {mine.Dims.Length}");
+        }
+        if (theirs.Count > 0) throw new ArgumentException($"{c}: takes input '{theirs.Keys.First()}', which {r} does not");
     }
 
     static bool Worse(OutputComparison a, OutputComparison b) =>

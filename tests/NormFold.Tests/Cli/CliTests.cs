@@ -283,3 +283,86 @@ public class BatchCliTests
         Assert.Contains("must differ", stderr);
     }
 }
+
+[Collection("Console")]
+public class CliEdgeCaseTests
+{
+    static string Model(string name) => Path.Combine(ModelsDir, name);
+
+    [Fact]
+    public void A_report_path_that_cannot_be_written_fails_before_anything_is_written()
+    {
+        string dir = TempDir(), output = Path.Combine(dir, "x.onnx");
+        var (code, _, stderr) = CliRunner.Run("fold", Model("mlp_bn1d.onnx"), "-o", output, "--report", "/nonexistent-folder/r.json");
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains("--report /nonexistent-folder/r.json", stderr);
+        Assert.Empty(Directory.GetFileSystemEntries(dir));
+        Assert.Equal(ExitCodes.InvalidInput, CliRunner.Run("fold", Model("mlp_bn1d.onnx"), "-o", output, "--report", dir).Code);
+        Assert.Empty(Directory.GetFileSystemEntries(dir));
+    }
+
+    [Fact]
+    public void An_option_name_is_never_taken_as_another_options_value()
+    {
+        string dir = TempDir();
+        var (code, _, stderr) = CliRunner.Run("fold", Model("mlp_bn1d.onnx"), "-o", "--check");
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains("'--output' needs a value", stderr);
+        Assert.False(File.Exists("--check"));
+    }
+
+    [Fact]
+    public void An_output_that_is_a_folder_is_refused_in_one_line()
+    {
+        string dir = TempDir();
+        var (code, _, stderr) = CliRunner.Run("fold", Model("mlp_bn1d.onnx"), "-o", dir + "/");
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains("is a folder", stderr);
+    }
+
+    [Theory]
+    [InlineData("--shape", "input:0x3x32x32", "≥ 1")]
+    [InlineData("--atol", "nope:1e-3", "'nope', which is neither an output")]
+    public void Check_options_that_would_compare_nothing_or_name_nothing_are_refused(string option, string value, string expected)
+    {
+        var (code, _, stderr) = CliRunner.Run("check", Model("resnet_tiny.onnx"), Model("resnet_tiny_op15.onnx"), option, value);
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains(expected, stderr);
+    }
+
+    [Fact]
+    public void Check_of_models_with_different_inputs_names_the_file_and_the_input()
+    {
+        var (code, _, stderr) = CliRunner.Run("check", Model("resnet_tiny.onnx"), Model("resnet_tiny_fp16.onnx"));
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains("resnet_tiny_fp16.onnx: input 'input' is float16", stderr);
+    }
+
+    [Fact]
+    public void Target_opset_needs_a_swap()
+    {
+        var (code, _, stderr) = CliRunner.Run("fold", Model("mlp_bn1d.onnx"), "-o", Path.Combine(TempDir(), "x.onnx"), "--target-opset", "21");
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains("only applies to --swap-groupnorm", stderr);
+    }
+
+    [Fact]
+    public void A_folder_folded_into_its_parent_finds_its_models()
+    {
+        string root = TempDir();
+        string models = Path.Combine(root, "models");
+        Directory.CreateDirectory(models);
+        File.Copy(Model("mlp_bn1d.onnx"), Path.Combine(models, "m.onnx"));
+        var (code, stdout, _) = CliRunner.Run("fold", models, "-o", root, "-q");
+        Assert.Equal(ExitCodes.Success, code);
+        Assert.Contains("1 model(s)", stdout);
+        Assert.True(File.Exists(Path.Combine(root, "m.onnx")));
+    }
+
+    [Fact]
+    public void Groupnorm_whose_opset_is_too_low_says_so_for_every_candidate()
+    {
+        var (_, stdout, _) = CliRunner.Run("inspect", Model("groupnorm_op13.onnx"), "--swap-groupnorm");
+        Assert.Equal(2, stdout.Split('\n').Count(l => l.Contains("OpsetTooLow")));
+    }
+}

@@ -72,6 +72,9 @@ public static class Patterns
                     or "GroupNormalization" or "Cast":
                     name = p.Input[0];
                     break;
+                case "Reshape" when p.Input.Count > 1 && g.Producer(p.Input[1]) is { OpType: "Shape" } shapeOf && shapeOf.Attribute.Count == 0:
+                    name = shapeOf.Input[0]; // reshaped back to another tensor's shape: that tensor's channels
+                    break;
                 case "Add" or "Sub" or "Mul" or "Div":
                     // The non-constant operand carries the channels (a per-channel constant broadcasts into it).
                     var operand = p.Input.FirstOrDefault(i => !g.TryGetConstant(i, out _, out _));
