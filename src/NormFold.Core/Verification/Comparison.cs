@@ -86,19 +86,32 @@ public static class Comparator
         var r = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(reference.Data);
         var a = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(actual.Data);
         int n = r.Length;
-        double magnitude = 0;
-        for (int i = 0; i < n; i++)
-        {
-            double v = Math.Abs(TE.Get(r[i]));
-            if (v > magnitude && v != double.PositiveInfinity) magnitude = v;
-        }
-        var tol = toleranceFor(reference.ElementType, magnitude);
-
-        var st = new Stats(tol);
+        // Pass 1: everything that does not depend on the tolerance (which depends on the magnitude, known only after).
+        var st = new Stats();
         if (typeof(T) == typeof(float) && Vector.IsHardwareAccelerated)
             st.AddFloats(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(r), System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(a));
         else
             for (int i = 0; i < n; i++) st.Add(i, TE.Get(r[i]), TE.Get(a[i]));
+        double magnitude = st.Magnitude;
+        var tol = toleranceFor(reference.ElementType, magnitude);
+        // With the default tolerance every element's allowance is atol (rtol·|r| ≤ rtol·max|r| ≤ atol), so the largest
+        // error decides, and it is the worst element. Otherwise (failures, or allowances that vary) pass 2 counts them.
+        long failed = 0, worst = st.MaxAbsIndex;
+        if (!(st.MaxAbs <= tol.Atol && tol.Rtol * magnitude <= tol.Atol))
+        {
+            double worstRatio = -1;
+            for (int i = 0; i < n; i++)
+            {
+                double ri = TE.Get(r[i]), ai = TE.Get(a[i]);
+                var (e, _) = Stats.Errors(ri, ai);
+                double ar = Math.Abs(ri);
+                bool pass = double.IsFinite(ri) && double.IsFinite(ai) ? e <= tol.Atol || e <= tol.Rtol * ar : e == 0;
+                if (!pass) failed++;
+                double allowance = Math.Max(tol.Atol, tol.Rtol * ar);
+                double ratio = allowance > 0 ? e / allowance : e;
+                if (ratio > worstRatio) { worstRatio = ratio; worst = i; }
+            }
+        }
         // Percentiles from every element, or from PercentileSample evenly spaced ones.
         int stride = n <= PercentileSample ? 1 : (n + PercentileSample - 1) / PercentileSample;
         var absSample = new double[(n + stride - 1) / stride];
@@ -106,7 +119,6 @@ public static class Comparator
         for (int i = 0, k = 0; i < n; i += stride, k++)
             (absSample[k], relSample[k]) = Stats.Errors(TE.Get(r[i]), TE.Get(a[i]));
         double maxAbs = st.MaxAbs, maxRel = st.MaxRel, sumAbs = st.SumAbs, sumRel = st.SumRel, dot = st.Dot, normR = st.NormR, normA = st.NormA;
-        long failed = st.Failed, worst = st.Worst;
 
         return new OutputComparison
         {
@@ -137,14 +149,12 @@ public static class Comparator
         };
     }
 
-    /// <summary>Running statistics of one comparison; a scalar step for any element, a vector loop for float32.</summary>
-    struct Stats(Tolerance tol)
+    /// <summary>Running statistics of one comparison that need no tolerance; a scalar step for any element, a vector
+    /// loop for float32.</summary>
+    struct Stats()
     {
-        readonly double _atol = tol.Atol, _rtol = tol.Rtol;
-        public double SumAbs, SumRel, MaxAbs, MaxRel, Dot, NormR, NormA;
-        public long Failed;
-        public long Worst = -1;
-        double _worstRatio = -1; // e / allowance of the worst element
+        public double SumAbs, SumRel, MaxAbs, MaxRel, Dot, NormR, NormA, Magnitude;
+        public long MaxAbsIndex;
 
         /// <summary>Absolute and relative error of one element; ∞ for a NaN/Inf mismatch, 0 for a match.</summary>
         public static (double Abs, double Rel) Errors(double ri, double ai)
@@ -161,31 +171,23 @@ public static class Comparator
         public void Add(long i, double ri, double ai)
         {
             var (e, rel) = Errors(ri, ai);
-            double ar = Math.Abs(ri);
-            bool finite = double.IsFinite(ri) && double.IsFinite(ai);
-            bool pass = finite ? e <= _atol || e <= _rtol * ar : e == 0;
-            if (finite) { Dot += ri * ai; NormR += ri * ri; NormA += ai * ai; }
+            if (double.IsFinite(ri))
+            {
+                Magnitude = Math.Max(Magnitude, Math.Abs(ri));
+                if (double.IsFinite(ai)) { Dot += ri * ai; NormR += ri * ri; NormA += ai * ai; }
+            }
             SumAbs += e;
             if (rel != double.PositiveInfinity) SumRel += rel;
-            if (e > MaxAbs) MaxAbs = e;
+            if (e > MaxAbs) { MaxAbs = e; MaxAbsIndex = i; }
             if (rel > MaxRel) MaxRel = rel;
-            if (!pass) Failed++;
-            double allowance = Math.Max(_atol, _rtol * ar);
-            double ratio = allowance > 0 ? e / allowance : e;
-            if (ratio > _worstRatio) { _worstRatio = ratio; Worst = i; }
         }
 
-        /// <summary>The same statistics for float32, Vector&lt;double&gt; lanes at a time; a block holding NaN or ∞
-        /// goes through <see cref="Add"/>.</summary>
+        /// <summary>The same, Vector&lt;double&gt; lanes at a time; a block holding NaN or ∞ goes through <see cref="Add"/>.</summary>
         public void AddFloats(ReadOnlySpan<float> r, ReadOnlySpan<float> a)
         {
             int lanes = Vector<float>.Count, n = r.Length, i = 0;
-            var atol = new Vector<double>(_atol);
-            var rtol = new Vector<double>(_rtol);
             var inf = new Vector<double>(double.PositiveInfinity);
-            Vector<double> sumAbs = default, sumRel = default, maxAbs = default, maxRel = default, dot = default, normR = default, normA = default;
-            Vector<long> passed = default;
-            long vectorElements = 0;
+            Vector<double> sumAbs = default, sumRel = default, maxRel = default, dot = default, normR = default, normA = default, magnitude = default;
             for (; i <= n - lanes; i += lanes)
             {
                 var rf = new Vector<float>(r.Slice(i, lanes));
@@ -195,7 +197,6 @@ public static class Comparator
                     for (int j = i; j < i + lanes; j++) Add(j, r[j], a[j]); // NaN or ∞ somewhere in this block
                     continue;
                 }
-                vectorElements += lanes;
                 Vector.Widen(rf, out var r0, out var r1);
                 Vector.Widen(af, out var a0, out var a1);
                 for (int h = 0; h < 2; h++)
@@ -207,25 +208,19 @@ public static class Comparator
                     var rel = Vector.ConditionalSelect(Vector.Equals(e, Vector<double>.Zero), Vector<double>.Zero, e / ar); // e/0 = ∞
                     sumAbs += e;
                     sumRel += Vector.ConditionalSelect(Vector.Equals(rel, inf), Vector<double>.Zero, rel);
-                    maxAbs = Vector.Max(maxAbs, e);
                     maxRel = Vector.Max(maxRel, rel);
+                    magnitude = Vector.Max(magnitude, ar);
                     dot += rv * av; normR += rv * rv; normA += av * av;
-                    var allowance = Vector.Max(atol, rtol * ar);
-                    passed -= Vector.BitwiseOr(Vector.LessThanOrEqual(e, atol), Vector.LessThanOrEqual(e, rtol * ar));
-                    var ratio = Vector.ConditionalSelect(Vector.GreaterThan(allowance, Vector<double>.Zero), e / allowance, e);
-                    if (Vector.GreaterThanAny(ratio, new Vector<double>(_worstRatio)))
+                    if (Vector.GreaterThanAny(e, new Vector<double>(MaxAbs)))
                         for (int j = 0; j < Vector<double>.Count; j++)
-                            if (ratio[j] > _worstRatio) { _worstRatio = ratio[j]; Worst = i + h * Vector<double>.Count + j; }
+                            if (e[j] > MaxAbs) { MaxAbs = e[j]; MaxAbsIndex = i + h * Vector<double>.Count + j; }
                 }
             }
-            long passedCount = 0;
             for (int j = 0; j < Vector<double>.Count; j++)
             {
                 SumAbs += sumAbs[j]; SumRel += sumRel[j]; Dot += dot[j]; NormR += normR[j]; NormA += normA[j];
-                MaxAbs = Math.Max(MaxAbs, maxAbs[j]); MaxRel = Math.Max(MaxRel, maxRel[j]);
-                passedCount += passed[j];
+                MaxRel = Math.Max(MaxRel, maxRel[j]); Magnitude = Math.Max(Magnitude, magnitude[j]);
             }
-            Failed += vectorElements - passedCount;
             for (; i < n; i++) Add(i, r[i], a[i]);
         }
     }
