@@ -134,6 +134,7 @@ public static class Printing
         notes = report.Notes,
         outputs = report.Outputs,
         firstDrifting = report.FirstDrifting?.Name,
+        weightAudit = report.Audit,
         intermediates = report.Intermediates,
     };
 
@@ -168,6 +169,10 @@ public static class Printing
         }
         else if (inner.Count > 0)
             sb.Append($"All {inner.Count} intermediate tensors both models name agree within tolerance.\n");
+        if (report.Audit is { } audit)
+            sb.Append(audit.Passed
+                ? $"Weight audit: {audit.Tensors} folded weight tensor(s), {audit.Elements} elements, all bit-identical to the exact fold (computed in double, rounded once).\n"
+                : $"Weight audit FAILED: {audit.Inexact} of {audit.Elements} elements in {audit.Tensors} folded weight tensor(s) differ from the exact fold, by up to {Num(audit.MaxUlp)} ulp (worst: '{audit.WorstTensor}').\n");
         foreach (var n in report.Notes) sb.Append("note: ").Append(n).Append('\n');
         return sb.ToString();
     }

@@ -19,6 +19,7 @@ public static class CheckSettings
         new("--inputs", "DIR", "inputs from DIR: test_data_set_N/input_K.pb (one iteration per set), input_K.pb, or NAME.npy"),
         new("--save-outputs", "DIR", "write both models' outputs as .npy to DIR/reference and DIR/candidate (DIR/iteration_N/… past one)"),
         new("--localize", null, "print every shared intermediate tensor's statistics, not only the first that drifts"),
+        new("--audit-weights", null, "also recompute every BN fold from ORIGINAL and require REWRITTEN's weights to equal it bit for bit (on by default in fold --check)"),
         new("--outputs-only", null, "compare graph outputs only, not the intermediate tensors both models name"),
     ];
 
@@ -79,6 +80,8 @@ public static class CheckSettings
             Level = ParseLevel(command, args.Value("--ort-level")),
             InputProvenance = $"generated (seed {seed})",
             CompareIntermediates = !args.Has("--outputs-only"),
+            // fold --check audits its own folds; check only when asked (other tools' folds are rarely exact).
+            AuditWeights = args.Has("--audit-weights") || command == "fold",
 
         };
     }

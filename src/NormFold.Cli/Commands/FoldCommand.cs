@@ -103,10 +103,11 @@ public sealed class FoldCommand : Command
             else ModelWriter.Save(model, output, settings.Save);
             if (report is { Passed: false })
             {
-                var f = report.FirstFailure!;
-                string what = report.Outputs.Contains(f) ? "output" : "intermediate tensor";
+                string why = report.FirstFailure is { } f
+                    ? $"{(report.Outputs.Contains(f) ? "output" : "intermediate tensor")} '{f.Name}' ({f.Problem ?? $"max abs error {Printing.Num(f.MaxAbs)} > tolerance"})"
+                    : $"the weight audit ({report.Audit!.Inexact} elements differ from the exact fold)";
                 return new Outcome(input, output, result, report, ExitCodes.CheckFailed,
-                    $"{input}: equivalence check failed on {what} '{f.Name}' ({f.Problem ?? $"max abs error {Printing.Num(f.MaxAbs)} > tolerance"}); {output} was not written", clock.Elapsed);
+                    $"{input}: equivalence check failed on {why}; {output} was not written", clock.Elapsed);
             }
             return new Outcome(input, output, result, report, ExitCodes.Success, null, clock.Elapsed);
         }

@@ -16,6 +16,9 @@ public sealed record CheckOptions
     public OrtLevel Level { get; init; } = OrtLevel.Disable;
     /// <summary>Also compare every intermediate tensor both models name (see <see cref="SharedTensors"/>).</summary>
     public bool CompareIntermediates { get; init; } = true;
+    /// <summary>Also recompute every BN fold from the original and require the candidate's weights to equal it bit for
+    /// bit (see <see cref="WeightAudit"/>).</summary>
+    public bool AuditWeights { get; init; }
     /// <summary>Where the inputs came from, for the report.</summary>
     public string InputProvenance { get; init; } = "generated";
 }
@@ -27,7 +30,8 @@ public sealed record CheckReport(
     IReadOnlyList<string> Notes,
     CheckOptions Options,
     string OrtVersion,
-    int? FirstFailingIteration = null)
+    int? FirstFailingIteration = null,
+    WeightAuditResult? Audit = null)
 {
     public OutputComparison? FirstFailure => Outputs.FirstOrDefault(o => !o.Passed) ?? FirstDrifting;
     /// <summary>The first intermediate, in the reference's node order, whose drift breaks its tolerance.</summary>
@@ -63,7 +67,8 @@ public static class EquivalenceChecker
         using var a = SharedTensors.Runner(reference, shared, options.Level);
         using var b = SharedTensors.Runner(candidate, shared, options.Level);
         var report = Check(a, b, options, inputsFor, onOutputs, shared);
-        return report with { Notes = [.. notes, .. report.Notes] };
+        var audit = options.AuditWeights ? WeightAudit.Run(reference, candidate) : null;
+        return report with { Notes = [.. notes, .. report.Notes], Audit = audit, Passed = report.Passed && (audit?.Passed ?? true) };
     }
 
     /// <summary>Checks two sessions; <paramref name="intermediates"/> are extra outputs both expose.</summary>

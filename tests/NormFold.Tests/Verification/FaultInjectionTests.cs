@@ -67,8 +67,8 @@ public class FaultInjectionTests
         return Array.IndexOf(p.Scale, p.Scale.MaxBy(Math.Abs));
     }
 
-    static CheckReport CheckAgainst(OnnxModel original, OnnxModel candidate) =>
-        EquivalenceChecker.Check(original, candidate, new CheckOptions { Iterations = 2 });
+    static CheckReport CheckAgainst(OnnxModel original, OnnxModel candidate, bool audit = false) =>
+        EquivalenceChecker.Check(original, candidate, new CheckOptions { Iterations = 2, AuditWeights = audit });
 
     [Theory]
     [MemberData(nameof(ModelFaults))]
@@ -87,8 +87,10 @@ public class FaultInjectionTests
     {
         var original = Load(model);
         var (folded, _) = Fold(original);
-        var report = CheckAgainst(original, folded);
+        var report = CheckAgainst(original, folded, audit: true);
         Assert.True(report.Passed, report.FirstFailure?.Name);
+        Assert.True(report.Audit!.Tensors > 0);
+        Assert.Equal(0, report.Audit.Inexact); // every folded weight is the exact fold, bit for bit
     }
 
     public static IEnumerable<object[]> CorrectModels() => Models.Select(m => new object[] { m });
@@ -134,5 +136,50 @@ public class FaultInjectionTests
         Assert.True(report.Passed);
         double worst = report.Outputs.Concat(report.Intermediates).Max(o => o.RelativeToMagnitude);
         Assert.InRange(worst, 1e-4, Tolerance.RelativeFor(F16) / 2);
+    }
+
+    /// <summary>Rewrites every folded Conv weight of a float16 fold with <paramref name="buggy"/>(W, s) instead.</summary>
+    static OnnxModel Refold(OnnxModel original, Func<double, double, Half> buggy)
+    {
+        var (folded, r) = Fold(original);
+        var index = new GraphIndex(original.Proto.Graph, original);
+        var bns = original.Proto.Graph.Node.Where(n => n.OpType == "BatchNormalization").ToDictionary(n => n.Name);
+        foreach (var d in r.Log.Decisions)
+        {
+            var bn = bns[d.Anchor];
+            var conv = index.Producer(bn.Input[0])!;
+            Assert.Null(BatchNormParameters.TryRead(index, bn, out var p));
+            Assert.True(index.TryGetConstant(conv.Input[1], out var wt, out _));
+            var w = original.ReadDoubles(wt);
+            int perRow = w.Length / p.Channels;
+            var bad = new double[w.Length];
+            for (int i = 0; i < w.Length; i++) bad[i] = (double)buggy(w[i], p.Scale[i / perRow]);
+            var t = folded.Proto.Graph.Initializer.Single(x => x.Name == d.Created[0]);
+            folded.Proto.Graph.Initializer[folded.Proto.Graph.Initializer.IndexOf(t)] = TensorData.Create(t.Name, F16, t.Dims, bad);
+        }
+        return folded;
+    }
+
+    [Fact]
+    public void The_weight_audit_catches_float16_weights_rounded_twice_which_outputs_cannot_show()
+    {
+        var original = Load("resnet_tiny_fp16");
+        var twice = Refold(original, (w, s) => (Half)(float)(w * s)); // double → float → half: two roundings
+        var plain = CheckAgainst(original, twice);
+        Assert.True(plain.Passed); // inside float16 noise: no output comparison can see it
+        var audited = CheckAgainst(original, twice, audit: true);
+        Assert.False(audited.Passed);
+        Assert.InRange(audited.Audit!.Inexact, 1, audited.Audit.Elements / 100);
+        Assert.Equal(1, audited.Audit.MaxUlp);
+    }
+
+    [Fact]
+    public void The_weight_audit_catches_a_float16_fold_done_in_float16_arithmetic()
+    {
+        var original = Load("resnet_tiny_fp16");
+        var halfMath = Refold(original, (w, s) => (Half)((float)(Half)w * (float)(Half)s)); // s itself rounded to float16
+        var audited = CheckAgainst(original, halfMath, audit: true);
+        Assert.False(audited.Passed);
+        Assert.True(audited.Audit!.MaxUlp >= 1);
     }
 }
