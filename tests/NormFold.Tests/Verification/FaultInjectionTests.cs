@@ -128,8 +128,7 @@ public class FaultInjectionTests
     {
         // Measured on resnet_tiny_fp16: a correct fold drifts by ~2.5e-3 of the magnitude (β − mean·s stored in float16
         // loses what cancels); a fold done step by step in float16 arithmetic drifts by ~4.7e-3. No output tolerance
-        // can separate the two, so that fault is not asserted here: IntoConvTests.Float16_weights_are_rounded_once_from_double
-        // checks every folded weight bit for bit against round-once-from-double instead.
+        // can separate the two; the weight audit can (the two tests below).
         var original = Load("resnet_tiny_fp16");
         var (folded, _) = Fold(original);
         var report = CheckAgainst(original, folded);

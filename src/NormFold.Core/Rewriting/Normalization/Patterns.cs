@@ -64,9 +64,9 @@ public static class Patterns
                     return w.Dims[0];
                 case "ConvTranspose" when g.TryGetConstant(p.Input[1], out var w, out _) && w.Dims.Count > 1:
                     return w.Dims[1] * Attributes.Int(p, "group", 1);
-                case "BatchNormalization" or "InstanceNormalization" or "GroupNormalization" when p.Input.Count > 1
-                    && g.TryGetConstant(p.Input[1], out var s, out _) && s.Dims.Count == 1 && p.OpType != "GroupNormalization":
-                    return s.Dims[0];
+                case "BatchNormalization" or "InstanceNormalization" when p.Input.Count > 1
+                    && g.TryGetConstant(p.Input[1], out var s, out _) && s.Dims.Count == 1:
+                    return s.Dims[0]; // one scale per channel
                 case "Relu" or "LeakyRelu" or "Sigmoid" or "Tanh" or "Clip" or "Identity" or "Dropout" or "HardSwish"
                     or "HardSigmoid" or "Elu" or "Selu" or "Gelu" or "Mish" or "Softplus" or "Erf" or "Neg" or "Abs"
                     or "GroupNormalization" or "Cast":
