@@ -76,7 +76,7 @@ public static class Comparator
     struct HalfElement : IElement<Half> { public static double Get(Half v) => Tensors.Rounding.FromHalf(v); }
 
     /// <summary>Percentiles of tensors larger than this are estimated from this many evenly spaced elements.</summary>
-    public const int PercentileSample = 1 << 14;
+    public const int PercentileSample = 1 << 12;
 
     /// <summary>Two passes over the raw elements, specialised per element type (no per-element conversion calls, no
     /// copies): the reference's magnitude, then errors, statistics and the worst element.</summary>

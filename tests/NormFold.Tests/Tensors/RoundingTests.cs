@@ -1,3 +1,4 @@
+using System.Numerics;
 using NormFold.Tensors;
 
 namespace NormFold.Tests.Tensors;
@@ -98,5 +99,43 @@ public class FastRoundingTests
             double bf = Rounding.FromBFloat16Bits(Rounding.ToBFloat16Bits(x * 1e30));
             Assert.Equal(Rounding.ToFormat(x * 1e30, 7, -126, 127), bf);
         }
+    }
+}
+
+public class HalfVectorTests
+{
+    [Theory]
+    [InlineData(1.0001)]
+    [InlineData(0.37)]
+    [InlineData(123.456)]
+    [InlineData(-2.5e-3)]
+    [InlineData(0.0)]
+    [InlineData(3000.0)] // pushes some products past 65504: those blocks take the scalar path
+    public void Vector_path_equals_rounding_each_element_once(double factor)
+    {
+        var rng = new Random(17);
+        var src = new ushort[4096];
+        for (int i = 0; i < src.Length; i++)
+            // Weight-like magnitudes (2^-7 … 4), zeros of both signs, and every 500th element anywhere in the normal range.
+            src[i] = (ushort)(i % 97 == 0 ? 0 : i % 89 == 0 ? 0x8000 : (i % 500 == 0 ? rng.Next(0x0400, 0x7BFF) : rng.Next(0x2000, 0x4400)) | (rng.Next(2) << 15));
+        var dst = new ushort[src.Length];
+        int vectorised = HalfVector.ScaleRun(src, dst, factor);
+        for (int i = 0; i < src.Length; i++)
+        {
+            var expected = Rounding.ToHalf(Rounding.FromHalf(BitConverter.UInt16BitsToHalf(src[i])) * factor);
+            Assert.Equal(BitConverter.HalfToUInt16Bits(expected), dst[i]);
+        }
+        if (factor is > 0.1 and < 200 && Vector.IsHardwareAccelerated) Assert.True(vectorised > src.Length / 2); // the vector path did most
+    }
+
+    [Fact]
+    public void Subnormal_inputs_leave_the_block_to_the_scalar_path()
+    {
+        var src = Enumerable.Repeat((ushort)0x3C00, 64).ToArray();
+        src[5] = 0x0001; // smallest subnormal
+        var dst = new ushort[64];
+        Assert.True(HalfVector.ScaleRun(src, dst, 2.0) < 64);
+        Assert.Equal(0x0002, dst[5]); // done exactly by the scalar path
+        Assert.Equal(0x4000, dst[0]);
     }
 }
