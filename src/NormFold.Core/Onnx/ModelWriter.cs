@@ -109,14 +109,6 @@ public static class ModelWriter
         }
     }
 
-    /// <summary>Serialises a model held entirely in memory (no external data).</summary>
-    public static byte[] ToBytes(OnnxModel model)
-    {
-        if (model.HasExternalData)
-            throw new ModelFormatException($"{model.Describe()}: has external data; save it to a file instead");
-        return model.Proto.ToByteArray();
-    }
-
     static List<TensorProto> SelectExternal(OnnxModel model, SaveOptions options)
     {
         var list = new List<TensorProto>();

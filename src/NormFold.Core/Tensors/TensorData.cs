@@ -91,15 +91,6 @@ public static class TensorData
         return t;
     }
 
-    /// <summary>A new tensor holding already encoded little-endian bytes.</summary>
-    public static TensorProto CreateRaw(string name, int dataType, IReadOnlyList<long> dims, byte[] bytes)
-    {
-        var t = new TensorProto { Name = name, DataType = dataType };
-        t.Dims.AddRange(dims);
-        t.RawData = UnsafeByteOperations.UnsafeWrap(bytes);
-        return t;
-    }
-
     public static byte[] Encode(int dataType, ReadOnlySpan<double> values)
     {
         int size = ElementType.Size(dataType);
