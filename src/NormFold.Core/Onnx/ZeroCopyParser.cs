@@ -40,6 +40,7 @@ internal static class ZeroCopyParser
     }
 
     /// <summary>Copies the fields of a message; depth 0 = ModelProto, 1 = GraphProto, 2 = an initializer TensorProto.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     static bool CopyMessage(byte[] b, int start, int end, MemoryStream output, int depth, List<(int, int)?> slices)
     {
         int pos = start;

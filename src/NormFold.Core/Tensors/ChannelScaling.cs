@@ -61,6 +61,7 @@ public static class ChannelScaling
     /// <summary>Elements per parallel chunk: large weights are split across cores, small ones are not worth it.</summary>
     const int Chunk = 1 << 18;
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     static void Run<T, TOp>(ReadOnlyMemory<byte> raw, ArraySegment<byte> result, ChannelLayout layout, (int Start, int Length, double F)[] runs, double[] s)
         where T : unmanaged where TOp : struct, IScale<T>
     {

@@ -23,6 +23,7 @@ public static class HalfVector
     static ushort Scalar(ushort h, double factor) =>
         BitConverter.HalfToUInt16Bits(Rounding.ToHalf(Rounding.FromHalf(BitConverter.UInt16BitsToHalf(h)) * factor));
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     static int ScaleBlocks(ReadOnlySpan<ushort> src, Span<ushort> dst, double factor, out int done)
     {
         int block = Vector<ushort>.Count, vectorised = 0;

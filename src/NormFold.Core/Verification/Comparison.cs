@@ -80,6 +80,7 @@ public static class Comparator
 
     /// <summary>Two passes over the raw elements, specialised per element type (no per-element conversion calls, no
     /// copies): the reference's magnitude, then errors, statistics and the worst element.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     static OutputComparison Core<T, TE>(NamedTensor reference, NamedTensor actual, Func<int, double, Tolerance> toleranceFor,
         string typeName) where T : unmanaged where TE : struct, IElement<T>
     {
@@ -183,6 +184,7 @@ public static class Comparator
         }
 
         /// <summary>The same, Vector&lt;double&gt; lanes at a time; a block holding NaN or ∞ goes through <see cref="Add"/>.</summary>
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
         public void AddFloats(ReadOnlySpan<float> r, ReadOnlySpan<float> a)
         {
             int lanes = Vector<float>.Count, n = r.Length, i = 0;
@@ -234,6 +236,7 @@ public static class Comparator
     }
 
     /// <summary>The k-th smallest element (Hoare's quickselect, median-of-three pivot).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal static double Select(double[] a, int k)
     {
         int lo = 0, hi = a.Length - 1;
