@@ -232,3 +232,39 @@ public class ZeroCopyTests
         Assert.NotSame(Buffer("w3_bnfold"), Buffer("w_bnfold"));
     }
 }
+
+public class CorruptInputTests
+{
+    /// <summary>Random byte damage to a real model: loading and folding either work or fail as invalid input (exit 3),
+    /// never as an internal error.</summary>
+    [Theory]
+    [InlineData("mlp_bn1d.onnx", 5)]
+    [InlineData("decoder_convtranspose.onnx", 6)]
+    [InlineData("groupnorm_op13.onnx", 7)]
+    [InlineData("layernorm_op13.onnx", 8)]
+    [InlineData("resnet_tiny_constants.onnx", 9)]
+    public void Damaged_models_fail_as_invalid_input_never_as_internal_errors(string name, int seed)
+    {
+        var original = File.ReadAllBytes(Path.Combine(ModelsDir, name));
+        var rng = new Random(seed);
+        string dir = TempDir();
+        var surprises = new List<string>();
+        for (int trial = 0; trial < int.Parse(Environment.GetEnvironmentVariable("NORMFOLD_FUZZ_TRIALS") ?? "300"); trial++)
+        {
+            var bytes = (byte[])original.Clone();
+            int flips = 1 + rng.Next(4);
+            for (int k = 0; k < flips; k++) bytes[rng.Next(bytes.Length)] = (byte)rng.Next(256);
+            string path = Path.Combine(dir, $"d{trial}.onnx");
+            File.WriteAllBytes(path, bytes);
+            try
+            {
+                var model = OnnxModel.Load(path);
+                Folding.Fold(model, new PipelineOptions { KeepStandaloneBatchNorm = trial % 2 == 0, SwapGroupNorm = trial % 3 == 0, SwapLayerNorm = trial % 3 == 1, TargetOpset = 21 });
+                ModelWriter.Save(model, Path.Combine(dir, $"o{trial}.onnx"));
+            }
+            catch (Exception e) when (NormFold.Cli.Cli.IsInputError(e)) { }
+            catch (Exception e) { surprises.Add($"trial {trial}: {e.GetType().Name}: {e.Message} {e.StackTrace?.Split('\n')[0]}"); }
+        }
+        Assert.True(surprises.Count == 0, string.Join("\n", surprises.Take(10)));
+    }
+}

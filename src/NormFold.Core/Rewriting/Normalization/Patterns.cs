@@ -24,6 +24,7 @@ public static class Patterns
             if (axes is null) return false;
             int rank = inner.Length + axes.Length;
             var normalized = axes.Select(x => x < 0 ? x + rank : x).ToHashSet();
+            if (normalized.Count != axes.Length || normalized.Any(x => x < 0 || x >= rank)) return false; // invalid axes
             var result = new long[rank];
             for (int d = 0, k = 0; d < rank; d++) result[d] = normalized.Contains(d) ? 1 : inner[k++];
             dims = result;
