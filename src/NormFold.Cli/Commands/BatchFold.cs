@@ -22,22 +22,26 @@ public static class BatchFold
         if (inputs.Count == 0) throw new UsageException($"fold: {inputDir}: no .onnx files in this folder");
 
         var outcomes = new ConcurrentDictionary<string, FoldCommand.Outcome>();
+        var created = new ConcurrentBag<string>();
         int done = 0;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         Parallel.ForEach(inputs, new ParallelOptions { MaxDegreeOfParallelism = jobs }, input =>
         {
             string relative = Path.GetRelativePath(inRoot, input);
             string output = Path.Combine(outRoot, relative);
-            Directory.CreateDirectory(Path.GetDirectoryName(output)!);
+            string folder = Path.GetDirectoryName(output)!;
+            if (!Directory.Exists(folder)) { Directory.CreateDirectory(folder); created.Add(folder); }
             var o = FoldCommand.FoldOne(input, output, settings, rethrow: false);
-            if (o.Error != null && Directory.Exists(Path.GetDirectoryName(output)) && !Directory.EnumerateFileSystemEntries(Path.GetDirectoryName(output)!).Any())
-                Directory.Delete(Path.GetDirectoryName(output)!); // leave no empty folder for a model that failed
             outcomes[input] = o;
             int n = Interlocked.Increment(ref done);
             string status = o.Error is null ? Printing.Summary(o.Result!) : "FAILED: " + o.Error;
             if (!quiet || o.Error != null) lock (outcomes) Console.Error.WriteLine($"[{n}/{inputs.Count}] {relative}: {status}");
         });
 
+        // Folders made for models that all failed stay empty: remove them, deepest first, once every job is done.
+        foreach (var folder in created.Distinct().OrderByDescending(f => f.Length))
+            if (folder != outRoot && Directory.Exists(folder) && !Directory.EnumerateFileSystemEntries(folder).Any())
+                Directory.Delete(folder);
         var ordered = inputs.Select(i => outcomes[i]).ToList();
         if (!quiet)
         {

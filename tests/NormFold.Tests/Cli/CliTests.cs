@@ -258,18 +258,21 @@ public class BatchCliTests
         File.Copy(Path.Combine(ModelsDir, "resnet_tiny.onnx"), Path.Combine(input, "a.onnx"));
         File.Copy(Path.Combine(ModelsDir, "mlp_bn1d.onnx"), Path.Combine(input, "sub", "b.onnx"));
         File.WriteAllBytes(Path.Combine(input, "bad.onnx"), [0x0a, 0xff, 0xff]);
+        Directory.CreateDirectory(Path.Combine(input, "broken"));
+        File.WriteAllBytes(Path.Combine(input, "broken", "bad2.onnx"), [0x0a, 0xff, 0xff]);
         string report = Path.Combine(TempDir(), "r.json");
         var (code, stdout, stderr) = Run("fold", input, "-o", output, "--jobs", "2", "--report", report);
         Assert.Equal(ExitCodes.InvalidInput, code);
-        Assert.Contains("3 model(s)", stdout);
+        Assert.Contains("4 model(s)", stdout);
         Assert.Contains("2 written", stdout);
-        Assert.Contains("[3/3]", stderr);
+        Assert.Contains("[4/4]", stderr);
+        Assert.False(Directory.Exists(Path.Combine(output, "broken"))); // no empty folder left for models that failed
         Assert.Contains("bad.onnx: not an ONNX model", stdout);
         Assert.Equal(0, Count(OnnxModel.Load(Path.Combine(output, "a.onnx")), "BatchNormalization"));
         Assert.Equal(0, Count(OnnxModel.Load(Path.Combine(output, "sub", "b.onnx")), "BatchNormalization"));
         Assert.False(File.Exists(Path.Combine(output, "bad.onnx")));
         using var json = JsonDocument.Parse(File.ReadAllText(report));
-        Assert.Equal(3, json.RootElement.GetProperty("models").GetArrayLength());
+        Assert.Equal(4, json.RootElement.GetProperty("models").GetArrayLength());
     }
 
     [Fact]
