@@ -87,11 +87,10 @@ public static class ChannelScaling
             for (long k = (long)runs.Length * c / parts, end = (long)runs.Length * (c + 1) / parts; k < end; k++)
             {
                 var (start, length, f) = runs[k];
-                int i = start, stop = start + length;
-                if (typeof(T) == typeof(Half))
+                if (typeof(T) == typeof(Half)) // vectorised, same results as HalfOp
                     HalfVector.ScaleRun(MemoryMarshal.Cast<T, ushort>(src.Slice(start, length)), MemoryMarshal.Cast<T, ushort>(dst.Slice(start, length)), f);
                 else
-                    for (; i < stop; i++) dst[i] = TOp.Apply(src[i], f);
+                    for (int i = start, stop = start + length; i < stop; i++) dst[i] = TOp.Apply(src[i], f);
             }
         });
     }
