@@ -19,7 +19,26 @@ public static class CheckRun
         try { (sets, provenance) = InputFiles.Load(ModelInputs.Of(reference), request.InputFiles, request.InputsDir); }
         catch (FormatException e) { throw new UsageException(e.Message); }
         options = options with { Iterations = sets.Count, InputProvenance = provenance };
-        return EquivalenceChecker.Check(reference, candidate, options, i => sets[i], SaveOutputs(request, options));
+        // A test_data_set's output_K.pb: does the original reproduce them? Reported, not part of the verdict (which is
+        // about the two models agreeing).
+        var expected = request.InputsDir is { } dir ? InputFiles.ExpectedOutputs(dir) : [];
+        var expectationNotes = new List<string>();
+        var save = SaveOutputs(request, options);
+        var report = EquivalenceChecker.Check(reference, candidate, options, i => sets[i], (it, inputs, outputs, actual) =>
+        {
+            save?.Invoke(it, inputs, outputs, actual);
+            if (it >= expected.Count) return;
+            for (int k = 0; k < expected[it].Count && k < outputs.Count; k++)
+            {
+                var (file, tensor) = expected[it][k];
+                var want = new NamedTensor(outputs[k].Name, tensor.DataType, tensor.Dims.ToArray(), NormFold.Tensors.TensorBytes.ToRaw(tensor));
+                var c = Comparator.Compare(want, outputs[k]);
+                expectationNotes.Add(c.Passed
+                    ? $"{file}: the original reproduces it (max abs {Printing.Num(c.MaxAbs)})"
+                    : $"{file}: the ORIGINAL does not reproduce it: {c.Problem ?? $"max abs {Printing.Num(c.MaxAbs)}, {c.FailedElements} of {c.Elements} elements beyond tolerance"}");
+            }
+        });
+        return report with { Notes = [.. report.Notes, .. expectationNotes] };
     }
 
     static Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? SaveOutputs(CheckSettings.Request request, CheckOptions options)

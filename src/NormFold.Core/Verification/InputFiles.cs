@@ -62,6 +62,21 @@ public static class InputFiles
         return (sets, provenance);
     }
 
+    /// <summary>The expected outputs a test_data_set folder holds (output_K.pb), by graph output order, for each set
+    /// of <see cref="Load"/> in the same order; empty lists where a set has none.</summary>
+    public static List<List<(string File, TensorProto Tensor)>> ExpectedOutputs(string folder)
+    {
+        var sets = Directory.GetDirectories(folder, "test_data_set_*").OrderBy(SetNumber).ToList();
+        if (sets.Count == 0) sets = [folder];
+        return sets.Select(d => Directory.GetFiles(d, "output_*.pb")
+            .OrderBy(f => int.TryParse(Path.GetFileNameWithoutExtension(f)["output_".Length..], out int k) ? k : int.MaxValue)
+            .Select(f =>
+            {
+                try { return (f, TensorProto.Parser.ParseFrom(File.ReadAllBytes(f))); }
+                catch (Google.Protobuf.InvalidProtocolBufferException e) { throw new FormatException($"{f}: not a TensorProto ({e.Message})"); }
+            }).ToList()).ToList();
+    }
+
     static int SetNumber(string dir) => int.TryParse(Path.GetFileName(dir)["test_data_set_".Length..], out int n) ? n : int.MaxValue;
 
     /// <summary>input_K.pb: matched by the tensor's name when it has one, else by position K.</summary>

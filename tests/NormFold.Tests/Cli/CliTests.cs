@@ -201,6 +201,17 @@ public class CheckCliTests
         var (code, stdout, _) = Run("check", Model("mlp_bn1d.onnx"), Folded("mlp_bn1d.onnx"), "--inputs", Model("mlp_bn1d_data"));
         Assert.Equal(0, code);
         Assert.Contains("test_data_set", stdout);
+        Assert.Contains("output_0.pb: the original reproduces it", stdout);
+        // Expected outputs that the original does not reproduce are reported (the verdict is about the two models).
+        string dir = Path.Combine(TempDir(), "test_data_set_0");
+        Directory.CreateDirectory(dir);
+        File.Copy(Model("mlp_bn1d_data/test_data_set_0/input_0.pb"), Path.Combine(dir, "input_0.pb"));
+        var wrong = NormFold.Onnx.Proto.TensorProto.Parser.ParseFrom(File.ReadAllBytes(Model("mlp_bn1d_data/test_data_set_0/output_0.pb")));
+        wrong.RawData = Google.Protobuf.ByteString.CopyFrom(new byte[wrong.RawData.Length]);
+        File.WriteAllBytes(Path.Combine(dir, "output_0.pb"), wrong.ToByteArray());
+        var (code2, stdout2, _) = Run("check", Model("mlp_bn1d.onnx"), Folded("mlp_bn1d.onnx"), "--inputs", Path.GetDirectoryName(dir)!);
+        Assert.Equal(0, code2);
+        Assert.Contains("the ORIGINAL does not reproduce it", stdout2);
     }
 
     [Fact]
