@@ -16,7 +16,7 @@ public static class CheckSettings
         new("--rtol", "[NAME:]V", "relative tolerance for one tensor or (bare) for all; default k = 1e-4 float32, 1e-2 float16, 5e-2 bfloat16, 1e-10 double", Repeatable: true),
         new("--ort-level", "LEVEL", "ONNX Runtime graph optimisation: disable (default), basic, extended, all"),
         new("--input", "NAME=FILE.npy", "use this .npy file for an input (give one per input) instead of generated values", Repeatable: true),
-        new("--inputs", "DIR", "inputs from DIR: test_data_set_N/input_K.pb (one iteration per set), input_K.pb, or NAME.npy"),
+        new("--inputs", "DIR", "inputs from DIR: test_data_set_N/input_K.pb (one iteration per set; output_K.pb are checked against the original), input_K.pb, or NAME.npy"),
         new("--save-outputs", "DIR", "write both models' outputs as .npy to DIR/reference and DIR/candidate (DIR/iteration_N/… past one)"),
         new("--localize", null, "print every shared intermediate tensor's statistics, not only the first that drifts"),
         new("--audit-weights", null, "also recompute every BN fold from ORIGINAL and require REWRITTEN's weights to equal it bit for bit (on by default in fold --check)"),

@@ -101,7 +101,7 @@ public class GroupNormSwapTests
         var original = Decomposed(gamma: gamma, opset: 18, extra: g => g.SetInit("beta", F32, [8, 1, 1], [0, 0, 0, 0, .5, .5, .5, .5])).Build();
         var (swapped, r) = Fold(original, Swap());
         Assert.Contains("GroupNormalization-18", Single(r).Detail);
-        Assert.Equal([2L], swapped.Proto.Graph.Initializer.Single(t => t.Name.EndsWith("_gn_scale")).Dims);
+        Assert.Equal([2L], swapped.Proto.Graph.Initializer.Single(t => t.Name.EndsWith("_GroupNormalization_scale")).Dims);
         AssertEquivalent(original, swapped);
         var (lowered, _) = Fold(swapped, new PipelineOptions { LowerGroupNorm = true });
         AssertEquivalent(original, lowered);

@@ -149,19 +149,9 @@ public sealed class GroupNormSwap(long targetOpset) : RewriteRule<GroupNormSwap.
         return true;
     }
 
-    protected override IReadOnlyList<string> Apply(GraphEditor editor, GroupNormPlan plan)
-    {
-        string baseName = plan.Anchor.Name.Length > 0 ? plan.Anchor.Name : plan.Output;
-        long[] dims = [plan.Scale.Length];
-        string scale = editor.AddInitializer(TensorData.Create("", plan.DataType, dims, plan.Scale), baseName + "_gn_scale");
-        string bias = editor.AddInitializer(TensorData.Create("", plan.DataType, dims, plan.Bias), baseName + "_gn_bias");
-        foreach (var n in plan.Removed) editor.RemoveNode(n);
-        var gn = new NodeProto { OpType = "GroupNormalization", Input = { plan.X, scale, bias }, Output = { plan.Output } };
-        gn.Attribute.Add(new AttributeProto { Name = "epsilon", Type = AttributeProto.Types.AttributeType.Float, F = plan.Epsilon });
-        gn.Attribute.Add(new AttributeProto { Name = "num_groups", Type = AttributeProto.Types.AttributeType.Int, I = plan.Groups });
-        editor.AddNode(gn, baseName + "_groupnorm");
-        return [scale, bias];
-    }
+    protected override IReadOnlyList<string> Apply(GraphEditor editor, GroupNormPlan plan) =>
+        Patterns.ReplaceByNormalization(editor, plan.Anchor, plan.Removed, "GroupNormalization", plan.X, plan.Output, plan.DataType,
+            [plan.Scale.Length], plan.Scale, plan.Bias, Patterns.Float("epsilon", plan.Epsilon), Patterns.Int("num_groups", plan.Groups));
 }
 
 /// <summary>A plan whose new node needs at least this default-domain opset.</summary>

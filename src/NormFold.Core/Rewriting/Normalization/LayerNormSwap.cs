@@ -267,16 +267,7 @@ public sealed class LayerNormSwap(long targetOpset) : RewriteRule<LayerNormSwap.
         return result;
     }
 
-    protected override IReadOnlyList<string> Apply(GraphEditor editor, LayerNormPlan plan)
-    {
-        string baseName = plan.Anchor.Name.Length > 0 ? plan.Anchor.Name : plan.Output;
-        string scale = editor.AddInitializer(TensorData.Create("", plan.DataType, plan.NormalizedShape, plan.Scale), baseName + "_ln_scale");
-        string bias = editor.AddInitializer(TensorData.Create("", plan.DataType, plan.NormalizedShape, plan.Bias), baseName + "_ln_bias");
-        foreach (var n in plan.Removed) editor.RemoveNode(n);
-        var ln = new NodeProto { OpType = "LayerNormalization", Input = { plan.X, scale, bias }, Output = { plan.Output } };
-        ln.Attribute.Add(new AttributeProto { Name = "axis", Type = AttributeProto.Types.AttributeType.Int, I = plan.Axis });
-        ln.Attribute.Add(new AttributeProto { Name = "epsilon", Type = AttributeProto.Types.AttributeType.Float, F = plan.Epsilon });
-        editor.AddNode(ln, baseName + "_layernorm");
-        return [scale, bias];
-    }
+    protected override IReadOnlyList<string> Apply(GraphEditor editor, LayerNormPlan plan) =>
+        Patterns.ReplaceByNormalization(editor, plan.Anchor, plan.Removed, "LayerNormalization", plan.X, plan.Output, plan.DataType,
+            plan.NormalizedShape, plan.Scale, plan.Bias, Patterns.Int("axis", plan.Axis), Patterns.Float("epsilon", plan.Epsilon));
 }

@@ -89,6 +89,26 @@ public static class Patterns
         return null;
     }
 
+    /// <summary>
+    /// Removes a matched pattern and puts one normalization node (X, scale, bias) with the given attributes in its place;
+    /// the node takes the pattern's last output name. Shared by the swaps. Returns the new constants' names.
+    /// </summary>
+    public static IReadOnlyList<string> ReplaceByNormalization(GraphEditor editor, NodeProto anchor, IReadOnlyList<NodeProto> removed,
+        string opType, string x, string output, int dataType, long[] dims, double[] scale, double[] bias, params AttributeProto[] attributes)
+    {
+        string baseName = anchor.Name.Length > 0 ? anchor.Name : output;
+        string s = editor.AddInitializer(Tensors.TensorData.Create("", dataType, dims, scale), $"{baseName}_{opType}_scale");
+        string b = editor.AddInitializer(Tensors.TensorData.Create("", dataType, dims, bias), $"{baseName}_{opType}_bias");
+        foreach (var n in removed) editor.RemoveNode(n);
+        var node = new NodeProto { OpType = opType, Input = { x, s, b }, Output = { output } };
+        node.Attribute.AddRange(attributes);
+        editor.AddNode(node, $"{baseName}_{opType}");
+        return [s, b];
+    }
+
+    public static AttributeProto Float(string name, float value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = value };
+    public static AttributeProto Int(string name, long value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
+
     /// <summary>The single reader of a tensor, or null when it has several, none, or is a graph output.</summary>
     public static NodeProto? SoleReader(GraphIndex g, string name)
     {
