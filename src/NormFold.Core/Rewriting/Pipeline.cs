@@ -180,7 +180,10 @@ public sealed class Pipeline(PipelineOptions? options = null)
         List<NodeProto> Anchors() => editor.Index.Graph.Node.Where(n => n.OpType == rule.AnchorOpType
             && Attributes.IsDefaultDomain(n) && !editor.RemovedNodes.Contains(n)).ToList();
         string? blocked = null;
-        var dryRun = Anchors().Select(a => rule.TryMatch(editor.Index, a)).OfType<Match.Planned>().ToList();
+        // A dry run decides whether to raise the opset; without a target above the model's it cannot, so skip it.
+        var dryRun = _options.TargetOpset > model.DefaultOpset
+            ? Anchors().Select(a => rule.TryMatch(editor.Index, a)).OfType<Match.Planned>().ToList()
+            : [];
         long needed = dryRun.Select(p => p.Plan is Normalization.IOpsetPlan o ? o.RequiredOpset : 0).DefaultIfEmpty(0).Max();
         if (needed > model.DefaultOpset)
         {
