@@ -15,6 +15,7 @@ using NormFold.Verification;
 bool quick = args.Contains("--quick");
 if (args.Length > 1 && args[0] == "--phases") return Phases(args[1]);
 if (args.Length > 1 && args[0] == "--scaling") return Scaling(args[1]);
+if (args.Length > 1 && args[0] == "--fold-samples") return FoldSamples(args[1], args.Length > 2 ? int.Parse(args[2]) : 9);
 string outDir = Path.GetFullPath(args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault() ?? "bench-out");
 Directory.CreateDirectory(outDir);
 string repo = FindRepo();
@@ -271,13 +272,35 @@ static int Scaling(string path)
         foreach (var w in weights)
         {
             var s = Enumerable.Repeat(1.001, (int)w.Dims[0]).ToArray();
-            m.TryGetOwnedBytes(w, out var own);
-            n += NormFold.Tensors.ChannelScaling.Scale(m, w, new NormFold.Tensors.ChannelLayout.Rows(), s, own).Count; // in place, as the CLI does
+            n += NormFold.Tensors.ChannelScaling.Scale(m, w, new NormFold.Tensors.ChannelLayout.Rows(), s).Count;
         }
         Console.WriteLine($"scaled {n / 1e6:F0} MB in {sw.Elapsed.TotalMilliseconds:F0} ms");
         sw.Restart();
         foreach (var w in weights) m.ReadDoubles(w);
         Console.WriteLine($"  read as doubles in {sw.Elapsed.TotalMilliseconds:F0} ms");
+    }
+    return 0;
+}
+
+/// <summary>Every sample of §1 for one model: floor, fold and ORT, interleaved.</summary>
+static int FoldSamples(string path, int reps)
+{
+    string dir = Path.GetDirectoryName(Path.GetFullPath(path))!, tmp = Path.Combine(dir, "samples_tmp.onnx");
+    for (int i = 0; i < reps; i++)
+    {
+        double floor = Time(() =>
+        {
+            ModelProto m;
+            using (var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16)) m = ModelProto.Parser.ParseFrom(f);
+            using (var o = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20)) m.WriteTo(o);
+        });
+        double fold = Time(() => Folding.FoldFile(path, Path.Combine(dir, "samples_folded.onnx")));
+        double ort = Time(() =>
+        {
+            using var o = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_BASIC, OptimizedModelFilePath = Path.Combine(dir, "samples_ort.onnx") };
+            using var s = new InferenceSession(path, o);
+        });
+        Console.WriteLine($"floor {floor:F0} fold {fold:F0} ort {ort:F0}");
     }
     return 0;
 }
@@ -291,10 +314,19 @@ static int Phases(string path)
         var sw = Stopwatch.StartNew();
         var m = OnnxModel.Load(path);
         double load = sw.Elapsed.TotalMilliseconds;
-        Folding.Fold(m, new PipelineOptions { ReuseDeadWeightMemory = true });
+        Folding.Fold(m, new PipelineOptions { DeferWeightArithmetic = true });
         double fold = sw.Elapsed.TotalMilliseconds - load;
         ModelWriter.Save(m, "/tmp/phases.onnx");
         double save = sw.Elapsed.TotalMilliseconds - load - fold;
+        var sw2 = Stopwatch.StartNew();
+        SplicedWriter.Write(m, Stream.Null);
+        double toNull = sw2.Elapsed.TotalMilliseconds; sw2.Restart();
+        using (var fs = new FileStream("/tmp/phases3.onnx", FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20)) SplicedWriter.Write(m, fs);
+        double toFile = sw2.Elapsed.TotalMilliseconds; sw2.Restart();
+        File.Delete("/tmp/phases3.onnx");
+        double delete = sw2.Elapsed.TotalMilliseconds;
+        Console.Write($"[null {toNull:F0} file {toFile:F0} delete {delete:F0}] ");
+        m.Dispose();
         m = null;
         GC.Collect(); GC.WaitForPendingFinalizers();
         sw.Restart();

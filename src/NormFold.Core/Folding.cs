@@ -21,9 +21,8 @@ public static class Folding
     /// <summary>Load, fold, save. The input file is never written.</summary>
     public static FoldResult FoldFile(string input, string output, PipelineOptions? options = null, SaveOptions? save = null)
     {
-        var model = OnnxModel.Load(input);
-        var result = Fold(model, (options ?? new PipelineOptions()) with { ReuseDeadWeightMemory = true }); // private model
-        
+        using var model = OnnxModel.Load(input);
+        var result = Fold(model, (options ?? new PipelineOptions()) with { DeferWeightArithmetic = true }); // saved next
         ModelWriter.Save(model, output, save);
         return result;
     }

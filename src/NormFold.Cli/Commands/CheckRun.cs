@@ -10,8 +10,8 @@ public static class CheckRun
     public static CheckReport Run(string referencePath, string candidatePath, CheckSettings.Request request)
     {
         var options = request.Options;
-        var reference = OnnxModel.Load(referencePath);
-        var candidate = OnnxModel.Load(candidatePath);
+        using var reference = OnnxModel.Load(referencePath);
+        using var candidate = OnnxModel.Load(candidatePath);
         if (request.InputsDir == null && request.InputFiles.Count == 0)
             return EquivalenceChecker.Check(reference, candidate, options, null, SaveOutputs(request, options));
         List<List<NamedTensor>> sets;

@@ -96,7 +96,7 @@ public sealed class FoldCommand : Command
         FoldResult? result = null;
         try
         {
-            var model = OnnxModel.Load(input);
+            using var model = OnnxModel.Load(input);
             result = Folding.Fold(model, settings.Pipeline);
             CheckReport? report = null;
             if (settings.Check) report = Staging.SaveChecked(model, input, output, settings.Save, settings.CheckRequest);

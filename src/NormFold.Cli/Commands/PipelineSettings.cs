@@ -37,7 +37,7 @@ public static class PipelineSettings
             SwapLayerNorm = args.Has("--swap-layernorm"),
             LowerGroupNorm = args.Has("--lower-groupnorm"),
             TargetOpset = target,
-            ReuseDeadWeightMemory = true, // the CLI's model is its own: nothing else shares its weight bytes
+            DeferWeightArithmetic = true, // the CLI saves what it folds: folded weights go straight to the file
         };
     }
 }

@@ -6,10 +6,10 @@ namespace NormFold.Graph;
 /// Every mutation of a graph goes through here, so the index stays true. Removed nodes are only marked;
 /// <see cref="Cleanup.GraphCleanup"/> compacts the node and initializer lists once at the end.
 /// </summary>
-public sealed class GraphEditor(GraphIndex index, NameAllocator names, bool reuseDeadWeights = false)
+public sealed class GraphEditor(GraphIndex index, NameAllocator names, bool deferWeightArithmetic = false)
 {
-    /// <summary>Rules may write new weights over the bytes of weights nothing reads any more (see PipelineOptions).</summary>
-    public bool ReuseDeadWeights { get; } = reuseDeadWeights;
+    /// <summary>Rules may leave new weights to be computed when the model is saved (see PipelineOptions).</summary>
+    public bool DeferWeightArithmetic { get; } = deferWeightArithmetic;
     public GraphIndex Index { get; } = index;
     public NameAllocator Names { get; } = names;
     /// <summary>Names whose last reader may be gone: cleanup checks these, and only these.</summary>
@@ -37,7 +37,7 @@ public sealed class GraphEditor(GraphIndex index, NameAllocator names, bool reus
         while (node.Input.Count <= slot) node.Input.Add("");
         string old = node.Input[slot];
         if (old == name) return;
-        if (old.Length > 0) { Index.RemoveConsumer(old, node); Orphans.Add(old); ReleaseIfDead(old); }
+        if (old.Length > 0) { Index.RemoveConsumer(old, node); Orphans.Add(old); }
         node.Input[slot] = name;
         if (name.Length > 0) Index.AddConsumer(name, node);
     }
@@ -55,18 +55,6 @@ public sealed class GraphEditor(GraphIndex index, NameAllocator names, bool reus
         node.Output[slot] = name;
         Index.Producers[name] = node;
         VanishedValues.Remove(name);
-    }
-
-    /// <summary>An initializer nobody reads any more will be removed by cleanup: drop its bytes now, so a model's old
-    /// and new weights are not both held in memory while the rest of it folds.</summary>
-    void ReleaseIfDead(string name)
-    {
-        if (Index.Consumers(name).Count == 0 && !Index.IsGraphOutput(name) && !Index.IsGraphInput(name)
-            && Index.Initializers.TryGetValue(name, out var t) && !Index.Model.Created.Contains(t))
-        {
-            t.ClearRawData();
-            Index.Model.ForgetExternal(t);
-        }
     }
 
     public void RemoveNode(NodeProto node)

@@ -60,9 +60,10 @@ public static class ModelWriter
                     throw new ModelFormatException($"{path}: its data file '{dataName}' is also the input's external data file; choose another output path");
         }
 
+        var movedSet = new HashSet<TensorProto>(moved, ReferenceEqualityComparer.Instance);
         long inlineBytes = 0;
         foreach (var t in model.AllTensors())
-            if (!moved.Contains(t) && !OnnxModel.IsExternal(t)) inlineBytes += t.RawData.Length;
+            if (!movedSet.Contains(t) && !OnnxModel.IsExternal(t)) inlineBytes += model.RawLength(t);
         if (inlineBytes > ProtobufLimit - (64 << 20))
             throw new ModelFormatException($"{path}: the model's inline tensors hold {inlineBytes} bytes, more than protobuf's 2 GB limit; save with --external-data");
 
@@ -85,19 +86,22 @@ public static class ModelWriter
                     long pad = (Alignment - data.Position % Alignment) % Alignment;
                     if (pad > 0) data.Write(new byte[pad]);
                     long offset = data.Position;
-                    var bytes = model.RawBytes(t);
-                    data.Write(bytes);
+                    model.WriteRaw(t, data);
+                    long length = data.Position - offset;
                     restore.Add((t, StorageFields(t)));
                     t.ClearRawData();
                     t.ExternalData.Clear();
                     t.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = dataName });
                     t.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString() });
-                    t.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = bytes.Length.ToString() });
+                    t.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = length.ToString() });
                     t.DataLocation = TensorProto.Types.DataLocation.External;
                 }
             }
+            // Deferred folds are computed into the file; only the main graph's initializers can be (SplicedWriter).
+            var main = new HashSet<TensorProto>(model.Proto.Graph?.Initializer ?? [], ReferenceEqualityComparer.Instance);
+            model.MaterializeDeferred(t => main.Contains(t) || OnnxModel.IsExternal(t));
             using (var stream = new FileStream(tmpModel, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
-                model.Proto.WriteTo(stream);
+                SplicedWriter.Write(model, stream);
             if (tmpData != null) File.Move(tmpData, dataPath!, overwrite: true);
             File.Move(tmpModel, full, overwrite: true);
         }
@@ -117,7 +121,7 @@ public static class ModelWriter
         foreach (var t in model.AllTensors())
         {
             if (!seen.Add(t)) continue;
-            bool large = t.HasRawData && t.RawData.Length >= options.ExternalThreshold;
+            bool large = model.HasRawBytes(t) && !OnnxModel.IsExternal(t) && model.RawLength(t) >= options.ExternalThreshold;
             // Keep: what was external stays so, and large new tensors join it (a >2 GB model stays saveable).
             bool external = OnnxModel.IsExternal(t)
                 || (large && options.ExternalData == ExternalDataMode.All)

@@ -9,7 +9,7 @@ namespace NormFold.Onnx;
 /// file held (metadata, functions, unknown fields) is written back. Tensors stored as external data stay where they
 /// are until their bytes are needed.
 /// </summary>
-public sealed class OnnxModel
+public sealed class OnnxModel : IDisposable
 {
     public ModelProto Proto { get; }
     /// <summary>The model file's path, or null for a model built in memory.</summary>
@@ -17,26 +17,12 @@ public sealed class OnnxModel
     /// <summary>Folder that external data locations are relative to.</summary>
     public string? BaseDirectory { get; }
 
-    readonly Dictionary<TensorProto, ArraySegment<byte>> _externalBytes = new(ReferenceEqualityComparer.Instance);
-
-    /// <summary>Tensors whose raw bytes only this model holds (its own load buffer, or external bytes it read), so a
-    /// rewrite may reuse them once nothing reads the tensor any more.</summary>
-    readonly Dictionary<TensorProto, ArraySegment<byte>> _owned = new(ReferenceEqualityComparer.Instance);
-
-    internal bool TryGetOwnedBytes(TensorProto t, out ArraySegment<byte> bytes)
-    {
-        lock (_owned) return _owned.TryGetValue(t, out bytes);
-    }
-
-    internal void Own(TensorProto t, ArraySegment<byte> bytes)
-    {
-        lock (_owned) _owned[t] = bytes;
-    }
-
-    internal void Disown(TensorProto t)
-    {
-        lock (_owned) _owned.Remove(t);
-    }
+    /// <summary>The model file's bytes; the main graph's initializers are views into them.</summary>
+    FileBytes? _file;
+    /// <summary>External data files, each opened (mapped) once, when a tensor in it is first read.</summary>
+    readonly Dictionary<string, FileBytes> _externalFiles = new(StringComparer.Ordinal);
+    /// <summary>Tensors whose bytes are computed only when saved or read (see <see cref="Defer"/>).</summary>
+    readonly Dictionary<TensorProto, DeferredScaling> _deferred = new(ReferenceEqualityComparer.Instance);
 
     /// <summary>Tensors NormFold created (fold results). Saving puts large ones beside existing external data.</summary>
     internal HashSet<TensorProto> Created { get; } = new(ReferenceEqualityComparer.Instance);
@@ -48,34 +34,47 @@ public sealed class OnnxModel
         BaseDirectory = sourcePath is null ? null : Path.GetDirectoryName(Path.GetFullPath(sourcePath));
     }
 
-    /// <summary>Parses a model file once, streaming from disk. External data is resolved lazily.</summary>
+    /// <summary>Parses a model file without copying its weights (they stay in the mapped file until
+    /// <see cref="Dispose"/>). External data files are mapped when first read.</summary>
     public static OnnxModel Load(string path)
     {
         if (!File.Exists(path)) throw new ModelFormatException($"{path}: file not found");
-        ModelProto proto;
-        List<(TensorProto, ArraySegment<byte>)>? owned = null;
+        long length = new FileInfo(path).Length;
+        if (length == 0) throw new ModelFormatException($"{path}: file is empty");
+        if (length > int.MaxValue)
+            throw new ModelFormatException($"{path}: {length} bytes is past protobuf's 2 GB limit; a model that large must keep its weights as external data");
+        // Weights stay in the file's mapped pages (see ZeroCopyParser); a plain parse, which copies, is the fallback.
+        var file = FileBytes.Open(path);
         try
         {
-            long length = new FileInfo(path).Length;
-            if (length == 0) throw new ModelFormatException($"{path}: file is empty");
-            if (length > int.MaxValue)
-                throw new ModelFormatException($"{path}: {length} bytes is past protobuf's 2 GB limit; a model that large must keep its weights as external data");
-            // One read; weights stay in this buffer (see ZeroCopyParser). Its plain parse is the fallback.
-            var bytes = File.ReadAllBytes(path);
-            proto = ZeroCopyParser.TryParse(bytes, out var slices) ?? ModelProto.Parser.ParseFrom(bytes);
-            owned = slices;
+            var proto = ZeroCopyParser.TryParse(file.Memory);
+            if (proto is null)
+            {
+                proto = ModelProto.Parser.ParseFrom(file.Memory.Span);
+                file.Dispose();
+                file = null;
+            }
+            if (proto.Graph is null)
+                throw new ModelFormatException($"{path}: not an ONNX model (it has no graph)");
+            var model = new OnnxModel(proto, path) { _file = file };
+            file = null; // the model's now
+            model.ValidateExternalReferences();
+            model.LoadedWithExternalData = model.HasExternalData;
+            return model;
         }
         catch (InvalidProtocolBufferException e)
         {
             throw new ModelFormatException($"{path}: not an ONNX model (protobuf parse failed: {e.Message})", e);
         }
-        if (proto.Graph is null)
-            throw new ModelFormatException($"{path}: not an ONNX model (it has no graph)");
-        var model = new OnnxModel(proto, path);
-        foreach (var (t, bytes) in owned ?? []) model.Own(t, bytes);
-        model.ValidateExternalReferences();
-        model.LoadedWithExternalData = model.HasExternalData;
-        return model;
+        finally { file?.Dispose(); }
+    }
+
+    /// <summary>Releases the mapped model and data files: the model's raw tensor bytes are unreadable afterwards.</summary>
+    public void Dispose()
+    {
+        _file?.Dispose();
+        foreach (var f in _externalFiles.Values) f.Dispose();
+        _externalFiles.Clear();
     }
 
     public static OnnxModel FromBytes(byte[] bytes) => new(ModelProto.Parser.ParseFrom(bytes));
@@ -99,36 +98,64 @@ public sealed class OnnxModel
 
     public static bool IsExternal(TensorProto t) => t.DataLocation == TensorProto.Types.DataLocation.External;
 
-    /// <summary>Bytes of a tensor's data in raw little-endian layout (raw_data or external file); empty when the
-    /// tensor uses the typed fields (float_data, int32_data, …).</summary>
-    public ReadOnlySpan<byte> RawBytes(TensorProto t)
-    {
-        if (!IsExternal(t)) return t.RawData.Span;
-        lock (_externalBytes)
-        {
-            if (!_externalBytes.TryGetValue(t, out var bytes))
-            {
-                bytes = ReadExternal(t);
-                _externalBytes[t] = bytes;
-                Own(t, bytes);
-            }
-            return bytes;
-        }
-    }
+    /// <summary>Bytes of a tensor's data in raw little-endian layout (raw_data, external file or a deferred
+    /// result, which this computes); empty when the tensor uses the typed fields (float_data, int32_data, …).</summary>
+    public ReadOnlySpan<byte> RawBytes(TensorProto t) => RawMemory(t).Span;
 
     /// <summary>The same bytes as <see cref="RawBytes"/>, as memory (for work split across threads).</summary>
     public ReadOnlyMemory<byte> RawMemory(TensorProto t)
     {
-        if (!IsExternal(t)) return t.RawData.Memory;
-        RawBytes(t);
-        lock (_externalBytes) return _externalBytes[t];
+        lock (_deferred)
+            if (_deferred.Remove(t, out var deferred))
+                t.RawData = UnsafeByteOperations.UnsafeWrap(deferred.Materialize());
+        return IsExternal(t) ? ReadExternal(t) : t.RawData.Memory;
     }
 
-    /// <summary>Drops a tensor's cached external bytes.</summary>
-    internal void ForgetExternal(TensorProto t)
+    /// <summary>Length of <see cref="RawBytes"/> without computing a deferred tensor.</summary>
+    internal long RawLength(TensorProto t)
     {
-        lock (_externalBytes) _externalBytes.Remove(t);
-        Disown(t);
+        lock (_deferred) if (_deferred.TryGetValue(t, out var d)) return d.Length;
+        return IsExternal(t) ? ReadExternal(t).Length : t.RawData.Length;
+    }
+
+    /// <summary>Whether the tensor's elements are raw bytes (raw_data, external, or deferred) rather than typed fields.</summary>
+    internal bool HasRawBytes(TensorProto t)
+    {
+        lock (_deferred) if (_deferred.ContainsKey(t)) return true;
+        return t.HasRawData || IsExternal(t);
+    }
+
+    /// <summary>
+    /// Makes <paramref name="t"/>'s raw bytes the result of <paramref name="scaling"/>, computed when the model is saved
+    /// (straight into the output, a chunk at a time) or when something reads the tensor. Until then t.RawData is empty:
+    /// read such tensors through <see cref="RawBytes"/>.
+    /// </summary>
+    internal void Defer(TensorProto t, DeferredScaling scaling)
+    {
+        t.ClearRawData();
+        lock (_deferred) _deferred[t] = scaling;
+    }
+
+    internal bool IsDeferred(TensorProto t)
+    {
+        lock (_deferred) return _deferred.ContainsKey(t);
+    }
+
+    /// <summary>Writes a tensor's raw bytes to <paramref name="output"/>; a deferred tensor is computed a chunk at a time.</summary>
+    internal void WriteRaw(TensorProto t, Stream output)
+    {
+        DeferredScaling? deferred;
+        lock (_deferred) _deferred.TryGetValue(t, out deferred);
+        if (deferred is null) FileBytes.WriteTo(RawMemory(t), output);
+        else deferred.WriteTo(output);
+    }
+
+    /// <summary>Computes every deferred tensor that <paramref name="keep"/> rejects (e.g. those a writer cannot stream).</summary>
+    internal void MaterializeDeferred(Func<TensorProto, bool> keep)
+    {
+        List<TensorProto> list;
+        lock (_deferred) list = _deferred.Keys.Where(t => !keep(t)).ToList();
+        foreach (var t in list) RawMemory(t);
     }
 
     public double[] ReadDoubles(TensorProto t)
@@ -201,43 +228,25 @@ public sealed class OnnxModel
         }
     }
 
-    /// <summary>Open handles of external data files, one per file for the model's lifetime (not one open per tensor).</summary>
-    readonly Dictionary<string, Microsoft.Win32.SafeHandles.SafeFileHandle> _handles = new(StringComparer.Ordinal);
-
-    /// <summary>Whole external data files, read once when a large tensor is first needed (a fold reads them all
-    /// anyway); small tensors (BN statistics, what inspect reads) are read alone.</summary>
-    readonly Dictionary<string, byte[]> _files = new(StringComparer.Ordinal);
-    const long WholeFileBelow = 1L << 30, LargeTensor = 1 << 16;
-
-    ArraySegment<byte> ReadExternal(TensorProto t)
+    ReadOnlyMemory<byte> ReadExternal(TensorProto t)
     {
         string path = ExternalPath(t);
         var loc = ParseExternal(t);
-        if (!_handles.TryGetValue(path, out var handle))
-            _handles[path] = handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-        long fileLength = RandomAccess.GetLength(handle);
+        FileBytes? file;
+        lock (_externalFiles)
+            if (!_externalFiles.TryGetValue(path, out file))
+            {
+                try { _externalFiles[path] = file = FileBytes.Open(path); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': cannot read external data '{loc.Location}': {e.Message}", e);
+                }
+            }
+        long fileLength = file.Memory.Length;
         long length = loc.Length >= 0 ? loc.Length : fileLength - loc.Offset;
-        if (loc.Offset + length > fileLength || length > Array.MaxLength)
-            throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': external data [{loc.Offset}, {loc.Offset + length}) lies beyond the end of '{loc.Location}'");
-        if (_files.TryGetValue(path, out var whole) || (length >= LargeTensor && fileLength <= WholeFileBelow))
-        {
-            if (whole is null) _files[path] = whole = ReadRange(handle, 0, fileLength, t, loc);
-            return new ArraySegment<byte>(whole, (int)loc.Offset, (int)length);
-        }
-        return ReadRange(handle, loc.Offset, length, t, loc);
-    }
-
-    byte[] ReadRange(Microsoft.Win32.SafeHandles.SafeFileHandle handle, long offset, long length, TensorProto t, ExternalLocation loc)
-    {
-        var bytes = GC.AllocateUninitializedArray<byte>((int)length);
-        int read = 0;
-        while (read < length)
-        {
-            int n = RandomAccess.Read(handle, bytes.AsSpan(read), offset + read);
-            if (n == 0) throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': '{loc.Location}' ended early");
-            read += n;
-        }
-        return bytes;
+        if (loc.Offset + length > fileLength)
+            throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': external data [{loc.Offset}, {loc.Offset + length}) lies beyond the end of '{loc.Location}' ({fileLength} bytes)");
+        return file.Memory.Slice((int)loc.Offset, (int)length);
     }
 
     /// <summary>Every dense tensor in the model: initializers, Constant/attribute tensors, in subgraphs and

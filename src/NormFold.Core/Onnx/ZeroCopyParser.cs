@@ -4,7 +4,7 @@ using NormFold.Onnx.Proto;
 namespace NormFold.Onnx;
 
 /// <summary>
-/// Parses a model without copying its weights: the file is read once into one buffer, the main graph's initializer
+/// Parses a model without copying its weights: the file's bytes (mapped, see FileBytes), the main graph's initializer
 /// raw_data payloads are cut out of a copy of the wire bytes (only the small remainder goes through Google.Protobuf),
 /// and each initializer's raw_data is then set to a view of the buffer. Serialising writes the same bytes as a plain
 /// parse would (fields are written in field-number order either way). Anything unusual — group wire types, malformed
@@ -14,14 +14,13 @@ internal static class ZeroCopyParser
 {
     const int ModelGraph = 7, GraphInitializer = 5, TensorRawData = 9;
 
-    public static ModelProto? TryParse(byte[] buffer, out List<(TensorProto, ArraySegment<byte>)> owned)
+    public static ModelProto? TryParse(ReadOnlyMemory<byte> buffer)
     {
-        owned = [];
         var slices = new List<(int Offset, int Length)?>();
         var stripped = new MemoryStream(buffer.Length / 64 + 1024);
         try
         {
-            if (!CopyMessage(buffer, 0, buffer.Length, stripped, depth: 0, slices)) return null;
+            if (!CopyMessage(buffer.Span, 0, buffer.Length, stripped, depth: 0, slices)) return null;
         }
         catch (IndexOutOfRangeException) { return null; }
         catch (ArgumentOutOfRangeException) { return null; }
@@ -31,17 +30,13 @@ internal static class ZeroCopyParser
         if (model.Graph is null ? slices.Count != 0 : model.Graph.Initializer.Count != slices.Count) return null;
         for (int i = 0; i < slices.Count; i++)
             if (slices[i] is { } s)
-            {
-                var t = model.Graph!.Initializer[i];
-                t.RawData = UnsafeByteOperations.UnsafeWrap(buffer.AsMemory(s.Offset, s.Length));
-                owned.Add((t, new ArraySegment<byte>(buffer, s.Offset, s.Length)));
-            }
+                model.Graph!.Initializer[i].RawData = UnsafeByteOperations.UnsafeWrap(buffer.Slice(s.Offset, s.Length));
         return model;
     }
 
     /// <summary>Copies the fields of a message; depth 0 = ModelProto, 1 = GraphProto, 2 = an initializer TensorProto.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    static bool CopyMessage(byte[] b, int start, int end, MemoryStream output, int depth, List<(int, int)?> slices)
+    static bool CopyMessage(ReadOnlySpan<byte> b, int start, int end, MemoryStream output, int depth, List<(int, int)?> slices)
     {
         int pos = start;
         (int, int)? raw = null;
@@ -80,13 +75,13 @@ internal static class ZeroCopyParser
                     return false; // groups (3, 4) or garbage
             }
             if (pos > end) return false;
-            output.Write(b, fieldStart, pos - fieldStart);
+            output.Write(b.Slice(fieldStart, pos - fieldStart));
         }
         if (depth == 2) slices.Add(raw);
         return pos == end;
     }
 
-    static bool ReadVarint(byte[] b, ref int pos, int end, out ulong value)
+    internal static bool ReadVarint(ReadOnlySpan<byte> b, ref int pos, int end, out ulong value)
     {
         value = 0;
         for (int shift = 0; shift < 64 && pos < end; shift += 7)

@@ -21,11 +21,11 @@ public sealed record PipelineOptions
     /// <summary>Replace GroupNormalization by its InstanceNormalization decomposition.</summary>
     public bool LowerGroupNorm { get; init; }
     /// <summary>
-    /// Write folded weights over the memory of the weights they replace when nothing else reads those: halves peak memory.
-    /// Only for a model loaded from a file whose in-memory form nobody else shares (a clone of its ModelProto shares the
-    /// weight bytes and would see them change). The CLI sets it; the default is off.
+    /// Compute folded weights only when the model is saved, straight into the output file, so they are never held in
+    /// memory. Until then their TensorProto.RawData is empty: read them through OnnxModel.RawBytes (which computes
+    /// them). For a model that is saved next (Folding.FoldFile and the CLI set it); the default is off.
     /// </summary>
-    public bool ReuseDeadWeightMemory { get; init; }
+    public bool DeferWeightArithmetic { get; init; }
     /// <summary>Default-domain opset the model may be raised to when a swap needs it (0: never raise).</summary>
     public long TargetOpset { get; init; }
 }
@@ -94,7 +94,7 @@ public sealed class Pipeline(PipelineOptions? options = null)
             }
         if (bodyChanged) index = new GraphIndex(graph, model, parent, path); // bodies now read other outer names
 
-        var editor = new GraphEditor(index, names, _options.ReuseDeadWeightMemory);
+        var editor = new GraphEditor(index, names, _options.DeferWeightArithmetic);
         editor.Orphans.UnionWith(orphansFromBodies);
         var decisions = new Dictionary<NodeProto, Decision>(ReferenceEqualityComparer.Instance);
         var order = new List<NodeProto>();

@@ -17,39 +17,120 @@ public abstract record ChannelLayout
 
 /// <summary>
 /// W'[i] = W[i]·s[channel(i)], computed in double from the stored elements and rounded once to the stored type,
-/// streaming from the source bytes into the new tensor's bytes: no intermediate array of doubles.
+/// streaming from the source bytes into the destination: no intermediate array of doubles.
 /// </summary>
 public static class ChannelScaling
 {
-    /// <param name="into">Where to write the result, or null for a new array. May be the source's own bytes: each
-    /// element depends only on the element at the same index.</param>
-    public static ArraySegment<byte> Scale(OnnxModel model, TensorProto weight, ChannelLayout layout, double[] s, ArraySegment<byte>? into = null)
+    /// <summary>W' as a new array, computed now (on every core for large weights).</summary>
+    public static ArraySegment<byte> Scale(OnnxModel model, TensorProto weight, ChannelLayout layout, double[] s)
+    {
+        if (Prepare(model, weight, layout, s) is { } scaling) return scaling.Materialize();
+        // Typed fields (float_data, …): rare for weights; go through doubles.
+        var values = model.ReadDoubles(weight);
+        var runs = DeferredScaling.Runs(values.Length, layout, s);
+        if (layout is ChannelLayout.Columns) for (int i = 0; i < values.Length; i++) values[i] *= s[i % s.Length];
+        else foreach (var (start, length, f) in runs) for (int i = start; i < start + length; i++) values[i] *= f;
+        return TensorData.Encode(weight.DataType, values);
+    }
+
+    /// <summary>W' as a computation over W's raw bytes, to run later (or null when W uses typed fields).</summary>
+    internal static DeferredScaling? Prepare(OnnxModel model, TensorProto weight, ChannelLayout layout, double[] s)
     {
         int type = weight.DataType;
+        if (type is not (ElementType.Float or ElementType.Double or ElementType.Float16 or ElementType.BFloat16))
+            throw new ArgumentException($"cannot scale element type {ElementType.Name(type)}");
         long count = TensorData.ElementCount(weight);
-        var runs = Runs(count, layout, s);
         var raw = model.RawMemory(weight);
-        if (raw.IsEmpty && count > 0)
-        {
-            // Typed fields (float_data, …): rare for weights; go through doubles.
-            var values = model.ReadDoubles(weight);
-            if (layout is ChannelLayout.Columns) for (int i = 0; i < values.Length; i++) values[i] *= s[i % s.Length];
-            else foreach (var (start, length, f) in runs) for (int i = start; i < start + length; i++) values[i] *= f;
-            return TensorData.Encode(type, values);
-        }
+        if (raw.IsEmpty && count > 0) return null;
         if (raw.Length != count * ElementType.Size(type))
             throw new ModelFormatException($"tensor '{weight.Name}' holds {raw.Length} bytes, its dims say {count} {ElementType.Name(type)} elements");
-        var result = into ?? new ArraySegment<byte>(new byte[raw.Length]);
-        if (result.Count != raw.Length) throw new ArgumentException($"destination holds {result.Count} bytes, tensor {weight.Name} {raw.Length}");
-        switch (type)
+        return new DeferredScaling(raw, type, layout, s);
+    }
+}
+
+/// <summary>W' = W·s per channel over W's raw bytes, computed on demand for any range of elements: all at once
+/// (<see cref="Materialize"/>) or a chunk at a time straight into an output stream (<see cref="WriteTo"/>).</summary>
+internal sealed class DeferredScaling
+{
+    readonly ReadOnlyMemory<byte> _source;
+    readonly int _type, _size;
+    readonly bool _columns;
+    readonly double[] _s;
+    readonly (int Start, int Length, double F)[] _runs;
+
+    public DeferredScaling(ReadOnlyMemory<byte> source, int type, ChannelLayout layout, double[] s)
+    {
+        _source = source;
+        _type = type;
+        _size = ElementType.Size(type);
+        _columns = layout is ChannelLayout.Columns;
+        _s = s;
+        _runs = Runs(source.Length / _size, layout, s);
+    }
+
+    public int Length => _source.Length;
+
+    /// <summary>Elements per parallel chunk.</summary>
+    const int ParallelChunk = 1 << 18;
+
+    public byte[] Materialize()
+    {
+        var result = GC.AllocateUninitializedArray<byte>(Length);
+        int count = Length / _size, chunks = Math.Max(1, count / ParallelChunk);
+        Parallel.For(0, chunks, c =>
         {
-            case ElementType.Float: Run<float, FloatOp>(raw, result, layout, runs, s); break;
-            case ElementType.Double: Run<double, DoubleOp>(raw, result, layout, runs, s); break;
-            case ElementType.Float16: Run<Half, HalfOp>(raw, result, layout, runs, s); break;
-            case ElementType.BFloat16: Run<ushort, BFloat16Op>(raw, result, layout, runs, s); break;
-            default: throw new ArgumentException($"cannot scale element type {ElementType.Name(type)}");
-        }
+            int first = (int)((long)count * c / chunks), end = (int)((long)count * (c + 1) / chunks);
+            Produce(first, result.AsSpan(first * _size, (end - first) * _size));
+        });
         return result;
+    }
+
+    /// <summary>A chunk at a time: read the source chunk into a warm buffer, scale it there, write it; chunk k+1 is
+    /// read and scaled on another core while chunk k is written. No memory the size of the tensor is touched.</summary>
+    public void WriteTo(Stream output)
+    {
+        int chunkElements = Onnx.FileBytes.Chunk / _size, count = Length / _size;
+        byte[][] buffers = [System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Min(Length, Onnx.FileBytes.Chunk)), []];
+        if (count > chunkElements) buffers[1] = System.Buffers.ArrayPool<byte>.Shared.Rent(Onnx.FileBytes.Chunk);
+        int Bytes(int first) => Math.Min(chunkElements, count - first) * _size;
+        void Prepare(int first, byte[] buffer)
+        {
+            var chunk = buffer.AsSpan(0, Bytes(first));
+            Onnx.FileBytes.CopyTo(_source, first * _size, chunk);
+            Produce(first, chunk, chunk);
+        }
+        try
+        {
+            Prepare(0, buffers[0]);
+            for (int first = 0, k = 0; first < count; first += chunkElements, k++)
+            {
+                int next = first + chunkElements;
+                var nextBuffer = buffers[(k + 1) & 1];
+                var compute = next < count ? Task.Run(() => Prepare(next, nextBuffer)) : null;
+                try { output.Write(buffers[k & 1], 0, Bytes(first)); }
+                finally { compute?.Wait(); }
+            }
+        }
+        finally
+        {
+            foreach (var b in buffers) if (b.Length > 0) System.Buffers.ArrayPool<byte>.Shared.Return(b);
+        }
+    }
+
+    /// <summary>Elements [first, first + destination.Length / size) of W' into <paramref name="destination"/>.</summary>
+    public void Produce(int first, Span<byte> destination) =>
+        Produce(first, _source.Span.Slice(first * _size, destination.Length), destination);
+
+    /// <summary>The same from a copy of those source elements (which may be <paramref name="destination"/> itself).</summary>
+    void Produce(int first, ReadOnlySpan<byte> src, Span<byte> destination)
+    {
+        switch (_type)
+        {
+            case ElementType.Float: Range<float, FloatOp>(first, src, destination); break;
+            case ElementType.Double: Range<double, DoubleOp>(first, src, destination); break;
+            case ElementType.Float16: Range<Half, HalfOp>(first, src, destination); break;
+            default: Range<ushort, BFloat16Op>(first, src, destination); break;
+        }
     }
 
     interface IScale<T> { static abstract T Apply(T v, double f); }
@@ -58,45 +139,61 @@ public static class ChannelScaling
     struct HalfOp : IScale<Half> { public static Half Apply(Half v, double f) => Rounding.ToHalf(Rounding.FromHalf(v) * f); }
     struct BFloat16Op : IScale<ushort> { public static ushort Apply(ushort v, double f) => Rounding.ToBFloat16Bits(Rounding.FromBFloat16Bits(v) * f); }
 
-    /// <summary>Elements per parallel chunk: large weights are split across cores, small ones are not worth it.</summary>
-    const int Chunk = 1 << 18;
-
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    static void Run<T, TOp>(ReadOnlyMemory<byte> raw, ArraySegment<byte> result, ChannelLayout layout, (int Start, int Length, double F)[] runs, double[] s)
-        where T : unmanaged where TOp : struct, IScale<T>
+    void Range<T, TOp>(int first, ReadOnlySpan<byte> source, Span<byte> destination) where T : unmanaged where TOp : struct, IScale<T>
     {
-        int count = raw.Length / System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
-        int chunks = Math.Max(1, count / Chunk);
-        if (layout is ChannelLayout.Columns)
+        var src = MemoryMarshal.Cast<byte, T>(source);
+        var dst = MemoryMarshal.Cast<byte, T>(destination);
+        if (_columns)
         {
-            int n = s.Length, rows = count / n;
-            Parallel.For(0, chunks, c =>
+            int n = _s.Length, j = first % n;
+            for (int i = 0; i < src.Length; i++)
             {
-                var src = MemoryMarshal.Cast<byte, T>(raw.Span);
-                var dst = MemoryMarshal.Cast<byte, T>(result.AsSpan());
-                for (long row = (long)rows * c / chunks, end = (long)rows * (c + 1) / chunks; row < end; row++)
-                    for (int j = 0, at = (int)row * n; j < n; j++) dst[at + j] = TOp.Apply(src[at + j], s[j]);
-            });
+                dst[i] = TOp.Apply(src[i], _s[j]);
+                if (++j == n) j = 0;
+            }
             return;
         }
-        Parallel.For(0, Math.Min(chunks, runs.Length), c =>
+        // The run holding element `first`, then run by run.
+        int lo = 0, hi = _runs.Length - 1;
+        while (lo < hi)
         {
-            var src = MemoryMarshal.Cast<byte, T>(raw.Span);
-            var dst = MemoryMarshal.Cast<byte, T>(result.AsSpan());
-            int parts = Math.Min(chunks, runs.Length);
-            for (long k = (long)runs.Length * c / parts, end = (long)runs.Length * (c + 1) / parts; k < end; k++)
-            {
-                var (start, length, f) = runs[k];
-                if (typeof(T) == typeof(Half)) // vectorised, same results as HalfOp
-                    HalfVector.ScaleRun(MemoryMarshal.Cast<T, ushort>(src.Slice(start, length)), MemoryMarshal.Cast<T, ushort>(dst.Slice(start, length)), f);
-                else
-                    for (int i = start, stop = start + length; i < stop; i++) dst[i] = TOp.Apply(src[i], f);
-            }
-        });
+            int mid = (lo + hi + 1) >> 1;
+            if (_runs[mid].Start <= first) lo = mid; else hi = mid - 1;
+        }
+        for (int k = lo, at = 0; at < src.Length; k++)
+        {
+            var (start, length, f) = _runs[k];
+            int from = Math.Max(start, first) - first, to = Math.Min(start + length - first, src.Length);
+            if (typeof(T) == typeof(Half)) // vectorised, same results as HalfOp
+                HalfVector.ScaleRun(MemoryMarshal.Cast<T, ushort>(src[from..to]), MemoryMarshal.Cast<T, ushort>(dst[from..to]), f);
+            else if (typeof(T) == typeof(float)) // vectorised, same results as FloatOp
+                ScaleFloats(MemoryMarshal.Cast<T, float>(src[from..to]), MemoryMarshal.Cast<T, float>(dst[from..to]), f);
+            else
+                for (int i = from; i < to; i++) dst[i] = TOp.Apply(src[i], f);
+            at = to;
+        }
     }
 
-    /// <summary>Runs of consecutive elements that share one channel (none for the column layout).</summary>
-    static (int Start, int Length, double F)[] Runs(long count, ChannelLayout layout, double[] s)
+    /// <summary>(float)((double)v·f) a vector at a time: widening is exact and narrowing rounds to nearest even, as the
+    /// scalar cast does, so the results are the same bits.</summary>
+    static void ScaleFloats(ReadOnlySpan<float> src, Span<float> dst, double f)
+    {
+        int i = 0;
+        if (System.Numerics.Vector.IsHardwareAccelerated)
+        {
+            var factor = new System.Numerics.Vector<double>(f);
+            for (int w = System.Numerics.Vector<float>.Count; i <= src.Length - w; i += w)
+            {
+                System.Numerics.Vector.Widen(new System.Numerics.Vector<float>(src.Slice(i, w)), out var lo, out var hi);
+                System.Numerics.Vector.Narrow(lo * factor, hi * factor).CopyTo(dst.Slice(i, w));
+            }
+        }
+        for (; i < src.Length; i++) dst[i] = FloatOp.Apply(src[i], f);
+    }
+
+    /// <summary>Runs of consecutive elements that share one channel, in order (none for the column layout).</summary>
+    internal static (int Start, int Length, double F)[] Runs(long count, ChannelLayout layout, double[] s)
     {
         switch (layout)
         {

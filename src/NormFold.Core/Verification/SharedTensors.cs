@@ -29,10 +29,11 @@ public static class SharedTensors
     /// data is first written (with its own data file) to a temporary folder, since ORT resolves data beside the file.</summary>
     public static OrtRunner Runner(OnnxModel model, IReadOnlyList<string> names, OrtLevel level)
     {
+        model.MaterializeDeferred(_ => false); // a clone would not carry them
         var proto = model.Proto.Clone();
         var outputs = new HashSet<string>(proto.Graph.Output.Select(o => o.Name));
         foreach (var n in names) if (outputs.Add(n)) proto.Graph.Output.Add(new ValueInfoProto { Name = n });
-        var exposed = new OnnxModel(proto, model.SourcePath);
+        using var exposed = new OnnxModel(proto, model.SourcePath);
         if (!exposed.HasExternalData) return new OrtRunner(proto.ToByteArray(), level);
         string dir = Path.Combine(Path.GetTempPath(), $"normfold-check-{Guid.NewGuid():N}");
         Directory.CreateDirectory(dir);

@@ -185,27 +185,58 @@ public class ZeroCopyTests
 {
     [Theory]
     [MemberData(nameof(ModelIoTests.AllModels), MemberType = typeof(ModelIoTests))]
-    public void Zero_copy_parse_equals_a_plain_parse(string relative)
+    public void Zero_copy_parse_equals_a_plain_parse_and_the_spliced_writer_equals_protobufs(string relative)
     {
-        var bytes = File.ReadAllBytes(Path.Combine(ModelsDir, relative));
-        var zero = ZeroCopyParser.TryParse(bytes, out var owned);
+        string path = Path.Combine(ModelsDir, relative);
+        var bytes = File.ReadAllBytes(path);
+        var zero = ZeroCopyParser.TryParse(bytes);
         Assert.NotNull(zero);
         Assert.Equal(ModelProto.Parser.ParseFrom(bytes), zero);
         Assert.Equal(bytes, zero!.ToByteArray());
-        Assert.Equal(zero.Graph.Initializer.Count(t => t.HasRawData), owned.Count);
+        // Loaded the real way (mapped), written with every raw_data spliced in, whatever its size.
+        using var model = OnnxModel.Load(path);
+        var spliced = new MemoryStream();
+        SplicedWriter.Write(model, spliced, minSpliced: 0);
+        Assert.Equal(bytes, spliced.ToArray());
+    }
+
+    [Fact]
+    public void The_spliced_writer_puts_raw_data_where_protobuf_does_among_later_and_unknown_fields()
+    {
+        var g = new GraphBuilder(15);
+        g.Input("x", GraphBuilder.F32, [1, 4, 5, 5]);
+        g.Init("w", GraphBuilder.F32, [4, 4, 3, 3]);
+        g.Node("Conv", ["x", "w"], "y", "conv");
+        g.Output("y");
+        var w = g.Proto.Graph.Initializer.Single();
+        w.DocString = "field 12, after raw_data";
+        w.MetadataProps.Add(new StringStringEntryProto { Key = "k", Value = "v" });
+        // An unknown field (number 99) in the tensor and one in the graph, as a newer ONNX might write.
+        byte[] Unknown(IMessage m) => [.. m.ToByteArray(), 0x98, 0x06, 0x2a]; // tag (99 << 3 | 0) = 792, varint 42
+        var tensor = TensorProto.Parser.ParseFrom(Unknown(w));
+        g.Proto.Graph.Initializer[0] = tensor;
+        var graph = GraphProto.Parser.ParseFrom(Unknown(g.Proto.Graph));
+        g.Proto.Graph = graph;
+        string path = Path.Combine(TempDir(), "m.onnx");
+        File.WriteAllBytes(path, g.Proto.ToByteArray());
+        using var model = OnnxModel.Load(path);
+        var spliced = new MemoryStream();
+        SplicedWriter.Write(model, spliced, minSpliced: 1);
+        Assert.Equal(File.ReadAllBytes(path), spliced.ToArray());
+        Assert.Equal("field 12, after raw_data", ModelProto.Parser.ParseFrom(spliced.ToArray()).Graph.Initializer[0].DocString);
     }
 
     [Fact]
     public void Garbage_falls_back_to_the_plain_parser()
     {
-        Assert.Null(ZeroCopyParser.TryParse([0x3a, 0xff, 0x7f], out _)); // field 7, length past the end
-        Assert.Null(ZeroCopyParser.TryParse([0x0b, 0x00], out _));       // group wire type
+        Assert.Null(ZeroCopyParser.TryParse(new byte[] { 0x3a, 0xff, 0x7f })); // field 7, length past the end
+        Assert.Null(ZeroCopyParser.TryParse(new byte[] { 0x0b, 0x00 }));       // group wire type
     }
 
-    [Fact]
-    public void Reusing_dead_weight_memory_gives_the_same_model_and_spares_shared_weights()
+    /// <summary>Two convs share one weight; a third BN follows the second directly (its fold reads a deferred
+    /// weight); a fourth conv sits in an If branch (its folded weight is not a main-graph initializer).</summary>
+    static ModelProto DeferralModel()
     {
-        // Two convs share one weight, a third has its own: only the third may be overwritten in place.
         var g = new GraphBuilder(15);
         g.Input("x", GraphBuilder.F32, [1, 4, 5, 5]);
         g.Init("w", GraphBuilder.F32, [4, 4, 3, 3]);
@@ -214,22 +245,69 @@ public class ZeroCopyTests
         g.Bn("c1", 4, "y1");
         g.Node("Conv", ["y1", "w"], "c2", "conv2", ("pads", new long[] { 1, 1, 1, 1 }));
         g.Bn("c2", 4, "y2");
-        g.Node("Conv", ["y2", "w3"], "c3", "conv3", ("pads", new long[] { 1, 1, 1, 1 }));
+        g.Bn("y2", 4, "y2b");
+        g.Node("Conv", ["y2b", "w3"], "c3", "conv3", ("pads", new long[] { 1, 1, 1, 1 }));
         g.Bn("c3", 4, "y3");
         g.Output("y3");
+        return g.Proto;
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Deferred_folds_save_the_same_bytes_as_eager_folds(bool external)
+    {
         string dir = TempDir(), path = Path.Combine(dir, "m.onnx");
+        File.WriteAllBytes(path, DeferralModel().ToByteArray());
+        var save = new SaveOptions { ExternalData = external ? ExternalDataMode.All : ExternalDataMode.Keep, ExternalThreshold = 16 };
+        using var eager = OnnxModel.Load(path);
+        Folding.Fold(eager);
+        using var deferred = OnnxModel.Load(path);
+        Folding.Fold(deferred, new PipelineOptions { DeferWeightArithmetic = true });
+        Assert.Contains(deferred.Proto.Graph.Initializer, deferred.IsDeferred);
+        Assert.DoesNotContain(eager.Proto.Graph.Initializer, eager.IsDeferred);
+        string a = Path.Combine(dir, "eager", "m.onnx"), b = Path.Combine(dir, "deferred", "m.onnx");
+        Directory.CreateDirectory(Path.GetDirectoryName(a)!);
+        Directory.CreateDirectory(Path.GetDirectoryName(b)!);
+        ModelWriter.Save(eager, a, save);
+        ModelWriter.Save(deferred, b, save);
+        Assert.Equal(File.ReadAllBytes(a), File.ReadAllBytes(b));
+        if (external) Assert.Equal(File.ReadAllBytes(a + ".data"), File.ReadAllBytes(b + ".data"));
+        Assert.Equal(0, Count(OnnxModel.Load(b), "BatchNormalization"));
+        AssertEquivalent(OnnxModel.Load(path), OnnxModel.Load(b));
+        // Reading a deferred tensor computes it, once, to the same bytes.
+        var t = deferred.Proto.Graph.Initializer.First(deferred.IsDeferred);
+        var bytes = deferred.RawBytes(t).ToArray();
+        Assert.False(deferred.IsDeferred(t));
+        Assert.Equal(eager.RawBytes(eager.Proto.Graph.Initializer.Single(e => e.Name == t.Name)).ToArray(), bytes);
+    }
+
+    [Fact]
+    public void A_deferred_fold_inside_a_subgraph_is_computed_before_saving()
+    {
+        string dir = TempDir(), path = Path.Combine(dir, "m.onnx");
+        var g = new GraphBuilder(15);
+        g.Input("x", GraphBuilder.F32, [1, 3, 5, 5]);
+        g.Input("cond", 9, []);
+        g.Init("w", GraphBuilder.F32, [4, 3, 3, 3]);
+        GraphProto Branch(string tag)
+        {
+            var b = g.Body(tag);
+            b.Node("Conv", ["x", "w"], tag + "_c", tag + "_conv");
+            b.Bn(tag + "_c", 4, tag + "_y", name: tag + "_bn");
+            b.Output(tag + "_y", GraphBuilder.F32, null);
+            return b.Graph;
+        }
+        g.Node("If", ["cond"], "y", "if", ("then_branch", Branch("then")), ("else_branch", Branch("else")));
+        g.Output("y");
         File.WriteAllBytes(path, g.Proto.ToByteArray());
-        var reference = OnnxModel.Load(path);
-        var reused = OnnxModel.Load(path);
-        Folding.Fold(reused, new PipelineOptions { ReuseDeadWeightMemory = true });
-        var (plain, _) = Fold(OnnxModel.Load(path));
-        Assert.Equal(plain.Proto.ToByteArray(), reused.Proto.ToByteArray());
-        AssertEquivalent(reference, reused);
-        // w3 and (once conv1 no longer read it) w were overwritten in the load buffer; conv1's copy of w got its own array.
-        byte[]? Buffer(string name) => reused.TryGetOwnedBytes(reused.Proto.Graph.Initializer.Single(t => t.Name == name), out var b) ? b.Array : null;
-        Assert.NotNull(Buffer("w3_bnfold"));
-        Assert.Same(Buffer("w3_bnfold"), Buffer("w_bnfold_1"));
-        Assert.NotSame(Buffer("w3_bnfold"), Buffer("w_bnfold"));
+        var eagerPath = Path.Combine(dir, "eager.onnx");
+        using (var eager = OnnxModel.Load(path)) { Folding.Fold(eager); ModelWriter.Save(eager, eagerPath); }
+        var deferredPath = Path.Combine(dir, "deferred.onnx");
+        var r = Folding.FoldFile(path, deferredPath);
+        Assert.Contains(r.Log.Decisions, d => d.Outcome == Outcome.Folded);
+        Assert.Equal(File.ReadAllBytes(eagerPath), File.ReadAllBytes(deferredPath));
+        AssertEquivalent(OnnxModel.Load(path), OnnxModel.Load(deferredPath));
     }
 }
 

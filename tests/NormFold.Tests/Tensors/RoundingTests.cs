@@ -139,3 +139,48 @@ public class HalfVectorTests
         Assert.Equal(0x4000, dst[0]);
     }
 }
+
+public class DeferredScalingTests
+{
+    static byte[] Bytes<T>(T[] values) where T : unmanaged => System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
+
+    /// <summary>Any bit pattern — NaNs, infinities, subnormals, values whose product overflows or underflows float —
+    /// scaled by the vector path gives the scalar cast's bits, for every way of cutting the tensor into chunks.</summary>
+    [Theory]
+    [InlineData(1.0001)]
+    [InlineData(-3.7e-20)]
+    [InlineData(6.1e37)]
+    public void Float_weights_scaled_by_vectors_and_in_chunks_equal_the_scalar_cast(double factor)
+    {
+        var rng = new Random(5);
+        var src = new float[3 * 111_111]; // 1.3 MB: streamed in two chunks
+        for (int i = 0; i < src.Length; i++) src[i] = BitConverter.Int32BitsToSingle(rng.Next() ^ (rng.Next(2) << 31));
+        double[] s = [factor, 1.0 / factor, factor * 0.5];
+        var scaling = new DeferredScaling(Bytes(src), ElementType.Float, new ChannelLayout.Rows(), s);
+        var expected = new float[src.Length];
+        for (int i = 0; i < src.Length; i++) expected[i] = (float)(src[i] * s[i / 111_111]);
+        var all = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(scaling.Materialize()).ToArray();
+        Assert.Equal(expected.Select(BitConverter.SingleToInt32Bits), all.Select(BitConverter.SingleToInt32Bits));
+        // Chunks that start and end inside runs, as a streamed save cuts them.
+        var pieces = new byte[src.Length * 4];
+        for (int first = 0; first < src.Length; first += 77_777)
+            scaling.Produce(first, pieces.AsSpan(first * 4, Math.Min(77_777, src.Length - first) * 4));
+        Assert.Equal(Bytes(expected), pieces);
+        var streamed = new MemoryStream();
+        scaling.WriteTo(streamed);
+        Assert.Equal(Bytes(expected), streamed.ToArray());
+    }
+
+    [Fact]
+    public void Column_layout_chunks_continue_the_channel_cycle()
+    {
+        var src = Enumerable.Range(0, 5 * 7).Select(i => (double)i + 0.25).ToArray();
+        double[] s = [1, 2, 3, 4, 5, 6, 7];
+        var scaling = new DeferredScaling(Bytes(src), ElementType.Double, new ChannelLayout.Columns(), s);
+        var pieces = new byte[src.Length * 8];
+        for (int first = 0; first < src.Length; first += 4)
+            scaling.Produce(first, pieces.AsSpan(first * 8, Math.Min(4, src.Length - first) * 8));
+        var got = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, double>(pieces).ToArray();
+        Assert.Equal(src.Select((v, i) => v * s[i % 7]), got);
+    }
+}

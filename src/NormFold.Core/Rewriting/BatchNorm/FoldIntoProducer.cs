@@ -78,27 +78,17 @@ public abstract class FoldIntoProducer<TPlan> : RewriteRule<TPlan> where TPlan :
     }
 
     /// <summary>
-    /// W' = W·s per channel, as a new initializer with a fresh name. When the editor may reuse memory and
-    /// <paramref name="consumer"/> was W's only reader, W' is written over W's own bytes (W is dead and will be removed),
-    /// so a model's old and new weights are never both in memory.
+    /// W' = W·s per channel, as a new initializer with a fresh name. When the editor defers weight arithmetic, W' is
+    /// computed while the model is saved, straight into the output file (never held in memory).
     /// </summary>
-    protected static string ScaledWeight(GraphEditor editor, NodeProto consumer, TensorProto weight, ChannelLayout layout, double[] s)
+    protected static string ScaledWeight(GraphEditor editor, TensorProto weight, ChannelLayout layout, double[] s)
     {
         var model = editor.Index.Model;
-        var readers = editor.Index.Consumers(weight.Name);
-        bool dead = editor.ReuseDeadWeights && readers.Count == 1 && ReferenceEquals(readers[0], consumer)
-            && !editor.Index.IsGraphOutput(weight.Name) && !editor.Index.IsGraphInput(weight.Name)
-            && editor.Index.Initializers.TryGetValue(weight.Name, out var init) && ReferenceEquals(init, weight);
-        ArraySegment<byte>? into = dead && model.TryGetOwnedBytes(weight, out var own) ? own : (ArraySegment<byte>?)null; // not null→byte[]→empty segment
-        var bytes = ChannelScaling.Scale(model, weight, layout, s, into);
-        var tensor = new TensorProto { DataType = weight.DataType, Dims = { weight.Dims },
-            RawData = UnsafeByteOperations.UnsafeWrap(bytes.AsMemory()) };
-        if (into != null)
-        {
-            model.Disown(weight);
-            weight.ClearRawData(); // its bytes are now W'
-        }
-        model.Own(tensor, bytes);
+        var tensor = new TensorProto { DataType = weight.DataType, Dims = { weight.Dims } };
+        if (editor.DeferWeightArithmetic && ChannelScaling.Prepare(model, weight, layout, s) is { } deferred)
+            model.Defer(tensor, deferred);
+        else
+            tensor.RawData = UnsafeByteOperations.UnsafeWrap(ChannelScaling.Scale(model, weight, layout, s));
         return editor.AddInitializer(tensor, weight.Name + "_bnfold");
     }
 

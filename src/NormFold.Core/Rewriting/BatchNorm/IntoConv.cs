@@ -37,7 +37,7 @@ public sealed class IntoConv : FoldIntoProducer<IntoConv.ConvPlan>
     internal static IReadOnlyList<string> Rewrite(GraphEditor editor, ConvPlan plan)
     {
         var node = plan.Target!;
-        string w = ScaledWeight(editor, node, plan.Weight, plan.Layout, plan.Scale);
+        string w = ScaledWeight(editor, plan.Weight, plan.Layout, plan.Scale);
         string biasBase = HasInput(node, 2) ? node.Input[2] + "_bnfold" : plan.Weight.Name + "_bias_bnfold";
         string b = editor.AddInitializer(TensorData.Create("", plan.BiasType, plan.BiasDims, plan.NewBias), biasBase);
         editor.SetInput(node, 1, w);

@@ -45,7 +45,7 @@ public sealed class IntoGemm : FoldIntoProducer<IntoGemm.GemmPlan>
     protected override IReadOnlyList<string> Apply(GraphEditor editor, GemmPlan plan)
     {
         var gemm = plan.Target!;
-        string b = ScaledWeight(editor, gemm, plan.B, plan.Layout, plan.Scale);
+        string b = ScaledWeight(editor, plan.B, plan.Layout, plan.Scale);
         string cBase = HasInput(gemm, 2) ? gemm.Input[2] + "_bnfold" : plan.B.Name + "_bias_bnfold";
         string c = editor.AddInitializer(TensorData.Create("", plan.CType, plan.CDims, plan.NewC), cBase);
         editor.SetInput(gemm, 1, b);

@@ -56,7 +56,7 @@ public sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
     protected override IReadOnlyList<string> Apply(GraphEditor editor, MatMulPlan plan)
     {
         var matmul = plan.Target!;
-        string b = ScaledWeight(editor, matmul, plan.B, new ChannelLayout.Columns(), plan.Scale);
+        string b = ScaledWeight(editor, plan.B, new ChannelLayout.Columns(), plan.Scale);
         editor.SetInput(matmul, 1, b);
         // The MatMul's value changes, so its output gets a new name: a name never stands for two different values.
         string product = editor.Names.FreshValue(matmul.Output[0] + "_bnfold");

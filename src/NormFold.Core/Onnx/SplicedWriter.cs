@@ -1,0 +1,155 @@
+using Google.Protobuf;
+using NormFold.Onnx.Proto;
+
+namespace NormFold.Onnx;
+
+/// <summary>
+/// Serialises a model to the same bytes as Google.Protobuf's WriteTo, but writes the main graph's large initializer
+/// payloads straight from where they are (the mapped input file) or computes them into the output (deferred folds),
+/// instead of copying them through protobuf's buffer. The mirror image of <see cref="ZeroCopyParser"/>:
+/// protobuf serialises the model without those raw_data fields (a few KB to MB), and the walk below puts each field
+/// back where protobuf would have written it — in field-number order inside its TensorProto, before any field numbered
+/// above 9 and before unknown fields — fixing the length prefixes of the tensor, graph and model fields around it.
+/// </summary>
+internal static class SplicedWriter
+{
+    const int ModelGraph = 7, GraphInitializer = 5, TensorRawData = 9;
+    /// <summary>Payloads below this are left to protobuf.</summary>
+    internal const int MinSpliced = 1 << 12;
+
+    public static void Write(OnnxModel model, Stream output, int minSpliced = MinSpliced)
+    {
+        var graph = model.Proto.Graph;
+        var spliced = new Dictionary<int, (TensorProto Tensor, ByteString? Raw, long Length)>();
+        if (graph != null)
+            for (int i = 0; i < graph.Initializer.Count; i++)
+            {
+                var t = graph.Initializer[i];
+                if (OnnxModel.IsExternal(t)) continue;
+                bool deferred = model.IsDeferred(t);
+                if (deferred || t.HasRawData && t.RawData.Length >= minSpliced)
+                    spliced[i] = (t, deferred ? null : t.RawData, model.RawLength(t));
+            }
+        if (spliced.Count == 0)
+        {
+            model.Proto.WriteTo(output);
+            return;
+        }
+        byte[] skeleton;
+        foreach (var (t, _, _) in spliced.Values) t.ClearRawData();
+        try { skeleton = model.Proto.ToByteArray(); }
+        finally
+        {
+            foreach (var (t, raw, _) in spliced.Values) if (raw != null) t.RawData = raw;
+        }
+        foreach (var piece in Splice(skeleton, spliced))
+        {
+            if (piece.Tensor is null) output.Write(piece.Bytes, piece.Offset, piece.Length);
+            else model.WriteRaw(piece.Tensor, output);
+        }
+    }
+
+    /// <summary>Bytes[Offset, Offset + Length) — of the skeleton, or new framing (a tag and a length) — or a tensor's payload.</summary>
+    readonly record struct Piece(byte[] Bytes, int Offset, int Length, TensorProto? Tensor = null)
+    {
+        public static Piece Payload(TensorProto t) => new([], 0, 0, t);
+        public static Piece Framing(int tag, long length)
+        {
+            var s = new MemoryStream(11);
+            WriteVarint(s, (ulong)tag);
+            WriteVarint(s, (ulong)length);
+            return new Piece(s.ToArray(), 0, (int)s.Length);
+        }
+    }
+
+    static List<Piece> Splice(byte[] skeleton, Dictionary<int, (TensorProto Tensor, ByteString? Raw, long Length)> spliced)
+    {
+        // The graph field of the model (protobuf writes it once, in field order).
+        var (graphTag, graphStart, graphEnd) = FindField(skeleton, 0, skeleton.Length, ModelGraph)
+            ?? throw new InvalidOperationException("model without a graph field");
+        var graphPieces = new List<Piece>();
+        long graphLength = 0;
+        int pos = graphStart, initializer = 0;
+        while (pos < graphEnd)
+        {
+            int fieldStart = pos;
+            var (field, wire, payload, end) = NextField(skeleton, ref pos, graphEnd);
+            if (field == GraphInitializer && wire == 2 && spliced.TryGetValue(initializer++, out var s))
+            {
+                int insert = InsertionPoint(skeleton, payload, end);
+                long tensorLength = end - payload + 1 + VarintSize((ulong)s.Length) + s.Length;
+                graphPieces.Add(Piece.Framing(GraphInitializer << 3 | 2, tensorLength));
+                graphPieces.Add(new Piece(skeleton, payload, insert - payload));
+                graphPieces.Add(Piece.Framing(TensorRawData << 3 | 2, s.Length));
+                graphPieces.Add(Piece.Payload(s.Tensor));
+                graphPieces.Add(new Piece(skeleton, insert, end - insert));
+                graphLength += 1 + VarintSize((ulong)tensorLength) + tensorLength;
+                continue;
+            }
+            graphPieces.Add(new Piece(skeleton, fieldStart, end - fieldStart));
+            graphLength += end - fieldStart;
+        }
+        if (graphLength > int.MaxValue) throw new InvalidOperationException("graph larger than protobuf's 2 GB limit");
+        return
+        [
+            new Piece(skeleton, 0, graphTag),
+            Piece.Framing(ModelGraph << 3 | 2, graphLength),
+            .. graphPieces,
+            new Piece(skeleton, graphEnd, skeleton.Length - graphEnd),
+        ];
+    }
+
+    /// <summary>Where raw_data goes in a TensorProto's fields: before the first field numbered above 9, else at the end.</summary>
+    static int InsertionPoint(ReadOnlySpan<byte> b, int start, int end)
+    {
+        int pos = start;
+        while (pos < end)
+        {
+            int fieldStart = pos;
+            var (field, _, _, _) = NextField(b, ref pos, end);
+            if (field > TensorRawData) return fieldStart;
+        }
+        return end;
+    }
+
+    static (int TagStart, int PayloadStart, int End)? FindField(ReadOnlySpan<byte> b, int start, int end, int wanted)
+    {
+        int pos = start;
+        while (pos < end)
+        {
+            int fieldStart = pos;
+            var (field, wire, payload, fieldEnd) = NextField(b, ref pos, end);
+            if (field == wanted && wire == 2) return (fieldStart, payload, fieldEnd);
+        }
+        return null;
+    }
+
+    /// <summary>One field of protobuf's own output (so well-formed): its number, wire type, payload start and end.</summary>
+    static (int Field, int Wire, int Payload, int End) NextField(ReadOnlySpan<byte> b, ref int pos, int end)
+    {
+        if (!ZeroCopyParser.ReadVarint(b, ref pos, end, out ulong tag)) throw new InvalidOperationException("bad tag");
+        int wire = (int)(tag & 7);
+        int payload = pos;
+        switch (wire)
+        {
+            case 0: ZeroCopyParser.ReadVarint(b, ref pos, end, out _); payload = pos; break;
+            case 1: pos += 8; break;
+            case 5: pos += 4; break;
+            case 2:
+                ZeroCopyParser.ReadVarint(b, ref pos, end, out ulong length);
+                payload = pos;
+                pos += (int)length;
+                break;
+            default: throw new InvalidOperationException($"wire type {wire} in protobuf's own output");
+        }
+        return ((int)(tag >> 3), wire, payload, pos);
+    }
+
+    static int VarintSize(ulong v) { int n = 1; while (v >= 0x80) { v >>= 7; n++; } return n; }
+
+    static void WriteVarint(MemoryStream s, ulong v)
+    {
+        while (v >= 0x80) { s.WriteByte((byte)(v | 0x80)); v >>= 7; }
+        s.WriteByte((byte)v);
+    }
+}
