@@ -95,9 +95,14 @@ internal sealed class DeferredScaling
         int Bytes(int first) => Math.Min(chunkElements, count - first) * _size;
         void Prepare(int first, byte[] buffer)
         {
-            var chunk = buffer.AsSpan(0, Bytes(first));
-            Onnx.FileBytes.CopyTo(_source, first * _size, chunk);
-            Produce(first, chunk, chunk);
+            int elements = Bytes(first) / _size, half = elements / 2;
+            Parallel.For(0, 2, h =>
+            {
+                int from = first + (h == 0 ? 0 : half), n = h == 0 ? half : elements - half;
+                var chunk = buffer.AsSpan((from - first) * _size, n * _size);
+                Onnx.FileBytes.CopyTo(_source, from * _size, chunk);
+                Produce(from, chunk, chunk);
+            });
         }
         try
         {
