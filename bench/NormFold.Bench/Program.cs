@@ -15,6 +15,7 @@ using NormFold.Verification;
 bool quick = args.Contains("--quick");
 if (args.Length > 1 && args[0] == "--phases") return Phases(args[1]);
 if (args.Length > 1 && args[0] == "--scaling") return Scaling(args[1]);
+if (args.Length > 1 && args[0] == "--checker") return Checker(args[1], args.Length > 2 ? int.Parse(args[2]) : 5);
 if (args.Length > 1 && args[0] == "--fold-samples") return FoldSamples(args[1], args.Length > 2 ? int.Parse(args[2]) : 9);
 string outDir = Path.GetFullPath(args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault() ?? "bench-out");
 Directory.CreateDirectory(outDir);
@@ -196,11 +197,12 @@ Line();
     {
         List<NamedTensor> x = null!;
         gen += Time(() => x = generator.Generate(it));
-        List<NamedTensor> e = null!, f = null!;
-        ortTime += Time(() => { e = a.Run(x, names); f = b.Run(x, names); });
+        OrtOutputs e = null!, f = null!;
+        ortTime += Time(() => { e = a.RunInPlace(x, names); f = b.RunInPlace(x, names); }); // as EquivalenceChecker runs them
         var byName = f.ToDictionary(t => t.Name);
         cmp += Time(() => Parallel.ForEach(e, t => Comparator.Compare(t, byName[t.Name]))); // as EquivalenceChecker does
         elements = e.Sum(t => t.Count);
+        e.Dispose(); f.Dispose();
     }
     Line($"Per iteration: input generation {gen / iterations:F1} ms, comparison of {shared.Count + 1} tensors ({elements / 1e6:F1} M elements) {cmp / iterations:F1} ms, " +
          $"the two ORT runs {ortTime / iterations:F1} ms. Checker's own work = {(gen + cmp) / ortTime * 100:F1}% of the ORT runs (target < 10%).");
@@ -278,6 +280,33 @@ static int Scaling(string path)
         sw.Restart();
         foreach (var w in weights) m.ReadDoubles(w);
         Console.WriteLine($"  read as doubles in {sw.Elapsed.TotalMilliseconds:F0} ms");
+    }
+    return 0;
+}
+
+/// <summary>§5 alone, per iteration: ORT runs (outputs left in ORT's buffers), comparison, and the old copy-out.</summary>
+static int Checker(string path, int iterations)
+{
+    string folded = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, "checker_folded.onnx");
+    Folding.FoldFile(path, folded);
+    using var reference = OnnxModel.Load(path);
+    using var candidate = OnnxModel.Load(folded);
+    var shared = SharedTensors.Names(reference, candidate);
+    using var a = SharedTensors.Runner(reference, shared, OrtLevel.Disable);
+    using var b = SharedTensors.Runner(candidate, shared, OrtLevel.Disable);
+    var names = a.Outputs.Select(o => o.Name).ToList();
+    var generator = new InputGenerator(a.Inputs, 0, new Dictionary<string, long[]> { ["input"] = [1, 3, 224, 224] });
+    for (int it = 0; it < iterations; it++)
+    {
+        List<NamedTensor> x = null!;
+        double gen = Time(() => x = generator.Generate(it));
+        OrtOutputs e = null!, f = null!;
+        double ort = Time(() => { e = a.RunInPlace(x, names); f = b.RunInPlace(x, names); });
+        var byName = f.ToDictionary(t => t.Name);
+        double cmp = Time(() => Parallel.ForEach(e, t => Comparator.Compare(t, byName[t.Name])));
+        double copy = Time(() => { foreach (var t in e.Concat(f)) t.Data.ToArray(); });
+        e.Dispose(); f.Dispose();
+        Console.WriteLine($"gen {gen:F1} ort {ort:F0} compare {cmp:F0} ({(gen + cmp) / ort * 100:F1}%) | a copy-out would add {copy:F0}");
     }
     return 0;
 }

@@ -84,8 +84,8 @@ public static class Comparator
     static OutputComparison Core<T, TE>(NamedTensor reference, NamedTensor actual, Func<int, double, Tolerance> toleranceFor,
         string typeName) where T : unmanaged where TE : struct, IElement<T>
     {
-        var r = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(reference.Data);
-        var a = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(actual.Data);
+        var r = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(reference.Data.Span);
+        var a = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(actual.Data.Span);
         int n = r.Length;
         // Pass 1: everything that does not depend on the tolerance (which depends on the magnitude, known only after).
         var st = new Stats();

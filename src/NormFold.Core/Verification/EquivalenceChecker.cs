@@ -102,8 +102,9 @@ public static class EquivalenceChecker
         for (int it = 0; it < options.Iterations; it++)
         {
             var inputs = inputsFor(it);
-            var expected = reference.Run(inputs, referenceNames);
-            var actual = candidate.Run(inputs, referenceNames.Where(candidateNames.Contains).ToList()).ToDictionary(t => t.Name);
+            using var expected = reference.RunInPlace(inputs, referenceNames);
+            using var candidateOutputs = candidate.RunInPlace(inputs, referenceNames.Where(candidateNames.Contains).ToList());
+            var actual = candidateOutputs.ToDictionary(t => t.Name);
             onOutputs?.Invoke(it, inputs, expected.Take(graphOutputs.Count).ToList(), actual.Where(kv => !extra.Contains(kv.Key)).ToDictionary());
             // Tensors are independent: compare them on every core.
             var compared = new OutputComparison[expected.Count];

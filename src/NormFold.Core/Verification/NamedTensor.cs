@@ -4,7 +4,7 @@ using NormFold.Tensors;
 namespace NormFold.Verification;
 
 /// <summary>A tensor value by name: ONNX element type, shape, and its elements as raw little-endian bytes.</summary>
-public sealed record NamedTensor(string Name, int ElementType, long[] Shape, byte[] Data)
+public sealed record NamedTensor(string Name, int ElementType, long[] Shape, ReadOnlyMemory<byte> Data)
 {
     public long Count => Shape.Aggregate(1L, (a, b) => a * b);
 
@@ -15,7 +15,7 @@ public sealed record NamedTensor(string Name, int ElementType, long[] Shape, byt
     /// <summary>Elements as double (every numeric type and bool).</summary>
     public double[] ToDoubles()
     {
-        var span = Data.AsSpan();
+        var span = Data.Span;
         var result = new double[Count];
         switch ((Onnx.Proto.TensorProto.Types.DataType)ElementType)
         {

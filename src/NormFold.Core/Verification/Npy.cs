@@ -102,7 +102,7 @@ public static partial class Npy
         else BinaryPrimitives.WriteUInt16LittleEndian(len, (ushort)header.Length);
         fs.Write(len);
         fs.Write(Encoding.Latin1.GetBytes(header));
-        fs.Write(tensor.Data);
+        fs.Write(tensor.Data.Span);
     }
 
     [GeneratedRegex(@"'descr'\s*:\s*'([^']+)'")] private static partial Regex DescrPattern();

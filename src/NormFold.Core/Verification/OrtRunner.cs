@@ -53,30 +53,42 @@ public sealed class OrtRunner : IDisposable
                 kv.Value.SymbolicDimensions ?? new string[kv.Value.Dimensions.Length])
             : new TensorSignature(kv.Key, 0, [], [])).ToList();
 
-    /// <summary>Runs the model; returns the requested outputs (all by default) in the order asked.</summary>
+    /// <summary>Runs the model; returns the requested outputs (all by default) in the order asked, copied out of ORT.</summary>
     public List<NamedTensor> Run(IReadOnlyList<NamedTensor> inputs, IReadOnlyList<string>? outputNames = null)
+    {
+        using var outputs = RunInPlace(inputs, outputNames);
+        return outputs.Select(t => t with { Data = t.Data.ToArray() }).ToList();
+    }
+
+    /// <summary>
+    /// Runs the model; the outputs' bytes stay in ORT's buffers (no copy: on this kind of machine a copy into fresh
+    /// memory costs as much as the comparison). They are valid until the result is disposed.
+    /// </summary>
+    public OrtOutputs RunInPlace(IReadOnlyList<NamedTensor> inputs, IReadOnlyList<string>? outputNames = null)
     {
         outputNames ??= Outputs.Select(o => o.Name).ToList();
         var values = new List<OrtValue>(inputs.Count);
+        IDisposableReadOnlyCollection<OrtValue>? results = null;
         try
         {
             foreach (var input in inputs)
             {
                 var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, (TensorElementType)input.ElementType, input.Shape);
                 values.Add(value);
-                input.Data.CopyTo(value.GetTensorMutableRawData());
+                input.Data.Span.CopyTo(value.GetTensorMutableRawData());
             }
             using var runOptions = new RunOptions();
-            using var results = _session.Run(runOptions, inputs.Select(i => i.Name).ToList(), values, outputNames);
-            var outputs = new List<NamedTensor>(outputNames.Count);
+            results = _session.Run(runOptions, inputs.Select(i => i.Name).ToList(), values, outputNames);
+            var outputs = new OrtOutputs(results);
             int k = 0;
             foreach (var r in results)
             {
                 string name = outputNames[k++];
                 if (!r.IsTensor) throw new NotSupportedException($"output '{name}' is not a tensor; only tensors can be compared");
                 var info = r.GetTensorTypeAndShape();
-                outputs.Add(new NamedTensor(name, (int)info.ElementDataType, info.Shape, r.GetTensorMutableRawData().ToArray()));
+                outputs.Add(new NamedTensor(name, (int)info.ElementDataType, info.Shape, outputs.View(r)));
             }
+            results = null; // the outputs' now
             return outputs;
         }
         catch (OnnxRuntimeException e)
@@ -85,6 +97,7 @@ public sealed class OrtRunner : IDisposable
         }
         finally
         {
+            results?.Dispose();
             foreach (var v in values) v.Dispose();
         }
     }
@@ -92,4 +105,39 @@ public sealed class OrtRunner : IDisposable
     static string FirstLine(string s) => s.Split('\n')[0].Trim();
 
     public void Dispose() => _session.Dispose();
+}
+
+/// <summary>A run's outputs, their bytes in ORT's own buffers until disposed (reading them afterwards throws).</summary>
+public sealed class OrtOutputs : System.Collections.ObjectModel.Collection<NamedTensor>, IDisposable
+{
+    readonly IDisposableReadOnlyCollection<OrtValue> _values;
+    bool _disposed;
+
+    internal OrtOutputs(IDisposableReadOnlyCollection<OrtValue> values) => _values = values;
+
+    internal ReadOnlyMemory<byte> View(OrtValue value)
+    {
+        var span = value.GetTensorMutableRawData();
+        if (span.IsEmpty) return ReadOnlyMemory<byte>.Empty;
+        unsafe
+        {
+            fixed (byte* p = span) return new NativeView(this, p, span.Length).Memory; // ORT's buffer does not move
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _values.Dispose();
+    }
+
+    sealed unsafe class NativeView(OrtOutputs owner, byte* pointer, int length) : System.Buffers.MemoryManager<byte>
+    {
+        public override Span<byte> GetSpan() =>
+            owner._disposed ? throw new ObjectDisposedException("ORT outputs", "read after the run's outputs were disposed") : new(pointer, length);
+        public override System.Buffers.MemoryHandle Pin(int elementIndex = 0) => new(pointer + elementIndex, default, this);
+        public override void Unpin() { }
+        protected override void Dispose(bool disposing) { }
+    }
 }
