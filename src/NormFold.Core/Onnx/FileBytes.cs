@@ -62,22 +62,41 @@ internal sealed class FileBytes : IDisposable
     /// when it is a mapped file's (see <see cref="CopyTo"/>).</summary>
     public static void WriteTo(ReadOnlyMemory<byte> memory, Stream output)
     {
-        if (!MemoryMarshal.TryGetMemoryManager(memory, out MappedMemory? _, out _, out _))
+        if (!MemoryMarshal.TryGetMemoryManager(memory, out MappedMemory? _, out _, out _)) output.Write(memory.Span);
+        else WriteChunked(output, memory.Length, (chunk, offset) => CopyTo(memory, offset, chunk));
+    }
+
+    /// <summary>Writes <paramref name="length"/> bytes that <paramref name="fill"/>(chunk, offset) produces a chunk at a
+    /// time into warm pooled buffers. To a file, chunks are filled and written at their offsets on every core at once;
+    /// to any other stream, in order. Chunk offsets are multiples of <see cref="Chunk"/>.</summary>
+    public static void WriteChunked(Stream output, int length, Action<Span<byte>, int> fill)
+    {
+        if (output is FileStream { CanSeek: true } file && length > Chunk)
         {
-            output.Write(memory.Span);
+            file.Flush();
+            long start = file.Position;
+            var handle = file.SafeFileHandle;
+            Parallel.For(0, (length + Chunk - 1) / Chunk, () => ArrayPool<byte>.Shared.Rent(Chunk), (k, _, buffer) =>
+            {
+                int offset = k * Chunk, n = Math.Min(Chunk, length - offset);
+                fill(buffer.AsSpan(0, n), offset);
+                RandomAccess.Write(handle, buffer.AsSpan(0, n), start + offset);
+                return buffer;
+            }, buffer => ArrayPool<byte>.Shared.Return(buffer));
+            file.Seek(start + length, SeekOrigin.Begin);
             return;
         }
-        var buffer = ArrayPool<byte>.Shared.Rent(Math.Min(memory.Length, Chunk));
+        var one = ArrayPool<byte>.Shared.Rent(Math.Min(length, Chunk));
         try
         {
-            for (int done = 0; done < memory.Length; done += Chunk)
+            for (int offset = 0; offset < length; offset += Chunk)
             {
-                int n = Math.Min(Chunk, memory.Length - done);
-                CopyTo(memory, done, buffer.AsSpan(0, n));
-                output.Write(buffer, 0, n);
+                int n = Math.Min(Chunk, length - offset);
+                fill(one.AsSpan(0, n), offset);
+                output.Write(one, 0, n);
             }
         }
-        finally { ArrayPool<byte>.Shared.Return(buffer); }
+        finally { ArrayPool<byte>.Shared.Return(one); }
     }
 
     /// <summary>Bytes per streamed chunk: large enough for few system calls, small enough to stay in cache.</summary>

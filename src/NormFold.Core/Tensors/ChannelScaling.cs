@@ -85,42 +85,14 @@ internal sealed class DeferredScaling
         return result;
     }
 
-    /// <summary>A chunk at a time: read the source chunk into a warm buffer, scale it there, write it; chunk k+1 is
-    /// read and scaled on another core while chunk k is written. No memory the size of the tensor is touched.</summary>
-    public void WriteTo(Stream output)
-    {
-        int chunkElements = Onnx.FileBytes.Chunk / _size, count = Length / _size;
-        byte[][] buffers = [System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Min(Length, Onnx.FileBytes.Chunk)), []];
-        if (count > chunkElements) buffers[1] = System.Buffers.ArrayPool<byte>.Shared.Rent(Onnx.FileBytes.Chunk);
-        int Bytes(int first) => Math.Min(chunkElements, count - first) * _size;
-        void Prepare(int first, byte[] buffer)
+    /// <summary>A chunk at a time: read the source chunk into a warm buffer, scale it there, write it (chunks on
+    /// every core at once when the output is a file). No memory the size of the tensor is touched.</summary>
+    public void WriteTo(Stream output) =>
+        Onnx.FileBytes.WriteChunked(output, Length, (chunk, offset) =>
         {
-            int elements = Bytes(first) / _size, half = elements / 2;
-            Parallel.For(0, 2, h =>
-            {
-                int from = first + (h == 0 ? 0 : half), n = h == 0 ? half : elements - half;
-                var chunk = buffer.AsSpan((from - first) * _size, n * _size);
-                Onnx.FileBytes.CopyTo(_source, from * _size, chunk);
-                Produce(from, chunk, chunk);
-            });
-        }
-        try
-        {
-            Prepare(0, buffers[0]);
-            for (int first = 0, k = 0; first < count; first += chunkElements, k++)
-            {
-                int next = first + chunkElements;
-                var nextBuffer = buffers[(k + 1) & 1];
-                var compute = next < count ? Task.Run(() => Prepare(next, nextBuffer)) : null;
-                try { output.Write(buffers[k & 1], 0, Bytes(first)); }
-                finally { compute?.Wait(); }
-            }
-        }
-        finally
-        {
-            foreach (var b in buffers) if (b.Length > 0) System.Buffers.ArrayPool<byte>.Shared.Return(b);
-        }
-    }
+            Onnx.FileBytes.CopyTo(_source, offset, chunk);
+            Produce(offset / _size, chunk, chunk);
+        });
 
     /// <summary>Elements [first, first + destination.Length / size) of W' into <paramref name="destination"/>.</summary>
     public void Produce(int first, Span<byte> destination) =>

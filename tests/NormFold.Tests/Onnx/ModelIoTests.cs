@@ -227,6 +227,16 @@ public class ZeroCopyTests
     }
 
     [Fact]
+    public void A_disposed_models_weights_are_unreadable_rather_than_dangling()
+    {
+        var model = OnnxModel.Load(Path.Combine(ModelsDir, "resnet_tiny.onnx"));
+        var weight = model.Proto.Graph.Initializer.First(t => t.RawData.Length > 1000);
+        Assert.NotEqual(0, model.RawBytes(weight)[0] | model.RawBytes(weight)[1] | model.RawBytes(weight)[2]);
+        model.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => model.RawBytes(weight).Length);
+    }
+
+    [Fact]
     public void Garbage_falls_back_to_the_plain_parser()
     {
         Assert.Null(ZeroCopyParser.TryParse(new byte[] { 0x3a, 0xff, 0x7f })); // field 7, length past the end
