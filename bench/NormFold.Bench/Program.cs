@@ -59,8 +59,8 @@ Line();
 Line("Floor = Google.Protobuf parse + serialise of the same file in this process. ORT = session creation at ORT_ENABLE_BASIC with");
 Line($"OptimizedModelFilePath (what users run today to get ORT's fused graph offline). Medians of {reps}, the four interleaved; fold = load + fold + save.");
 Line();
-Line("Write-only = writing the same number of bytes from a warm buffer to a new file and renaming it over the previous one:");
-Line("the least any tool that saves the model pays.");
+Line("Write-only = writing the same number of bytes from a warm buffer to a new file: the least any tool that saves the model pays.");
+Line("Every column writes a new file; overwriting an existing output would add the old file's deletion to each alike.");
 Line();
 Line("| Model | Size MB | Write-only ms | Floor ms | Fold ms | Fold / floor | ORT basic+save ms | ORT / fold |");
 Line("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
@@ -72,10 +72,12 @@ foreach (var (name, path) in models)
     var warm = new byte[1 << 20];
     long total = ModelBytes(path);
     var dataFiles = ExternalFiles(path);
+    string folded = Path.Combine(outDir, "folded_tmp.onnx"), ortOut = Path.Combine(outDir, "ort_tmp.onnx"), written = Path.Combine(outDir, "write_tmp.onnx");
     for (int i = 0; i < reps; i++)
     {
-        // Alternate, so that neither side always runs on a warm cache; collect first, so that neither pays for the
-        // other's garbage.
+        // Interleaved, so that no side always runs on a warm cache; each writes a file that does not exist yet (the
+        // previous one is deleted before the clock starts); Time collects garbage first, so no side pays for another's.
+        Fresh(tmp, tmp + ".data");
         floor.Add(Time(() =>
         {
             ModelProto m;
@@ -84,18 +86,19 @@ foreach (var (name, path) in models)
             // An external-data model's floor also reads and writes its data file(s).
             foreach (var data in dataFiles) File.WriteAllBytes(tmp + ".data", File.ReadAllBytes(data));
         }));
-        fold.Add(Time(() => Folding.FoldFile(path, Path.Combine(outDir, "folded_tmp.onnx"))));
+        Fresh(folded, folded + ".data");
+        fold.Add(Time(() => Folding.FoldFile(path, folded)));
+        Fresh(ortOut);
         ort.Add(Time(() =>
         {
-            using var o = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_BASIC, OptimizedModelFilePath = Path.Combine(outDir, "ort_tmp.onnx") };
+            using var o = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_BASIC, OptimizedModelFilePath = ortOut };
             using var s = new InferenceSession(path, o);
         }));
+        Fresh(written);
         write.Add(Time(() =>
         {
-            string w = Path.Combine(outDir, "write_tmp.new");
-            using (var o = new FileStream(w, FileMode.Create, FileAccess.Write, FileShare.None, 1))
-                for (long done = 0; done < total; done += warm.Length) o.Write(warm, 0, (int)Math.Min(warm.Length, total - done));
-            File.Move(w, Path.Combine(outDir, "write_tmp.onnx"), overwrite: true);
+            using var o = new FileStream(written, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1);
+            for (long done = 0; done < total; done += warm.Length) o.Write(warm, 0, (int)Math.Min(warm.Length, total - done));
         }));
     }
     double fl = Median(floor), fo = Median(fold), or = Median(ort), wr = Median(write);
@@ -335,13 +338,16 @@ static int FoldSamples(string path, int reps)
     string dir = ScratchDir(), tmp = Path.Combine(dir, "samples_tmp.onnx");
     for (int i = 0; i < reps; i++)
     {
+        Fresh(tmp);
         double floor = Time(() =>
         {
             ModelProto m;
             using (var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16)) m = ModelProto.Parser.ParseFrom(f);
             using (var o = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20)) m.WriteTo(o);
         });
+        Fresh(Path.Combine(dir, "samples_folded.onnx"), Path.Combine(dir, "samples_folded.onnx.data"));
         double fold = Time(() => Folding.FoldFile(path, Path.Combine(dir, "samples_folded.onnx")));
+        Fresh(Path.Combine(dir, "samples_ort.onnx"));
         double ort = Time(() =>
         {
             using var o = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_BASIC, OptimizedModelFilePath = Path.Combine(dir, "samples_ort.onnx") };
@@ -385,6 +391,11 @@ static int Phases(string path)
         Console.WriteLine($"load {load:F0} fold {fold:F0} save {save:F0} | parse {parse:F0} write {write:F0} | gen0 {GC.CollectionCount(0)} gen2 {GC.CollectionCount(2)}");
     }
     return 0;
+}
+
+static void Fresh(params string[] paths)
+{
+    foreach (var p in paths) if (File.Exists(p)) File.Delete(p);
 }
 
 /// <summary>Where the hidden modes write (never beside the model: tests/models must stay as committed).</summary>

@@ -154,6 +154,7 @@ internal sealed class DeferredScaling
 
     /// <summary>(float)((double)v·f) a vector at a time: widening is exact and narrowing rounds to nearest even, as the
     /// scalar cast does, so the results are the same bits.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     static void ScaleFloats(ReadOnlySpan<float> src, Span<float> dst, double f)
     {
         int i = 0;
