@@ -403,7 +403,7 @@ static int Phases(string path)
         double parse = sw.Elapsed.TotalMilliseconds;
         using (var o = File.Create(Path.Combine(ScratchDir(), "phases2.onnx"))) p.WriteTo(o);
         double write = sw.Elapsed.TotalMilliseconds - parse;
-        Console.WriteLine($"load {load:F0} fold {fold:F0} save {save:F0} | parse {parse:F0} write {write:F0} | gen0 {GC.CollectionCount(0)} gen2 {GC.CollectionCount(2)}");
+        Console.WriteLine($"load {load:F2} fold {fold:F2} save {save:F2} | parse {parse:F2} write {write:F2} | gen0 {GC.CollectionCount(0)} gen2 {GC.CollectionCount(2)}");
     }
     return 0;
 }

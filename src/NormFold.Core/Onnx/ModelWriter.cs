@@ -28,6 +28,7 @@ public static class ModelWriter
     /// <summary>Protobuf's hard limit for one message.</summary>
     public const long ProtobufLimit = int.MaxValue;
     const int Alignment = 4096;
+    static readonly byte[] Zeros = new byte[Alignment];
 
     /// <summary>Refuses an output path that is a folder or lies in a folder that does not exist.</summary>
     public static void CheckOutputPath(string path)
@@ -72,36 +73,38 @@ public static class ModelWriter
         var restore = new List<(TensorProto Tensor, TensorProto Saved)>();
         try
         {
-            try { File.WriteAllBytes(tmpModel, []); }
+            // Opened first: a folder we cannot write in fails here, before any data is written.
+            FileStream stream;
+            try { stream = new FileStream(tmpModel, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 throw new ModelFormatException($"{path}: cannot write in '{dir}': {e.GetType().Name.Replace("Exception", "")}", e);
             }
-            File.Delete(tmpModel);
-            if (tmpData != null)
+            using (stream)
             {
-                using var data = new FileStream(tmpData, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
-                foreach (var t in moved)
+                if (tmpData != null)
                 {
-                    long pad = (Alignment - data.Position % Alignment) % Alignment;
-                    if (pad > 0) data.Write(new byte[pad]);
-                    long offset = data.Position;
-                    model.WriteRaw(t, data);
-                    long length = data.Position - offset;
-                    restore.Add((t, StorageFields(t)));
-                    t.ClearRawData();
-                    t.ExternalData.Clear();
-                    t.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = dataName });
-                    t.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString() });
-                    t.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = length.ToString() });
-                    t.DataLocation = TensorProto.Types.DataLocation.External;
+                    using var data = new FileStream(tmpData, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
+                    foreach (var t in moved)
+                    {
+                        data.Write(Zeros.AsSpan(0, (int)((Alignment - data.Position % Alignment) % Alignment)));
+                        long offset = data.Position;
+                        model.WriteRaw(t, data);
+                        long length = data.Position - offset;
+                        restore.Add((t, StorageFields(t)));
+                        t.ClearRawData();
+                        t.ExternalData.Clear();
+                        t.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = dataName });
+                        t.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString() });
+                        t.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = length.ToString() });
+                        t.DataLocation = TensorProto.Types.DataLocation.External;
+                    }
                 }
-            }
-            // Deferred folds are computed into the file; only the main graph's initializers can be (SplicedWriter).
-            var main = new HashSet<TensorProto>(model.Proto.Graph?.Initializer ?? [], ReferenceEqualityComparer.Instance);
-            model.MaterializeDeferred(t => main.Contains(t) || OnnxModel.IsExternal(t));
-            using (var stream = new FileStream(tmpModel, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+                // Deferred folds are computed into the file; only the main graph's initializers can be (SplicedWriter).
+                var main = new HashSet<TensorProto>(model.Proto.Graph?.Initializer ?? [], ReferenceEqualityComparer.Instance);
+                model.MaterializeDeferred(t => main.Contains(t) || OnnxModel.IsExternal(t));
                 SplicedWriter.Write(model, stream);
+            }
             if (tmpData != null) File.Move(tmpData, dataPath!, overwrite: true);
             File.Move(tmpModel, full, overwrite: true);
         }
