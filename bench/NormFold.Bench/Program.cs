@@ -15,6 +15,7 @@ using NormFold.Verification;
 bool quick = args.Contains("--quick");
 if (args.Length > 1 && args[0] == "--phases") return Phases(args[1]);
 if (args.Length > 1 && args[0] == "--scaling") return Scaling(args[1]);
+if (args.Length > 0 && args[0] == "--half-kernel") return HalfKernel();
 if (args.Length > 1 && args[0] == "--checker") return Checker(args[1], args.Length > 2 ? int.Parse(args[2]) : 5);
 if (args.Length > 1 && args[0] == "--fold-samples") return FoldSamples(args[1], args.Length > 2 ? int.Parse(args[2]) : 9);
 string outDir = Path.GetFullPath(args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault() ?? "bench-out");
@@ -298,6 +299,21 @@ Console.Error.WriteLine($"written {Path.Combine(outDir, "results.md")}");
 return 0;
 
 // ---- helpers ---------------------------------------------------------------------------------------------------
+/// <summary>The float16 scaling kernel alone, on a warm 512 K-element buffer of weight-like values: ns per element.</summary>
+static int HalfKernel()
+{
+    var rng = new Random(1);
+    var src = Enumerable.Range(0, 1 << 19).Select(_ => BitConverter.HalfToUInt16Bits((Half)(rng.NextDouble() * 0.2 - 0.1))).ToArray();
+    var dst = new ushort[src.Length];
+    for (int round = 0; round < 5; round++)
+    {
+        var sw = Stopwatch.StartNew();
+        for (int k = 0; k < 50; k++) NormFold.Tensors.HalfVector.ScaleRun(src, dst, 1.0 + k * 1e-3);
+        Console.WriteLine($"{sw.Elapsed.TotalMilliseconds * 1e6 / (50.0 * src.Length):F2} ns per element");
+    }
+    return 0;
+}
+
 /// <summary>Time of the weight arithmetic alone over every initializer of rank ≥ 2.</summary>
 static int Scaling(string path)
 {

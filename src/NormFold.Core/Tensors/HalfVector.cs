@@ -3,10 +3,12 @@ using System.Numerics;
 namespace NormFold.Tensors;
 
 /// <summary>
-/// float16 weights times a double factor, rounded once back to float16, Vector&lt;ulong&gt; lanes at a time, with
-/// integer operations on the IEEE bit fields (the same result as <see cref="Rounding.ToHalf"/>, which tests assert).
-/// Blocks holding anything but normal numbers and zeros, or whose products leave float16's normal range, are left to
-/// the scalar path.
+/// float16 weights times a double factor, rounded once back to float16, Vector&lt;uint&gt; lanes at a time (the same
+/// result as <see cref="Rounding.ToHalf"/>, which tests assert on every float16 value).
+/// y = h·f is computed in double and narrowed to float (z); float16 midpoints are floats, and rounding is monotonic, so
+/// y and z lie on the same side of every midpoint unless z *is* one. Hence round16(y) = round16(z) whenever z is not a
+/// midpoint — and for a normal float16 result, rounding z is adding its bit 12 to its top bits. Blocks with a midpoint,
+/// or inputs or results outside float16's normal range (zeros aside), are left to the scalar path.
 /// </summary>
 public static class HalfVector
 {
@@ -29,58 +31,47 @@ public static class HalfVector
         int block = Vector<ushort>.Count, vectorised = 0;
         done = 0;
         var f = new Vector<double>(factor);
-        Span<Vector<ulong>> parts = stackalloc Vector<ulong>[4];
         for (; done <= src.Length - block; done += block)
         {
-            var h = new Vector<ushort>(src.Slice(done, block));
-            Vector.Widen(h, out var lo, out var hi);
-            Vector.Widen(lo, out parts[0], out parts[1]);
-            Vector.Widen(hi, out parts[2], out parts[3]);
-            bool ok = true;
-            for (int k = 0; k < 4 && ok; k++) ok = TryScale(ref parts[k], f);
-            if (!ok)
+            Vector.Widen(new Vector<ushort>(src.Slice(done, block)), out var lo, out var hi);
+            if (!TryScale(ref lo, f) || !TryScale(ref hi, f))
             {
                 for (int i = done; i < done + block; i++) dst[i] = Scalar(src[i], factor);
                 continue;
             }
-            var n0 = Vector.Narrow(parts[0], parts[1]);
-            var n1 = Vector.Narrow(parts[2], parts[3]);
-            Vector.Narrow(n0, n1).CopyTo(dst.Slice(done, block));
+            Vector.Narrow(lo, hi).CopyTo(dst.Slice(done, block));
             vectorised += block;
         }
         return vectorised;
     }
 
-    static readonly Vector<ulong> Low10 = new(0x3FF), Low5 = new(0x1F), Low11 = new(0x7FF), One = new(1);
-    static readonly Vector<ulong> Mantissa52 = new((1UL << 52) - 1), Implicit52 = new(1UL << 52);
-    static readonly Vector<ulong> Rest42 = new((1UL << 42) - 1), Half42 = new(1UL << 41);
+    static readonly Vector<uint> Sign16 = new(0x8000), Magnitude16 = new(0x7FFF), Mantissa16 = new(0x3FF), Exponent16 = new(0x1F);
+    static readonly Vector<uint> Magnitude32 = new(0x7FFFFFFF), Below16 = new(0x1FFF), Midpoint = new(0x1000), One = new(1);
+    static readonly Vector<uint> MinNormal16 = new(0x38800000), Max16 = new(0x477FE000), Rebias = new(112u << 23);
 
-    /// <summary>Half bits → double, times f, → half bits, in place; false if a lane needs the scalar path.</summary>
-    static bool TryScale(ref Vector<ulong> bits, Vector<double> f)
+    /// <summary>float16 bits (one per lane) → float → double, times f, → float → float16 bits, in place; false if a
+    /// lane needs the scalar path.</summary>
+    static bool TryScale(ref Vector<uint> bits, Vector<double> f)
     {
-        var sign = Vector.ShiftRightLogical(bits, 15) & One;
-        var exponent = Vector.ShiftRightLogical(bits, 10) & Low5;
-        var mantissa = bits & Low10;
-        var isZero = Vector.Equals(exponent | mantissa, Vector<ulong>.Zero);
-        var normal = Vector.GreaterThan(exponent, Vector<ulong>.Zero) & Vector.LessThan(exponent, Low5);
-        if (!Vector.EqualsAll(isZero | normal, Vector<ulong>.AllBitsSet)) return false; // subnormal, ∞ or NaN
-        var asDouble = Vector.ShiftLeft(sign, 63) | Vector.ShiftLeft(exponent + new Vector<ulong>(1008), 52) | Vector.ShiftLeft(mantissa, 42);
-        asDouble = Vector.ConditionalSelect(isZero, Vector.ShiftLeft(sign, 63), asDouble);
-        var product = Vector.AsVectorUInt64(Vector.AsVectorDouble(asDouble) * f);
+        var exponent = Vector.ShiftRightLogical(bits, 10) & Exponent16;
+        var isZero = Vector.Equals(bits & Magnitude16, Vector<uint>.Zero);
+        var normal = Vector.GreaterThan(exponent, Vector<uint>.Zero) & Vector.LessThan(exponent, Exponent16);
+        if (!Vector.EqualsAll(isZero | normal, Vector<uint>.AllBitsSet)) return false; // subnormal, ∞ or NaN
+        var sign = Vector.ShiftLeft(bits & Sign16, 16);
+        var x = sign | Vector.ConditionalSelect(isZero, Vector<uint>.Zero,
+            Vector.ShiftLeft(exponent + new Vector<uint>(112), 23) | Vector.ShiftLeft(bits & Mantissa16, 13));
+        Vector.Widen(Vector.AsVectorSingle(x), out var d0, out var d1);
+        var z = Vector.AsVectorUInt32(Vector.Narrow(d0 * f, d1 * f));
 
-        var s = Vector.ShiftRightLogical(product, 63);
-        var e = Vector.ShiftRightLogical(product, 52) & Low11;
-        var zeroOut = Vector.Equals(product & ~Vector.ShiftLeft(One, 63), Vector<ulong>.Zero);
-        // Normal float16 results: unbiased exponent in [−14, 15], i.e. the double's biased exponent in [1009, 1038].
-        var inRange = Vector.GreaterThanOrEqual(e, new Vector<ulong>(1009)) & Vector.LessThanOrEqual(e, new Vector<ulong>(1038));
-        if (!Vector.EqualsAll(inRange | zeroOut, Vector<ulong>.AllBitsSet)) return false;
-        var full = (product & Mantissa52) | Implicit52;
-        var kept = Vector.ShiftRightLogical(full, 42);
-        var rest = full & Rest42;
-        var up = (Vector.GreaterThan(rest, Half42) | (Vector.Equals(rest, Half42) & Vector.Equals(kept & One, One))) & One;
-        // (e − 1008)·1024 + (kept + up − 1024): a carry out of the mantissa lands in the exponent, 31 being ∞.
-        var half = Vector.ShiftLeft(s, 15) | (Vector.ShiftLeft(e - new Vector<ulong>(1008), 10) + kept + up - new Vector<ulong>(1024));
-        bits = Vector.ConditionalSelect(zeroOut, Vector.ShiftLeft(s, 15), half);
+        var magnitude = z & Magnitude32;
+        var zeroOut = Vector.Equals(magnitude, Vector<uint>.Zero);
+        var inRange = Vector.GreaterThanOrEqual(magnitude, MinNormal16) & Vector.LessThan(magnitude, Max16)
+                      & ~Vector.Equals(magnitude & Below16, Midpoint);
+        if (!Vector.EqualsAll(inRange | zeroOut, Vector<uint>.AllBitsSet)) return false;
+        // Rebias the exponent (127 → 15), keep 10 mantissa bits, round by bit 12 (no ties: z is no midpoint); a carry
+        // out of the mantissa lands in the exponent, which stays below ∞ since z < 65504.
+        var half = Vector.ShiftRightLogical(magnitude - Rebias, 13) + (Vector.ShiftRightLogical(magnitude, 12) & One);
+        bits = Vector.ShiftRightLogical(z, 16) & Sign16 | Vector.ConditionalSelect(zeroOut, Vector<uint>.Zero, half);
         return true;
     }
 }

@@ -128,6 +128,31 @@ public class HalfVectorTests
         if (factor is > 0.1 and < 200 && Vector.IsHardwareAccelerated) Assert.True(vectorised > src.Length / 2); // the vector path did most
     }
 
+    /// <summary>Every float16 value (all 65536 bit patterns) times factors chosen to land on float16 midpoints, near the
+    /// overflow and underflow edges, and at random: the vector path's bits equal rounding each element once.</summary>
+    [Theory]
+    [InlineData(1.0 + 1.0 / 2048)]          // 1.x·(1 + 2^-11): many products sit exactly on a midpoint
+    [InlineData(1.5)]
+    [InlineData(1.0 / 3)]
+    [InlineData(-0.999999999)]
+    [InlineData(65504.0 / 60000)]          // results around 65504
+    [InlineData(1e-5)]                      // results around float16's subnormal edge
+    [InlineData(3.0517578125e-05)]          // 2^-15
+    [InlineData(0.7071067811865476)]
+    public void Every_float16_value_scales_as_the_scalar_rounding_does(double factor)
+    {
+        var src = Enumerable.Range(0, 1 << 16).Select(i => (ushort)i).ToArray();
+        var dst = new ushort[src.Length];
+        HalfVector.ScaleRun(src, dst, factor);
+        for (int i = 0; i < src.Length; i++)
+        {
+            var expected = Rounding.ToHalf(Rounding.FromHalf(BitConverter.UInt16BitsToHalf(src[i])) * factor);
+            var e = BitConverter.HalfToUInt16Bits(expected);
+            if (Half.IsNaN(expected)) Assert.True(Half.IsNaN(BitConverter.UInt16BitsToHalf(dst[i])), $"0x{src[i]:X4}");
+            else Assert.True(e == dst[i], $"0x{src[i]:X4} × {factor}: expected 0x{e:X4}, got 0x{dst[i]:X4}");
+        }
+    }
+
     [Fact]
     public void Subnormal_inputs_leave_the_block_to_the_scalar_path()
     {
