@@ -29,12 +29,30 @@ public static class Printing
         if (!Directory.Exists(dir)) throw new UsageException($"{option} {path}: folder '{dir}' does not exist");
     }
 
+    /// <summary>Refuses a report path that would replace a model file the command reads or writes (resolved as
+    /// <see cref="NormFold.Onnx.PathGuard"/> does); <paramref name="models"/> are model paths whose external data
+    /// files count too.</summary>
+    public static void CheckReportTarget(string option, string? path, IEnumerable<string> models, IEnumerable<(string Path, string What)> outputs)
+    {
+        if (path is null) return;
+        string target = NormFold.Onnx.PathGuard.Resolve(path);
+        foreach (var (file, what) in outputs)
+            if (NormFold.Onnx.PathGuard.Resolve(file) == target) throw new UsageException($"{option} {path}: would overwrite {what}");
+        foreach (var model in models)
+        {
+            Dictionary<string, string> files;
+            try { using var m = NormFold.Onnx.OnnxModel.Load(model); files = m.InputFiles(); }
+            catch (Exception e) when (Cli.IsInputError(e)) { files = new() { [NormFold.Onnx.PathGuard.Resolve(model)] = "an input model" }; }
+            if (files.TryGetValue(target, out var what)) throw new UsageException($"{option} {path}: would overwrite {what.Replace("the input", "an input")}");
+        }
+    }
+
     public static void WriteJson(string path, object value)
     {
         string full = Path.GetFullPath(path);
         string dir = Path.GetDirectoryName(full)!;
         if (!Directory.Exists(dir)) throw new UsageException($"{path}: folder '{dir}' does not exist");
-        string tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+        string tmp = Path.Combine(dir, $".normfold-{Guid.NewGuid().ToString("N")[..12]}.tmp");
         File.WriteAllText(tmp, JsonSerializer.Serialize(value, Json) + "\n");
         File.Move(tmp, full, overwrite: true);
     }

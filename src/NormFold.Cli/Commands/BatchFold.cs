@@ -20,6 +20,18 @@ public static class BatchFold
                 || !Path.GetFullPath(p).StartsWith(outRoot + Path.DirectorySeparatorChar, StringComparison.Ordinal))
             .Order(StringComparer.Ordinal).ToList();
         if (inputs.Count == 0) throw new UsageException($"fold: {inputDir}: no .onnx files in this folder");
+        if (reportPath != null)
+        {
+            string report = NormFold.Onnx.PathGuard.Resolve(reportPath);
+            if (report.StartsWith(inRoot + Path.DirectorySeparatorChar, StringComparison.Ordinal)
+                && !report.StartsWith(outRoot + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+                throw new UsageException($"fold: --report {reportPath}: is inside the input folder; write it elsewhere");
+            Printing.CheckReportTarget("fold: --report", reportPath, [], inputs.SelectMany(i =>
+            {
+                string o = Path.Combine(outRoot, Path.GetRelativePath(inRoot, i));
+                return new[] { (o, $"the output model {o}"), (o + ".data", $"the data file {o}.data") };
+            }));
+        }
 
         var outcomes = new ConcurrentDictionary<string, FoldCommand.Outcome>();
         var created = new ConcurrentBag<string>();

@@ -50,7 +50,7 @@ public sealed class FoldCommand : Command
             ExternalData = args.Has("--external-data") || args.Has("--external-data-file") ? ExternalDataMode.All : ExternalDataMode.Keep,
             ExternalFileName = args.Value("--external-data-file"),
         };
-        if (save.ExternalFileName != null && (Path.IsPathRooted(save.ExternalFileName) || save.ExternalFileName.Contains("..")))
+        if (save.ExternalFileName != null && (save.ExternalFileName.Length == 0 || Path.IsPathRooted(save.ExternalFileName) || save.ExternalFileName.Contains("..")))
             throw new UsageException("fold: --external-data-file must be a file name relative to the output's folder");
         var settings = new Settings(PipelineSettings.Parse(Name, args), save, check, checkRequest);
         Printing.CheckWritablePath("--report", args.Value("--report"));
@@ -58,8 +58,16 @@ public sealed class FoldCommand : Command
             return BatchFold.Run(input, output, settings, args.Int(Name, "--jobs", Environment.ProcessorCount, min: 1), args.Value("--report"), args.Has("--quiet"), stdout);
         if (args.Has("--jobs")) throw new UsageException("fold: --jobs applies to a folder of models");
         ModelWriter.CheckOutputPath(output);
-        if (Path.GetFullPath(input) == Path.GetFullPath(output))
+        if (PathGuard.Same(input, output))
             throw new UsageException($"fold: {output}: refusing to overwrite the input model; choose another output path");
+        string dataFile = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(output))!, save.ExternalFileName ?? Path.GetFileName(output) + ".data");
+        Printing.CheckReportTarget("fold: --report", args.Value("--report"), [input], [(output, "the output model"), (dataFile, "the output's data file")]);
+        if (save.ExternalFileName != null)
+        {
+            if (Directory.Exists(dataFile)) throw new UsageException($"fold: --external-data-file {save.ExternalFileName}: is a folder");
+            if (!Directory.Exists(Path.GetDirectoryName(dataFile)))
+                throw new UsageException($"fold: --external-data-file {save.ExternalFileName}: folder '{Path.GetDirectoryName(dataFile)}' does not exist");
+        }
 
         var outcome = FoldOne(input, output, settings, rethrow: true);
         var result = outcome.Result!;

@@ -25,6 +25,7 @@ public sealed class InspectCommand : Command
         string input = SinglePositional(args, "model");
         var options = PipelineSettings.Parse(Name, args);
         Printing.CheckWritablePath("--json", args.Value("--json"));
+        Printing.CheckReportTarget("inspect: --json", args.Value("--json"), [input], []);
         using var model = OnnxModel.Load(input);
         var m = model.Proto;
         stdout.WriteLine($"{input}: IR {m.IrVersion}, opset {string.Join(", ", m.OpsetImport.Select(o => $"{(o.Domain.Length == 0 ? "ai.onnx" : o.Domain)} {o.Version}"))}, producer {(m.ProducerName.Length == 0 ? "?" : $"{m.ProducerName} {m.ProducerVersion}".Trim())}{(model.HasExternalData ? ", external data" : "")}");

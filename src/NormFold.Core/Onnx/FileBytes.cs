@@ -6,56 +6,82 @@ using Microsoft.Win32.SafeHandles;
 namespace NormFold.Onnx;
 
 /// <summary>
-/// A whole file's bytes, read-only: the file mapped into memory, so its weights are the page cache's own pages (no
+/// A file's bytes, read-only, as views of the file mapped into memory, so weights are the page cache's own pages (no
 /// copy, no fresh memory — on a virtual machine, first-touch faults on new memory cost ten times more than reading
-/// the file); read into an array where mapping is not possible (empty files, special files).
+/// the file); ranges are read into arrays where mapping is not possible (special files). Each <see cref="Range"/> maps
+/// only its own bytes, so a data file may be far larger than 2 GB.
 /// Bulk copies (<see cref="CopyTo"/>) read from the file into a warm buffer instead of touching the mapped pages:
 /// the kernel copies from its cache through its own large-page mapping, which costs a third of faulting the pages in.
-/// The mapping lives until <see cref="Dispose"/>: never earlier, so a span taken from it cannot outlive it.
+/// Views live until <see cref="Dispose"/>: never earlier, so a span taken from one cannot outlive it.
 /// A file truncated by another process while mapped makes reads of its lost tail fault, as with any mapped file.
 /// </summary>
 internal sealed class FileBytes : IDisposable
 {
-    readonly MappedMemory? _mapped;
-    public ReadOnlyMemory<byte> Memory { get; }
+    readonly SafeFileHandle _handle;
+    readonly MemoryMappedFile? _map;
+    readonly List<MappedMemory> _views = [];
+    public long Length { get; }
 
-    FileBytes(MappedMemory? mapped, ReadOnlyMemory<byte> memory) { _mapped = mapped; Memory = memory; }
+    FileBytes(SafeFileHandle handle, MemoryMappedFile? map, long length) { _handle = handle; _map = map; Length = length; }
 
     public static FileBytes Open(string path)
     {
-        long length = new FileInfo(path).Length;
-        if (length > Array.MaxLength) throw new IOException($"{path}: {length} bytes is too large to read at once");
+        var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        long length = RandomAccess.GetLength(handle);
+        MemoryMappedFile? map = null;
         if (length > 0)
         {
-            try
-            {
-                var mapped = new MappedMemory(path, (int)length);
-                return new FileBytes(mapped, mapped.Memory);
-            }
+            try { map = MemoryMappedFile.CreateFromFile(handle, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: true); }
             catch (IOException) { }
             catch (UnauthorizedAccessException) { }
         }
-        return new FileBytes(null, File.ReadAllBytes(path));
+        return new FileBytes(handle, map, length);
     }
 
-    public void Dispose() => ((IDisposable?)_mapped)?.Dispose();
+    /// <summary>Bytes [offset, offset + length) of the file (the caller has checked they lie within it).</summary>
+    public ReadOnlyMemory<byte> Range(long offset, int length)
+    {
+        if (length == 0) return ReadOnlyMemory<byte>.Empty;
+        if (_map is null)
+        {
+            var bytes = GC.AllocateUninitializedArray<byte>(length);
+            Read(_handle, offset, bytes);
+            return bytes;
+        }
+        var view = new MappedMemory(this, offset, length);
+        lock (_views) _views.Add(view);
+        return view.Memory;
+    }
+
+    public void Dispose()
+    {
+        lock (_views)
+        {
+            foreach (var v in _views) ((IDisposable)v).Dispose();
+            _views.Clear();
+        }
+        _map?.Dispose();
+        _handle.Dispose();
+    }
+
+    static void Read(SafeFileHandle handle, long offset, Span<byte> destination)
+    {
+        for (int done = 0; done < destination.Length;)
+        {
+            int n = RandomAccess.Read(handle, destination[done..], offset + done);
+            if (n <= 0) throw new IOException("a model file shrank while it was being read");
+            done += n;
+        }
+    }
 
     /// <summary>Copies <paramref name="memory"/>[start, start + destination.Length) into <paramref name="destination"/>:
     /// read from the file where the memory is a mapped file's, else copied.</summary>
     public static void CopyTo(ReadOnlyMemory<byte> memory, int start, Span<byte> destination)
     {
-        if (!MemoryMarshal.TryGetMemoryManager(memory, out MappedMemory? mapped, out int index, out _) || mapped.Released)
-        {
+        if (MemoryMarshal.TryGetMemoryManager(memory, out MappedMemory? mapped, out int index, out _) && !mapped.Released)
+            Read(mapped.File._handle, mapped.FileOffset + index + start, destination);
+        else
             memory.Span.Slice(start, destination.Length).CopyTo(destination);
-            return;
-        }
-        long offset = index + start;
-        for (int done = 0; done < destination.Length;)
-        {
-            int n = RandomAccess.Read(mapped.Handle, destination[done..], offset + done);
-            if (n <= 0) throw new IOException("a mapped model file shrank while it was being read");
-            done += n;
-        }
     }
 
     /// <summary>Writes <paramref name="memory"/> to <paramref name="output"/>, a chunk at a time through a pooled buffer
@@ -76,12 +102,11 @@ internal sealed class FileBytes : IDisposable
             file.Flush();
             long start = file.Position;
             var handle = file.SafeFileHandle;
-            Parallel.For(0, (length + Chunk - 1) / Chunk, () => ArrayPool<byte>.Shared.Rent(Chunk), (k, _, buffer) =>
+            ParallelFor((length + Chunk - 1) / Chunk, () => ArrayPool<byte>.Shared.Rent(Chunk), (k, buffer) =>
             {
                 int offset = k * Chunk, n = Math.Min(Chunk, length - offset);
                 fill(buffer.AsSpan(0, n), offset);
                 RandomAccess.Write(handle, buffer.AsSpan(0, n), start + offset);
-                return buffer;
             }, buffer => ArrayPool<byte>.Shared.Return(buffer));
             file.Seek(start + length, SeekOrigin.Begin);
             return;
@@ -99,34 +124,33 @@ internal sealed class FileBytes : IDisposable
         finally { ArrayPool<byte>.Shared.Return(one); }
     }
 
+    /// <summary>Parallel.For with a per-thread state whose failure surfaces as the first exception thrown (a full
+    /// disk is an IOException, as in a sequential write, not an AggregateException repeating it per core).</summary>
+    internal static void ParallelFor<TState>(int count, Func<TState> init, Action<int, TState> body, Action<TState> done)
+    {
+        try { Parallel.For(0, count, init, (k, _, state) => { body(k, state); return state; }, done); }
+        catch (AggregateException e) { System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw(); }
+    }
+
     /// <summary>Bytes per streamed chunk: large enough for few system calls, small enough to stay in cache.</summary>
     public const int Chunk = 1 << 20;
 
     sealed unsafe class MappedMemory : MemoryManager<byte>
     {
-        public SafeFileHandle Handle { get; }
-        public bool Released => _released;
-        readonly MemoryMappedFile _file;
+        public FileBytes File { get; }
+        public long FileOffset { get; }
+        public bool Released { get; private set; }
         readonly MemoryMappedViewAccessor _view;
         readonly byte* _pointer;
         readonly int _length;
-        bool _released;
 
-        public MappedMemory(string path, int length)
+        public MappedMemory(FileBytes file, long offset, int length)
         {
-            Handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            File = file;
+            FileOffset = offset;
+            _view = file._map!.CreateViewAccessor(offset, length, MemoryMappedFileAccess.Read);
             try
             {
-                _file = MemoryMappedFile.CreateFromFile(Handle, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: true);
-            }
-            catch
-            {
-                Handle.Dispose();
-                throw;
-            }
-            try
-            {
-                _view = _file.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
                 byte* p = null;
                 _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p); // holds the view until Dispose, even unreachable
                 _pointer = p + _view.PointerOffset;
@@ -134,25 +158,23 @@ internal sealed class FileBytes : IDisposable
             }
             catch
             {
-                _view?.Dispose();
-                _file.Dispose();
-                Handle.Dispose();
+                _view.Dispose();
                 throw;
             }
         }
 
-        public override Span<byte> GetSpan() => _released ? throw new ObjectDisposedException("model file mapping") : new(_pointer, _length);
-        public override MemoryHandle Pin(int elementIndex = 0) => new(_pointer + elementIndex);
+        public override Span<byte> GetSpan() => Released ? throw Disposed() : new(_pointer, _length);
+        public override MemoryHandle Pin(int elementIndex = 0) => Released ? throw Disposed() : new(_pointer + elementIndex);
         public override void Unpin() { }
+
+        static ObjectDisposedException Disposed() => new("model file mapping", "the model was disposed");
 
         protected override void Dispose(bool disposing)
         {
-            if (!disposing || _released) return;
-            _released = true;
+            if (!disposing || Released) return;
+            Released = true;
             _view.SafeMemoryMappedViewHandle.ReleasePointer();
             _view.Dispose();
-            _file.Dispose();
-            Handle.Dispose();
         }
     }
 }

@@ -44,9 +44,12 @@ public static class ModelWriter
     {
         options ??= new SaveOptions();
         CheckOutputPath(path);
-        string full = Path.GetFullPath(path);
-        if (model.SourcePath != null && Path.GetFullPath(model.SourcePath) == full)
-            throw new ModelFormatException($"{path}: refusing to overwrite the input model; choose another output path");
+        // A symbolic link is written through, to the file it names; a device or a pipe is refused.
+        string full = PathGuard.Resolve(path);
+        PathGuard.CheckRegularOrAbsent(path, full);
+        var inputs = model.InputFiles();
+        if (inputs.TryGetValue(full, out string? what))
+            throw new ModelFormatException($"{path}: refusing to overwrite {what}; choose another output path");
         string dir = Path.GetDirectoryName(full)!;
         if (!Directory.Exists(dir)) throw new ModelFormatException($"{path}: output folder '{dir}' does not exist");
 
@@ -55,10 +58,16 @@ public static class ModelWriter
         if (moved.Count > 0)
         {
             dataName = options.ExternalFileName ?? Path.GetFileName(full) + ".data";
-            dataPath = Path.GetFullPath(Path.Combine(dir, dataName));
-            foreach (var t in model.AllTensors())
-                if (OnnxModel.IsExternal(t) && model.ExternalPath(t) == dataPath)
-                    throw new ModelFormatException($"{path}: its data file '{dataName}' is also the input's external data file; choose another output path");
+            if (dataName.Length == 0 || Path.IsPathRooted(dataName) || dataName.Split('/', '\\').Contains(".."))
+                throw new ModelFormatException($"{path}: data file '{dataName}' must be a file name relative to the output's folder");
+            dataPath = PathGuard.Resolve(Path.Combine(dir, dataName));
+            if (!Directory.Exists(Path.GetDirectoryName(dataPath)))
+                throw new ModelFormatException($"{path}: data file '{dataName}': folder '{Path.GetDirectoryName(dataPath)}' does not exist");
+            PathGuard.CheckRegularOrAbsent($"{path}: data file '{dataName}'", dataPath);
+            if (dataPath == full)
+                throw new ModelFormatException($"{path}: its data file '{dataName}' would be the model file itself; choose another name");
+            if (inputs.TryGetValue(dataPath, out what))
+                throw new ModelFormatException($"{path}: its data file '{dataName}' would overwrite {what}; choose another name");
         }
 
         var movedSet = new HashSet<TensorProto>(moved, ReferenceEqualityComparer.Instance);
@@ -101,8 +110,10 @@ public static class ModelWriter
                     }
                 }
                 // Deferred folds are computed into the file; only the main graph's initializers can be (SplicedWriter).
+                // Others are computed now, unless nothing in the model holds them any more.
                 var main = new HashSet<TensorProto>(model.Proto.Graph?.Initializer ?? [], ReferenceEqualityComparer.Instance);
-                model.MaterializeDeferred(t => main.Contains(t) || OnnxModel.IsExternal(t));
+                var live = new HashSet<TensorProto>(model.AllTensors(), ReferenceEqualityComparer.Instance);
+                model.MaterializeDeferred(t => main.Contains(t) || OnnxModel.IsExternal(t) || !live.Contains(t));
                 SplicedWriter.Write(model, stream);
             }
             if (tmpData != null) File.Move(tmpData, dataPath!, overwrite: true);
@@ -153,8 +164,9 @@ public static class ModelWriter
         if (saved.HasDataLocation) t.DataLocation = saved.DataLocation;
     }
 
+    /// <summary>A hidden file beside the target, short whatever the target's name (a 250-character name stays legal).</summary>
     static string TempName(string path) =>
-        Path.Combine(Path.GetDirectoryName(path)!, $".{Path.GetFileName(path)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        Path.Combine(Path.GetDirectoryName(path)!, $".normfold-{Guid.NewGuid().ToString("N")[..12]}.tmp");
 
     static void TryDelete(string path)
     {

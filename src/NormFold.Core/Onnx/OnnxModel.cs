@@ -19,8 +19,11 @@ public sealed class OnnxModel : IDisposable
 
     /// <summary>The model file's bytes; the main graph's initializers are views into them.</summary>
     FileBytes? _file;
-    /// <summary>External data files, each opened (mapped) once, when a tensor in it is first read.</summary>
+    /// <summary>External data files, each opened once, when a tensor in it is first read; each tensor's bytes are a view
+    /// of its own range (so data files may exceed 2 GB).</summary>
     readonly Dictionary<string, FileBytes> _externalFiles = new(StringComparer.Ordinal);
+    readonly Dictionary<TensorProto, ReadOnlyMemory<byte>> _externalBytes = new(ReferenceEqualityComparer.Instance);
+    bool _disposed;
     /// <summary>Tensors whose bytes are computed only when saved or read (see <see cref="Defer"/>).</summary>
     readonly Dictionary<TensorProto, DeferredScaling> _deferred = new(ReferenceEqualityComparer.Instance);
 
@@ -39,42 +42,67 @@ public sealed class OnnxModel : IDisposable
     public static OnnxModel Load(string path)
     {
         if (!File.Exists(path)) throw new ModelFormatException($"{path}: file not found");
-        long length = new FileInfo(path).Length;
+        long length = PathGuard.Length(path); // through a symbolic link
         if (length == 0) throw new ModelFormatException($"{path}: file is empty");
         if (length > int.MaxValue)
             throw new ModelFormatException($"{path}: {length} bytes is past protobuf's 2 GB limit; a model that large must keep its weights as external data");
         // Weights stay in the file's mapped pages (see ZeroCopyParser); a plain parse, which copies, is the fallback.
-        var file = FileBytes.Open(path);
+        FileBytes? file = FileBytes.Open(path);
+        OnnxModel? model = null;
         try
         {
-            var proto = ZeroCopyParser.TryParse(file.Memory);
+            var bytes = file.Range(0, (int)length);
+            var proto = ZeroCopyParser.TryParse(bytes);
             if (proto is null)
             {
-                proto = ModelProto.Parser.ParseFrom(file.Memory.Span);
+                proto = ModelProto.Parser.ParseFrom(bytes.Span);
                 file.Dispose();
                 file = null;
             }
             if (proto.Graph is null)
                 throw new ModelFormatException($"{path}: not an ONNX model (it has no graph)");
-            var model = new OnnxModel(proto, path) { _file = file };
+            model = new OnnxModel(proto, path) { _file = file };
             file = null; // the model's now
             model.ValidateExternalReferences();
             model.LoadedWithExternalData = model.HasExternalData;
-            return model;
+            var loaded = model;
+            model = null;
+            return loaded;
         }
         catch (InvalidProtocolBufferException e)
         {
             throw new ModelFormatException($"{path}: not an ONNX model (protobuf parse failed: {e.Message})", e);
         }
-        finally { file?.Dispose(); }
+        finally
+        {
+            file?.Dispose();
+            model?.Dispose(); // failed validation
+        }
     }
 
     /// <summary>Releases the mapped model and data files: the model's raw tensor bytes are unreadable afterwards.</summary>
     public void Dispose()
     {
         _file?.Dispose();
-        foreach (var f in _externalFiles.Values) f.Dispose();
-        _externalFiles.Clear();
+        lock (_externalBytes)
+        {
+            _disposed = true;
+            foreach (var f in _externalFiles.Values) f.Dispose();
+            _externalFiles.Clear();
+            _externalBytes.Clear();
+        }
+    }
+
+    /// <summary>The files this model was read from (resolved, see <see cref="PathGuard"/>), each with what it is — the
+    /// files a save must never replace.</summary>
+    public Dictionary<string, string> InputFiles()
+    {
+        var files = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (SourcePath is null) return files;
+        files[PathGuard.Resolve(SourcePath)] = "the input model";
+        foreach (var t in AllTensors())
+            if (IsExternal(t)) files.TryAdd(PathGuard.Resolve(ExternalPath(t)), $"the input's external data file '{ParseExternal(t).Location}'");
+        return files;
     }
 
     public static OnnxModel FromBytes(byte[] bytes) => new(ModelProto.Parser.ParseFrom(bytes));
@@ -221,7 +249,7 @@ public sealed class OnnxModel : IDisposable
             var loc = ParseExternal(t);
             if (!File.Exists(path))
                 throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': external data file '{loc.Location}' not found");
-            long fileLength = new FileInfo(path).Length;
+            long fileLength = PathGuard.Length(path);
             long length = loc.Length >= 0 ? loc.Length : fileLength - loc.Offset;
             if (loc.Offset + length > fileLength)
                 throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': external data [{loc.Offset}, {loc.Offset + length}) lies beyond the end of '{loc.Location}' ({fileLength} bytes)");
@@ -230,11 +258,13 @@ public sealed class OnnxModel : IDisposable
 
     ReadOnlyMemory<byte> ReadExternal(TensorProto t)
     {
-        string path = ExternalPath(t);
-        var loc = ParseExternal(t);
-        FileBytes? file;
-        lock (_externalFiles)
-            if (!_externalFiles.TryGetValue(path, out file))
+        lock (_externalBytes)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_externalBytes.TryGetValue(t, out var cached)) return cached;
+            string path = ExternalPath(t);
+            var loc = ParseExternal(t);
+            if (!_externalFiles.TryGetValue(path, out var file))
             {
                 try { _externalFiles[path] = file = FileBytes.Open(path); }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -242,11 +272,13 @@ public sealed class OnnxModel : IDisposable
                     throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': cannot read external data '{loc.Location}': {e.Message}", e);
                 }
             }
-        long fileLength = file.Memory.Length;
-        long length = loc.Length >= 0 ? loc.Length : fileLength - loc.Offset;
-        if (loc.Offset + length > fileLength)
-            throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': external data [{loc.Offset}, {loc.Offset + length}) lies beyond the end of '{loc.Location}' ({fileLength} bytes)");
-        return file.Memory.Slice((int)loc.Offset, (int)length);
+            long length = loc.Length >= 0 ? loc.Length : file.Length - loc.Offset;
+            if (loc.Offset + length > file.Length)
+                throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': external data [{loc.Offset}, {loc.Offset + length}) lies beyond the end of '{loc.Location}' ({file.Length} bytes)");
+            if (length > Array.MaxLength)
+                throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': {length} bytes of external data; NormFold handles tensors up to 2 GB");
+            return _externalBytes[t] = file.Range(loc.Offset, (int)length);
+        }
     }
 
     /// <summary>Every dense tensor in the model: initializers, Constant/attribute tensors, in subgraphs and

@@ -7,9 +7,9 @@ namespace NormFold.Onnx;
 /// Serialises a model to the same bytes as Google.Protobuf's WriteTo, but writes the main graph's large initializer
 /// payloads straight from where they are (the mapped input file) or computes them into the output (deferred folds),
 /// instead of copying them through protobuf's buffer. The mirror image of <see cref="ZeroCopyParser"/>:
-/// protobuf serialises the model without those raw_data fields (a few KB to MB), and the walk below puts each field
-/// back where protobuf would have written it — in field-number order inside its TensorProto, before any field numbered
-/// above 9 and before unknown fields — fixing the length prefixes of the tensor, graph and model fields around it.
+/// protobuf serialises the model with those raw_data fields empty (a few KB to MB, each field a two-byte placeholder
+/// exactly where protobuf puts raw_data), and the walk below replaces each placeholder by the real field, fixing the
+/// length prefixes of the tensor, graph and model fields around it.
 /// </summary>
 internal static class SplicedWriter
 {
@@ -36,11 +36,13 @@ internal static class SplicedWriter
             return;
         }
         byte[] skeleton;
-        foreach (var (t, _, _) in spliced.Values) t.ClearRawData();
+        foreach (var (t, _, _) in spliced.Values) t.RawData = ByteString.Empty;
         try { skeleton = model.Proto.ToByteArray(); }
         finally
         {
-            foreach (var (t, raw, _) in spliced.Values) if (raw != null) t.RawData = raw;
+            foreach (var (t, raw, _) in spliced.Values)
+                if (raw != null) t.RawData = raw;
+                else t.ClearRawData(); // deferred
         }
         foreach (var piece in Splice(skeleton, spliced))
         {
@@ -76,13 +78,14 @@ internal static class SplicedWriter
             var (field, wire, payload, end) = NextField(skeleton, ref pos, graphEnd);
             if (field == GraphInitializer && wire == 2 && spliced.TryGetValue(initializer++, out var s))
             {
-                int insert = InsertionPoint(skeleton, payload, end);
-                long tensorLength = end - payload + 1 + VarintSize((ulong)s.Length) + s.Length;
+                var (placeholder, _, after) = FindField(skeleton, payload, end, TensorRawData)
+                    ?? throw new InvalidOperationException($"tensor '{s.Tensor.Name}': no raw_data placeholder");
+                long tensorLength = end - payload - (after - placeholder) + 1 + VarintSize((ulong)s.Length) + s.Length;
                 graphPieces.Add(Piece.Framing(GraphInitializer << 3 | 2, tensorLength));
-                graphPieces.Add(new Piece(skeleton, payload, insert - payload));
+                graphPieces.Add(new Piece(skeleton, payload, placeholder - payload));
                 graphPieces.Add(Piece.Framing(TensorRawData << 3 | 2, s.Length));
                 graphPieces.Add(Piece.Payload(s.Tensor));
-                graphPieces.Add(new Piece(skeleton, insert, end - insert));
+                graphPieces.Add(new Piece(skeleton, after, end - after));
                 graphLength += 1 + VarintSize((ulong)tensorLength) + tensorLength;
                 continue;
             }
@@ -97,19 +100,6 @@ internal static class SplicedWriter
             .. graphPieces,
             new Piece(skeleton, graphEnd, skeleton.Length - graphEnd),
         ];
-    }
-
-    /// <summary>Where raw_data goes in a TensorProto's fields: before the first field numbered above 9, else at the end.</summary>
-    static int InsertionPoint(ReadOnlySpan<byte> b, int start, int end)
-    {
-        int pos = start;
-        while (pos < end)
-        {
-            int fieldStart = pos;
-            var (field, _, _, _) = NextField(b, ref pos, end);
-            if (field > TensorRawData) return fieldStart;
-        }
-        return end;
     }
 
     static (int TagStart, int PayloadStart, int End)? FindField(ReadOnlySpan<byte> b, int start, int end, int wanted)

@@ -77,11 +77,11 @@ internal sealed class DeferredScaling
     {
         var result = GC.AllocateUninitializedArray<byte>(Length);
         int count = Length / _size, chunks = Math.Max(1, count / ParallelChunk);
-        Parallel.For(0, chunks, c =>
+        Onnx.FileBytes.ParallelFor(chunks, () => 0, (c, _) =>
         {
             int first = (int)((long)count * c / chunks), end = (int)((long)count * (c + 1) / chunks);
             Produce(first, result.AsSpan(first * _size, (end - first) * _size));
-        });
+        }, _ => { });
         return result;
     }
 
@@ -121,6 +121,7 @@ internal sealed class DeferredScaling
     {
         var src = MemoryMarshal.Cast<byte, T>(source);
         var dst = MemoryMarshal.Cast<byte, T>(destination);
+        if (src.IsEmpty) return; // also a weight with no channels at all
         if (_columns)
         {
             int n = _s.Length, j = first % n;

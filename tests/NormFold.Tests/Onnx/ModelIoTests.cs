@@ -113,6 +113,51 @@ public class ModelIoTests
     }
 
     [Fact]
+    public void A_tensor_past_2_GB_into_its_data_file_is_read_and_folded()
+    {
+        // resnet_tiny with its weights external, then the first conv's weight moved 2.2 GB into a sparse data file.
+        string dir = TempDir(), path = Path.Combine(dir, "m.onnx");
+        ModelWriter.Save(OnnxModel.Load(Path.Combine(ModelsDir, "resnet_tiny.onnx")), path, new SaveOptions { ExternalData = ExternalDataMode.All });
+        var proto = OnnxModel.Load(path).Proto;
+        var w = proto.Graph.Initializer.First(t => t.Dims.Count == 4);
+        var offset = w.ExternalData.Single(kv => kv.Key == "offset");
+        var bytes = new byte[long.Parse(w.ExternalData.Single(kv => kv.Key == "length").Value)];
+        using (var data = File.OpenHandle(path + ".data", FileMode.Open, FileAccess.ReadWrite))
+        {
+            RandomAccess.Read(data, bytes, long.Parse(offset.Value));
+            RandomAccess.Write(data, bytes, 2_200_000_000);
+        }
+        offset.Value = "2200000000";
+        File.WriteAllBytes(path, proto.ToByteArray());
+        string output = Path.Combine(dir, "f.onnx");
+        Folding.FoldFile(path, output);
+        Assert.Equal(0, Count(OnnxModel.Load(output), "BatchNormalization"));
+        Assert.True(new FileInfo(output + ".data").Length < 1_000_000);
+        AssertEquivalent(OnnxModel.Load(Path.Combine(ModelsDir, "resnet_tiny.onnx")), OnnxModel.Load(output));
+    }
+
+    [Fact]
+    public void A_failed_parallel_write_surfaces_as_its_own_exception()
+    {
+        string path = Path.Combine(TempDir(), "x.bin");
+        using var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write);
+        var e = Assert.Throws<IOException>(() => FileBytes.WriteChunked(file, 5 << 20, (chunk, offset) =>
+        {
+            if (offset == 2 << 20) throw new IOException("No space left on device");
+        }));
+        Assert.Equal("No space left on device", e.Message);
+    }
+
+    [Fact]
+    public void A_model_that_fails_to_load_leaves_no_mapping_behind()
+    {
+        string dir = TempDir(), path = Path.Combine(dir, "orphan.onnx");
+        File.Copy(Path.Combine(ModelsDir, "external", "mlp_bn1d.onnx"), path); // its data file is not copied
+        for (int i = 0; i < 3; i++) Assert.Throws<ModelFormatException>(() => OnnxModel.Load(path));
+        Assert.DoesNotContain(path, File.ReadAllText("/proc/self/maps"));
+    }
+
+    [Fact]
     public void Refuses_to_overwrite_the_input()
     {
         string dir = TempDir();
@@ -212,7 +257,7 @@ public class ZeroCopyTests
         w.DocString = "field 12, after raw_data";
         w.MetadataProps.Add(new StringStringEntryProto { Key = "k", Value = "v" });
         // An unknown field (number 99) in the tensor and one in the graph, as a newer ONNX might write.
-        byte[] Unknown(IMessage m) => [.. m.ToByteArray(), 0x98, 0x06, 0x2a]; // tag (99 << 3 | 0) = 792, varint 42
+        byte[] Unknown(IMessage m) => [.. m.ToByteArray(), 0x98, 0x06, 0x2a, 0x40, 0x01]; // field 99 = 42; field 8 as a varint (name is a string: unknown)
         var tensor = TensorProto.Parser.ParseFrom(Unknown(w));
         g.Proto.Graph.Initializer[0] = tensor;
         var graph = GraphProto.Parser.ParseFrom(Unknown(g.Proto.Graph));

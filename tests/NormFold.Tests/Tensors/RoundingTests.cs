@@ -197,6 +197,16 @@ public class DeferredScalingTests
     }
 
     [Fact]
+    public void A_weight_with_no_channels_scales_to_nothing()
+    {
+        var scaling = new DeferredScaling(ReadOnlyMemory<byte>.Empty, ElementType.Float, new ChannelLayout.Columns(), []);
+        Assert.Empty(scaling.Materialize());
+        var s = new MemoryStream();
+        scaling.WriteTo(s);
+        Assert.Equal(0, s.Length);
+    }
+
+    [Fact]
     public void Column_layout_chunks_continue_the_channel_cycle()
     {
         var src = Enumerable.Range(0, 5 * 7).Select(i => (double)i + 0.25).ToArray();

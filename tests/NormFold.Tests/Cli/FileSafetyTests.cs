@@ -1,0 +1,103 @@
+using NormFold.Cli;
+using NormFold.Onnx;
+using static NormFold.Tests.TestSupport;
+
+namespace NormFold.Tests.Cli;
+
+/// <summary>No combination of paths may replace a file NormFold reads, or one output another: each case used to
+/// destroy an input or an output and still exit 0.</summary>
+[Collection("Console")]
+public class FileSafetyTests
+{
+    static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
+
+    /// <summary>A copy of the external-data model (m.onnx + mlp_bn1d.onnx.data) and of resnet_tiny (r.onnx), with checksums.</summary>
+    static (string Dir, Func<bool> Untouched) Inputs()
+    {
+        string dir = TempDir();
+        File.Copy(Path.Combine(ModelsDir, "external", "mlp_bn1d.onnx"), Path.Combine(dir, "m.onnx"));
+        File.Copy(Path.Combine(ModelsDir, "external", "mlp_bn1d.onnx.data"), Path.Combine(dir, "mlp_bn1d.onnx.data"));
+        File.Copy(Path.Combine(ModelsDir, "resnet_tiny.onnx"), Path.Combine(dir, "r.onnx"));
+        var before = Directory.GetFiles(dir).ToDictionary(f => f, File.ReadAllBytes);
+        return (dir, () => before.All(kv => File.Exists(kv.Key) && File.ReadAllBytes(kv.Key).SequenceEqual(kv.Value)));
+    }
+
+    [Theory]
+    [InlineData("fold", "m.onnx", "-o", "out.onnx", "--external-data-file", "m.onnx")]              // data file = input model
+    [InlineData("fold", "r.onnx", "-o", "out.onnx", "--external-data-file", "r.onnx")]
+    [InlineData("fold", "m.onnx", "-o", "mlp_bn1d.onnx.data")]                                      // output = input's data file
+    [InlineData("fold", "r.onnx", "-o", "out.onnx", "--report", "r.onnx")]                          // report = input
+    [InlineData("fold", "m.onnx", "-o", "out.onnx", "--report", "mlp_bn1d.onnx.data")]              // report = input's data file
+    [InlineData("fold", "r.onnx", "-o", "out.onnx", "--report", "out.onnx")]                        // report = output
+    [InlineData("fold", "r.onnx", "-o", "out.onnx", "--external-data-file", "out.onnx")]            // data file = output
+    [InlineData("inspect", "r.onnx", "--json", "r.onnx")]
+    [InlineData("check", "r.onnx", "m.onnx", "--json", "m.onnx")]
+    [InlineData("check", "r.onnx", "m.onnx", "--json", "mlp_bn1d.onnx.data")]
+    public void Paths_that_would_replace_an_input_or_an_output_are_refused(params string[] args)
+    {
+        var (dir, untouched) = Inputs();
+        string cwd = Environment.CurrentDirectory;
+        Environment.CurrentDirectory = dir;
+        try
+        {
+            var (code, _, err) = Run(args);
+            Assert.Equal(ExitCodes.InvalidInput, code);
+            Assert.Matches("overwrite|would be the model file", err);
+            Assert.Single(err.Trim().Split('\n'));
+        }
+        finally { Environment.CurrentDirectory = cwd; }
+        Assert.True(untouched(), "an input changed");
+        Assert.False(File.Exists(Path.Combine(dir, "out.onnx")));
+    }
+
+    [Fact]
+    public void A_symlinked_model_and_data_file_are_read_through_the_links()
+    {
+        var (dir, untouched) = Inputs();
+        string links = Path.Combine(dir, "links");
+        Directory.CreateDirectory(links);
+        File.CreateSymbolicLink(Path.Combine(links, "m.onnx"), Path.Combine(dir, "m.onnx"));
+        File.CreateSymbolicLink(Path.Combine(links, "mlp_bn1d.onnx.data"), Path.Combine(dir, "mlp_bn1d.onnx.data"));
+        string output = Path.Combine(dir, "out", "f.onnx");
+        Directory.CreateDirectory(Path.GetDirectoryName(output)!);
+        var (code, _, err) = Run("fold", Path.Combine(links, "m.onnx"), "-o", output, "--check", "-q");
+        Assert.True(code == ExitCodes.Success, err);
+        Assert.True(untouched());
+        // Through a link to the input, the output is still the input.
+        File.CreateSymbolicLink(Path.Combine(dir, "alias.onnx"), Path.Combine(dir, "r.onnx"));
+        (code, _, err) = Run("fold", Path.Combine(dir, "r.onnx"), "-o", Path.Combine(dir, "alias.onnx"));
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains("refusing to overwrite the input model", err);
+        Assert.True(untouched());
+    }
+
+    [Fact]
+    public void An_output_that_is_a_link_is_written_through_and_one_that_is_a_pipe_is_refused()
+    {
+        var (dir, _) = Inputs();
+        string target = Path.Combine(dir, "target.onnx"), link = Path.Combine(dir, "link.onnx");
+        File.WriteAllText(target, "old");
+        File.CreateSymbolicLink(link, target);
+        var (code, _, err) = Run("fold", Path.Combine(dir, "r.onnx"), "-o", link, "-q");
+        Assert.True(code == ExitCodes.Success, err);
+        Assert.NotNull(new FileInfo(link).LinkTarget); // still a link
+        Assert.Equal(0, Count(OnnxModel.Load(target), "BatchNormalization"));
+
+        string fifo = Path.Combine(dir, "pipe.onnx");
+        using (var mk = System.Diagnostics.Process.Start("mkfifo", fifo)) mk.WaitForExit();
+        (code, _, err) = Run("fold", Path.Combine(dir, "r.onnx"), "-o", fifo);
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains("not a regular file", err);
+        Assert.False(File.Exists(fifo) && new FileInfo(fifo).Length > 0);
+    }
+
+    [Fact]
+    public void A_250_character_output_name_is_legal_and_written()
+    {
+        var (dir, _) = Inputs();
+        string output = Path.Combine(dir, new string('n', 245) + ".onnx");
+        var (code, _, err) = Run("fold", Path.Combine(dir, "r.onnx"), "-o", output, "-q");
+        Assert.True(code == ExitCodes.Success, err);
+        Assert.True(File.Exists(output));
+    }
+}
