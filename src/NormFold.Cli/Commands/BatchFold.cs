@@ -14,11 +14,13 @@ public static class BatchFold
         string inRoot = Path.GetFullPath(inputDir), outRoot = Path.GetFullPath(outputDir);
         if (inRoot == outRoot) throw new UsageException($"fold: {outputDir}: the output folder must differ from the input folder");
         if (File.Exists(outRoot)) throw new UsageException($"fold: {outputDir}: is a file; a folder of models needs an output folder");
-        var inputs = Directory.EnumerateFiles(inRoot, "*.onnx", SearchOption.AllDirectories)
-            // Skip earlier outputs when OUTFOLDER lies inside FOLDER.
-            .Where(p => !outRoot.StartsWith(inRoot + Path.DirectorySeparatorChar, StringComparison.Ordinal)
-                || !Path.GetFullPath(p).StartsWith(outRoot + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+        var all = Directory.EnumerateFiles(inRoot, "*.onnx", SearchOption.AllDirectories).ToList();
+        // Skip earlier outputs when OUTFOLDER lies inside FOLDER, and say so.
+        bool nested = outRoot.StartsWith(inRoot + Path.DirectorySeparatorChar, StringComparison.Ordinal);
+        var inputs = all.Where(p => !nested || !Path.GetFullPath(p).StartsWith(outRoot + Path.DirectorySeparatorChar, StringComparison.Ordinal))
             .Order(StringComparer.Ordinal).ToList();
+        if (inputs.Count < all.Count)
+            Console.Error.WriteLine($"normfold: fold: skipping {all.Count - inputs.Count} model(s) inside the output folder {outputDir}");
         if (inputs.Count == 0) throw new UsageException($"fold: {inputDir}: no .onnx files in this folder");
         if (reportPath != null)
         {
@@ -42,8 +44,16 @@ public static class BatchFold
             string relative = Path.GetRelativePath(inRoot, input);
             string output = Path.Combine(outRoot, relative);
             string folder = Path.GetDirectoryName(output)!;
-            if (!Directory.Exists(folder)) { Directory.CreateDirectory(folder); created.Add(folder); }
-            var o = FoldCommand.FoldOne(input, output, settings, rethrow: false);
+            FoldCommand.Outcome o;
+            try
+            {
+                if (!Directory.Exists(folder)) { Directory.CreateDirectory(folder); created.Add(folder); }
+                o = FoldCommand.FoldOne(input, output, settings, rethrow: false);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                o = new FoldCommand.Outcome(input, output, null, null, ExitCodes.InvalidInput, $"{output}: cannot create its folder: {e.Message}", TimeSpan.Zero);
+            }
             outcomes[input] = o;
             int n = Interlocked.Increment(ref done);
             string status = o.Error is null ? Printing.Summary(o.Result!) : "FAILED: " + o.Error;

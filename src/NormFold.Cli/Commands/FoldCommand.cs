@@ -25,7 +25,7 @@ public sealed class FoldCommand : Command
         new("--external-data", null, "store every tensor of ≥ 1 KB in a data file beside the output (needed past 2 GB)"),
         new("--external-data-file", "NAME", "name of that data file, relative to the output's folder (default: the output's file name + .data); implies --external-data"),
         new("--check", null, "run original and folded model in ONNX Runtime and compare; on failure write nothing, exit 2"),
-        new("--quiet", null, "print only errors and the summary line", Alias: "-q"),
+        new("--quiet", null, "print only errors, the summary line and what was written", Alias: "-q"),
         new("--jobs", "N", "with a folder of models: how many to fold at once (default: the number of cores)"),
         .. CheckSettings.Options,
     ];

@@ -100,4 +100,32 @@ public class FileSafetyTests
         Assert.True(code == ExitCodes.Success, err);
         Assert.True(File.Exists(output));
     }
+
+    [Fact]
+    public void In_a_folder_run_a_model_whose_output_folder_cannot_be_made_fails_alone()
+    {
+        string dir = TempDir(), input = Path.Combine(dir, "in"), output = Path.Combine(dir, "out");
+        Directory.CreateDirectory(Path.Combine(input, "sub"));
+        File.Copy(Path.Combine(ModelsDir, "resnet_tiny.onnx"), Path.Combine(input, "a.onnx"));
+        File.Copy(Path.Combine(ModelsDir, "mlp_bn1d.onnx"), Path.Combine(input, "sub", "b.onnx"));
+        Directory.CreateDirectory(output);
+        File.WriteAllText(Path.Combine(output, "sub"), "a file where a folder is needed");
+        var (code, stdout, err) = Run("fold", input, "-o", output);
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains("cannot create its folder", err);
+        Assert.True(File.Exists(Path.Combine(output, "a.onnx")));
+        Assert.Contains("a.onnx", stdout);
+    }
+
+    [Fact]
+    public void A_folder_run_says_which_models_it_skips_inside_its_output_folder()
+    {
+        string dir = TempDir();
+        File.Copy(Path.Combine(ModelsDir, "resnet_tiny.onnx"), Path.Combine(dir, "a.onnx"));
+        Directory.CreateDirectory(Path.Combine(dir, "out"));
+        File.Copy(Path.Combine(ModelsDir, "mlp_bn1d.onnx"), Path.Combine(dir, "out", "old.onnx"));
+        var (code, _, err) = Run("fold", dir, "-o", Path.Combine(dir, "out"), "-q");
+        Assert.Equal(ExitCodes.Success, code);
+        Assert.Contains("skipping 1 model(s) inside the output folder", err);
+    }
 }
