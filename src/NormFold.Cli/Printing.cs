@@ -49,11 +49,17 @@ public static class Printing
 
     public static void WriteJson(string path, object value)
     {
-        string full = Path.GetFullPath(path);
+        string json = JsonSerializer.Serialize(value, Json) + "\n";
+        if (NormFold.Onnx.PathGuard.IsSpecial(path)) // --json /dev/stdout, a pipe: written into, not replaced
+        {
+            File.AppendAllText(path, json);
+            return;
+        }
+        string full = NormFold.Onnx.PathGuard.Resolve(path); // a link is written through
         string dir = Path.GetDirectoryName(full)!;
         if (!Directory.Exists(dir)) throw new UsageException($"{path}: folder '{dir}' does not exist");
         string tmp = Path.Combine(dir, $".normfold-{Guid.NewGuid().ToString("N")[..12]}.tmp");
-        File.WriteAllText(tmp, JsonSerializer.Serialize(value, Json) + "\n");
+        File.WriteAllText(tmp, json);
         File.Move(tmp, full, overwrite: true);
     }
 

@@ -29,11 +29,13 @@ public static class PathGuard
     /// would replace it rather than write into it.</summary>
     public static void CheckRegularOrAbsent(string label, string path)
     {
-        string full = Resolve(path);
-        if (Directory.Exists(full)) throw new ModelFormatException($"{label}: is a folder; give a file name");
-        if (File.Exists(full) && !IsRegularFile(full))
+        if (Directory.Exists(path)) throw new ModelFormatException($"{label}: is a folder; give a file name");
+        if (IsSpecial(path))
             throw new ModelFormatException($"{label}: is not a regular file (a device or a pipe?); NormFold writes a new file and renames it into place, which would replace it");
     }
+
+    /// <summary>Whether the path names an existing device, pipe or socket (after following links).</summary>
+    public static bool IsSpecial(string path) => File.Exists(path) && !IsRegularFile(path); // stat follows every link, /proc's too
 
     /// <summary>stat(2)'s file type (Linux x64, where NormFold is built); true where it cannot be asked.</summary>
     static unsafe bool IsRegularFile(string path)
