@@ -24,6 +24,8 @@ public static class Printing
     {
         if (path is null) return;
         string full = Path.GetFullPath(path);
+        if (System.Text.Encoding.UTF8.GetByteCount(Path.GetFileName(full)) > 255)
+            throw new UsageException($"{option} {path}: the file name is longer than 255 bytes");
         if (Directory.Exists(full)) throw new UsageException($"{option} {path}: is a folder; give a file name");
         string dir = Path.GetDirectoryName(full)!;
         if (!Directory.Exists(dir)) throw new UsageException($"{option} {path}: folder '{dir}' does not exist");
@@ -59,8 +61,17 @@ public static class Printing
         string dir = Path.GetDirectoryName(full)!;
         if (!Directory.Exists(dir)) throw new UsageException($"{path}: folder '{dir}' does not exist");
         string tmp = Path.Combine(dir, $".normfold-{Guid.NewGuid().ToString("N")[..12]}.tmp");
-        File.WriteAllText(tmp, json);
-        File.Move(tmp, full, overwrite: true);
+        NormFold.Onnx.TempFiles.Track(tmp);
+        try
+        {
+            File.WriteAllText(tmp, json);
+            File.Move(tmp, full, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(tmp)) File.Delete(tmp);
+            NormFold.Onnx.TempFiles.Untrack(tmp);
+        }
     }
 
     public static string Table(IReadOnlyList<string> headers, IEnumerable<IReadOnlyList<string>> rows, int lastColumnMax = 100)

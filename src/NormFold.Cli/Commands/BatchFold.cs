@@ -9,24 +9,32 @@ namespace NormFold.Cli.Commands;
 /// </summary>
 public static class BatchFold
 {
+    /// <summary>Every .onnx file below the folder; links to folders are not followed (a link to a parent would loop).</summary>
+    static IEnumerable<string> Models(string root) =>
+        new System.IO.Enumeration.FileSystemEnumerable<string>(root, (ref System.IO.Enumeration.FileSystemEntry e) => e.ToFullPath(),
+            new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true })
+        {
+            ShouldIncludePredicate = (ref System.IO.Enumeration.FileSystemEntry e) => !e.IsDirectory && e.FileName.EndsWith(".onnx", StringComparison.Ordinal),
+            ShouldRecursePredicate = (ref System.IO.Enumeration.FileSystemEntry e) => (e.Attributes & FileAttributes.ReparsePoint) == 0,
+        };
+
     public static int Run(string inputDir, string outputDir, FoldCommand.Settings settings, int jobs, string? reportPath, bool quiet, TextWriter stdout)
     {
-        string inRoot = Path.GetFullPath(inputDir), outRoot = Path.GetFullPath(outputDir);
+        // Compared as the folders they finally are (links followed, trailing slashes gone).
+        string inRoot = NormFold.Onnx.PathGuard.Resolve(inputDir), outRoot = NormFold.Onnx.PathGuard.Resolve(outputDir);
         if (inRoot == outRoot) throw new UsageException($"fold: {outputDir}: the output folder must differ from the input folder");
         if (File.Exists(outRoot)) throw new UsageException($"fold: {outputDir}: is a file; a folder of models needs an output folder");
-        var all = Directory.EnumerateFiles(inRoot, "*.onnx", SearchOption.AllDirectories).ToList();
-        // Skip earlier outputs when OUTFOLDER lies inside FOLDER, and say so.
-        bool nested = outRoot.StartsWith(inRoot + Path.DirectorySeparatorChar, StringComparison.Ordinal);
-        var inputs = all.Where(p => !nested || !Path.GetFullPath(p).StartsWith(outRoot + Path.DirectorySeparatorChar, StringComparison.Ordinal))
-            .Order(StringComparer.Ordinal).ToList();
-        if (inputs.Count < all.Count)
-            Console.Error.WriteLine($"normfold: fold: skipping {all.Count - inputs.Count} model(s) inside the output folder {outputDir}");
+        if (settings.Save.ExternalFileName != null)
+            throw new UsageException("fold: --external-data-file names one file, and a folder holds many models; use --external-data (each model gets MODEL.onnx.data)");
+        // An output folder inside the input folder must start empty: anything in it would be both an input and a target.
+        if (NormFold.Onnx.PathGuard.IsWithin(outRoot, inRoot) && Directory.Exists(outRoot) && Directory.EnumerateFileSystemEntries(outRoot).Any())
+            throw new UsageException($"fold: {outputDir}: lies inside the input folder and is not empty; empty it or choose another output folder");
+        var inputs = Models(inRoot).Order(StringComparer.Ordinal).ToList();
         if (inputs.Count == 0) throw new UsageException($"fold: {inputDir}: no .onnx files in this folder");
         if (reportPath != null)
         {
             string report = NormFold.Onnx.PathGuard.Resolve(reportPath);
-            if (report.StartsWith(inRoot + Path.DirectorySeparatorChar, StringComparison.Ordinal)
-                && !report.StartsWith(outRoot + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+            if (NormFold.Onnx.PathGuard.IsWithin(report, inRoot) && !NormFold.Onnx.PathGuard.IsWithin(report, outRoot))
                 throw new UsageException($"fold: --report {reportPath}: is inside the input folder; write it elsewhere");
             Printing.CheckReportTarget("fold: --report", reportPath, [], inputs.SelectMany(i =>
             {

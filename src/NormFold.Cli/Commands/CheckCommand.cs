@@ -28,6 +28,7 @@ public sealed class CheckCommand : Command
         var request = CheckSettings.ParseRequest(Name, args);
         Printing.CheckWritablePath("--json", args.Value("--json"));
         Printing.CheckReportTarget("check: --json", args.Value("--json"), args.Positionals, []);
+        CheckSettings.CheckSaveFolder(Name, request, args.Positionals, [args.Value("--json")]);
         var report = CheckRun.Run(args.Positionals[0], args.Positionals[1], request);
         stdout.Write(Printing.Check(report, request.Localize));
         if (args.Value("--json") is { } json) Printing.WriteJson(json, Printing.CheckJson(report));

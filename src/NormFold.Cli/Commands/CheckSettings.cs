@@ -26,6 +26,32 @@ public static class CheckSettings
     /// <summary>What a check run needs beyond <see cref="CheckOptions"/>: where inputs and outputs live.</summary>
     public sealed record Request(CheckOptions Options, Dictionary<string, string> InputFiles, string? InputsDir, string? SaveOutputs, bool Localize);
 
+    /// <summary>Refuses a --save-outputs folder whose reference/, candidate/ or iteration_N/ subfolders (where outputs are
+    /// saved) hold a file the command reads or writes: the models and their data files, the input .npy files or
+    /// folder, the outputs and reports.</summary>
+    public static void CheckSaveFolder(string command, Request request, IEnumerable<string> models, IEnumerable<string?> outputs)
+    {
+        if (request.SaveOutputs is not { } folder) return;
+        var files = new List<string>(request.InputFiles.Values);
+        if (request.InputsDir != null) files.Add(request.InputsDir);
+        files.AddRange(outputs.OfType<string>());
+        foreach (var model in models)
+        {
+            files.Add(model);
+            try { using var m = NormFold.Onnx.OnnxModel.Load(model); files.AddRange(m.InputFiles().Keys); }
+            catch (Exception e) when (Cli.IsInputError(e)) { } // the run itself will say what is wrong with it
+        }
+        // Saved outputs go to FOLDER/reference, FOLDER/candidate and FOLDER/iteration_N/… only.
+        string root = NormFold.Onnx.PathGuard.Resolve(folder);
+        foreach (var f in files)
+        {
+            string relative = Path.GetRelativePath(root, NormFold.Onnx.PathGuard.Resolve(f));
+            string first = relative.Split(Path.DirectorySeparatorChar)[0];
+            if (relative == "." || first is "reference" or "candidate" || first.StartsWith("iteration_", StringComparison.Ordinal))
+                throw new UsageException($"{command}: --save-outputs {folder}: would write where {f} is; choose another folder");
+        }
+    }
+
     public static Request ParseRequest(string command, ParsedArgs args)
     {
         var options = Parse(command, args);

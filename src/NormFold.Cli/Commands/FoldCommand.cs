@@ -62,6 +62,7 @@ public sealed class FoldCommand : Command
             throw new UsageException($"fold: {output}: refusing to overwrite the input model; choose another output path");
         string dataFile = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(output))!, save.ExternalFileName ?? Path.GetFileName(output) + ".data");
         Printing.CheckReportTarget("fold: --report", args.Value("--report"), [input], [(output, "the output model"), (dataFile, "the output's data file")]);
+        CheckSettings.CheckSaveFolder(Name, checkRequest, [input], [output, dataFile, args.Value("--report")]);
         if (save.ExternalFileName != null)
         {
             if (Directory.Exists(dataFile)) throw new UsageException($"fold: --external-data-file {save.ExternalFileName}: is a folder");

@@ -15,6 +15,7 @@ public static class Staging
         string dir = Path.GetDirectoryName(full)!;
         if (!Directory.Exists(dir)) throw new ModelFormatException($"{output}: output folder '{dir}' does not exist");
         string staging = Path.Combine(dir, $".normfold-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        TempFiles.Track(staging, folder: true);
         Directory.CreateDirectory(staging);
         try
         {
@@ -29,6 +30,7 @@ public static class Staging
         finally
         {
             try { Directory.Delete(staging, recursive: true); } catch (IOException) { }
+            TempFiles.Untrack(staging);
         }
     }
 }

@@ -38,6 +38,8 @@ public static class ModelWriter
             throw new ModelFormatException($"{path}: is a folder; give the output model's file name");
         string dir = Path.GetDirectoryName(full)!;
         if (!Directory.Exists(dir)) throw new ModelFormatException($"{path}: output folder '{dir}' does not exist");
+        if (System.Text.Encoding.UTF8.GetByteCount(Path.GetFileName(full)) > 255)
+            throw new ModelFormatException($"{path}: the file name is longer than 255 bytes");
     }
 
     public static void Save(OnnxModel model, string path, SaveOptions? options = null)
@@ -57,6 +59,8 @@ public static class ModelWriter
         string? dataName = null, dataPath = null;
         if (moved.Count > 0)
         {
+            if (PathGuard.Resolve(Path.GetDirectoryName(Path.GetFullPath(path))!) != dir)
+                throw new ModelFormatException($"{path}: is a link into another folder; its data file would not be beside it (give the real path)");
             dataName = options.ExternalFileName ?? Path.GetFileName(full) + ".data";
             if (dataName.Length == 0 || Path.IsPathRooted(dataName) || dataName.Split('/', '\\').Contains(".."))
                 throw new ModelFormatException($"{path}: data file '{dataName}' must be a file name relative to the output's folder");
@@ -64,6 +68,8 @@ public static class ModelWriter
             if (!Directory.Exists(Path.GetDirectoryName(dataPath)))
                 throw new ModelFormatException($"{path}: data file '{dataName}': folder '{Path.GetDirectoryName(dataPath)}' does not exist");
             PathGuard.CheckRegularOrAbsent($"{path}: data file '{dataName}'", dataPath);
+            if (System.Text.Encoding.UTF8.GetByteCount(Path.GetFileName(dataPath)) > 255)
+                throw new ModelFormatException($"{path}: data file '{dataName}': the file name is longer than 255 bytes");
             if (dataPath == full)
                 throw new ModelFormatException($"{path}: its data file '{dataName}' would be the model file itself; choose another name");
             if (inputs.TryGetValue(dataPath, out what))
@@ -79,6 +85,8 @@ public static class ModelWriter
 
         string tmpModel = TempName(full);
         string? tmpData = dataPath is null ? null : TempName(dataPath);
+        TempFiles.Track(tmpModel);
+        if (tmpData != null) TempFiles.Track(tmpData);
         var restore = new List<(TensorProto Tensor, TensorProto Saved)>();
         try
         {
@@ -124,6 +132,8 @@ public static class ModelWriter
             foreach (var (t, saved) in restore) RestoreStorage(t, saved);
             TryDelete(tmpModel);
             if (tmpData != null) TryDelete(tmpData);
+            TempFiles.Untrack(tmpModel);
+            if (tmpData != null) TempFiles.Untrack(tmpData);
         }
     }
 

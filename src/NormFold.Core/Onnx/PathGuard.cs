@@ -8,20 +8,43 @@ namespace NormFold.Onnx;
 /// </summary>
 public static class PathGuard
 {
-    /// <summary>The absolute path of the file <paramref name="path"/> finally names (symbolic links followed).</summary>
-    public static string Resolve(string path)
+    /// <summary>The absolute path of the file <paramref name="path"/> finally names: every symbolic link followed, in the
+    /// folders on the way as in the last name (realpath(3)); for a path that does not exist yet, its folder's real path
+    /// and its name.</summary>
+    public static string Resolve(string path) => Resolve(Path.GetFullPath(path), depth: 0);
+
+    static string Resolve(string full, int depth)
     {
-        string full = Path.GetFullPath(path);
+        if (full.Length > 1) full = full.TrimEnd(Path.DirectorySeparatorChar);
+        if (RealPath(full) is { } real) return real;
+        if (depth > 40) return full; // a loop of links
         try
         {
-            var info = new FileInfo(full);
-            if (info.LinkTarget != null && info.ResolveLinkTarget(returnFinalTarget: true) is { } target)
-                return Path.GetFullPath(target.FullName);
+            if (new FileInfo(full).LinkTarget is { } target) // a dangling link: where it points
+                return Resolve(Path.GetFullPath(target, Path.GetDirectoryName(full)!), depth + 1);
         }
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
-        return full;
+        string? dir = Path.GetDirectoryName(full);
+        return dir is null ? full : Path.Combine(Resolve(dir, depth + 1), Path.GetFileName(full));
     }
+
+    /// <summary>Whether <paramref name="path"/> is <paramref name="folder"/> or lies anywhere below it (both resolved).</summary>
+    public static bool IsWithin(string path, string folder)
+    {
+        string p = Resolve(path), f = Resolve(folder);
+        return p == f || p.StartsWith(f.EndsWith(Path.DirectorySeparatorChar) ? f : f + Path.DirectorySeparatorChar, StringComparison.Ordinal);
+    }
+
+    static unsafe string? RealPath(string path)
+    {
+        if (!OperatingSystem.IsLinux()) return File.Exists(path) || Directory.Exists(path) ? path : null;
+        byte* buffer = stackalloc byte[4097]; // PATH_MAX + 1
+        return RealPathNative(path, buffer) == null ? null : System.Runtime.InteropServices.Marshal.PtrToStringUTF8((nint)buffer);
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "realpath")]
+    static extern unsafe byte* RealPathNative([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string path, byte* resolved);
 
     public static bool Same(string a, string b) => Resolve(a) == Resolve(b);
 

@@ -118,14 +118,87 @@ public class FileSafetyTests
     }
 
     [Fact]
-    public void A_folder_run_says_which_models_it_skips_inside_its_output_folder()
+    public void An_output_folder_inside_the_input_folder_must_start_empty()
     {
         string dir = TempDir();
         File.Copy(Path.Combine(ModelsDir, "resnet_tiny.onnx"), Path.Combine(dir, "a.onnx"));
         Directory.CreateDirectory(Path.Combine(dir, "out"));
-        File.Copy(Path.Combine(ModelsDir, "mlp_bn1d.onnx"), Path.Combine(dir, "out", "old.onnx"));
+        File.Copy(Path.Combine(ModelsDir, "mlp_bn1d.onnx"), Path.Combine(dir, "out", "a.onnx")); // an input too
+        var before = File.ReadAllBytes(Path.Combine(dir, "out", "a.onnx"));
         var (code, _, err) = Run("fold", dir, "-o", Path.Combine(dir, "out"), "-q");
-        Assert.Equal(ExitCodes.Success, code);
-        Assert.Contains("skipping 1 model(s) inside the output folder", err);
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains("inside the input folder and is not empty", err);
+        Assert.Equal(before, File.ReadAllBytes(Path.Combine(dir, "out", "a.onnx")));
+        (code, _, err) = Run("fold", dir, "-o", Path.Combine(dir, "fresh"), "-q");
+        Assert.True(code == ExitCodes.Success, err);
+    }
+
+    /// <summary>Links in the folders of a path, trailing slashes, a folder and its link: all the same place.</summary>
+    [Fact]
+    public void Links_to_folders_and_trailing_slashes_do_not_get_past_the_guards()
+    {
+        var (dir, untouched) = Inputs();
+        Directory.CreateSymbolicLink(Path.Combine(dir, "L"), dir);
+        string r = Path.Combine(dir, "r.onnx"), viaLink = Path.Combine(dir, "L", "r.onnx");
+        foreach (var args in new[]
+        {
+            new[] { "fold", r, "-o", viaLink },
+            ["fold", viaLink, "-o", r],
+            ["fold", r, "-o", Path.Combine(dir, "out.onnx"), "--report", viaLink],
+            ["inspect", r, "--json", viaLink],
+            ["fold", Path.Combine(dir, "m.onnx"), "-o", Path.Combine(dir, "L", "mlp_bn1d.onnx.data")],
+            ["fold", dir + "/", "-o", Path.Combine(dir, "L")],
+            ["fold", dir + "/", "-o", Path.Combine(TempDir(), "o"), "--report", Path.Combine(dir, "x.onnx")],
+        })
+        {
+            var (code, _, err) = Run(args);
+            Assert.True(code == ExitCodes.InvalidInput, $"{string.Join(' ', args)}: exit {code} {err}");
+        }
+        Assert.True(untouched(), "an input changed");
+    }
+
+    [Fact]
+    public void A_folder_run_refuses_one_data_file_name_for_all_its_models_and_does_not_follow_a_link_loop()
+    {
+        var (dir, _) = Inputs();
+        var (code, _, err) = Run("fold", dir, "-o", Path.Combine(TempDir(), "o"), "--external-data-file", "w.data");
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains("names one file", err);
+        Directory.CreateDirectory(Path.Combine(dir, "a"));
+        Directory.CreateSymbolicLink(Path.Combine(dir, "a", "up"), dir); // a loop
+        string output = Path.Combine(TempDir(), "o");
+        (code, _, err) = Run("fold", dir, "-o", output, "-q");
+        Assert.True(code == ExitCodes.Success, err);
+        Assert.Equal(2, Directory.GetFiles(output, "*.onnx", SearchOption.AllDirectories).Length); // m.onnx, r.onnx
+    }
+
+    [Fact]
+    public void Saved_outputs_may_not_go_where_an_input_or_an_output_is()
+    {
+        var (dir, untouched) = Inputs();
+        string npyDir = Path.Combine(dir, "in");
+        Directory.CreateDirectory(npyDir);
+        File.Copy(Path.Combine(ModelsDir, "npy", Directory.GetFiles(Path.Combine(ModelsDir, "npy"), "*.npy")[0]), Path.Combine(npyDir, "x.npy"));
+        Directory.CreateDirectory(Path.Combine(dir, "reference"));
+        File.Copy(Path.Combine(dir, "r.onnx"), Path.Combine(dir, "reference", "output.npy")); // as if a model were kept there
+        var (code, _, err) = Run("check", Path.Combine(dir, "r.onnx"), Path.Combine(dir, "reference", "output.npy"), "--save-outputs", dir);
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains("--save-outputs", err);
+        (code, _, err) = Run("check", Path.Combine(dir, "r.onnx"), Path.Combine(dir, "r.onnx"), "--input", "input=" + Path.Combine(npyDir, "x.npy"),
+            "--save-outputs", Path.GetDirectoryName(npyDir)!, "--json", Path.Combine(dir, "candidate", "r.json"));
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.True(untouched());
+    }
+
+    [Fact]
+    public void A_report_name_too_long_for_the_file_system_is_refused_before_any_work()
+    {
+        var (dir, _) = Inputs();
+        string output = Path.Combine(dir, "o.onnx");
+        var (code, _, err) = Run("fold", Path.Combine(dir, "r.onnx"), "-o", output, "--report", Path.Combine(dir, new string('j', 260) + ".json"));
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Contains("longer than 255 bytes", err);
+        Assert.False(File.Exists(output));
+        Assert.Empty(Directory.GetFiles(dir, ".normfold-*"));
     }
 }
