@@ -136,7 +136,8 @@ public sealed class OrtOutputs : System.Collections.ObjectModel.Collection<Named
     {
         public override Span<byte> GetSpan() =>
             owner._disposed ? throw new ObjectDisposedException("ORT outputs", "read after the run's outputs were disposed") : new(pointer, length);
-        public override System.Buffers.MemoryHandle Pin(int elementIndex = 0) => new(pointer + elementIndex, default, this);
+        public override System.Buffers.MemoryHandle Pin(int elementIndex = 0) =>
+            owner._disposed ? throw new ObjectDisposedException("ORT outputs") : new(pointer + elementIndex, default, this);
         public override void Unpin() { }
         protected override void Dispose(bool disposing) { }
     }
