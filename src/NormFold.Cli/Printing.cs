@@ -41,12 +41,16 @@ public static class Printing
         foreach (var (file, what) in outputs)
             if (NormFold.Onnx.PathGuard.Resolve(file) == target) throw new UsageException($"{option} {path}: would overwrite {what}");
         foreach (var model in models)
-        {
-            Dictionary<string, string> files;
-            try { using var m = NormFold.Onnx.OnnxModel.Load(model); files = m.InputFiles(); }
-            catch (Exception e) when (Cli.IsInputError(e)) { files = new() { [NormFold.Onnx.PathGuard.Resolve(model)] = "an input model" }; }
-            if (files.TryGetValue(target, out var what)) throw new UsageException($"{option} {path}: would overwrite {what.Replace("the input", "an input")}");
-        }
+            if (FilesRead(model).TryGetValue(target, out var what))
+                throw new UsageException($"{option} {path}: would overwrite {what.Replace("the input", "an input")}");
+    }
+
+    /// <summary>The model file and its data files, resolved (<see cref="NormFold.Onnx.OnnxModel.InputFiles"/>); just the
+    /// model file when it cannot be loaded (the command itself will say why).</summary>
+    public static Dictionary<string, string> FilesRead(string model)
+    {
+        try { using var m = NormFold.Onnx.OnnxModel.Load(model); return m.InputFiles(); }
+        catch (Exception e) when (Cli.IsInputError(e)) { return new() { [NormFold.Onnx.PathGuard.Resolve(model)] = "the input model" }; }
     }
 
     public static void WriteJson(string path, object value)

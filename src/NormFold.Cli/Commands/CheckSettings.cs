@@ -35,12 +35,7 @@ public static class CheckSettings
         var files = new List<string>(request.InputFiles.Values);
         if (request.InputsDir != null) files.Add(request.InputsDir);
         files.AddRange(outputs.OfType<string>());
-        foreach (var model in models)
-        {
-            files.Add(model);
-            try { using var m = NormFold.Onnx.OnnxModel.Load(model); files.AddRange(m.InputFiles().Keys); }
-            catch (Exception e) when (Cli.IsInputError(e)) { } // the run itself will say what is wrong with it
-        }
+        foreach (var model in models) files.AddRange(Printing.FilesRead(model).Keys);
         // Saved outputs go to FOLDER/reference, FOLDER/candidate and FOLDER/iteration_N/… only.
         string root = NormFold.Onnx.PathGuard.Resolve(folder);
         foreach (var f in files)
