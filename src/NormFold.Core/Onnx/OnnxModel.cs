@@ -100,8 +100,10 @@ public sealed class OnnxModel : IDisposable
         var files = new Dictionary<string, string>(StringComparer.Ordinal);
         if (SourcePath is null) return files;
         files[PathGuard.Resolve(SourcePath)] = "the input model";
+        var seen = new HashSet<string>(StringComparer.Ordinal); // resolve each data file once, not once per tensor
         foreach (var t in AllTensors())
-            if (IsExternal(t)) files.TryAdd(PathGuard.Resolve(ExternalPath(t)), $"the input's external data file '{ParseExternal(t).Location}'");
+            if (IsExternal(t) && seen.Add(ExternalPath(t)))
+                files.TryAdd(PathGuard.Resolve(ExternalPath(t)), $"the input's external data file '{ParseExternal(t).Location}'");
         return files;
     }
 
@@ -242,14 +244,18 @@ public sealed class OnnxModel : IDisposable
 
     void ValidateExternalReferences()
     {
+        var lengths = new Dictionary<string, long>(StringComparer.Ordinal); // one look at each file, not one per tensor
         foreach (var t in AllTensors())
         {
             if (!IsExternal(t)) continue;
             string path = ExternalPath(t);
             var loc = ParseExternal(t);
-            if (!File.Exists(path))
-                throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': external data file '{loc.Location}' not found");
-            long fileLength = PathGuard.Length(path);
+            if (!lengths.TryGetValue(path, out long fileLength))
+            {
+                if (!File.Exists(path))
+                    throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': external data file '{loc.Location}' not found");
+                lengths[path] = fileLength = PathGuard.Length(path);
+            }
             long length = loc.Length >= 0 ? loc.Length : fileLength - loc.Offset;
             if (loc.Offset + length > fileLength)
                 throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': external data [{loc.Offset}, {loc.Offset + length}) lies beyond the end of '{loc.Location}' ({fileLength} bytes)");
