@@ -33,7 +33,7 @@ public static class Cli
         }
         catch (Exception e) when (IsInputError(e))
         {
-            Console.Error.WriteLine($"normfold: {(e is UsageException ? "" : command.Name + ": ")}{e.Message}");
+            Console.Error.WriteLine($"normfold: {(e is InvalidUsageException ? "" : command.Name + ": ")}{e.Message}");
             if (verbose) Console.Error.WriteLine(e);
             return ExitCodes.InvalidInput;
         }
@@ -46,9 +46,7 @@ public static class Cli
     }
 
     /// <summary>Errors that mean the input or the arguments are wrong (exit 3), not NormFold (exit 1).</summary>
-    public static bool IsInputError(Exception e) =>
-        e is UsageException or ModelFormatException or ArgumentException or NotSupportedException or FileNotFoundException
-            or DirectoryNotFoundException or UnauthorizedAccessException or IOException or FormatException;
+    public static bool IsInputError(Exception e) => e is NormFoldException;
 
     static string Usage() =>
         "NormFold — fold BatchNormalization into the weights of ONNX models, say why for every BN left, and check the result.\n\n" +

@@ -25,18 +25,18 @@ public sealed class ParsedArgs
             int eq = a.IndexOf('=');
             if (a.StartsWith("--") && eq > 0) { name = a[..eq]; inline = a[(eq + 1)..]; }
             var spec = specs.FirstOrDefault(s => s.Name == name || s.Alias == name)
-                ?? throw new UsageException($"{command}: unknown option '{name}' (see 'normfold {command} --help')");
+                ?? throw new InvalidUsageException($"{command}: unknown option '{name}' (see 'normfold {command} --help')");
             string value;
             if (spec.ValueName is null)
             {
-                if (inline != null) throw new UsageException($"{command}: option '{spec.Name}' takes no value");
+                if (inline != null) throw new InvalidUsageException($"{command}: option '{spec.Name}' takes no value");
                 value = "true";
             }
             else if (inline != null) value = inline;
             else if (i + 1 < args.Count && !specs.Any(s => s.Name == args[i + 1] || s.Alias == args[i + 1])) value = args[++i];
-            else throw new UsageException($"{command}: option '{spec.Name}' needs a value ({spec.ValueName})");
+            else throw new InvalidUsageException($"{command}: option '{spec.Name}' needs a value ({spec.ValueName})");
             if (!parsed._values.TryGetValue(spec.Name, out var list)) parsed._values[spec.Name] = list = [];
-            if (list.Count > 0 && !spec.Repeatable) throw new UsageException($"{command}: option '{spec.Name}' given twice");
+            if (list.Count > 0 && !spec.Repeatable) throw new InvalidUsageException($"{command}: option '{spec.Name}' given twice");
             list.Add(value);
         }
         return parsed;
@@ -51,7 +51,7 @@ public sealed class ParsedArgs
         string? v = Value(name);
         if (v is null) return defaultValue;
         if (!int.TryParse(v, out int n) || n < min)
-            throw new UsageException($"{command}: {name} must be an integer{(min > int.MinValue ? $" ≥ {min}" : "")}, got '{v}'");
+            throw new InvalidUsageException($"{command}: {name} must be an integer{(min > int.MinValue ? $" ≥ {min}" : "")}, got '{v}'");
         return n;
     }
 }

@@ -25,10 +25,10 @@ public static class Printing
         if (path is null) return;
         string full = Path.GetFullPath(path);
         if (System.Text.Encoding.UTF8.GetByteCount(Path.GetFileName(full)) > 255)
-            throw new UsageException($"{option} {path}: the file name is longer than 255 bytes");
-        if (Directory.Exists(full)) throw new UsageException($"{option} {path}: is a folder; give a file name");
+            throw new InvalidUsageException($"{option} {path}: the file name is longer than 255 bytes");
+        if (Directory.Exists(full)) throw new InvalidUsageException($"{option} {path}: is a folder; give a file name");
         string dir = Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(dir)) throw new UsageException($"{option} {path}: folder '{dir}' does not exist");
+        if (!Directory.Exists(dir)) throw new InvalidUsageException($"{option} {path}: folder '{dir}' does not exist");
     }
 
     /// <summary>Refuses a report path that would replace a model file the command reads or writes (resolved as
@@ -39,10 +39,10 @@ public static class Printing
         if (path is null) return;
         string target = NormFold.Onnx.PathGuard.Resolve(path);
         foreach (var (file, what) in outputs)
-            if (NormFold.Onnx.PathGuard.Resolve(file) == target) throw new UsageException($"{option} {path}: would overwrite {what}");
+            if (NormFold.Onnx.PathGuard.Resolve(file) == target) throw new InvalidUsageException($"{option} {path}: would overwrite {what}");
         foreach (var model in models)
             if (FilesRead(model).TryGetValue(target, out var what))
-                throw new UsageException($"{option} {path}: would overwrite {what.Replace("the input", "an input")}");
+                throw new InvalidUsageException($"{option} {path}: would overwrite {what.Replace("the input", "an input")}");
     }
 
     /// <summary>The model file and its data files, resolved (<see cref="NormFold.Onnx.OnnxModel.InputFiles"/>); just the
@@ -63,7 +63,7 @@ public static class Printing
         }
         string full = NormFold.Onnx.PathGuard.Resolve(path); // a link is written through
         string dir = Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(dir)) throw new UsageException($"{path}: folder '{dir}' does not exist");
+        if (!Directory.Exists(dir)) throw new InvalidUsageException($"{path}: folder '{dir}' does not exist");
         string tmp = Path.Combine(dir, $".normfold-{Guid.NewGuid().ToString("N")[..12]}.tmp");
         NormFold.Onnx.TempFiles.Track(tmp);
         try

@@ -22,20 +22,20 @@ public static class BatchFold
     {
         // Compared as the folders they finally are (links followed, trailing slashes gone).
         string inRoot = NormFold.Onnx.PathGuard.Resolve(inputDir), outRoot = NormFold.Onnx.PathGuard.Resolve(outputDir);
-        if (inRoot == outRoot) throw new UsageException($"fold: {outputDir}: the output folder must differ from the input folder");
-        if (File.Exists(outRoot)) throw new UsageException($"fold: {outputDir}: is a file; a folder of models needs an output folder");
+        if (inRoot == outRoot) throw new InvalidUsageException($"fold: {outputDir}: the output folder must differ from the input folder");
+        if (File.Exists(outRoot)) throw new InvalidUsageException($"fold: {outputDir}: is a file; a folder of models needs an output folder");
         if (settings.Save.ExternalFileName != null)
-            throw new UsageException("fold: --external-data-file names one file, and a folder holds many models; use --external-data (each model gets MODEL.onnx.data)");
+            throw new InvalidUsageException("fold: --external-data-file names one file, and a folder holds many models; use --external-data (each model gets MODEL.onnx.data)");
         // An output folder inside the input folder must start empty: anything in it would be both an input and a target.
         if (NormFold.Onnx.PathGuard.IsWithin(outRoot, inRoot) && Directory.Exists(outRoot) && Directory.EnumerateFileSystemEntries(outRoot).Any())
-            throw new UsageException($"fold: {outputDir}: lies inside the input folder and is not empty; empty it or choose another output folder");
+            throw new InvalidUsageException($"fold: {outputDir}: lies inside the input folder and is not empty; empty it or choose another output folder");
         var inputs = Models(inRoot).Order(StringComparer.Ordinal).ToList();
-        if (inputs.Count == 0) throw new UsageException($"fold: {inputDir}: no .onnx files in this folder");
+        if (inputs.Count == 0) throw new InvalidUsageException($"fold: {inputDir}: no .onnx files in this folder");
         if (reportPath != null)
         {
             string report = NormFold.Onnx.PathGuard.Resolve(reportPath);
             if (NormFold.Onnx.PathGuard.IsWithin(report, inRoot) && !NormFold.Onnx.PathGuard.IsWithin(report, outRoot))
-                throw new UsageException($"fold: --report {reportPath}: is inside the input folder; write it elsewhere");
+                throw new InvalidUsageException($"fold: --report {reportPath}: is inside the input folder; write it elsewhere");
             Printing.CheckReportTarget("fold: --report", reportPath, [], inputs.SelectMany(i =>
             {
                 string o = Path.Combine(outRoot, Path.GetRelativePath(inRoot, i));

@@ -24,7 +24,7 @@ public sealed class CheckCommand : Command
     protected override int Execute(ParsedArgs args, TextWriter stdout)
     {
         if (args.Positionals.Count != 2)
-            throw new UsageException($"check: expected two models, got {args.Positionals.Count} (usage: {Usage})");
+            throw new InvalidUsageException($"check: expected two models, got {args.Positionals.Count} (usage: {Usage})");
         var request = CheckSettings.ParseRequest(Name, args);
         Printing.CheckWritablePath("--json", args.Value("--json"));
         Printing.CheckReportTarget("check: --json", args.Value("--json"), args.Positionals, []);

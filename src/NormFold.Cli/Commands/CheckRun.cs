@@ -17,7 +17,7 @@ public static class CheckRun
         List<List<NamedTensor>> sets;
         string provenance;
         try { (sets, provenance) = InputFiles.Load(ModelInputs.Of(reference), request.InputFiles, request.InputsDir); }
-        catch (FormatException e) { throw new UsageException(e.Message); }
+        catch (FormatException e) { throw new InvalidUsageException(e.Message); }
         options = options with { Iterations = sets.Count, InputProvenance = provenance };
         // A test_data_set's output_K.pb: does the original reproduce them? Reported, not part of the verdict (which is
         // about the two models agreeing).

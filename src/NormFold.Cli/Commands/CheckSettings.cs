@@ -43,7 +43,7 @@ public static class CheckSettings
             string relative = Path.GetRelativePath(root, NormFold.Onnx.PathGuard.Resolve(f));
             string first = relative.Split(Path.DirectorySeparatorChar)[0];
             if (relative == "." || first is "reference" or "candidate" || first.StartsWith("iteration_", StringComparison.Ordinal))
-                throw new UsageException($"{command}: --save-outputs {folder}: would write where {f} is; choose another folder");
+                throw new InvalidUsageException($"{command}: --save-outputs {folder}: would write where {f} is; choose another folder");
         }
     }
 
@@ -54,15 +54,15 @@ public static class CheckSettings
         foreach (var v in args.Values("--input"))
         {
             int eq = v.LastIndexOf('=');
-            if (eq <= 0 || eq == v.Length - 1) throw new UsageException($"{command}: --input '{v}' must be NAME=FILE.npy");
+            if (eq <= 0 || eq == v.Length - 1) throw new InvalidUsageException($"{command}: --input '{v}' must be NAME=FILE.npy");
             files[v[..eq]] = v[(eq + 1)..];
         }
         string? dir = args.Value("--inputs");
-        if (dir != null && files.Count > 0) throw new UsageException($"{command}: give --input or --inputs, not both");
+        if (dir != null && files.Count > 0) throw new InvalidUsageException($"{command}: give --input or --inputs, not both");
         bool fromFiles = dir != null || files.Count > 0;
         if (fromFiles && (args.Has("--seed") || args.Has("--value-range") || args.Has("--shape") || args.Has("--iterations")))
-            throw new UsageException($"{command}: --seed, --value-range, --shape and --iterations apply to generated inputs, not to --input/--inputs");
-        if (args.Has("--localize") && args.Has("--outputs-only")) throw new UsageException($"{command}: --localize needs the intermediate tensors that --outputs-only leaves out");
+            throw new InvalidUsageException($"{command}: --seed, --value-range, --shape and --iterations apply to generated inputs, not to --input/--inputs");
+        if (args.Has("--localize") && args.Has("--outputs-only")) throw new InvalidUsageException($"{command}: --localize needs the intermediate tensors that --outputs-only leaves out");
         return new Request(options, files, dir, args.Value("--save-outputs"), args.Has("--localize"));
     }
 
@@ -73,12 +73,12 @@ public static class CheckSettings
         foreach (var s in args.Values("--shape"))
         {
             int colon = s.LastIndexOf(':');
-            if (colon <= 0) throw new UsageException($"{command}: --shape '{s}' must be NAME:DxDx…");
+            if (colon <= 0) throw new InvalidUsageException($"{command}: --shape '{s}' must be NAME:DxDx…");
             var dims = s[(colon + 1)..].Split('x', 'X', ',');
             var parsed = new long[dims.Length];
             for (int i = 0; i < dims.Length; i++)
                 if (!long.TryParse(dims[i], NumberStyles.None, CultureInfo.InvariantCulture, out parsed[i]) || parsed[i] < 1)
-                    throw new UsageException($"{command}: --shape '{s}': '{dims[i]}' is not a dimension ≥ 1 (a 0 would compare nothing)");
+                    throw new InvalidUsageException($"{command}: --shape '{s}': '{dims[i]}' is not a dimension ≥ 1 (a 0 would compare nothing)");
             shapes[s[..colon]] = parsed;
         }
         var ranges = new List<ValueRange>();
@@ -87,7 +87,7 @@ public static class CheckSettings
             var (name, text) = SplitName(r);
             var parts = text.Split(',');
             if (parts.Length != 2 || !TryDouble(parts[0], out double lo) || !TryDouble(parts[1], out double hi) || !(lo <= hi))
-                throw new UsageException($"{command}: --value-range '{r}' must be [NAME:]LO,HI with LO ≤ HI");
+                throw new InvalidUsageException($"{command}: --value-range '{r}' must be [NAME:]LO,HI with LO ≤ HI");
             ranges.Add(new ValueRange(name, lo, hi));
         }
         return new CheckOptions
@@ -114,7 +114,7 @@ public static class CheckSettings
         {
             var (name, text) = SplitName(v);
             if (!TryDouble(text, out double x) || x < 0)
-                throw new UsageException($"{command}: {option} '{v}' must be [NAME:]V with V ≥ 0");
+                throw new InvalidUsageException($"{command}: {option} '{v}' must be [NAME:]V with V ≥ 0");
             d[name ?? ""] = x;
         }
         return d;
@@ -136,6 +136,6 @@ public static class CheckSettings
         "basic" => OrtLevel.Basic,
         "extended" => OrtLevel.Extended,
         "all" => OrtLevel.All,
-        _ => throw new UsageException($"{command}: --ort-level must be disable, basic, extended or all, got '{s}'"),
+        _ => throw new InvalidUsageException($"{command}: --ort-level must be disable, basic, extended or all, got '{s}'"),
     };
 }

@@ -41,7 +41,7 @@ public abstract class Command
     protected string SinglePositional(ParsedArgs args, string what)
     {
         if (args.Positionals.Count != 1)
-            throw new UsageException($"{Name}: expected one {what}, got {args.Positionals.Count} (usage: {Usage})");
+            throw new InvalidUsageException($"{Name}: expected one {what}, got {args.Positionals.Count} (usage: {Usage})");
         return args.Positionals[0];
     }
 }

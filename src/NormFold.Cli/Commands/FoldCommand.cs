@@ -39,11 +39,11 @@ public sealed class FoldCommand : Command
     protected override int Execute(ParsedArgs args, TextWriter stdout)
     {
         string input = SinglePositional(args, "input model or folder");
-        string output = args.Value("--output") ?? throw new UsageException($"fold: missing -o OUTPUT (usage: {Usage})");
+        string output = args.Value("--output") ?? throw new InvalidUsageException($"fold: missing -o OUTPUT (usage: {Usage})");
         bool check = args.Has("--check");
         var checkRequest = CheckSettings.ParseRequest(Name, args);
         if (!check && CheckSettings.Options.Any(o => args.Has(o.Name)))
-            throw new UsageException("fold: check options (--seed, --shape, …) need --check");
+            throw new InvalidUsageException("fold: check options (--seed, --shape, …) need --check");
         var save = new SaveOptions
         {
             // Naming the data file asks for one.
@@ -51,23 +51,23 @@ public sealed class FoldCommand : Command
             ExternalFileName = args.Value("--external-data-file"),
         };
         if (save.ExternalFileName != null && (save.ExternalFileName.Length == 0 || Path.IsPathRooted(save.ExternalFileName) || save.ExternalFileName.Contains("..")))
-            throw new UsageException("fold: --external-data-file must be a file name relative to the output's folder");
+            throw new InvalidUsageException("fold: --external-data-file must be a file name relative to the output's folder");
         var settings = new Settings(PipelineSettings.Parse(Name, args), save, check, checkRequest);
         Printing.CheckWritablePath("--report", args.Value("--report"));
         if (Directory.Exists(input))
             return BatchFold.Run(input, output, settings, args.Int(Name, "--jobs", Environment.ProcessorCount, min: 1), args.Value("--report"), args.Has("--quiet"), stdout);
-        if (args.Has("--jobs")) throw new UsageException("fold: --jobs applies to a folder of models");
+        if (args.Has("--jobs")) throw new InvalidUsageException("fold: --jobs applies to a folder of models");
         ModelWriter.CheckOutputPath(output);
         if (PathGuard.Same(input, output))
-            throw new UsageException($"fold: {output}: refusing to overwrite the input model; choose another output path");
+            throw new InvalidUsageException($"fold: {output}: refusing to overwrite the input model; choose another output path");
         string dataFile = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(output))!, save.ExternalFileName ?? Path.GetFileName(output) + ".data");
         Printing.CheckReportTarget("fold: --report", args.Value("--report"), [input], [(output, "the output model"), (dataFile, "the output's data file")]);
         CheckSettings.CheckSaveFolder(Name, checkRequest, [input], [output, dataFile, args.Value("--report")]);
         if (save.ExternalFileName != null)
         {
-            if (Directory.Exists(dataFile)) throw new UsageException($"fold: --external-data-file {save.ExternalFileName}: is a folder");
+            if (Directory.Exists(dataFile)) throw new InvalidUsageException($"fold: --external-data-file {save.ExternalFileName}: is a folder");
             if (!Directory.Exists(Path.GetDirectoryName(dataFile)))
-                throw new UsageException($"fold: --external-data-file {save.ExternalFileName}: folder '{Path.GetDirectoryName(dataFile)}' does not exist");
+                throw new InvalidUsageException($"fold: --external-data-file {save.ExternalFileName}: folder '{Path.GetDirectoryName(dataFile)}' does not exist");
         }
 
         var outcome = FoldOne(input, output, settings, rethrow: true);

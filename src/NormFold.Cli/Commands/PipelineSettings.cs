@@ -21,14 +21,14 @@ public static class PipelineSettings
             .SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToHashSet();
         foreach (var rule in disabled)
             if (!Pipeline.RuleNames.Contains(rule))
-                throw new UsageException($"{command}: --disable: unknown rule '{rule}' (rules: {string.Join(", ", Pipeline.RuleNames)})");
+                throw new InvalidUsageException($"{command}: --disable: unknown rule '{rule}' (rules: {string.Join(", ", Pipeline.RuleNames)})");
         if (args.Has("--swap-groupnorm") && args.Has("--lower-groupnorm"))
-            throw new UsageException($"{command}: --swap-groupnorm and --lower-groupnorm would undo each other; run them separately");
+            throw new InvalidUsageException($"{command}: --swap-groupnorm and --lower-groupnorm would undo each other; run them separately");
         int target = args.Int(command, "--target-opset", 0, min: 1);
         if (target != 0 && !args.Has("--swap-groupnorm") && !args.Has("--swap-layernorm"))
-            throw new UsageException($"{command}: --target-opset only applies to --swap-groupnorm and --swap-layernorm (NormFold never lowers an opset)");
+            throw new InvalidUsageException($"{command}: --target-opset only applies to --swap-groupnorm and --swap-layernorm (NormFold never lowers an opset)");
         if (target > Rewriting.Normalization.OpsetUpgrade.HighestKnown)
-            throw new UsageException($"{command}: --target-opset {target} is past opset {Rewriting.Normalization.OpsetUpgrade.HighestKnown}, the newest NormFold knows");
+            throw new InvalidUsageException($"{command}: --target-opset {target} is past opset {Rewriting.Normalization.OpsetUpgrade.HighestKnown}, the newest NormFold knows");
         return new PipelineOptions
         {
             KeepStandaloneBatchNorm = args.Has("--keep-standalone-bn"),

@@ -13,7 +13,7 @@ public static class Staging
     {
         string full = Path.GetFullPath(output);
         string dir = Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(dir)) throw new ModelFormatException($"{output}: output folder '{dir}' does not exist");
+        if (!Directory.Exists(dir)) throw new InvalidModelException($"{output}: output folder '{dir}' does not exist");
         string staging = Path.Combine(dir, $".normfold-{Environment.ProcessId}-{Guid.NewGuid():N}");
         TempFiles.Track(staging, folder: true);
         Directory.CreateDirectory(staging);

@@ -35,11 +35,11 @@ public static class ModelWriter
     {
         string full = Path.GetFullPath(path);
         if (Directory.Exists(full) || path.EndsWith('/') || path.EndsWith(Path.DirectorySeparatorChar))
-            throw new ModelFormatException($"{path}: is a folder; give the output model's file name");
+            throw new InvalidModelException($"{path}: is a folder; give the output model's file name");
         string dir = Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(dir)) throw new ModelFormatException($"{path}: output folder '{dir}' does not exist");
+        if (!Directory.Exists(dir)) throw new InvalidModelException($"{path}: output folder '{dir}' does not exist");
         if (System.Text.Encoding.UTF8.GetByteCount(Path.GetFileName(full)) > 255)
-            throw new ModelFormatException($"{path}: the file name is longer than 255 bytes");
+            throw new InvalidModelException($"{path}: the file name is longer than 255 bytes");
     }
 
     public static void Save(OnnxModel model, string path, SaveOptions? options = null)
@@ -51,29 +51,29 @@ public static class ModelWriter
         PathGuard.CheckRegularOrAbsent(path, full);
         var inputs = model.InputFiles();
         if (inputs.TryGetValue(full, out string? what))
-            throw new ModelFormatException($"{path}: refusing to overwrite {what}; choose another output path");
+            throw new InvalidModelException($"{path}: refusing to overwrite {what}; choose another output path");
         string dir = Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(dir)) throw new ModelFormatException($"{path}: output folder '{dir}' does not exist");
+        if (!Directory.Exists(dir)) throw new InvalidModelException($"{path}: output folder '{dir}' does not exist");
 
         var moved = SelectExternal(model, options);
         string? dataName = null, dataPath = null;
         if (moved.Count > 0)
         {
             if (PathGuard.Resolve(Path.GetDirectoryName(Path.GetFullPath(path))!) != dir)
-                throw new ModelFormatException($"{path}: is a link into another folder; its data file would not be beside it (give the real path)");
+                throw new InvalidModelException($"{path}: is a link into another folder; its data file would not be beside it (give the real path)");
             dataName = options.ExternalFileName ?? Path.GetFileName(full) + ".data";
             if (dataName.Length == 0 || Path.IsPathRooted(dataName) || dataName.Split('/', '\\').Contains(".."))
-                throw new ModelFormatException($"{path}: data file '{dataName}' must be a file name relative to the output's folder");
+                throw new InvalidModelException($"{path}: data file '{dataName}' must be a file name relative to the output's folder");
             dataPath = PathGuard.Resolve(Path.Combine(dir, dataName));
             if (!Directory.Exists(Path.GetDirectoryName(dataPath)))
-                throw new ModelFormatException($"{path}: data file '{dataName}': folder '{Path.GetDirectoryName(dataPath)}' does not exist");
+                throw new InvalidModelException($"{path}: data file '{dataName}': folder '{Path.GetDirectoryName(dataPath)}' does not exist");
             PathGuard.CheckRegularOrAbsent($"{path}: data file '{dataName}'", dataPath);
             if (System.Text.Encoding.UTF8.GetByteCount(Path.GetFileName(dataPath)) > 255)
-                throw new ModelFormatException($"{path}: data file '{dataName}': the file name is longer than 255 bytes");
+                throw new InvalidModelException($"{path}: data file '{dataName}': the file name is longer than 255 bytes");
             if (dataPath == full)
-                throw new ModelFormatException($"{path}: its data file '{dataName}' would be the model file itself; choose another name");
+                throw new InvalidModelException($"{path}: its data file '{dataName}' would be the model file itself; choose another name");
             if (inputs.TryGetValue(dataPath, out what))
-                throw new ModelFormatException($"{path}: its data file '{dataName}' would overwrite {what}; choose another name");
+                throw new InvalidModelException($"{path}: its data file '{dataName}' would overwrite {what}; choose another name");
         }
 
         var movedSet = new HashSet<TensorProto>(moved, ReferenceEqualityComparer.Instance);
@@ -81,7 +81,7 @@ public static class ModelWriter
         foreach (var t in model.AllTensors())
             if (!movedSet.Contains(t) && !OnnxModel.IsExternal(t)) inlineBytes += model.RawLength(t);
         if (inlineBytes > ProtobufLimit - (64 << 20))
-            throw new ModelFormatException($"{path}: the model's inline tensors hold {inlineBytes} bytes, more than protobuf's 2 GB limit; save with --external-data");
+            throw new InvalidModelException($"{path}: the model's inline tensors hold {inlineBytes} bytes, more than protobuf's 2 GB limit; save with --external-data");
 
         string tmpModel = TempName(full);
         string? tmpData = dataPath is null ? null : TempName(dataPath);
@@ -95,7 +95,7 @@ public static class ModelWriter
             try { stream = new FileStream(tmpModel, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                throw new ModelFormatException($"{path}: cannot write in '{dir}': {e.GetType().Name.Replace("Exception", "")}", e);
+                throw new InvalidModelException($"{path}: cannot write in '{dir}': {e.GetType().Name.Replace("Exception", "")}", e);
             }
             using (stream)
             {

@@ -41,11 +41,11 @@ public sealed class OnnxModel : IDisposable
     /// <see cref="Dispose"/>). External data files are mapped when first read.</summary>
     public static OnnxModel Load(string path)
     {
-        if (!File.Exists(path)) throw new ModelFormatException($"{path}: file not found");
+        if (!File.Exists(path)) throw new InvalidModelException($"{path}: file not found");
         long length = PathGuard.Length(path); // through a symbolic link
-        if (length == 0) throw new ModelFormatException($"{path}: file is empty");
+        if (length == 0) throw new InvalidModelException($"{path}: file is empty");
         if (length > int.MaxValue)
-            throw new ModelFormatException($"{path}: {length} bytes is past protobuf's 2 GB limit; a model that large must keep its weights as external data");
+            throw new InvalidModelException($"{path}: {length} bytes is past protobuf's 2 GB limit; a model that large must keep its weights as external data");
         // Weights stay in the file's mapped pages (see ZeroCopyParser); a plain parse, which copies, is the fallback.
         FileBytes? file = FileBytes.Open(path);
         OnnxModel? model = null;
@@ -60,7 +60,7 @@ public sealed class OnnxModel : IDisposable
                 file = null;
             }
             if (proto.Graph is null)
-                throw new ModelFormatException($"{path}: not an ONNX model (it has no graph)");
+                throw new InvalidModelException($"{path}: not an ONNX model (it has no graph)");
             model = new OnnxModel(proto, path) { _file = file };
             file = null; // the model's now
             model.ValidateExternalReferences();
@@ -71,7 +71,7 @@ public sealed class OnnxModel : IDisposable
         }
         catch (InvalidProtocolBufferException e)
         {
-            throw new ModelFormatException($"{path}: not an ONNX model (protobuf parse failed: {e.Message})", e);
+            throw new InvalidModelException($"{path}: not an ONNX model (protobuf parse failed: {e.Message})", e);
         }
         finally
         {
@@ -191,13 +191,13 @@ public sealed class OnnxModel : IDisposable
     public double[] ReadDoubles(TensorProto t)
     {
         try { return TensorData.ReadDoubles(t, RawBytes(t)); }
-        catch (FormatException e) { throw new ModelFormatException($"{Describe()}: {e.Message}", e); }
+        catch (FormatException e) { throw new InvalidModelException($"{Describe()}: {e.Message}", e); }
     }
 
     public long[] ReadInt64s(TensorProto t)
     {
         try { return TensorData.ReadInt64s(t, RawBytes(t)); }
-        catch (FormatException e) { throw new ModelFormatException($"{Describe()}: {e.Message}", e); }
+        catch (FormatException e) { throw new InvalidModelException($"{Describe()}: {e.Message}", e); }
     }
 
     internal string Describe() => SourcePath ?? "<model>";
@@ -218,27 +218,27 @@ public sealed class OnnxModel : IDisposable
             }
         }
         if (string.IsNullOrEmpty(location))
-            throw new ModelFormatException($"tensor '{t.Name}': external data without a 'location'");
+            throw new InvalidModelException($"tensor '{t.Name}': external data without a 'location'");
         return new ExternalLocation(location, offset, length);
     }
 
     static long ParseLong(TensorProto t, StringStringEntryProto kv) =>
         long.TryParse(kv.Value, out long v) && v >= 0
             ? v
-            : throw new ModelFormatException($"tensor '{t.Name}': external data '{kv.Key}' is not a non-negative integer: '{kv.Value}'");
+            : throw new InvalidModelException($"tensor '{t.Name}': external data '{kv.Key}' is not a non-negative integer: '{kv.Value}'");
 
     /// <summary>Absolute path of a tensor's external file; refuses locations that leave the model's folder.</summary>
     public string ExternalPath(TensorProto t)
     {
         var loc = ParseExternal(t);
         if (BaseDirectory is null)
-            throw new ModelFormatException($"tensor '{t.Name}': external data '{loc.Location}' but the model was not loaded from a file");
+            throw new InvalidModelException($"tensor '{t.Name}': external data '{loc.Location}' but the model was not loaded from a file");
         if (Path.IsPathRooted(loc.Location))
-            throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': external data location '{loc.Location}' must be relative to the model's folder");
+            throw new InvalidModelException($"{Describe()}: tensor '{t.Name}': external data location '{loc.Location}' must be relative to the model's folder");
         string full = Path.GetFullPath(Path.Combine(BaseDirectory, loc.Location));
         string root = BaseDirectory.EndsWith(Path.DirectorySeparatorChar) ? BaseDirectory : BaseDirectory + Path.DirectorySeparatorChar;
         if (!full.StartsWith(root, StringComparison.Ordinal))
-            throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': external data location '{loc.Location}' leaves the model's folder");
+            throw new InvalidModelException($"{Describe()}: tensor '{t.Name}': external data location '{loc.Location}' leaves the model's folder");
         return full;
     }
 
@@ -253,12 +253,12 @@ public sealed class OnnxModel : IDisposable
             if (!lengths.TryGetValue(path, out long fileLength))
             {
                 if (!File.Exists(path))
-                    throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': external data file '{loc.Location}' not found");
+                    throw new InvalidModelException($"{Describe()}: tensor '{t.Name}': external data file '{loc.Location}' not found");
                 lengths[path] = fileLength = PathGuard.Length(path);
             }
             long length = loc.Length >= 0 ? loc.Length : fileLength - loc.Offset;
             if (loc.Offset + length > fileLength)
-                throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': external data [{loc.Offset}, {loc.Offset + length}) lies beyond the end of '{loc.Location}' ({fileLength} bytes)");
+                throw new InvalidModelException($"{Describe()}: tensor '{t.Name}': external data [{loc.Offset}, {loc.Offset + length}) lies beyond the end of '{loc.Location}' ({fileLength} bytes)");
         }
     }
 
@@ -275,14 +275,14 @@ public sealed class OnnxModel : IDisposable
                 try { _externalFiles[path] = file = FileBytes.Open(path); }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
-                    throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': cannot read external data '{loc.Location}': {e.Message}", e);
+                    throw new InvalidModelException($"{Describe()}: tensor '{t.Name}': cannot read external data '{loc.Location}': {e.Message}", e);
                 }
             }
             long length = loc.Length >= 0 ? loc.Length : file.Length - loc.Offset;
             if (loc.Offset + length > file.Length)
-                throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': external data [{loc.Offset}, {loc.Offset + length}) lies beyond the end of '{loc.Location}' ({file.Length} bytes)");
+                throw new InvalidModelException($"{Describe()}: tensor '{t.Name}': external data [{loc.Offset}, {loc.Offset + length}) lies beyond the end of '{loc.Location}' ({file.Length} bytes)");
             if (length > Array.MaxLength)
-                throw new ModelFormatException($"{Describe()}: tensor '{t.Name}': {length} bytes of external data; NormFold handles tensors up to 2 GB");
+                throw new InvalidModelException($"{Describe()}: tensor '{t.Name}': {length} bytes of external data; NormFold handles tensors up to 2 GB");
             return _externalBytes[t] = file.Range(loc.Offset, (int)length);
         }
     }

@@ -52,9 +52,9 @@ public static class PathGuard
     /// would replace it rather than write into it.</summary>
     public static void CheckRegularOrAbsent(string label, string path)
     {
-        if (Directory.Exists(path)) throw new ModelFormatException($"{label}: is a folder; give a file name");
+        if (Directory.Exists(path)) throw new InvalidModelException($"{label}: is a folder; give a file name");
         if (IsSpecial(path))
-            throw new ModelFormatException($"{label}: is not a regular file (a device or a pipe?); NormFold writes a new file and renames it into place, which would replace it");
+            throw new InvalidModelException($"{label}: is not a regular file (a device or a pipe?); NormFold writes a new file and renames it into place, which would replace it");
     }
 
     /// <summary>Whether the path names an existing device, pipe or socket (after following links).</summary>

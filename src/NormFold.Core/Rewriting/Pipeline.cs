@@ -62,12 +62,12 @@ public sealed class Pipeline(PipelineOptions? options = null)
     public RewriteLog Run(OnnxModel model)
     {
         if (_options.LowerGroupNorm && _options.SwapGroupNorm)
-            throw new ArgumentException("swapping in GroupNormalization and lowering it in one run would undo each other; run them separately");
+            throw new InvalidUsageException("swapping in GroupNormalization and lowering it in one run would undo each other; run them separately");
         if (_options.TargetOpset != 0 && (_options.TargetOpset <= 0 || _options.TargetOpset > Normalization.OpsetUpgrade.HighestKnown))
-            throw new ArgumentException($"target opset {_options.TargetOpset} is outside 1..{Normalization.OpsetUpgrade.HighestKnown}");
+            throw new InvalidUsageException($"target opset {_options.TargetOpset} is outside 1..{Normalization.OpsetUpgrade.HighestKnown}");
         foreach (var name in _options.DisabledRules)
             if (!RuleNames.Contains(name))
-                throw new ArgumentException($"unknown rule '{name}' (rules: {string.Join(", ", RuleNames)})");
+                throw new InvalidUsageException($"unknown rule '{name}' (rules: {string.Join(", ", RuleNames)})");
         var log = new RewriteLog();
         var names = new NameAllocator(model);
         ProcessGraph(model, model.Proto.Graph, null, "main", names, log);

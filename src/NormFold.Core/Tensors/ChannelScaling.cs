@@ -43,7 +43,7 @@ public static class ChannelScaling
         var raw = model.RawMemory(weight);
         if (raw.IsEmpty && count > 0) return null;
         if (raw.Length != count * ElementType.Size(type))
-            throw new ModelFormatException($"tensor '{weight.Name}' holds {raw.Length} bytes, its dims say {count} {ElementType.Name(type)} elements");
+            throw new InvalidModelException($"tensor '{weight.Name}' holds {raw.Length} bytes, its dims say {count} {ElementType.Name(type)} elements");
         return new DeferredScaling(raw, type, layout, s);
     }
 }

@@ -94,7 +94,7 @@ public static class EquivalenceChecker
         var referenceNames = graphOutputs.Concat(shared).ToList();
         foreach (var named in options.Atol.Keys.Concat(options.Rtol.Keys))
             if (named.Length > 0 && !referenceNames.Contains(named))
-                throw new ArgumentException($"--atol/--rtol name '{named}', which is neither an output nor a tensor both models share (outputs: {string.Join(", ", graphOutputs)})");
+                throw new InvalidUsageException($"a tolerance is given for '{named}', which is neither an output nor a tensor both models share (outputs: {string.Join(", ", graphOutputs)})");
         var candidateNames = candidate.Outputs.Select(o => o.Name).ToHashSet();
 
         var worst = new Dictionary<string, OutputComparison>();
@@ -129,13 +129,13 @@ public static class EquivalenceChecker
         foreach (var mine in ModelInputs.Of(reference))
         {
             if (!theirs.Remove(mine.Name, out var other))
-                throw new ArgumentException($"{c}: has no input '{mine.Name}', which {r} takes");
+                throw new InvalidUsageException($"{c}: has no input '{mine.Name}', which {r} takes");
             if (other.ElementType != mine.ElementType)
-                throw new ArgumentException($"{c}: input '{mine.Name}' is {Tensors.ElementType.Name(other.ElementType)}, in {r} it is {Tensors.ElementType.Name(mine.ElementType)}");
+                throw new InvalidUsageException($"{c}: input '{mine.Name}' is {Tensors.ElementType.Name(other.ElementType)}, in {r} it is {Tensors.ElementType.Name(mine.ElementType)}");
             if (other.Dims.Length != mine.Dims.Length)
-                throw new ArgumentException($"{c}: input '{mine.Name}' has rank {other.Dims.Length}, in {r} {mine.Dims.Length}");
+                throw new InvalidUsageException($"{c}: input '{mine.Name}' has rank {other.Dims.Length}, in {r} {mine.Dims.Length}");
         }
-        if (theirs.Count > 0) throw new ArgumentException($"{c}: takes input '{theirs.Keys.First()}', which {r} does not");
+        if (theirs.Count > 0) throw new InvalidUsageException($"{c}: takes input '{theirs.Keys.First()}', which {r} does not");
     }
 
     static bool Worse(OutputComparison a, OutputComparison b) =>

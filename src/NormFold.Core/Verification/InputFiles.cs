@@ -48,12 +48,12 @@ public static class InputFiles
             files ??= new Dictionary<string, string>();
             foreach (var name in files.Keys)
                 if (inputs.All(i => i.Name != name))
-                    throw new FormatException($"--input names '{name}', which is not an input of the model (inputs: {string.Join(", ", inputs.Select(i => i.Name))})");
+                    throw new FormatException($"a file is given for '{name}', which is not an input of the model (inputs: {string.Join(", ", inputs.Select(i => i.Name))})");
             var set = new List<NamedTensor>();
             foreach (var input in inputs)
             {
                 if (!files.TryGetValue(input.Name, out var path))
-                    throw new FormatException($"no file for input '{input.Name}': give --input {input.Name}=FILE.npy for every input");
+                    throw new FormatException($"no file for input '{input.Name}': give a file for every input");
                 set.Add(Validate(input, Npy.Read(path, input.Name), path));
             }
             sets.Add(set);

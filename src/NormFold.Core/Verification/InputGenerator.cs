@@ -30,7 +30,7 @@ public sealed class InputGenerator
         _ranges = ranges ?? [];
         foreach (var name in _shapes.Keys)
             if (inputs.All(i => i.Name != name))
-                throw new ArgumentException($"--shape names '{name}', which is not an input of the model (inputs: {string.Join(", ", inputs.Select(i => i.Name))})");
+                throw new InvalidUsageException($"a shape is given for '{name}', which is not an input of the model (inputs: {string.Join(", ", inputs.Select(i => i.Name))})");
         ResolvedShapes = ResolveShapes();
     }
 
@@ -43,11 +43,11 @@ public sealed class InputGenerator
         {
             if (!_shapes.TryGetValue(input.Name, out var given)) continue;
             if (given.Length != input.Dims.Length)
-                throw new ArgumentException($"--shape {input.Name}: {given.Length} dims given, the input has rank {input.Dims.Length}");
+                throw new InvalidUsageException($"shape of input '{input.Name}': {given.Length} dims given, the input has rank {input.Dims.Length}");
             for (int d = 0; d < given.Length; d++)
             {
                 if (input.Dims[d] >= 0 && input.Dims[d] != given[d])
-                    throw new ArgumentException($"--shape {input.Name}: dim {d} is fixed at {input.Dims[d]} by the model, {given[d]} given");
+                    throw new InvalidUsageException($"shape of input '{input.Name}': dim {d} is fixed at {input.Dims[d]} by the model, {given[d]} given");
                 if (input.Dims[d] < 0 && !string.IsNullOrEmpty(input.Symbols[d])) symbols.TryAdd(input.Symbols[d], given[d]);
             }
             result[input.Name] = given;
@@ -96,12 +96,12 @@ public sealed class InputGenerator
         }
         int size = ElementType.Size(type);
         if (size == 0 || type is (int)T.String)
-            throw new NotSupportedException($"input '{input.Name}' has element type {ElementType.Name(type)}, which NormFold cannot generate; supply it with --input");
+            throw new InvalidModelException($"input '{input.Name}' has element type {ElementType.Name(type)}, which NormFold cannot generate; supply its values from a file");
         var bytes = new byte[count * size];
         var (minimum, maximum) = IntegerRange(type);
         long low = (long)Math.Max(minimum, Math.Ceiling(range?.Low ?? 0));
         long high = (long)Math.Min(maximum, Math.Floor(range?.High ?? (type == (int)T.Bool ? 1 : 9)));
-        if (high < low) throw new ArgumentException($"input '{input.Name}': value range holds no {ElementType.Name(type)} value");
+        if (high < low) throw new InvalidUsageException($"input '{input.Name}': value range holds no {ElementType.Name(type)} value");
         for (long i = 0; i < count; i++)
         {
             long v = rng.NextInt64(low, high + 1);

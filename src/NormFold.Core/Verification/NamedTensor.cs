@@ -32,7 +32,7 @@ public sealed record NamedTensor(string Name, int ElementType, long[] Shape, Rea
             case Onnx.Proto.TensorProto.Types.DataType.Uint32: Convert(MemoryMarshal.Cast<byte, uint>(span), result, v => v); break;
             case Onnx.Proto.TensorProto.Types.DataType.Int64: Convert(MemoryMarshal.Cast<byte, long>(span), result, v => v); break;
             case Onnx.Proto.TensorProto.Types.DataType.Uint64: Convert(MemoryMarshal.Cast<byte, ulong>(span), result, v => v); break;
-            default: throw new NotSupportedException($"output '{Name}': element type {Tensors.ElementType.Name(ElementType)} cannot be compared");
+            default: throw new InvalidModelException($"output '{Name}': element type {Tensors.ElementType.Name(ElementType)} cannot be compared");
         }
         return result;
     }

@@ -20,10 +20,9 @@ public static partial class Npy
     public static NamedTensor Read(string path, string? name = null)
     {
         byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (FileNotFoundException) { throw new FormatException($"{path}: file not found"); }
+        bytes = NormFoldIOException.Guard(path, () => File.ReadAllBytes(path));
         try { return Parse(bytes, name ?? Path.GetFileNameWithoutExtension(path)); }
-        catch (FormatException e) { throw new FormatException($"{path}: {e.Message}", e); }
+        catch (FormatException e) { throw new InvalidUsageException($"{path}: {e.Message}", e); }
     }
 
     public static NamedTensor Parse(byte[] bytes, string name)
@@ -86,7 +85,7 @@ public static partial class Npy
     {
         var entry = Types.FirstOrDefault(t => (int)t.Type == tensor.ElementType);
         if (entry.Code is null)
-            throw new NotSupportedException($"'{tensor.Name}': element type {Tensors.ElementType.Name(tensor.ElementType)} has no .npy dtype");
+            throw new InvalidUsageException($"'{tensor.Name}': element type {Tensors.ElementType.Name(tensor.ElementType)} has no .npy dtype");
         string prefix = tensor.ElementType is (int)T.Uint8 or (int)T.Int8 or (int)T.Bool ? "|" : "<";
         string shape = tensor.Shape.Length == 1 ? $"({tensor.Shape[0]},)" : $"({string.Join(", ", tensor.Shape)})";
         string dict = $"{{'descr': '{prefix}{entry.Code}', 'fortran_order': False, 'shape': {shape}, }}";

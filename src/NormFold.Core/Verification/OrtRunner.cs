@@ -42,7 +42,7 @@ public sealed class OrtRunner : IDisposable
         };
         if (intraOpThreads > 0) options.IntraOpNumThreads = intraOpThreads;
         try { _session = create(options); }
-        catch (OnnxRuntimeException e) { throw new ModelFormatException($"{label}: ONNX Runtime cannot load it: {FirstLine(e.Message)}", e); }
+        catch (OnnxRuntimeException e) { throw new InvalidModelException($"{label}: ONNX Runtime cannot load it: {FirstLine(e.Message)}", e); }
         Inputs = Signatures(_session.InputMetadata);
         Outputs = Signatures(_session.OutputMetadata);
     }
@@ -84,7 +84,7 @@ public sealed class OrtRunner : IDisposable
             foreach (var r in results)
             {
                 string name = outputNames[k++];
-                if (!r.IsTensor) throw new NotSupportedException($"output '{name}' is not a tensor; only tensors can be compared");
+                if (!r.IsTensor) throw new InvalidModelException($"output '{name}' is not a tensor; only tensors can be compared");
                 var info = r.GetTensorTypeAndShape();
                 outputs.Add(new NamedTensor(name, (int)info.ElementDataType, info.Shape, outputs.View(r)));
             }
@@ -93,7 +93,7 @@ public sealed class OrtRunner : IDisposable
         }
         catch (OnnxRuntimeException e)
         {
-            throw new ModelFormatException($"ONNX Runtime failed to run the model: {FirstLine(e.Message)}", e);
+            throw new InvalidModelException($"ONNX Runtime failed to run the model: {FirstLine(e.Message)}", e);
         }
         finally
         {

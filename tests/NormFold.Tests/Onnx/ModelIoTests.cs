@@ -153,7 +153,7 @@ public class ModelIoTests
     {
         string dir = TempDir(), path = Path.Combine(dir, "orphan.onnx");
         File.Copy(Path.Combine(ModelsDir, "external", "mlp_bn1d.onnx"), path); // its data file is not copied
-        for (int i = 0; i < 3; i++) Assert.Throws<ModelFormatException>(() => OnnxModel.Load(path));
+        for (int i = 0; i < 3; i++) Assert.Throws<InvalidModelException>(() => OnnxModel.Load(path));
         Assert.DoesNotContain(path, File.ReadAllText("/proc/self/maps"));
     }
 
@@ -163,7 +163,7 @@ public class ModelIoTests
         string dir = TempDir();
         string path = Path.Combine(dir, "m.onnx");
         File.Copy(Path.Combine(ModelsDir, "mlp_bn1d.onnx"), path);
-        var e = Assert.Throws<ModelFormatException>(() => Folding.FoldFile(path, path));
+        var e = Assert.Throws<InvalidModelException>(() => Folding.FoldFile(path, path));
         Assert.Contains("refusing to overwrite the input", e.Message);
         Assert.Equal(File.ReadAllBytes(Path.Combine(ModelsDir, "mlp_bn1d.onnx")), File.ReadAllBytes(path));
     }
@@ -173,7 +173,7 @@ public class ModelIoTests
     {
         string dir = TempDir();
         File.Copy(Path.Combine(ModelsDir, "external", "mlp_bn1d.onnx"), Path.Combine(dir, "m.onnx"));
-        var e = Assert.Throws<ModelFormatException>(() => OnnxModel.Load(Path.Combine(dir, "m.onnx")));
+        var e = Assert.Throws<InvalidModelException>(() => OnnxModel.Load(Path.Combine(dir, "m.onnx")));
         Assert.Contains("external data file 'mlp_bn1d.onnx.data' not found", e.Message);
         Assert.Contains("m.onnx", e.Message);
     }
@@ -190,7 +190,7 @@ public class ModelIoTests
         g.Output("y");
         string dir = TempDir();
         File.WriteAllBytes(Path.Combine(dir, "m.onnx"), g.Proto.ToByteArray());
-        var e = Assert.Throws<ModelFormatException>(() => OnnxModel.Load(Path.Combine(dir, "m.onnx")));
+        var e = Assert.Throws<InvalidModelException>(() => OnnxModel.Load(Path.Combine(dir, "m.onnx")));
         Assert.Contains("leaves the model's folder", e.Message);
     }
 
@@ -201,7 +201,7 @@ public class ModelIoTests
     {
         string path = Path.Combine(TempDir(), "bad.onnx");
         File.WriteAllBytes(path, content);
-        var e = Assert.Throws<ModelFormatException>(() => OnnxModel.Load(path));
+        var e = Assert.Throws<InvalidModelException>(() => OnnxModel.Load(path));
         Assert.Contains(expected, e.Message);
         Assert.Contains("bad.onnx", e.Message);
     }
@@ -212,7 +212,7 @@ public class ModelIoTests
         string path = Path.Combine(TempDir(), "cut.onnx");
         var bytes = File.ReadAllBytes(Path.Combine(ModelsDir, "resnet_tiny.onnx"));
         File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]);
-        var e = Assert.Throws<ModelFormatException>(() => OnnxModel.Load(path));
+        var e = Assert.Throws<InvalidModelException>(() => OnnxModel.Load(path));
         Assert.Contains("cut.onnx", e.Message);
     }
 
@@ -221,7 +221,7 @@ public class ModelIoTests
     {
         var model = OnnxModel.Load(Path.Combine(ModelsDir, "mlp_bn1d.onnx"));
         string dir = TempDir();
-        Assert.Throws<ModelFormatException>(() => ModelWriter.Save(model, Path.Combine(dir, "no-such-folder", "x.onnx")));
+        Assert.Throws<InvalidModelException>(() => ModelWriter.Save(model, Path.Combine(dir, "no-such-folder", "x.onnx")));
         Assert.Empty(Directory.GetFiles(dir, "*", SearchOption.AllDirectories));
     }
 }

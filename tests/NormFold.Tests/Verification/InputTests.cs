@@ -52,7 +52,7 @@ public class InputTests
     {
         string path = Path.Combine(TempDir(), "x.npy");
         File.WriteAllText(path, "hello");
-        var e = Assert.Throws<FormatException>(() => NormFold.Verification.Npy.Read(path));
+        var e = Assert.Throws<InvalidUsageException>(() => NormFold.Verification.Npy.Read(path));
         Assert.Contains("x.npy", e.Message);
     }
 
@@ -91,8 +91,8 @@ public class InputTests
         Assert.Equal([5L, 4], g.ResolvedShapes["a"]);
         Assert.Equal([5L, 1], g.ResolvedShapes["b"]); // 'batch' shared; 'seq' unbound → 1
         Assert.Contains(g.Notes, n => n.Contains("'seq'") && n.Contains("using 1"));
-        Assert.Throws<ArgumentException>(() => new InputGenerator([a], 0, new Dictionary<string, long[]> { ["a"] = [5, 3] }));
-        Assert.Throws<ArgumentException>(() => new InputGenerator([a], 0, new Dictionary<string, long[]> { ["zz"] = [1] }));
+        Assert.Throws<InvalidUsageException>(() => new InputGenerator([a], 0, new Dictionary<string, long[]> { ["a"] = [5, 3] }));
+        Assert.Throws<InvalidUsageException>(() => new InputGenerator([a], 0, new Dictionary<string, long[]> { ["zz"] = [1] }));
     }
 
     [Fact]
