@@ -49,9 +49,9 @@ public static class Cli
     public static bool IsInputError(Exception e) => e is NormFoldException;
 
     static string Usage() =>
-        "NormFold — fold BatchNormalization into the weights of ONNX models, say why for every BN left, and check the result.\n\n" +
+        Printing.Wrap("NormFold — fold BatchNormalization into the weights of ONNX models, say why for every BN left, and check the result.", Command.HelpWidth, "") + "\n\n" +
         "Usage: normfold COMMAND [options]\n\nCommands:\n" +
-        string.Concat(Commands.Select(c => $"  {c.Name,-9}{c.Summary}\n")) +
+        string.Concat(Commands.Select(c => Printing.Wrap($"  {c.Name,-9}{c.Summary}", Command.HelpWidth, new string(' ', 11)) + "\n")) +
         "\nRun 'normfold COMMAND --help' for a command's options.\n" +
-        "Exit codes: 0 success, 1 internal error, 2 equivalence check failed, 3 invalid model or arguments.\n";
+        Printing.Wrap($"Exit codes: {ExitCodes.Help}.", Command.HelpWidth, "  ") + "\n";
 }

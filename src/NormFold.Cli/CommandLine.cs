@@ -1,7 +1,8 @@
 namespace NormFold.Cli;
 
-/// <summary>An option a command accepts: its name, whether it takes a value, and its help line.</summary>
-public sealed record OptionSpec(string Name, string? ValueName, string Help, bool Repeatable = false, string? Alias = null);
+/// <summary>An option a command accepts: its name, whether it takes a value, and its help line. <paramref name="Writes"/>
+/// marks an option naming a report file ("-" = stdout), and says what it writes ("JSON report").</summary>
+public sealed record OptionSpec(string Name, string? ValueName, string Help, bool Repeatable = false, string? Alias = null, string? Writes = null);
 
 /// <summary>
 /// Parsed arguments of one command. Options may be written "--name value" or "--name=value"; anything not

@@ -18,33 +18,6 @@ public static class Printing
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
 
-    /// <summary>Writes JSON atomically (temporary file, then rename).</summary>
-    /// <summary>Fails now, before any work, if a report could not be written there later.</summary>
-    public static void CheckWritablePath(string option, string? path)
-    {
-        if (path is null) return;
-        string full = Path.GetFullPath(path);
-        if (System.Text.Encoding.UTF8.GetByteCount(Path.GetFileName(full)) > 255)
-            throw new InvalidUsageException($"{option} {path}: the file name is longer than 255 bytes");
-        if (Directory.Exists(full)) throw new InvalidUsageException($"{option} {path}: is a folder; give a file name");
-        string dir = Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(dir)) throw new InvalidUsageException($"{option} {path}: folder '{dir}' does not exist");
-    }
-
-    /// <summary>Refuses a report path that would replace a model file the command reads or writes (resolved as
-    /// <see cref="NormFold.Onnx.PathGuard"/> does); <paramref name="models"/> are model paths whose external data
-    /// files count too.</summary>
-    public static void CheckReportTarget(string option, string? path, IEnumerable<string> models, IEnumerable<(string Path, string What)> outputs)
-    {
-        if (path is null) return;
-        string target = NormFold.Onnx.PathGuard.Resolve(path);
-        foreach (var (file, what) in outputs)
-            if (NormFold.Onnx.PathGuard.Resolve(file) == target) throw new InvalidUsageException($"{option} {path}: would overwrite {what}");
-        foreach (var model in models)
-            if (FilesRead(model).TryGetValue(target, out var what))
-                throw new InvalidUsageException($"{option} {path}: would overwrite {what.Replace("the input", "an input")}");
-    }
-
     /// <summary>The model file and its data files, resolved (<see cref="NormFold.Onnx.OnnxModel.InputFiles"/>); just the
     /// model file when it cannot be loaded (the command itself will say why).</summary>
     public static Dictionary<string, string> FilesRead(string model)
@@ -53,30 +26,7 @@ public static class Printing
         catch (Exception e) when (Cli.IsInputError(e)) { return new() { [NormFold.Onnx.PathGuard.Resolve(model)] = "the input model" }; }
     }
 
-    public static void WriteJson(string path, object value)
-    {
-        string json = JsonSerializer.Serialize(value, Json) + "\n";
-        if (NormFold.Onnx.PathGuard.IsSpecial(path)) // --json /dev/stdout, a pipe: written into, not replaced
-        {
-            File.AppendAllText(path, json);
-            return;
-        }
-        string full = NormFold.Onnx.PathGuard.Resolve(path); // a link is written through
-        string dir = Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(dir)) throw new InvalidUsageException($"{path}: folder '{dir}' does not exist");
-        string tmp = Path.Combine(dir, $".normfold-{Guid.NewGuid().ToString("N")[..12]}.tmp");
-        NormFold.Onnx.TempFiles.Track(tmp);
-        try
-        {
-            File.WriteAllText(tmp, json);
-            File.Move(tmp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-            NormFold.Onnx.TempFiles.Untrack(tmp);
-        }
-    }
+    public static string ToJson(object value) => JsonSerializer.Serialize(value, Json) + "\n";
 
     public static string Table(IReadOnlyList<string> headers, IEnumerable<IReadOnlyList<string>> rows, int lastColumnMax = 100)
     {
@@ -214,6 +164,29 @@ public static class Printing
                 : $"Weight audit FAILED: {audit.Inexact} of {audit.Elements} elements in {audit.Tensors} folded weight tensor(s) differ from the exact fold, by up to {Num(audit.MaxUlp)} ulp (worst: '{audit.WorstTensor}').\n");
         foreach (var n in report.Notes) sb.Append("note: ").Append(n).Append('\n');
         return sb.ToString();
+    }
+
+    /// <summary>Wraps each line of <paramref name="text"/> at spaces to <paramref name="width"/> columns; continuation lines
+    /// start with <paramref name="indent"/>. A word longer than a line is cut.</summary>
+    public static string Wrap(string text, int width, string indent)
+    {
+        var lines = new List<string>();
+        foreach (var line in text.Split('\n'))
+        {
+            string rest = line, prefix = "";
+            while (prefix.Length + rest.Length > width)
+            {
+                int room = width - prefix.Length;
+                int lead = rest.Length - rest.TrimStart(' ').Length; // a line's own indent is no place to break
+                int cut = rest.LastIndexOf(' ', room);
+                if (cut <= lead) cut = room;
+                lines.Add(prefix + rest[..cut].TrimEnd());
+                rest = rest[cut..].TrimStart(' ');
+                prefix = indent;
+            }
+            if (rest.Length > 0 || prefix.Length == 0) lines.Add(prefix + rest);
+        }
+        return string.Join('\n', lines);
     }
 
     public static string Num(double v, string format = "G3") =>

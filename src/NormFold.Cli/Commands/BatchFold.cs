@@ -18,8 +18,10 @@ public static class BatchFold
             ShouldRecursePredicate = (ref System.IO.Enumeration.FileSystemEntry e) => (e.Attributes & FileAttributes.ReparsePoint) == 0,
         };
 
-    public static int Run(string inputDir, string outputDir, FoldCommand.Settings settings, int jobs, string? reportPath, bool quiet, TextWriter stdout)
+    public static int Run(string inputDir, string outputDir, FoldCommand.Settings settings, int jobs, Io io)
     {
+        var stdout = io.Out;
+        bool quiet = io.Quiet;
         // Compared as the folders they finally are (links followed, trailing slashes gone).
         string inRoot = NormFold.Onnx.PathGuard.Resolve(inputDir), outRoot = NormFold.Onnx.PathGuard.Resolve(outputDir);
         if (inRoot == outRoot) throw new InvalidUsageException($"fold: {outputDir}: the output folder must differ from the input folder");
@@ -31,17 +33,21 @@ public static class BatchFold
             throw new InvalidUsageException($"fold: {outputDir}: lies inside the input folder and is not empty; empty it or choose another output folder");
         var inputs = Models(inRoot).Order(StringComparer.Ordinal).ToList();
         if (inputs.Count == 0) throw new InvalidUsageException($"fold: {inputDir}: no .onnx files in this folder");
-        if (reportPath != null)
+        foreach (var reportPath in io.ReportFiles)
         {
             string report = NormFold.Onnx.PathGuard.Resolve(reportPath);
             if (NormFold.Onnx.PathGuard.IsWithin(report, inRoot) && !NormFold.Onnx.PathGuard.IsWithin(report, outRoot))
-                throw new InvalidUsageException($"fold: --report {reportPath}: is inside the input folder; write it elsewhere");
-            Printing.CheckReportTarget("fold: --report", reportPath, [], inputs.SelectMany(i =>
-            {
-                string o = Path.Combine(outRoot, Path.GetRelativePath(inRoot, i));
-                return new[] { (o, $"the output model {o}"), (o + ".data", $"the data file {o}.data") };
-            }));
+                throw new InvalidUsageException($"fold: {reportPath}: a report inside the input folder; write it elsewhere");
         }
+        io.CheckReports([], inputs.SelectMany(i =>
+        {
+            string o = Path.Combine(outRoot, Path.GetRelativePath(inRoot, i));
+            return new[] { (o, $"the output model {o}"), (o + ".data", $"the data file {o}.data") };
+        }));
+        // The output folder (or the nearest folder above it that exists, where it will be made) must take new files.
+        string existing = outRoot;
+        while (!Directory.Exists(existing) && Path.GetDirectoryName(existing) is { } parent) existing = parent;
+        OutputProbe.CheckFolderWritable($"fold: {outputDir}", existing, "the output models");
 
         var outcomes = new ConcurrentDictionary<string, FoldCommand.Outcome>();
         var created = new ConcurrentBag<string>();
@@ -89,8 +95,7 @@ public static class BatchFold
         }
         int failed = ordered.Count(o => o.Error != null);
         stdout.WriteLine($"{inputs.Count} model(s) in {clock.Elapsed.TotalSeconds:F1}s with {jobs} job(s): {inputs.Count - failed} written to {outputDir}, {failed} failed.");
-        if (reportPath != null)
-            Printing.WriteJson(reportPath, new
+        io.WriteReport("--report", Printing.ToJson(new
             {
                 tool = "normfold",
                 input = inputDir,
@@ -102,7 +107,7 @@ public static class BatchFold
                     seconds = o.Elapsed.TotalSeconds,
                     fold = o.Result is null ? null : Printing.FoldJson(o.Input, o.Error is null ? o.Output : null, o.Result, o.Check),
                 }),
-            });
+            }));
         // The worst failure decides: an internal error, then invalid input, then a failed check.
         foreach (int code in new[] { ExitCodes.InternalError, ExitCodes.InvalidInput, ExitCodes.CheckFailed })
             if (ordered.Any(o => o.ExitCode == code)) return code;

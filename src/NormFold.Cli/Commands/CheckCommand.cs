@@ -17,21 +17,23 @@ public sealed class CheckCommand : Command
 
     public override IReadOnlyList<OptionSpec> Options { get; } =
     [
-        new("--json", "FILE.json", "write every statistic, the inputs' provenance and the ORT version as JSON"),
+        new("--json", "FILE.json", "write every statistic, the inputs' provenance and the ORT version as JSON (- for stdout: then all other text goes to stderr)", Writes: "JSON report"),
         .. CheckSettings.Options,
     ];
 
-    protected override int Execute(ParsedArgs args, TextWriter stdout)
+    protected override string QuietHelp => "print only errors and the verdict line (and the tables when the check fails)";
+
+    protected override int Execute(ParsedArgs args, Io io)
     {
+        var stdout = io.Out;
         if (args.Positionals.Count != 2)
             throw new InvalidUsageException($"check: expected two models, got {args.Positionals.Count} (usage: {Usage})");
         var request = CheckSettings.ParseRequest(Name, args);
-        Printing.CheckWritablePath("--json", args.Value("--json"));
-        Printing.CheckReportTarget("check: --json", args.Value("--json"), args.Positionals, []);
-        CheckSettings.CheckSaveFolder(Name, request, args.Positionals, [args.Value("--json")]);
+        io.CheckReports(args.Positionals, []);
+        CheckSettings.CheckSaveFolder(Name, request, args.Positionals, io.ReportFiles);
         var report = CheckRun.Run(args.Positionals[0], args.Positionals[1], request);
-        stdout.Write(Printing.Check(report, request.Localize));
-        if (args.Value("--json") is { } json) Printing.WriteJson(json, Printing.CheckJson(report));
+        if (!io.Quiet || !report.Passed) stdout.Write(Printing.Check(report, request.Localize));
+        io.WriteReport("--json", Printing.ToJson(Printing.CheckJson(report)));
         var o = report.Options;
         stdout.WriteLine(report.Passed
             ? $"Equivalent: {report.Outputs.Count} output(s) within tolerance ({o.InputProvenance}, {o.Iterations} iteration(s), ONNX Runtime {report.OrtVersion}, {(o.Level == OrtLevel.Disable ? "optimisations disabled" : $"optimisation level {o.Level.ToString().ToLowerInvariant()}")})."

@@ -2,7 +2,7 @@ using System.Text;
 
 namespace NormFold.Cli.Commands;
 
-/// <summary>A subcommand: its usage, options and body. `--help` is handled here for every command.</summary>
+/// <summary>A subcommand: its usage, options and body. `--help`, `--quiet` and `--verbose` are handled here for every command.</summary>
 public abstract class Command
 {
     public abstract string Name { get; }
@@ -12,26 +12,44 @@ public abstract class Command
     public abstract IReadOnlyList<OptionSpec> Options { get; }
     /// <summary>The exit codes this command can return, for --help.</summary>
     public virtual string ExitCodesHelp => "0 success, 1 internal error, 2 equivalence check failed, 3 invalid model or arguments";
+    /// <summary>What -q leaves, for --help.</summary>
+    protected virtual string QuietHelp => "print only errors and the summary line";
 
     public static readonly OptionSpec Help = new("--help", null, "show this help", Alias: "-h");
     public static readonly OptionSpec Verbose = new("--verbose", null, "on errors, print the stack trace too", Alias: "-v");
 
+    /// <summary>Help lines are wrapped to this width.</summary>
+    public const int HelpWidth = 100;
+
+    IReadOnlyList<OptionSpec> All => [.. Options, new("--quiet", null, QuietHelp, Alias: "-q"), Help, Verbose];
+
     public int Run(IReadOnlyList<string> args, TextWriter stdout)
     {
-        var all = Options.Append(Help).Append(Verbose).ToList();
+        var all = All;
         if (args.Contains("--help") || args.Contains("-h")) { stdout.Write(HelpText(all)); return ExitCodes.Success; }
-        return Execute(ParsedArgs.Parse(Name, args, all), stdout);
+        var parsed = ParsedArgs.Parse(Name, args, all);
+        return Execute(parsed, new Io(Name, parsed, all, stdout));
     }
 
-    protected abstract int Execute(ParsedArgs args, TextWriter stdout);
+    protected abstract int Execute(ParsedArgs args, Io io);
 
     string HelpText(IReadOnlyList<OptionSpec> all)
     {
         var sb = new StringBuilder();
-        sb.Append($"Usage: {Usage}\n\n{Description}\n\nOptions:\n");
-        int width = all.Max(o => Left(o).Length);
-        foreach (var o in all) sb.Append("  ").Append(Left(o).PadRight(width + 2)).Append(o.Help).Append('\n');
-        sb.Append($"\nExit codes: {ExitCodesHelp}.\n");
+        sb.Append(Printing.Wrap($"Usage: {Usage}", HelpWidth, "       ")).Append('\n');
+        // Single newlines in the description are soft; a blank line starts a paragraph.
+        foreach (var paragraph in Description.Replace("\n\n", "\u0001").Replace('\n', ' ').Split('\u0001'))
+            sb.Append('\n').Append(Printing.Wrap(paragraph, HelpWidth, "")).Append('\n');
+        sb.Append("\nOptions:\n");
+        int width = Math.Min(30, all.Max(o => Left(o).Length));
+        string indent = new(' ', width + 4);
+        foreach (var o in all)
+        {
+            string left = "  " + Left(o);
+            string line = left.Length > width + 2 ? left + "\n" + indent + o.Help : left.PadRight(width + 4) + o.Help;
+            sb.Append(Printing.Wrap(line, HelpWidth, indent)).Append('\n');
+        }
+        sb.Append('\n').Append(Printing.Wrap($"Exit codes: {ExitCodesHelp}.", HelpWidth, "  ")).Append('\n');
         return sb.ToString();
     }
 

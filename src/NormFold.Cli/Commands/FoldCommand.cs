@@ -20,12 +20,11 @@ public sealed class FoldCommand : Command
     public override IReadOnlyList<OptionSpec> Options { get; } =
     [
         new("--output", "FILE", "where to write the folded model (required; never the input)", Alias: "-o"),
-        new("--report", "FILE.json", "write every decision, op counts (and check results) as JSON"),
+        new("--report", "FILE.json", "write every decision, op counts (and check results) as JSON (- for stdout: then all other text goes to stderr)", Alias: "--json", Writes: "JSON report"),
         .. PipelineSettings.Options,
         new("--external-data", null, "store every tensor of ≥ 1 KB in a data file beside the output (needed past 2 GB)"),
         new("--external-data-file", "NAME", "name of that data file, relative to the output's folder (default: the output's file name + .data); implies --external-data"),
         new("--check", null, "run original and folded model in ONNX Runtime and compare; on failure write nothing, exit 2"),
-        new("--quiet", null, "print only errors, the summary line and what was written", Alias: "-q"),
         new("--jobs", "N", "with a folder of models: how many to fold at once (default: the number of cores)"),
         .. CheckSettings.Options,
     ];
@@ -36,8 +35,11 @@ public sealed class FoldCommand : Command
     /// <summary>What one fold did: its log, the check (if asked), and the failure, if any, as exit code and one line.</summary>
     public sealed record Outcome(string Input, string Output, FoldResult? Result, CheckReport? Check, int ExitCode, string? Error, TimeSpan Elapsed);
 
-    protected override int Execute(ParsedArgs args, TextWriter stdout)
+    protected override string QuietHelp => "print only errors, the summary line and what was written";
+
+    protected override int Execute(ParsedArgs args, Io io)
     {
+        var stdout = io.Out;
         string input = SinglePositional(args, "input model or folder");
         string output = args.Value("--output") ?? throw new InvalidUsageException($"fold: missing -o OUTPUT (usage: {Usage})");
         bool check = args.Has("--check");
@@ -53,27 +55,30 @@ public sealed class FoldCommand : Command
         if (save.ExternalFileName != null && (save.ExternalFileName.Length == 0 || Path.IsPathRooted(save.ExternalFileName) || save.ExternalFileName.Contains("..")))
             throw new InvalidUsageException("fold: --external-data-file must be a file name relative to the output's folder");
         var settings = new Settings(PipelineSettings.Parse(Name, args), save, check, checkRequest);
-        Printing.CheckWritablePath("--report", args.Value("--report"));
         if (Directory.Exists(input))
-            return BatchFold.Run(input, output, settings, args.Int(Name, "--jobs", Environment.ProcessorCount, min: 1), args.Value("--report"), args.Has("--quiet"), stdout);
+            return BatchFold.Run(input, output, settings, args.Int(Name, "--jobs", Environment.ProcessorCount, min: 1), io);
         if (args.Has("--jobs")) throw new InvalidUsageException("fold: --jobs applies to a folder of models");
         ModelWriter.CheckOutputPath(output);
         if (PathGuard.Same(input, output))
             throw new InvalidUsageException($"fold: {output}: refusing to overwrite the input model; choose another output path");
         string dataFile = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(output))!, save.ExternalFileName ?? Path.GetFileName(output) + ".data");
-        Printing.CheckReportTarget("fold: --report", args.Value("--report"), [input], [(output, "the output model"), (dataFile, "the output's data file")]);
-        CheckSettings.CheckSaveFolder(Name, checkRequest, [input], [output, dataFile, args.Value("--report")]);
+        io.CheckReports([input], [(output, "the output model"), (dataFile, "the output's data file")]);
+        CheckSettings.CheckSaveFolder(Name, checkRequest, [input], [output, dataFile, .. io.ReportFiles]);
         if (save.ExternalFileName != null)
         {
             if (Directory.Exists(dataFile)) throw new InvalidUsageException($"fold: --external-data-file {save.ExternalFileName}: is a folder");
             if (!Directory.Exists(Path.GetDirectoryName(dataFile)))
                 throw new InvalidUsageException($"fold: --external-data-file {save.ExternalFileName}: folder '{Path.GetDirectoryName(dataFile)}' does not exist");
         }
+        // Every output is probed before any work: the model's folder, the data file's, the reports' (above).
+        OutputProbe.CheckFolderWritable($"fold: {output}", Path.GetDirectoryName(PathGuard.Resolve(output))!, "the output model");
+        if (save.ExternalFileName != null)
+            OutputProbe.CheckFolderWritable($"fold: --external-data-file {save.ExternalFileName}", Path.GetDirectoryName(PathGuard.Resolve(dataFile))!, "the output's data file");
 
         var outcome = FoldOne(input, output, settings, rethrow: true);
         var result = outcome.Result!;
         var report = outcome.Check;
-        bool quiet = args.Has("--quiet");
+        bool quiet = io.Quiet;
         if (!quiet)
         {
             stdout.Write(Printing.Decisions(result.Log));
@@ -84,7 +89,7 @@ public sealed class FoldCommand : Command
             stdout.Write(Printing.Check(report, checkRequest.Localize));
             stdout.WriteLine();
         }
-        if (args.Value("--report") is { } reportPath) Printing.WriteJson(reportPath, Printing.FoldJson(input, outcome.ExitCode == 0 ? output : null, result, report));
+        io.WriteReport("--report", Printing.ToJson(Printing.FoldJson(input, outcome.ExitCode == 0 ? output : null, result, report)));
         stdout.WriteLine(Printing.Summary(result));
         if (outcome.Error != null)
         {

@@ -16,27 +16,32 @@ public sealed class InspectCommand : Command
 
     public override IReadOnlyList<OptionSpec> Options { get; } =
     [
-        new("--json", "FILE.json", "write the plan and op counts as JSON"),
+        new("--json", "FILE.json", "write the plan and op counts as JSON (- for stdout: then all other text goes to stderr)", Writes: "JSON report"),
         .. PipelineSettings.Options,
     ];
 
-    protected override int Execute(ParsedArgs args, TextWriter stdout)
+    protected override string QuietHelp => "print only errors and the summary line";
+
+    protected override int Execute(ParsedArgs args, Io io)
     {
         string input = SinglePositional(args, "model");
         var options = PipelineSettings.Parse(Name, args);
-        Printing.CheckWritablePath("--json", args.Value("--json"));
-        Printing.CheckReportTarget("inspect: --json", args.Value("--json"), [input], []);
+        io.CheckReports([input], []);
         using var model = OnnxModel.Load(input);
         var m = model.Proto;
-        stdout.WriteLine($"{input}: IR {m.IrVersion}, opset {string.Join(", ", m.OpsetImport.Select(o => $"{(o.Domain.Length == 0 ? "ai.onnx" : o.Domain)} {o.Version}"))}, producer {(m.ProducerName.Length == 0 ? "?" : $"{m.ProducerName} {m.ProducerVersion}".Trim())}{(model.HasExternalData ? ", external data" : "")}");
+        var stdout = io.Out;
+        if (!io.Quiet) stdout.WriteLine($"{input}: IR {m.IrVersion}, opset {string.Join(", ", m.OpsetImport.Select(o => $"{(o.Domain.Length == 0 ? "ai.onnx" : o.Domain)} {o.Version}"))}, producer {(m.ProducerName.Length == 0 ? "?" : $"{m.ProducerName} {m.ProducerVersion}".Trim())}{(model.HasExternalData ? ", external data" : "")}");
         var result = Folding.Fold(model, options);
-        stdout.WriteLine();
-        stdout.Write(Printing.Decisions(result.Log));
-        stdout.WriteLine();
-        stdout.Write(Printing.OpChanges(result));
-        stdout.WriteLine();
+        if (!io.Quiet)
+        {
+            stdout.WriteLine();
+            stdout.Write(Printing.Decisions(result.Log));
+            stdout.WriteLine();
+            stdout.Write(Printing.OpChanges(result));
+            stdout.WriteLine();
+        }
         stdout.WriteLine(Printing.Summary(result));
-        if (args.Value("--json") is { } json) Printing.WriteJson(json, Printing.FoldJson(input, null, result, null));
+        io.WriteReport("--json", Printing.ToJson(Printing.FoldJson(input, null, result, null)));
         return ExitCodes.Success;
     }
 }
