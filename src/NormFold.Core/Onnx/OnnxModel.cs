@@ -41,7 +41,10 @@ public sealed class OnnxModel : IDisposable
     /// <see cref="Dispose"/>). External data files are mapped when first read.</summary>
     public static OnnxModel Load(string path)
     {
-        if (!File.Exists(path)) throw new InvalidModelException($"{path}: file not found");
+        var kind = PathGuard.Kind(path); // stat, not open: opening a FIFO blocks
+        if (kind == PathGuard.FileKind.Missing || kind == PathGuard.FileKind.Unknown && !File.Exists(path))
+            throw new InvalidModelException($"{path}: file not found");
+        if (PathGuard.NotRegular(kind) is { } what) throw new InvalidModelException($"{path}: is {what}, not a model file");
         long length = PathGuard.Length(path); // through a symbolic link
         if (length == 0) throw new InvalidModelException($"{path}: file is empty");
         if (length > int.MaxValue)
@@ -103,7 +106,7 @@ public sealed class OnnxModel : IDisposable
         var seen = new HashSet<string>(StringComparer.Ordinal); // resolve each data file once, not once per tensor
         foreach (var t in AllTensors())
             if (IsExternal(t) && seen.Add(ExternalPath(t)))
-                files.TryAdd(PathGuard.Resolve(ExternalPath(t)), $"the input's external data file '{ParseExternal(t).Location}'");
+                files.TryAdd(ExternalPath(t), $"the input's external data file '{ParseExternal(t).Location}'");
         return files;
     }
 
@@ -204,42 +207,107 @@ public sealed class OnnxModel : IDisposable
 
     public readonly record struct ExternalLocation(string Location, long Offset, long Length);
 
-    public static ExternalLocation ParseExternal(TensorProto t)
+    /// <summary>A tensor's external_data entries; refuses a missing or NUL-holding location and offsets or lengths
+    /// that are not integers in 0..2^63-1.</summary>
+    public static ExternalLocation ParseExternal(TensorProto t) => ParseExternal(t, "");
+
+    static ExternalLocation ParseExternal(TensorProto t, string where)
     {
         string? location = null;
-        long offset = 0, length = -1;
+        string? offset = null, length = null;
         foreach (var kv in t.ExternalData)
         {
             switch (kv.Key)
             {
                 case "location": location = kv.Value; break;
-                case "offset": offset = ParseLong(t, kv); break;
-                case "length": length = ParseLong(t, kv); break;
+                case "offset": offset = kv.Value; break;
+                case "length": length = kv.Value; break;
             }
         }
         if (string.IsNullOrEmpty(location))
-            throw new InvalidModelException($"tensor '{t.Name}': external data without a 'location'");
-        return new ExternalLocation(location, offset, length);
+            throw new InvalidModelException($"{where}tensor '{t.Name}': external data without a 'location'");
+        if (location.Contains('\0'))
+            throw new InvalidModelException($"{where}tensor '{t.Name}': external data location '{location.Replace("\0", "\\0")}' contains a NUL character");
+        return new ExternalLocation(location, Parse(offset, "offset", 0), Parse(length, "length", -1));
+
+        long Parse(string? text, string key, long absent) =>
+            text is null ? absent
+            : long.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long v) ? v
+            : throw new InvalidModelException($"{where}tensor '{t.Name}': external data {key} '{text}' in '{location}' is not an integer in 0..{long.MaxValue}");
     }
 
-    static long ParseLong(TensorProto t, StringStringEntryProto kv) =>
-        long.TryParse(kv.Value, out long v) && v >= 0
-            ? v
-            : throw new InvalidModelException($"tensor '{t.Name}': external data '{kv.Key}' is not a non-negative integer: '{kv.Value}'");
+    /// <summary>The model's real folders: where its path's folder finally leads, and the folder of the file the path
+    /// finally names (they differ when the model is a link, e.g. a Hugging Face cache snapshot linking into blobs).</summary>
+    string[] RealFolders => _realFolders ??= SourcePath is null ? []
+        : new[] { PathGuard.Resolve(BaseDirectory!), Path.GetDirectoryName(PathGuard.Resolve(SourcePath))! }.Distinct().ToArray();
+    string[]? _realFolders;
+    /// <summary>Each location resolved once (many tensors share one data file).</summary>
+    readonly Dictionary<string, string> _resolvedLocations = new(StringComparer.Ordinal);
 
-    /// <summary>Absolute path of a tensor's external file; refuses locations that leave the model's folder.</summary>
+    /// <summary>Absolute real path of a tensor's external file (every symbolic link followed); refuses locations
+    /// that are absolute or lead out of the model's real folder, through links to files or folders included.</summary>
     public string ExternalPath(TensorProto t)
     {
-        var loc = ParseExternal(t);
-        if (BaseDirectory is null)
-            throw new InvalidModelException($"tensor '{t.Name}': external data '{loc.Location}' but the model was not loaded from a file");
-        if (Path.IsPathRooted(loc.Location))
-            throw new InvalidModelException($"{Describe()}: tensor '{t.Name}': external data location '{loc.Location}' must be relative to the model's folder");
-        string full = Path.GetFullPath(Path.Combine(BaseDirectory, loc.Location));
-        string root = BaseDirectory.EndsWith(Path.DirectorySeparatorChar) ? BaseDirectory : BaseDirectory + Path.DirectorySeparatorChar;
-        if (!full.StartsWith(root, StringComparison.Ordinal))
-            throw new InvalidModelException($"{Describe()}: tensor '{t.Name}': external data location '{loc.Location}' leaves the model's folder");
-        return full;
+        var loc = ParseExternal(t, Where);
+        lock (_resolvedLocations)
+        {
+            if (_resolvedLocations.TryGetValue(loc.Location, out var known)) return known;
+            if (BaseDirectory is null)
+                throw new InvalidModelException($"tensor '{t.Name}': external data '{loc.Location}' but the model was not loaded from a file");
+            if (Path.IsPathRooted(loc.Location))
+                throw new InvalidModelException($"{Where}tensor '{t.Name}': external data location '{loc.Location}' must be relative to the model's folder");
+            string full = Path.GetFullPath(Path.Combine(BaseDirectory, loc.Location));
+            if (!Within(full, BaseDirectory))
+                throw new InvalidModelException($"{Where}tensor '{t.Name}': external data location '{loc.Location}' leaves the model's folder");
+            string real = PathGuard.Resolve(full);
+            if (!RealFolders.Any(f => Within(real, f)))
+                throw new InvalidModelException($"{Where}tensor '{t.Name}': external data location '{loc.Location}' leads through a link to '{real}', outside the model's folder");
+            return _resolvedLocations[loc.Location] = real;
+        }
+    }
+
+    static bool Within(string path, string folder) =>
+        path.StartsWith(folder.EndsWith(Path.DirectorySeparatorChar) ? folder : folder + Path.DirectorySeparatorChar, StringComparison.Ordinal);
+
+    /// <summary>"file: " for messages, naming the user's model file.</summary>
+    string Where => $"{Describe()}: ";
+
+    /// <summary>Bytes the tensor's elements take, or null when its type has no fixed width (strings) or its dims are
+    /// not a valid shape (the model validator names those).</summary>
+    static long? ExpectedBytes(TensorProto t)
+    {
+        int size = ElementType.Size(t.DataType);
+        if (size == 0) return null;
+        try { return checked(TensorData.ElementCount(t) * size); }
+        catch (Exception e) when (e is OverflowException or FormatException) { return null; }
+    }
+
+    /// <summary>The byte range [offset, offset + length) a tensor takes in its data file of <paramref name="fileLength"/>
+    /// bytes, checked: a given length must be the tensor's size; without one, the tensor's size (or the rest of the file
+    /// for types without a fixed width).</summary>
+    long CheckedRange(TensorProto t, ExternalLocation loc, long fileLength)
+    {
+        long? expected = ExpectedBytes(t);
+        if (loc.Length >= 0 && expected is { } e && loc.Length != e)
+            throw new InvalidModelException($"{Where}tensor '{t.Name}': external data length {loc.Length} in '{loc.Location}' does not match the tensor's {e} bytes ({ElementType.Name(t.DataType)} [{string.Join(", ", t.Dims)}])");
+        if (loc.Offset > fileLength)
+            throw new InvalidModelException($"{Where}tensor '{t.Name}': external data offset {loc.Offset} lies beyond the end of '{loc.Location}' ({fileLength} bytes)");
+        long length = loc.Length >= 0 ? loc.Length : expected ?? fileLength - loc.Offset;
+        if (length > fileLength - loc.Offset)
+            throw new InvalidModelException($"{Where}tensor '{t.Name}': external data at offset {loc.Offset}, {length} bytes, lies beyond the end of '{loc.Location}' ({fileLength} bytes)");
+        return length;
+    }
+
+    /// <summary>Stats a data file without opening it: it must exist and be a regular file (a FIFO would block the read
+    /// forever, a device would give endless or changing bytes).</summary>
+    long DataFileLength(TensorProto t, ExternalLocation loc, string path)
+    {
+        var kind = PathGuard.Kind(path);
+        if (kind == PathGuard.FileKind.Missing)
+            throw new InvalidModelException($"{Where}tensor '{t.Name}': external data file '{loc.Location}' not found");
+        if (PathGuard.NotRegular(kind) is { } what)
+            throw new InvalidModelException($"{Where}tensor '{t.Name}': external data file '{loc.Location}' is {what}, not a regular file");
+        return new FileInfo(path).Length;
     }
 
     void ValidateExternalReferences()
@@ -249,16 +317,10 @@ public sealed class OnnxModel : IDisposable
         {
             if (!IsExternal(t)) continue;
             string path = ExternalPath(t);
-            var loc = ParseExternal(t);
+            var loc = ParseExternal(t, Where);
             if (!lengths.TryGetValue(path, out long fileLength))
-            {
-                if (!File.Exists(path))
-                    throw new InvalidModelException($"{Describe()}: tensor '{t.Name}': external data file '{loc.Location}' not found");
-                lengths[path] = fileLength = PathGuard.Length(path);
-            }
-            long length = loc.Length >= 0 ? loc.Length : fileLength - loc.Offset;
-            if (loc.Offset + length > fileLength)
-                throw new InvalidModelException($"{Describe()}: tensor '{t.Name}': external data [{loc.Offset}, {loc.Offset + length}) lies beyond the end of '{loc.Location}' ({fileLength} bytes)");
+                lengths[path] = fileLength = DataFileLength(t, loc, path);
+            CheckedRange(t, loc, fileLength);
         }
     }
 
@@ -269,20 +331,19 @@ public sealed class OnnxModel : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_externalBytes.TryGetValue(t, out var cached)) return cached;
             string path = ExternalPath(t);
-            var loc = ParseExternal(t);
+            var loc = ParseExternal(t, Where);
             if (!_externalFiles.TryGetValue(path, out var file))
             {
+                DataFileLength(t, loc, path); // never open a FIFO or a device
                 try { _externalFiles[path] = file = FileBytes.Open(path); }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
-                    throw new InvalidModelException($"{Describe()}: tensor '{t.Name}': cannot read external data '{loc.Location}': {e.Message}", e);
+                    throw new InvalidModelException($"{Where}tensor '{t.Name}': cannot read external data '{loc.Location}': {NormFoldIOException.Describe(e)}", e);
                 }
             }
-            long length = loc.Length >= 0 ? loc.Length : file.Length - loc.Offset;
-            if (loc.Offset + length > file.Length)
-                throw new InvalidModelException($"{Describe()}: tensor '{t.Name}': external data [{loc.Offset}, {loc.Offset + length}) lies beyond the end of '{loc.Location}' ({file.Length} bytes)");
+            long length = CheckedRange(t, loc, file.Length);
             if (length > Array.MaxLength)
-                throw new InvalidModelException($"{Describe()}: tensor '{t.Name}': {length} bytes of external data; NormFold handles tensors up to 2 GB");
+                throw new InvalidModelException($"{Where}tensor '{t.Name}': {length} bytes of external data; NormFold handles tensors up to 2 GB");
             return _externalBytes[t] = file.Range(loc.Offset, (int)length);
         }
     }

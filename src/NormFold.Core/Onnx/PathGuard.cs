@@ -58,18 +58,41 @@ public static class PathGuard
     }
 
     /// <summary>Whether the path names an existing device, pipe or socket (after following links).</summary>
-    public static bool IsSpecial(string path) => File.Exists(path) && !IsRegularFile(path); // stat follows every link, /proc's too
+    public static bool IsSpecial(string path) => File.Exists(path) && Kind(path) is not (FileKind.Regular or FileKind.Unknown); // stat follows every link, /proc's too
 
-    /// <summary>stat(2)'s file type (Linux x64, where NormFold is built); true where it cannot be asked.</summary>
-    static unsafe bool IsRegularFile(string path)
+    internal enum FileKind { Unknown, Missing, Regular, Folder, Fifo, CharacterDevice, BlockDevice, Socket }
+
+    /// <summary>What the path finally names, from stat(2) without opening it (opening a FIFO blocks until a writer
+    /// comes). <see cref="FileKind.Unknown"/> where stat cannot be asked (NormFold's stat layout is Linux x64's).</summary>
+    internal static unsafe FileKind Kind(string path)
     {
         if (!OperatingSystem.IsLinux() || System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64)
-            return true;
+            return File.Exists(path) ? FileKind.Unknown : Directory.Exists(path) ? FileKind.Folder : FileKind.Missing;
+        if (path.Contains('\0')) return FileKind.Missing;
         byte* buffer = stackalloc byte[256]; // struct stat is 144 bytes on x86-64; st_mode at offset 24
-        if (Stat(path, buffer) != 0) return true; // gone or unreadable: the write will say why
-        uint mode = *(uint*)(buffer + 24);
-        return (mode & 0xF000) == 0x8000; // S_IFREG
+        if (Stat(path, buffer) != 0) return FileKind.Missing; // gone, unreadable, or a dangling link
+        return (*(uint*)(buffer + 24) & 0xF000) switch
+        {
+            0x8000 => FileKind.Regular,
+            0x4000 => FileKind.Folder,
+            0x1000 => FileKind.Fifo,
+            0x2000 => FileKind.CharacterDevice,
+            0x6000 => FileKind.BlockDevice,
+            0xC000 => FileKind.Socket,
+            _ => FileKind.Unknown,
+        };
     }
+
+    /// <summary>"a FIFO (named pipe)", … for a path that exists and is not a regular file; null otherwise.</summary>
+    internal static string? NotRegular(FileKind kind) => kind switch
+    {
+        FileKind.Folder => "a folder",
+        FileKind.Fifo => "a FIFO (named pipe)",
+        FileKind.CharacterDevice => "a character device",
+        FileKind.BlockDevice => "a block device",
+        FileKind.Socket => "a socket",
+        _ => null,
+    };
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "stat", SetLastError = true)]
     static extern unsafe int Stat([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string path, byte* buffer);
