@@ -7,17 +7,34 @@ namespace NormFold.Cli.Commands;
 /// request, intermediates compared unless --outputs-only.</summary>
 public static class CheckRun
 {
-    public static CheckReport Run(string referencePath, string candidatePath, CheckSettings.Request request)
+    /// <param name="candidateLabel">How messages name the candidate (fold --check: the output path, not the staged file).</param>
+    public static CheckReport Run(string referencePath, string candidatePath, CheckSettings.Request request, string? candidateLabel = null)
     {
-        var options = request.Options;
+        try { return RunCore(referencePath, candidatePath, request, candidateLabel); }
+        catch (InvalidModelException e) when (e.Message.Contains(InputGenerator.ShapeHint, StringComparison.Ordinal))
+        {
+            throw new InvalidModelException(WithShapeOption(e.Message), e.InnerException);
+        }
+    }
+
+    /// <summary>The library's "bind it with a shape", as the option that does it.</summary>
+    static string WithShapeOption(string text) => text.Replace(InputGenerator.ShapeHint, "bind it with --shape NAME:DxDx…", StringComparison.Ordinal);
+
+    static CheckReport RunCore(string referencePath, string candidatePath, CheckSettings.Request request, string? candidateLabel)
+    {
+        var options = request.Options with
+        {
+            ReferenceLabel = $"the original ({referencePath})",
+            CandidateLabel = candidateLabel ?? $"the rewritten model ({candidatePath})",
+        };
         using var reference = OnnxModel.Load(referencePath);
         using var candidate = OnnxModel.Load(candidatePath);
         if (request.InputsDir == null && request.InputFiles.Count == 0)
-            return EquivalenceChecker.Check(reference, candidate, options, null, SaveOutputs(request, options));
-        List<List<NamedTensor>> sets;
-        string provenance;
-        try { (sets, provenance) = InputFiles.Load(ModelInputs.Of(reference), request.InputFiles, request.InputsDir); }
-        catch (FormatException e) { throw new InvalidUsageException(e.Message); }
+        {
+            var generated = EquivalenceChecker.Check(reference, candidate, options, null, SaveOutputs(request, options));
+            return generated with { Notes = generated.Notes.Select(WithShapeOption).ToList() };
+        }
+        var (sets, provenance) = InputFiles.Load(ModelInputs.Of(reference), request.InputFiles, request.InputsDir);
         options = options with { Iterations = sets.Count, InputProvenance = provenance };
         // A test_data_set's output_K.pb: does the original reproduce them? Reported, not part of the verdict (which is
         // about the two models agreeing).
@@ -31,7 +48,7 @@ public static class CheckRun
             for (int k = 0; k < expected[it].Count && k < outputs.Count; k++)
             {
                 var (file, tensor) = expected[it][k];
-                var want = new NamedTensor(outputs[k].Name, tensor.DataType, tensor.Dims.ToArray(), NormFold.Tensors.TensorBytes.ToRaw(tensor));
+                var want = tensor with { Name = outputs[k].Name };
                 var c = Comparator.Compare(want, outputs[k]);
                 expectationNotes.Add(c.Passed
                     ? $"{file}: the original reproduces it (max abs {Printing.Num(c.MaxAbs)})"

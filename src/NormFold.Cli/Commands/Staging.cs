@@ -21,7 +21,7 @@ public static class Staging
         {
             string staged = Path.Combine(staging, Path.GetFileName(full));
             ModelWriter.Save(model, staged, save);
-            var report = CheckRun.Run(input, staged, request);
+            var report = CheckRun.Run(input, staged, request, $"the folded model ({output})");
             if (report.Passed)
                 foreach (var file in Directory.GetFiles(staging))
                     File.Move(file, Path.Combine(dir, Path.GetFileName(file)), overwrite: true);

@@ -54,17 +54,75 @@ public static class Comparator
             return new OutputComparison { Name = reference.Name, Passed = false, Shape = reference.ShapeText, ElementType = typeName,
                 Problem = $"shape {actual.ShapeText}, reference has {reference.ShapeText}" };
 
-        // Integer and bool tensors must match exactly; floating-point ones get the tolerance for their own type.
+        if (reference.Strings is not null || actual.Strings is not null) return CompareStrings(reference, actual, typeName);
         int type = reference.ElementType;
+        if (!reference.IsFloatingPoint && !Convertible(type)) return CompareBits(reference, actual, typeName);
+        // Integer and bool tensors must match exactly; floating-point ones get the tolerance for their own type.
         Func<int, double, Tolerance> tolerance = reference.IsFloatingPoint
             ? (_, magnitude) => (toleranceFor ?? Tolerance.Default)(type, magnitude)
             : (_, _) => new Tolerance(0, 0);
-        return (Onnx.Proto.TensorProto.Types.DataType)type switch
+        var result = (Onnx.Proto.TensorProto.Types.DataType)type switch
         {
             Onnx.Proto.TensorProto.Types.DataType.Float => Core<float, FloatElement>(reference, actual, tolerance, typeName),
             Onnx.Proto.TensorProto.Types.DataType.Double => Core<double, DoubleElement>(reference, actual, tolerance, typeName),
             Onnx.Proto.TensorProto.Types.DataType.Float16 => Core<Half, HalfElement>(reference, actual, tolerance, typeName),
             _ => Core<double, DoubleElement>(reference with { Data = DoubleBytes(reference) }, actual with { Data = DoubleBytes(actual) }, tolerance, typeName),
+        };
+        if (reference.IsFloatingPoint || !result.Passed) return result;
+        // 64-bit integers beyond 2^53 can differ and still convert to the same double: exact means bit for bit.
+        long differing = DifferingElements(reference, actual);
+        return differing == 0 ? result : result with { Passed = false, FailedElements = differing };
+    }
+
+    /// <summary>Types <see cref="NamedTensor.ToDoubles"/> reads: the floating-point ones, integers and bool.</summary>
+    static bool Convertible(int type) => (Onnx.Proto.TensorProto.Types.DataType)type is
+        Onnx.Proto.TensorProto.Types.DataType.Int8 or Onnx.Proto.TensorProto.Types.DataType.Uint8 or Onnx.Proto.TensorProto.Types.DataType.Bool
+        or Onnx.Proto.TensorProto.Types.DataType.Int16 or Onnx.Proto.TensorProto.Types.DataType.Uint16 or Onnx.Proto.TensorProto.Types.DataType.Int32
+        or Onnx.Proto.TensorProto.Types.DataType.Uint32 or Onnx.Proto.TensorProto.Types.DataType.Int64 or Onnx.Proto.TensorProto.Types.DataType.Uint64;
+
+    /// <summary>Elements whose bytes differ (the whole tensor counts as one element when the type has no fixed width).</summary>
+    static long DifferingElements(NamedTensor reference, NamedTensor actual)
+    {
+        var r = reference.Data.Span;
+        var a = actual.Data.Span;
+        int size = Tensors.ElementType.Size(reference.ElementType);
+        if (size == 0 || r.Length != a.Length) return r.SequenceEqual(a) ? 0 : 1;
+        long differing = 0;
+        for (int i = 0; i < r.Length; i += size)
+            if (!r.Slice(i, size).SequenceEqual(a.Slice(i, size))) differing++;
+        return differing;
+    }
+
+    /// <summary>Types with no arithmetic here (8-bit and 4-bit floats, packed 4-bit integers, complex): equal bit for bit.</summary>
+    static OutputComparison CompareBits(NamedTensor reference, NamedTensor actual, string typeName)
+    {
+        long differing = DifferingElements(reference, actual);
+        return new OutputComparison
+        {
+            Name = reference.Name, Passed = differing == 0, Shape = reference.ShapeText, ElementType = typeName,
+            Problem = differing == 0 ? null : $"{differing} element(s) differ (compared bit for bit)",
+            FailedElements = differing, Elements = reference.Count, Cosine = differing == 0 ? 1 : 0,
+        };
+    }
+
+    /// <summary>String tensors: equal element by element.</summary>
+    static OutputComparison CompareStrings(NamedTensor reference, NamedTensor actual, string typeName)
+    {
+        string[] r = reference.Strings ?? [], a = actual.Strings ?? [];
+        long differing = 0, first = -1;
+        for (int i = 0; i < Math.Max(r.Length, a.Length); i++)
+            if (i >= r.Length || i >= a.Length || !string.Equals(r[i], a[i], StringComparison.Ordinal))
+            {
+                differing++;
+                if (first < 0) first = i;
+            }
+        string Quote(string[] v, long i) => i < v.Length ? "\"" + v[i] + "\"" : "(none)";
+        return new OutputComparison
+        {
+            Name = reference.Name, Passed = differing == 0, Shape = reference.ShapeText, ElementType = typeName,
+            Problem = differing == 0 ? null : $"{differing} of {r.Length} strings differ; first at [{string.Join(",", Unravel(first, reference.Shape))}]: {Quote(a, first)} vs {Quote(r, first)}",
+            FailedElements = differing, Elements = r.Length, Cosine = differing == 0 ? 1 : 0,
+            WorstIndex = first >= 0 ? Unravel(first, reference.Shape) : [],
         };
     }
 
@@ -97,7 +155,7 @@ public static class Comparator
         var tol = toleranceFor(reference.ElementType, magnitude);
         // With the default tolerance every element's allowance is atol (rtol·|r| ≤ rtol·max|r| ≤ atol), so the largest
         // error decides, and it is the worst element. Otherwise (failures, or allowances that vary) pass 2 counts them.
-        long failed = 0, worst = st.MaxAbsIndex;
+        long failed = 0, worst = n == 0 ? -1 : st.MaxAbsIndex; // an empty tensor has no worst element
         if (!(st.MaxAbs <= tol.Atol && tol.Rtol * magnitude <= tol.Atol))
         {
             double worstRatio = -1;

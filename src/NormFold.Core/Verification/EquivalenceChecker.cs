@@ -21,6 +21,9 @@ public sealed record CheckOptions
     public bool AuditWeights { get; init; }
     /// <summary>Where the inputs came from, for the report.</summary>
     public string InputProvenance { get; init; } = "generated";
+    /// <summary>How messages name the two models (default: "the original (PATH)", "the rewritten model (PATH)").</summary>
+    public string? ReferenceLabel { get; init; }
+    public string? CandidateLabel { get; init; }
 }
 
 public sealed record CheckReport(
@@ -45,7 +48,7 @@ public sealed record CheckReport(
 /// </summary>
 public static class EquivalenceChecker
 {
-    public static string OrtVersion => OrtEnv.Instance().GetVersionString();
+    public static string OrtVersion => OrtEnvironment.Instance.GetVersionString();
 
     /// <summary>Checks two loaded models: sessions are created here, once, and reused for every iteration.</summary>
     /// <param name="inputsFor">Inputs of iteration i; null generates them from the options' seed, shapes and ranges.</param>
@@ -56,7 +59,7 @@ public static class EquivalenceChecker
     {
         options ??= new CheckOptions();
         var notes = new List<string>();
-        SameInputs(reference, candidate);
+        SameInputs(reference, candidate, options);
         if (inputsFor is null)
         {
             var generator = new InputGenerator(ModelInputs.Of(reference), options.Seed, options.Shapes, options.Ranges);
@@ -64,9 +67,15 @@ public static class EquivalenceChecker
             inputsFor = generator.Generate;
         }
         var shared = options.CompareIntermediates ? SharedTensors.Names(reference, candidate) : [];
-        using var a = SharedTensors.Runner(reference, shared, options.Level);
-        using var b = SharedTensors.Runner(candidate, shared, options.Level);
-        var report = Check(a, b, options, inputsFor, onOutputs, shared);
+        using var a = SharedTensors.Runner(reference, shared, options.Level, ReferenceLabel(options, reference));
+        using var b = SharedTensors.Runner(candidate, shared, options.Level, CandidateLabel(options, candidate));
+        CheckReport report;
+        try { report = Check(a, b, options, inputsFor, onOutputs, shared); }
+        catch (InvalidModelException e) when (e.InnerException is OnnxRuntimeException && notes.Count > 0)
+        {
+            // ORT failed on generated inputs: the dims NormFold chose may be why.
+            throw new InvalidModelException($"{e.Message} (inputs were generated: {string.Join("; ", notes)})", e.InnerException);
+        }
         var audit = options.AuditWeights ? WeightAudit.Run(reference, candidate) : null;
         return report with { Notes = [.. notes, .. report.Notes], Audit = audit, Passed = report.Passed && (audit?.Passed ?? true) };
     }
@@ -121,11 +130,17 @@ public static class EquivalenceChecker
         return new CheckReport(outputs.All(o => o.Passed) && inner.All(o => o.Passed), outputs, inner, notes, options, OrtVersion, firstFailing);
     }
 
+    static string ReferenceLabel(CheckOptions o, OnnxModel m) =>
+        o.ReferenceLabel ?? (m.SourcePath is { } p ? $"the original ({p})" : "the original");
+
+    static string CandidateLabel(CheckOptions o, OnnxModel m) =>
+        o.CandidateLabel ?? (m.SourcePath is { } p ? $"the rewritten model ({p})" : "the rewritten model");
+
     /// <summary>Both models must take the same inputs (names, element types, ranks), or one set of inputs cannot feed both.</summary>
-    static void SameInputs(OnnxModel reference, OnnxModel candidate)
+    static void SameInputs(OnnxModel reference, OnnxModel candidate, CheckOptions options)
     {
         var theirs = ModelInputs.Of(candidate).ToDictionary(i => i.Name);
-        string r = reference.SourcePath ?? "the original", c = candidate.SourcePath ?? "the rewritten model";
+        string r = reference.SourcePath ?? options.ReferenceLabel ?? "the original", c = candidate.SourcePath ?? options.CandidateLabel ?? "the rewritten model";
         foreach (var mine in ModelInputs.Of(reference))
         {
             if (!theirs.Remove(mine.Name, out var other))

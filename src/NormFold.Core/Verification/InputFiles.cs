@@ -6,7 +6,8 @@ namespace NormFold.Verification;
 /// <summary>
 /// User-supplied inputs: `--input name=file.npy`, or a folder holding ONNX's test_data_set_N/input_K.pb layout
 /// (each set is one iteration), input_K.pb files directly, or .npy files named after the inputs.
-/// Every tensor is checked against the model's declared type and fixed dims, with the file named on error.
+/// Every tensor is checked against the model's declared type and fixed dims; a problem is an
+/// <see cref="InvalidUsageException"/> naming the file or folder.
 /// </summary>
 public static class InputFiles
 {
@@ -18,8 +19,8 @@ public static class InputFiles
         string provenance;
         if (folder != null)
         {
-            if (!Directory.Exists(folder)) throw new FormatException($"{folder}: folder not found");
-            var dataSets = Directory.GetDirectories(folder, "test_data_set_*").OrderBy(SetNumber).ToList();
+            if (!Directory.Exists(folder)) throw new InvalidUsageException($"{folder}: folder not found");
+            var dataSets = NormFoldIOException.Guard(folder, () => Directory.GetDirectories(folder, "test_data_set_*")).OrderBy(SetNumber).ToList();
             if (dataSets.Count > 0)
             {
                 foreach (var d in dataSets) sets.Add(FromPbFolder(inputs, d));
@@ -36,7 +37,7 @@ public static class InputFiles
                 foreach (var input in inputs)
                 {
                     string path = Path.Combine(folder, SafeFileName(input.Name) + ".npy");
-                    if (!File.Exists(path)) throw new FormatException($"{folder}: no {Path.GetFileName(path)} for input '{input.Name}' (and no test_data_set_N or input_K.pb)");
+                    if (!File.Exists(path)) throw new InvalidUsageException($"{folder}: no {Path.GetFileName(path)} for input '{input.Name}' (and no test_data_set_N or input_K.pb)");
                     set.Add(Validate(input, Npy.Read(path, input.Name), path));
                 }
                 sets.Add(set);
@@ -48,12 +49,12 @@ public static class InputFiles
             files ??= new Dictionary<string, string>();
             foreach (var name in files.Keys)
                 if (inputs.All(i => i.Name != name))
-                    throw new FormatException($"a file is given for '{name}', which is not an input of the model (inputs: {string.Join(", ", inputs.Select(i => i.Name))})");
+                    throw new InvalidUsageException($"a file is given for '{name}', which is not an input of the model (inputs: {string.Join(", ", inputs.Select(i => i.Name))})");
             var set = new List<NamedTensor>();
             foreach (var input in inputs)
             {
                 if (!files.TryGetValue(input.Name, out var path))
-                    throw new FormatException($"no file for input '{input.Name}': give a file for every input");
+                    throw new InvalidUsageException($"no file for input '{input.Name}': give a file for every input");
                 set.Add(Validate(input, Npy.Read(path, input.Name), path));
             }
             sets.Add(set);
@@ -64,17 +65,23 @@ public static class InputFiles
 
     /// <summary>The expected outputs a test_data_set folder holds (output_K.pb), by graph output order, for each set
     /// of <see cref="Load"/> in the same order; empty lists where a set has none.</summary>
-    public static List<List<(string File, TensorProto Tensor)>> ExpectedOutputs(string folder)
+    public static List<List<(string File, NamedTensor Tensor)>> ExpectedOutputs(string folder)
     {
         var sets = Directory.GetDirectories(folder, "test_data_set_*").OrderBy(SetNumber).ToList();
         if (sets.Count == 0) sets = [folder];
         return sets.Select(d => Directory.GetFiles(d, "output_*.pb")
             .OrderBy(f => int.TryParse(Path.GetFileNameWithoutExtension(f)["output_".Length..], out int k) ? k : int.MaxValue)
-            .Select(f =>
-            {
-                try { return (f, TensorProto.Parser.ParseFrom(File.ReadAllBytes(f))); }
-                catch (Google.Protobuf.InvalidProtocolBufferException e) { throw new FormatException($"{f}: not a TensorProto ({e.Message})"); }
-            }).ToList()).ToList();
+            .Select(f => (f, ReadTensor(f))).ToList()).ToList();
+    }
+
+    /// <summary>A TensorProto file as a tensor (named as stored).</summary>
+    static NamedTensor ReadTensor(string file)
+    {
+        TensorProto t;
+        try { t = TensorProto.Parser.ParseFrom(ReadFile(file)); }
+        catch (Google.Protobuf.InvalidProtocolBufferException e) { throw new InvalidUsageException($"{file}: not a TensorProto ({e.Message})", e); }
+        try { return new NamedTensor(t.Name, t.DataType, t.Dims.ToArray(), TensorBytes.ToRaw(t)); }
+        catch (FormatException e) { throw new InvalidUsageException($"{file}: {e.Message}", e); }
     }
 
     static int SetNumber(string dir) => int.TryParse(Path.GetFileName(dir)["test_data_set_".Length..], out int n) ? n : int.MaxValue;
@@ -85,32 +92,29 @@ public static class InputFiles
         var files = Directory.GetFiles(dir, "input_*.pb")
             .OrderBy(f => int.TryParse(Path.GetFileNameWithoutExtension(f)["input_".Length..], out int k) ? k : int.MaxValue).ToList();
         if (files.Count != inputs.Count)
-            throw new FormatException($"{dir}: {files.Count} input_K.pb file(s), the model has {inputs.Count} input(s)");
+            throw new InvalidUsageException($"{dir}: {files.Count} input_K.pb file(s), the model has {inputs.Count} input(s)");
         var byName = new Dictionary<string, NamedTensor>();
         for (int k = 0; k < files.Count; k++)
         {
-            TensorProto t;
-            try { t = TensorProto.Parser.ParseFrom(File.ReadAllBytes(files[k])); }
-            catch (Google.Protobuf.InvalidProtocolBufferException e) { throw new FormatException($"{files[k]}: not a TensorProto ({e.Message})"); }
+            var t = ReadTensor(files[k]);
             var input = t.Name.Length > 0 ? inputs.FirstOrDefault(i => i.Name == t.Name) : inputs[k];
-            if (input is null) throw new FormatException($"{files[k]}: tensor '{t.Name}' is not an input of the model");
-            byte[] data;
-            try { data = TensorBytes.ToRaw(t); }
-            catch (FormatException e) { throw new FormatException($"{files[k]}: {e.Message}"); }
-            byName[input.Name] = Validate(input, new NamedTensor(input.Name, t.DataType, t.Dims.ToArray(), data), files[k]);
+            if (input is null) throw new InvalidUsageException($"{files[k]}: tensor '{t.Name}' is not an input of the model");
+            byName[input.Name] = Validate(input, t, files[k]);
         }
-        return inputs.Select(i => byName.TryGetValue(i.Name, out var v) ? v : throw new FormatException($"{dir}: no tensor for input '{i.Name}'")).ToList();
+        return inputs.Select(i => byName.TryGetValue(i.Name, out var v) ? v : throw new InvalidUsageException($"{dir}: no tensor for input '{i.Name}'")).ToList();
     }
 
     static NamedTensor Validate(TensorSignature input, NamedTensor t, string file)
     {
         if (t.ElementType != input.ElementType)
-            throw new FormatException($"{file}: input '{input.Name}' is {ElementType.Name(input.ElementType)}, the file holds {ElementType.Name(t.ElementType)}");
+            throw new InvalidUsageException($"{file}: input '{input.Name}' is {ElementType.Name(input.ElementType)}, the file holds {ElementType.Name(t.ElementType)}");
         bool fits = t.Shape.Length == input.Dims.Length && t.Shape.Zip(input.Dims).All(p => p.Second < 0 || p.First == p.Second);
         if (!fits)
-            throw new FormatException($"{file}: input '{input.Name}' has shape [{string.Join(",", input.Dims.Select(d => d < 0 ? "?" : d.ToString()))}], the file holds {t.ShapeText}");
+            throw new InvalidUsageException($"{file}: input '{input.Name}' has shape [{string.Join(",", input.Dims.Select(d => d < 0 ? "?" : d.ToString()))}], the file holds {t.ShapeText}");
         return t with { Name = input.Name };
     }
+
+    static byte[] ReadFile(string path) => NormFoldIOException.Guard(path, () => File.ReadAllBytes(path));
 
     /// <summary>Input and output names may hold '/' or ':'; file names cannot.</summary>
     public static string SafeFileName(string name) =>

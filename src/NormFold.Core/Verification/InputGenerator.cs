@@ -17,6 +17,9 @@ public sealed class InputGenerator
     readonly IReadOnlyList<ValueRange> _ranges;
     readonly int _seed;
 
+    /// <summary>Ends every note on an unbound dim (the CLI names its option there).</summary>
+    public const string ShapeHint = "bind it with a shape";
+
     /// <summary>Notes about dims NormFold had to choose ("input 'x' dim 0 ('batch') unbound: using 1").</summary>
     public List<string> Notes { get; } = [];
     public IReadOnlyDictionary<string, long[]> ResolvedShapes { get; }
@@ -63,7 +66,7 @@ public sealed class InputGenerator
                 if (!string.IsNullOrEmpty(symbol) && symbols.TryGetValue(symbol, out long v)) { dims[d] = v; continue; }
                 dims[d] = 1;
                 if (!string.IsNullOrEmpty(symbol)) symbols[symbol] = 1;
-                Notes.Add($"input '{input.Name}' dim {d}{(string.IsNullOrEmpty(symbol) ? "" : $" ('{symbol}')")} is dynamic and unbound: using 1 (bind it with --shape {input.Name}:…)");
+                Notes.Add($"input '{input.Name}' dim {d}{(string.IsNullOrEmpty(symbol) ? "" : $" ('{symbol}')")} is dynamic and unbound: using 1 ({ShapeHint})");
             }
             result[input.Name] = dims;
         }

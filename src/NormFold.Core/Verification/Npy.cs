@@ -25,21 +25,23 @@ public static partial class Npy
         catch (FormatException e) { throw new InvalidUsageException($"{path}: {e.Message}", e); }
     }
 
-    public static NamedTensor Parse(byte[] bytes, string name)
+    /// <exception cref="FormatException">not a readable .npy (<see cref="Read"/> names the file)</exception>
+    internal static NamedTensor Parse(byte[] bytes, string name)
     {
         if (bytes.Length < 10 || !bytes.AsSpan(0, 6).SequenceEqual(Magic)) throw new FormatException("not a .npy file (bad magic)");
         int major = bytes[6];
-        int headerLength, offset;
+        long headerLength;
+        int offset;
         switch (major)
         {
             case 1: headerLength = BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(8)); offset = 10; break;
             case 2 or 3:
                 if (bytes.Length < 12) throw new FormatException("truncated header");
-                headerLength = (int)BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(8)); offset = 12; break;
+                headerLength = BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(8)); offset = 12; break;
             default: throw new FormatException($".npy format version {major} is not supported (1, 2 and 3 are)");
         }
         if (offset + headerLength > bytes.Length) throw new FormatException("truncated header");
-        string header = (major == 3 ? Encoding.UTF8 : Encoding.Latin1).GetString(bytes, offset, headerLength);
+        string header = (major == 3 ? Encoding.UTF8 : Encoding.Latin1).GetString(bytes, offset, (int)headerLength);
         var descr = DescrPattern().Match(header);
         var fortran = FortranPattern().Match(header);
         var shapeMatch = ShapePattern().Match(header);
@@ -49,11 +51,17 @@ public static partial class Npy
         var entry = Types.FirstOrDefault(t => t.Code == code[1..]);
         if (entry.Code is null || order is not ('<' or '>' or '|' or '='))
             throw new FormatException($"dtype '{code}' is not supported (floating point, integers and bool are)");
-        var shape = shapeMatch.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(s => long.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+        var dims = shapeMatch.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var shape = new long[dims.Length];
+        for (int d = 0; d < dims.Length; d++)
+            if (!long.TryParse(dims[d], NumberStyles.None, CultureInfo.InvariantCulture, out shape[d]))
+                throw new FormatException($"shape ({shapeMatch.Groups[1].Value}): '{dims[d]}' is not a dimension");
         int size = Tensors.ElementType.Size((int)entry.Type);
-        long count = shape.Aggregate(1L, (a, b) => a * b);
-        int dataStart = offset + headerLength;
+        long count = 1;
+        foreach (long d in shape)
+            if (d != 0 && count > Array.MaxLength / size / d) throw new FormatException($"shape ({shapeMatch.Groups[1].Value}) is too large");
+            else count *= d;
+        int dataStart = offset + (int)headerLength;
         if (bytes.Length - dataStart < count * size)
             throw new FormatException($"holds {bytes.Length - dataStart} bytes of data, shape ({string.Join(", ", shape)}) of {code} needs {count * size}");
         var data = bytes.AsSpan(dataStart, (int)(count * size)).ToArray();

@@ -17,18 +17,22 @@ public sealed record TensorSignature(string Name, int ElementType, long[] Dims, 
 public sealed class OrtRunner : IDisposable
 {
     readonly InferenceSession _session;
+    /// <summary>How messages name the model: "the original (a.onnx)", or its path.</summary>
+    public string Label { get; }
     public IReadOnlyList<TensorSignature> Inputs { get; }
     public IReadOnlyList<TensorSignature> Outputs { get; }
 
     /// <param name="modelPath">Loaded by path, so external data resolves beside the file.</param>
-    public OrtRunner(string modelPath, OrtLevel level = OrtLevel.Disable, int intraOpThreads = 0)
-        : this(o => new InferenceSession(modelPath, o), modelPath, level, intraOpThreads) { }
+    public OrtRunner(string modelPath, OrtLevel level = OrtLevel.Disable, int intraOpThreads = 0, string? label = null)
+        : this(o => new InferenceSession(modelPath, o), label ?? modelPath, level, intraOpThreads) { }
 
-    public OrtRunner(byte[] model, OrtLevel level = OrtLevel.Disable, int intraOpThreads = 0)
-        : this(o => new InferenceSession(model, o), "<in-memory model>", level, intraOpThreads) { }
+    public OrtRunner(byte[] model, OrtLevel level = OrtLevel.Disable, int intraOpThreads = 0, string? label = null)
+        : this(o => new InferenceSession(model, o), label ?? "<in-memory model>", level, intraOpThreads) { }
 
     OrtRunner(Func<SessionOptions, InferenceSession> create, string label, OrtLevel level, int intraOpThreads)
     {
+        Label = label;
+        _ = OrtEnvironment.Instance; // silent logger, before any session exists
         using var options = new SessionOptions
         {
             GraphOptimizationLevel = level switch
@@ -38,11 +42,11 @@ public sealed class OrtRunner : IDisposable
                 OrtLevel.Extended => GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
                 _ => GraphOptimizationLevel.ORT_ENABLE_ALL,
             },
-            LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
+            LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL,
         };
         if (intraOpThreads > 0) options.IntraOpNumThreads = intraOpThreads;
         try { _session = create(options); }
-        catch (OnnxRuntimeException e) { throw new InvalidModelException($"{label}: ONNX Runtime cannot load it: {FirstLine(e.Message)}", e); }
+        catch (OnnxRuntimeException e) { throw new InvalidModelException($"{label}: ONNX Runtime cannot load it: {OrtEnvironment.OneLine(e.Message)}", e); }
         Inputs = Signatures(_session.InputMetadata);
         Outputs = Signatures(_session.OutputMetadata);
     }
@@ -64,20 +68,30 @@ public sealed class OrtRunner : IDisposable
     /// Runs the model; the outputs' bytes stay in ORT's buffers (no copy: on this kind of machine a copy into fresh
     /// memory costs as much as the comparison). They are valid until the result is disposed.
     /// </summary>
+    /// <exception cref="InvalidModelException">ORT failed: the message names <see cref="Label"/> and holds ORT's whole
+    /// message on one line (the exception's inner one is ORT's).</exception>
     public OrtOutputs RunInPlace(IReadOnlyList<NamedTensor> inputs, IReadOnlyList<string>? outputNames = null)
     {
         outputNames ??= Outputs.Select(o => o.Name).ToList();
+        if (outputNames.Count == 0) return new OrtOutputs(null); // ORT refuses a run that asks for nothing
         var values = new List<OrtValue>(inputs.Count);
         IDisposableReadOnlyCollection<OrtValue>? results = null;
         try
         {
             foreach (var input in inputs)
             {
+                if (input.Strings is { } strings)
+                {
+                    var text = OrtValue.CreateTensorWithEmptyStrings(OrtAllocator.DefaultInstance, input.Shape);
+                    values.Add(text);
+                    for (int i = 0; i < strings.Length; i++) text.StringTensorSetElementAt(strings[i].AsSpan(), i);
+                    continue;
+                }
                 var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, (TensorElementType)input.ElementType, input.Shape);
                 values.Add(value);
                 input.Data.Span.CopyTo(value.GetTensorMutableRawData());
             }
-            using var runOptions = new RunOptions();
+            using var runOptions = new RunOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
             results = _session.Run(runOptions, inputs.Select(i => i.Name).ToList(), values, outputNames);
             var outputs = new OrtOutputs(results);
             int k = 0;
@@ -86,14 +100,16 @@ public sealed class OrtRunner : IDisposable
                 string name = outputNames[k++];
                 if (!r.IsTensor) throw new InvalidModelException($"output '{name}' is not a tensor; only tensors can be compared");
                 var info = r.GetTensorTypeAndShape();
-                outputs.Add(new NamedTensor(name, (int)info.ElementDataType, info.Shape, outputs.View(r)));
+                outputs.Add(info.ElementDataType == TensorElementType.String
+                    ? new NamedTensor(name, (int)info.ElementDataType, info.Shape, ReadOnlyMemory<byte>.Empty) { Strings = r.GetStringTensorAsArray() }
+                    : new NamedTensor(name, (int)info.ElementDataType, info.Shape, outputs.View(r)));
             }
             results = null; // the outputs' now
             return outputs;
         }
         catch (OnnxRuntimeException e)
         {
-            throw new InvalidModelException($"ONNX Runtime failed to run the model: {FirstLine(e.Message)}", e);
+            throw new InvalidModelException($"{Label}: ONNX Runtime failed to run it: {OrtEnvironment.OneLine(e.Message)}", e);
         }
         finally
         {
@@ -102,18 +118,16 @@ public sealed class OrtRunner : IDisposable
         }
     }
 
-    static string FirstLine(string s) => s.Split('\n')[0].Trim();
-
     public void Dispose() => _session.Dispose();
 }
 
 /// <summary>A run's outputs, their bytes in ORT's own buffers until disposed (reading them afterwards throws).</summary>
 public sealed class OrtOutputs : System.Collections.ObjectModel.Collection<NamedTensor>, IDisposable
 {
-    readonly IDisposableReadOnlyCollection<OrtValue> _values;
+    readonly IDisposableReadOnlyCollection<OrtValue>? _values;
     bool _disposed;
 
-    internal OrtOutputs(IDisposableReadOnlyCollection<OrtValue> values) => _values = values;
+    internal OrtOutputs(IDisposableReadOnlyCollection<OrtValue>? values) => _values = values;
 
     internal ReadOnlyMemory<byte> View(OrtValue value)
     {
@@ -129,7 +143,7 @@ public sealed class OrtOutputs : System.Collections.ObjectModel.Collection<Named
     {
         if (_disposed) return;
         _disposed = true;
-        _values.Dispose();
+        _values?.Dispose();
     }
 
     sealed unsafe class NativeView(OrtOutputs owner, byte* pointer, int length) : System.Buffers.MemoryManager<byte>

@@ -27,21 +27,22 @@ public static class SharedTensors
 
     /// <summary>A session over the model with <paramref name="names"/> added as graph outputs. A model with external
     /// data is first written (with its own data file) to a temporary folder, since ORT resolves data beside the file.</summary>
-    public static OrtRunner Runner(OnnxModel model, IReadOnlyList<string> names, OrtLevel level)
+    public static OrtRunner Runner(OnnxModel model, IReadOnlyList<string> names, OrtLevel level, string? label = null)
     {
         model.MaterializeDeferred(_ => false); // a clone would not carry them
         var proto = model.Proto.Clone();
         var outputs = new HashSet<string>(proto.Graph.Output.Select(o => o.Name));
         foreach (var n in names) if (outputs.Add(n)) proto.Graph.Output.Add(new ValueInfoProto { Name = n });
         using var exposed = new OnnxModel(proto, model.SourcePath);
-        if (!exposed.HasExternalData) return new OrtRunner(proto.ToByteArray(), level);
+        label ??= model.SourcePath ?? "<in-memory model>";
+        if (!exposed.HasExternalData) return new OrtRunner(proto.ToByteArray(), level, label: label);
         string dir = Path.Combine(Path.GetTempPath(), $"normfold-check-{Guid.NewGuid():N}");
         Directory.CreateDirectory(dir);
         try
         {
             string path = Path.Combine(dir, "model.onnx");
             ModelWriter.Save(exposed, path);
-            return new OrtRunner(path, level); // ORT has read the data once the session exists
+            return new OrtRunner(path, level, label: label); // ORT has read the data once the session exists
         }
         finally
         {

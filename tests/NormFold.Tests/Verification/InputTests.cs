@@ -76,10 +76,10 @@ public class InputTests
         var (sets, _) = InputFiles.Load([Image], null, dir);
         Assert.Equal([2L, 3, 32, 32], sets[0][0].Shape);
         var wrongType = Image with { ElementType = F16 };
-        var e = Assert.Throws<FormatException>(() => InputFiles.Load([wrongType], null, dir));
+        var e = Assert.Throws<InvalidUsageException>(() => InputFiles.Load([wrongType], null, dir));
         Assert.Contains("input.npy: input 'input' is float16, the file holds float", e.Message);
         var wrongShape = Image with { Dims = [-1, 3, 64, 64] };
-        e = Assert.Throws<FormatException>(() => InputFiles.Load([wrongShape], null, dir));
+        e = Assert.Throws<InvalidUsageException>(() => InputFiles.Load([wrongShape], null, dir));
         Assert.Contains("[?,3,64,64]", e.Message);
     }
 

@@ -1,0 +1,43 @@
+using Microsoft.ML.OnnxRuntime;
+
+namespace NormFold.Verification;
+
+/// <summary>
+/// ONNX Runtime's process-wide environment, created once with a logger that drops everything: ORT's own log lines
+/// (coloured, multi-line) must never reach the user's stderr; its errors reach NormFold as exceptions and are reported
+/// as one line naming the model.
+/// </summary>
+internal static class OrtEnvironment
+{
+    static readonly object Gate = new();
+    static readonly DOrtLoggingFunction Silent = (_, _, _, _, _, _) => { }; // kept alive here: ORT holds a pointer to it
+    static OrtEnv? _env;
+
+    public static OrtEnv Instance
+    {
+        get
+        {
+            lock (Gate)
+            {
+                if (_env != null) return _env;
+                if (OrtEnv.IsCreated) _env = OrtEnv.Instance(); // someone in this process made it first
+                else
+                {
+                    var options = new EnvironmentCreationOptions
+                    {
+                        logId = "normfold",
+                        logLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL,
+                        loggingFunction = Silent,
+                    };
+                    _env = OrtEnv.CreateInstanceWithOptions(ref options);
+                }
+                _env.EnvLogLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL;
+                return _env;
+            }
+        }
+    }
+
+    /// <summary>ORT's exception text on one line: every line of it, whitespace collapsed.</summary>
+    public static string OneLine(string message) =>
+        string.Join(' ', message.Split((char[])['\n', '\r', '\t', ' '], StringSplitOptions.RemoveEmptyEntries));
+}

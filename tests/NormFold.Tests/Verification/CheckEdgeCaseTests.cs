@@ -1,0 +1,234 @@
+using System.Diagnostics;
+using NormFold.Cli;
+using NormFold.Onnx;
+using NormFold.Onnx.Proto;
+using NormFold.Tests.Builders;
+using NormFold.Tests.Cli;
+using NormFold.Verification;
+using static NormFold.Tests.Builders.GraphBuilder;
+using static NormFold.Tests.TestSupport;
+
+namespace NormFold.Tests.Verification;
+
+/// <summary>Every tensor a model can produce is comparable: zero-size, scalar, integer, bool, string; a missing output
+/// is a failed check; ORT's failures are one line naming the model.</summary>
+[Collection("Console")]
+public class CheckEdgeCaseTests
+{
+    const int I64 = (int)TensorProto.Types.DataType.Int64, Str = (int)TensorProto.Types.DataType.String, Bool = (int)TensorProto.Types.DataType.Bool;
+
+    /// <summary>Resize with an empty roi Constant (as paddle2onnx writes it), a scalar, int64, bool and string tensors, and
+    /// a zero-size graph output. <paramref name="negateBeforeCast"/> changes the string output only.</summary>
+    static OnnxModel Zoo(bool negateBeforeCast = false)
+    {
+        var g = new GraphBuilder(13);
+        g.Input("x", F32, [1, 2, 4, 4]);
+        g.ConstantNode("roi", F32, [0]);
+        g.Node("Constant", [], "scales", attrs: [("value", NormFold.Tensors.TensorData.Create("scales", F32, [4], [1, 1, 2, 2]))]);
+        g.Node("Resize", ["x", "roi", "scales"], "resized");
+        g.Node("ReduceSum", ["resized"], "total", attrs: [("keepdims", 0L)]);
+        g.Node("Shape", ["resized"], "shape");
+        g.Node("ArgMax", ["resized"], "argmax", attrs: [("axis", 1L)]);
+        g.ConstantNode("zero", F32, []);
+        g.Node("Greater", ["resized", "zero"], "positive");
+        string cast = "resized";
+        if (negateBeforeCast) g.Node("Neg", ["resized"], cast = "negated");
+        g.Node("Cast", [cast], "text", attrs: [("to", (long)Str)]);
+        g.Int64s("starts", 0); g.Int64s("ends", 0); g.Int64s("axes", 1);
+        g.Node("Slice", ["resized", "starts", "ends", "axes"], "empty");
+        g.Output("total");
+        g.Output("shape", I64);
+        g.Output("argmax", I64);
+        g.Output("positive", Bool);
+        g.Output("text", Str);
+        g.Output("empty");
+        return g.Build();
+    }
+
+    [Fact]
+    public void Zero_size_scalar_integer_bool_and_string_tensors_are_all_compared()
+    {
+        var report = EquivalenceChecker.Check(Zoo(), Zoo(), new CheckOptions { Iterations = 2 });
+        Assert.True(report.Passed, report.FirstFailure?.Name);
+        var all = report.Outputs.Concat(report.Intermediates).ToDictionary(c => c.Name);
+        Assert.Equal(0, all["roi"].Elements);
+        Assert.Equal("[0]", all["roi"].Shape);
+        Assert.Equal(0, all["empty"].Elements);
+        Assert.Equal("[]", all["total"].Shape);
+        Assert.Equal(1, all["total"].Elements);
+        Assert.Equal("string", all["text"].ElementType);
+        Assert.Equal(128, all["text"].Elements);
+        Assert.Equal("bool", all["positive"].ElementType);
+    }
+
+    [Fact]
+    public void A_string_tensor_that_differs_fails_naming_the_first_difference()
+    {
+        var report = EquivalenceChecker.Check(Zoo(), Zoo(negateBeforeCast: true));
+        Assert.False(report.Passed);
+        var text = Assert.Single(report.Outputs, o => !o.Passed);
+        Assert.Equal("text", text.Name);
+        Assert.Contains("strings differ", text.Problem);
+    }
+
+    [Fact]
+    public void Strings_compare_exactly_element_by_element()
+    {
+        NamedTensor S(params string[] v) => new("s", Str, [v.Length], ReadOnlyMemory<byte>.Empty) { Strings = v };
+        Assert.True(Comparator.Compare(S("a", "b"), S("a", "b")).Passed);
+        var c = Comparator.Compare(S("a", "b"), S("a", "B"));
+        Assert.False(c.Passed);
+        Assert.Equal(1, c.FailedElements);
+        Assert.Equal([1L], c.WorstIndex);
+    }
+
+    [Fact]
+    public void Empty_and_scalar_tensors_compare_without_error()
+    {
+        var empty = NamedTensor.FromDoubles("e", F32, [2, 0, 3], []);
+        var c = Comparator.Compare(empty, empty);
+        Assert.True(c.Passed);
+        Assert.Equal(0, c.Elements);
+        Assert.Empty(c.WorstIndex);
+        foreach (int type in new[] { F16, BF16, F64, I64 })
+        {
+            var e = new NamedTensor("e", type, [0], ReadOnlyMemory<byte>.Empty);
+            Assert.True(Comparator.Compare(e, e).Passed);
+        }
+        var scalar = NamedTensor.FromDoubles("s", F32, [], [3]);
+        Assert.True(Comparator.Compare(scalar, scalar).Passed);
+        Assert.False(Comparator.Compare(scalar, NamedTensor.FromDoubles("s", F32, [], [4])).Passed);
+    }
+
+    [Fact]
+    public void Int64_values_that_round_to_the_same_double_still_differ()
+    {
+        long big = (1L << 60) + 1;
+        var a = new NamedTensor("i", I64, [1], BitConverter.GetBytes(big));
+        var b = new NamedTensor("i", I64, [1], BitConverter.GetBytes(big + 1));
+        var c = Comparator.Compare(a, b);
+        Assert.False(c.Passed);
+        Assert.Equal(1, c.FailedElements);
+    }
+
+    [Fact]
+    public void Types_without_arithmetic_compare_bit_for_bit()
+    {
+        const int F8 = (int)TensorProto.Types.DataType.Float8E4M3Fn;
+        var a = new NamedTensor("f8", F8, [3], new byte[] { 1, 2, 3 });
+        Assert.True(Comparator.Compare(a, a).Passed);
+        var c = Comparator.Compare(a, a with { Data = new byte[] { 1, 9, 3 } });
+        Assert.False(c.Passed);
+        Assert.Equal(1, c.FailedElements);
+    }
+
+    static OnnxModel Relu(string output)
+    {
+        var g = new GraphBuilder(13);
+        g.Input("x", F32, [1, 4]);
+        g.Node("Relu", ["x"], output);
+        g.Output(output);
+        return g.Build();
+    }
+
+    [Fact]
+    public void An_output_the_candidate_lacks_is_a_failed_check_naming_it()
+    {
+        var report = EquivalenceChecker.Check(Relu("y"), Relu("z"));
+        Assert.False(report.Passed);
+        var y = Assert.Single(report.Outputs);
+        Assert.Equal("y", y.Name);
+        Assert.Contains("missing", y.Problem);
+    }
+
+    [Fact]
+    public void Cli_check_of_models_whose_outputs_differ_in_name_exits_2_naming_the_output()
+    {
+        string dir = TempDir();
+        string a = Path.Combine(dir, "a.onnx"), b = Path.Combine(dir, "b.onnx");
+        ModelWriter.Save(Relu("y"), a);
+        ModelWriter.Save(Relu("z"), b);
+        var (code, stdout, _) = CliRunner.Run("check", a, b);
+        Assert.Equal(ExitCodes.CheckFailed, code);
+        Assert.Contains("missing", stdout);
+        Assert.Contains("y", stdout);
+    }
+
+    /// <summary>x [N, 6] reshaped to [4, -1]: fails in ORT when N is left at 1, runs when N = 2.</summary>
+    static string FailsWhenUnbound(string dir)
+    {
+        var g = new GraphBuilder(13);
+        g.Input("x", F32, [-1, 6]);
+        g.Int64s("target", 4, -1);
+        g.Node("Reshape", ["x", "target"], "r", "reshape");
+        g.Node("Relu", ["r"], "y");
+        g.Output("y");
+        string path = Path.Combine(dir, "reshape.onnx");
+        ModelWriter.Save(g.Build(), path);
+        return path;
+    }
+
+    [Fact]
+    public void Ort_failure_on_generated_inputs_names_the_model_keeps_the_whole_message_and_gives_the_shape_hint()
+    {
+        string model = FailsWhenUnbound(TempDir());
+        var e = Assert.Throws<InvalidModelException>(() => EquivalenceChecker.Check(OnnxModel.Load(model), OnnxModel.Load(model),
+            new CheckOptions { ReferenceLabel = "the original (" + model + ")" }));
+        Assert.StartsWith($"the original ({model}): ONNX Runtime failed to run it: ", e.Message);
+        Assert.DoesNotContain("\n", e.Message);
+        Assert.Contains("{1,6}", e.Message);                  // ORT's part naming the offending shape
+        Assert.Contains(InputGenerator.ShapeHint, e.Message); // and why the shape was what it was
+        Assert.DoesNotContain("--", e.Message);               // the library names no CLI flag
+        // Bound, it runs.
+        Assert.True(EquivalenceChecker.Check(OnnxModel.Load(model), OnnxModel.Load(model),
+            new CheckOptions { Shapes = new Dictionary<string, long[]> { ["x"] = [2, 6] } }).Passed);
+    }
+
+    /// <summary>ORT writes its log lines to the process's stderr from native code: only a child process shows them.</summary>
+    static (int Code, string Out, string Err) RunProcess(params string[] args)
+    {
+        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "normfold.dll"));
+        foreach (var a in args) start.ArgumentList.Add(a);
+        using var p = Process.Start(start)!;
+        var err = p.StandardError.ReadToEndAsync();
+        string stdout = p.StandardOutput.ReadToEnd();
+        Assert.True(p.WaitForExit(120_000));
+        return (p.ExitCode, stdout, err.Result);
+    }
+
+    [Fact]
+    public void Ort_errors_reach_stderr_as_one_line_without_ort_log_lines()
+    {
+        string dir = TempDir();
+        string model = FailsWhenUnbound(dir);
+        foreach (var args in new[] { new[] { "check", model, model }, ["fold", model, "-o", Path.Combine(dir, "out.onnx"), "--check", "-q"] })
+        {
+            var (code, _, stderr) = RunProcess(args);
+            Assert.Equal(ExitCodes.InvalidInput, code);
+            var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.True(lines.Length == 1, stderr);
+            Assert.DoesNotContain("\u001b", stderr); // ORT's coloured log line
+            Assert.Contains($"the original ({model}): ONNX Runtime failed to run it", stderr);
+            Assert.Contains("{1,6}", stderr);
+            Assert.Contains("--shape", stderr);
+        }
+        Assert.False(File.Exists(Path.Combine(dir, "out.onnx")));
+    }
+
+    [Theory]
+    [InlineData("(99999999999999999999,)")]   // beyond long
+    [InlineData("(-3,)")]                     // negative
+    [InlineData("(4294967296, 4294967296)")]  // product beyond any array
+    public void A_npy_file_with_an_absurd_shape_is_bad_input_naming_the_file(string shape)
+    {
+        string path = Path.Combine(TempDir(), "x.npy");
+        string header = ("{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }").PadRight(117) + "\n";
+        File.WriteAllBytes(path, [0x93, .. "NUMPY"u8.ToArray(), 1, 0, (byte)header.Length, 0, .. System.Text.Encoding.Latin1.GetBytes(header)]);
+        var e = Assert.Throws<InvalidUsageException>(() => Npy.Read(path));
+        Assert.StartsWith(path + ": ", e.Message);
+    }
+}
