@@ -63,7 +63,8 @@ public static class TestSupport
         return dir;
     }
 
-    /// <summary>Folds and asserts: no BN left, output names unchanged, outputs equivalent in ORT.</summary>
+    /// <summary>Folds and asserts: no BN left, output names unchanged, outputs equivalent in ORT, every tensor the fold
+    /// made bit-identical to the exact computation (the weight audit replaying the log).</summary>
     public static (OnnxModel Folded, FoldResult Result) FoldAndCheck(OnnxModel original, PipelineOptions? options = null,
         IReadOnlyDictionary<string, long[]>? shapes = null)
     {
@@ -71,6 +72,17 @@ public static class TestSupport
         Assert.All(result.Log.Decisions, d => Assert.Equal(Outcome.Folded, d.Outcome));
         Assert.Equal(0, Count(folded, "BatchNormalization"));
         AssertEquivalent(original, folded, shapes: shapes);
+        AssertAuditPasses(original, folded, result);
         return (folded, result);
+    }
+
+    /// <summary>The weight audit replays every record of the log: all bit-identical, none skipped.</summary>
+    public static WeightAuditResult AssertAuditPasses(OnnxModel original, OnnxModel folded, FoldResult result)
+    {
+        var audit = WeightAudit.Run(original, folded, result.Log);
+        Assert.Empty(audit.Skipped);
+        Assert.Equal(0, audit.Inexact);
+        Assert.Equal(result.Log.Decisions.SelectMany(d => d.Weights).Count() > 0, audit.Tensors > 0);
+        return audit;
     }
 }

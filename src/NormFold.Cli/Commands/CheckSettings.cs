@@ -19,7 +19,7 @@ public static class CheckSettings
         new("--inputs", "DIR", "inputs from DIR: test_data_set_N/input_K.pb (one iteration per set; output_K.pb are checked against the original), input_K.pb, or NAME.npy"),
         new("--save-outputs", "DIR", "write both models' outputs as .npy to DIR/reference and DIR/candidate (DIR/iteration_N/… past one)"),
         new("--localize", null, "print every shared intermediate tensor's statistics, not only the first that drifts"),
-        new("--audit-weights", null, "also recompute every BN fold from ORIGINAL and require REWRITTEN's weights to equal it bit for bit (on by default in fold --check)"),
+        new("--audit-weights", null, "require every weight a fold made to equal the exact fold bit for bit; replays the fold's log, so only fold --check has one (on there by default); check notes it is skipped"),
         new("--outputs-only", null, "compare graph outputs only, not the intermediate tensors both models name"),
     ];
 

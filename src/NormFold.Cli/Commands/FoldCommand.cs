@@ -113,7 +113,9 @@ public sealed class FoldCommand : Command
             using var model = OnnxModel.Load(input);
             result = Folding.Fold(model, settings.Pipeline);
             CheckReport? report = null;
-            if (settings.Check) report = Staging.SaveChecked(model, input, output, settings.Save, settings.CheckRequest);
+            // The weight audit replays this fold's log against the saved model.
+            var request = settings.CheckRequest with { Options = settings.CheckRequest.Options with { FoldLog = result.Log } };
+            if (settings.Check) report = Staging.SaveChecked(model, input, output, settings.Save, request);
             else ModelWriter.Save(model, output, settings.Save);
             if (report is { Passed: false })
             {

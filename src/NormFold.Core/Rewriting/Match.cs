@@ -1,12 +1,17 @@
+using NormFold.Graph;
 using NormFold.Onnx.Proto;
 
 namespace NormFold.Rewriting;
 
-/// <summary>What a rule's match step concluded: a plan to apply, or a named reason not to.</summary>
+/// <summary>What a rule's match step concluded: a plan to apply, a named reason not to, or that the anchor is no
+/// candidate of this rule at all (no decision is logged for it unless another rule has something to say).</summary>
 public abstract record Match
 {
     public sealed record Planned(Plan Plan) : Match;
     public sealed record Refused(SkipReason Reason, string Detail) : Match;
+    /// <summary>The anchor is not what the rule looks for (a plain ReduceMean for the LayerNorm swap); or it is part of
+    /// a pattern whose decision is anchored on another node.</summary>
+    public sealed record NoCandidate(string Why) : Match;
 
     public static Refused Refuse(SkipReason reason, string detail) => new(reason, detail);
 }
@@ -14,6 +19,6 @@ public abstract record Match
 /// <summary>Everything an apply step needs, computed by the match step. Subclassed per rule.</summary>
 public abstract record Plan(NodeProto Anchor, NodeProto? Target)
 {
-    /// <summary>What the rewrite does, for the report.</summary>
-    public virtual string Describe() => "";
+    /// <summary>What the rewrite does, for the report ("folded into Conv 'c1'", "replaced by Mul + Add").</summary>
+    public virtual string Describe() => Target is null ? "rewritten" : $"folded into {Attributes.Describe(Target)}";
 }

@@ -1,7 +1,6 @@
 using NormFold.Graph;
 using NormFold.Onnx;
 using NormFold.Onnx.Proto;
-using NormFold.Rewriting.BatchNorm;
 using NormFold.Rewriting.Cleanup;
 
 namespace NormFold.Rewriting;
@@ -10,9 +9,9 @@ public sealed record PipelineOptions
 {
     /// <summary>Leave BNs that cannot be folded as they are, instead of turning them into Mul + Add.</summary>
     public bool KeepStandaloneBatchNorm { get; init; }
-    /// <summary>Rule names switched off.</summary>
+    /// <summary>Rule names switched off (any name in <see cref="RuleRegistry.RuleNames"/>).</summary>
     public IReadOnlySet<string> DisabledRules { get; init; } = new HashSet<string>();
-    /// <summary>Cap on passes over one graph (each pass can only fold what the previous one exposed).</summary>
+    /// <summary>Cap on passes of a fixed-point phase over one graph (each pass can only rewrite what the previous one exposed).</summary>
     public int MaxPasses { get; init; } = 8;
     /// <summary>Replace decomposed GroupNorm (Reshape → InstanceNormalization → Reshape → Mul → Add) by GroupNormalization.</summary>
     public bool SwapGroupNorm { get; init; }
@@ -26,38 +25,31 @@ public sealed record PipelineOptions
     /// them). For a model that is saved next (Folding.FoldFile and the CLI set it); the default is off.
     /// </summary>
     public bool DeferWeightArithmetic { get; init; }
-    /// <summary>Default-domain opset the model may be raised to when a swap needs it (0: never raise).</summary>
+    /// <summary>Default-domain opset the model may be raised to when a rewrite needs it (0: never raise).</summary>
     public long TargetOpset { get; init; }
 }
 
 /// <summary>
-/// Runs the rules over the model's graph and every If/Loop/Scan body (bodies first, since they may read the
-/// enclosing graph's constants but never change them), then cleans up each graph. Every BatchNormalization
-/// gets exactly one decision in the log.
+/// Runs the phases of <see cref="RuleRegistry"/> over the model's graph and every If/Loop/Scan body (bodies first,
+/// since they may read the enclosing graph's constants but never change them), then cleans up each graph. The pipeline
+/// knows no rule's internals. Every anchor a rule has something to say about gets exactly one decision in the log
+/// (every BatchNormalization does).
+///
+/// Which decision is reported for an anchor:
+/// - Within a phase, rules are tried in order and the first plan is applied. When all refuse, the reported refusal is
+///   the first one from a rule that recognised its pattern (any reason but ProducerNotFoldable / PatternMismatch, which
+///   only say "not my pattern"); if none did, the first refusal. A disabled rule that would have rewritten the anchor
+///   refuses with RuleDisabled, and later phases then leave that anchor alone (the user wants it as it is).
+/// - Across phases, a later phase's verdict on an anchor an earlier phase left replaces it, keeping the earlier detail
+///   after it: a rewrite (which keeps the earlier reason: why the anchor did not get the earlier rewrite), or a refusal
+///   with another reason (the last obstacle). The same reason again keeps the earlier decision (it is about the anchor
+///   itself).
 /// </summary>
 public sealed class Pipeline(PipelineOptions? options = null)
 {
     readonly PipelineOptions _options = options ?? new PipelineOptions();
 
-    /// <summary>Fold rules, tried in order on each BN; each accepts only its own producer op types, so order
-    /// among them does not matter.</summary>
-    public static IReadOnlyList<IRewriteRule> FoldRules { get; } =
-        [new IntoConv(), new IntoConvTranspose(), new IntoGemm(), new IntoMatMul()];
-
-    /// <summary>Must run after the fold rules reach a fixed point: a BN turned into Mul + Add can no longer be folded.</summary>
-    public static IRewriteRule StandaloneRule { get; } = new ToMulAdd();
-
-    public static IEnumerable<string> RuleNames => FoldRules.Select(r => r.Name).Append(StandaloneRule.Name);
-
-    /// <summary>Opt-in rewrites, run after BN folding (they touch other nodes), each anchored on its own op type.</summary>
-    List<IRewriteRule> SwapRules()
-    {
-        var rules = new List<IRewriteRule>();
-        if (_options.SwapGroupNorm) rules.Add(new Normalization.GroupNormSwap(_options.TargetOpset));
-        if (_options.SwapLayerNorm) rules.Add(new Normalization.LayerNormSwap(_options.TargetOpset));
-        if (_options.LowerGroupNorm) rules.Add(new Normalization.GroupNormLowering());
-        return rules;
-    }
+    public static IEnumerable<string> RuleNames => RuleRegistry.RuleNames;
 
     public RewriteLog Run(OnnxModel model)
     {
@@ -70,147 +62,153 @@ public sealed class Pipeline(PipelineOptions? options = null)
                 throw new InvalidUsageException($"unknown rule '{name}' (rules: {string.Join(", ", RuleNames)})");
         var log = new RewriteLog();
         var names = new NameAllocator(model);
-        ProcessGraph(model, model.Proto.Graph, null, "main", names, log);
+        var opsets = new OpsetService(model, _options.TargetOpset);
+        ProcessGraph(model, model.Proto.Graph, null, "main", names, opsets, log);
         return log;
     }
 
     /// <summary>Rewrites one graph after its bodies; returns orphaned names it does not define.</summary>
-    HashSet<string> ProcessGraph(OnnxModel model, GraphProto graph, GraphIndex? parent, string path, NameAllocator names, RewriteLog log)
+    HashSet<string> ProcessGraph(OnnxModel model, GraphProto graph, GraphIndex? parent, string path, NameAllocator names,
+        OpsetService opsets, RewriteLog log)
     {
         var index = new GraphIndex(graph, model, parent, path);
         var orphansFromBodies = new HashSet<string>(StringComparer.Ordinal);
         bool bodyChanged = false;
         foreach (var node in graph.Node.ToList())
-            foreach (var attr in node.Attribute)
+            foreach (var (body, bodyPath) in GraphPaths.Bodies(node, path))
             {
-                var bodies = attr.G != null ? [attr.G] : attr.Graphs.ToList();
-                for (int k = 0; k < bodies.Count; k++)
-                {
-                    string bodyPath = $"{path}/{NodeLabel(node)}:{attr.Name}{(attr.G != null ? "" : $"[{k}]")}";
-                    int before = log.Decisions.Count;
-                    orphansFromBodies.UnionWith(ProcessGraph(model, bodies[k], index, bodyPath, names, log));
-                    bodyChanged |= log.Decisions.Skip(before).Any(d => d.Outcome != Outcome.Left);
-                }
+                int before = log.Decisions.Count;
+                orphansFromBodies.UnionWith(ProcessGraph(model, body, index, bodyPath, names, opsets, log));
+                for (int i = before; i < log.Decisions.Count; i++) bodyChanged |= log.Decisions[i].Outcome != Outcome.Left;
             }
         if (bodyChanged) index = new GraphIndex(graph, model, parent, path); // bodies now read other outer names
 
         var editor = new GraphEditor(index, names, _options.DeferWeightArithmetic);
         editor.Orphans.UnionWith(orphansFromBodies);
-        var decisions = new Dictionary<NodeProto, Decision>(ReferenceEqualityComparer.Instance);
-        var order = new List<NodeProto>();
-
-        for (int pass = 0; pass < _options.MaxPasses; pass++)
+        var context = new RewriteContext(index, opsets);
+        var decisions = new Decisions(path);
+        for (int p = 0; p < RuleRegistry.Phases.Count; p++)
         {
-            bool folded = false;
-            foreach (var bn in Anchors(graph, editor))
-            {
-                if (!decisions.ContainsKey(bn)) order.Add(bn);
-                var (decision, changed) = DecideFold(editor, bn, path);
-                decisions[bn] = decision;
-                folded |= changed;
-            }
-            if (!folded) break;
+            var phase = RuleRegistry.Phases[p];
+            if (phase.IsOn(_options)) RunPhase(phase, p, context, editor, decisions);
+            else if (phase.WhenOff is { } note)
+                decisions.NoteOff(Anchors(editor, phase.Rules.SelectMany(r => r.AnchorOpTypes).ToHashSet(StringComparer.Ordinal)), note);
         }
-
-        foreach (var bn in Anchors(graph, editor).ToList())
-            decisions[bn] = DecideStandalone(editor, bn, path, decisions[bn]);
-
-        foreach (var bn in order) log.Add(decisions[bn]);
-        foreach (var rule in SwapRules()) SwapPhase(model, editor, rule, path, log);
+        foreach (var d in decisions.InOrder()) log.Add(d);
         var outer = GraphCleanup.Run(editor);
         outer.UnionWith(orphansFromBodies.Where(n => !index.Defines(n)));
         return outer;
     }
 
-    static IEnumerable<NodeProto> Anchors(GraphProto graph, GraphEditor editor) =>
-        graph.Node.Where(n => n.OpType == "BatchNormalization" && Attributes.IsDefaultDomain(n) && !editor.RemovedNodes.Contains(n)).ToList();
-
-    (Decision, bool) DecideFold(GraphEditor editor, NodeProto bn, string path)
+    void RunPhase(Phase phase, int phaseIndex, RewriteContext context, GraphEditor editor, Decisions decisions)
     {
-        Match.Refused? best = null;
-        foreach (var rule in FoldRules)
+        // Rules per anchor op type, in registry order.
+        var rulesFor = new Dictionary<string, List<IRewriteRule>>(StringComparer.Ordinal);
+        foreach (var rule in phase.Rules)
+            foreach (var op in rule.AnchorOpTypes)
+                (rulesFor.TryGetValue(op, out var list) ? list : rulesFor[op] = []).Add(rule);
+        var opTypes = rulesFor.Keys.ToHashSet(StringComparer.Ordinal);
+        if (context.Opsets.MayRaise)
         {
-            var match = rule.TryMatch(editor.Index, bn);
+            context.Opsets.BeginSurvey();
+            foreach (var anchor in Anchors(editor, opTypes))
+                if (!decisions.LeftByDisabledRule(anchor, phaseIndex))
+                    foreach (var rule in rulesFor[anchor.OpType])
+                        if (!_options.DisabledRules.Contains(rule.Name) && rule.TryMatch(context, anchor) is Match.Planned) break;
+            context.Opsets.Settle();
+        }
+        int passes = phase.Repeat == Repeat.Once ? 1 : Math.Max(1, _options.MaxPasses);
+        for (int pass = 0; pass < passes; pass++)
+        {
+            bool changed = false;
+            foreach (var anchor in Anchors(editor, opTypes))
+            {
+                if (editor.RemovedNodes.Contains(anchor)) continue; // part of a pattern an earlier anchor replaced
+                if (decisions.LeftByDisabledRule(anchor, phaseIndex)) continue;
+                if (Decide(rulesFor[anchor.OpType], context, editor, anchor, decisions.Path) is not { } decision) continue;
+                decisions.Record(anchor, decision, phaseIndex, phase.Name);
+                changed |= decision.Outcome != Outcome.Left;
+            }
+            if (!changed) break;
+        }
+    }
+
+    /// <summary>The anchor's decision in this phase (see the class comment), or null when no rule sees a candidate.</summary>
+    Decision? Decide(List<IRewriteRule> rules, RewriteContext context, GraphEditor editor, NodeProto anchor, string path)
+    {
+        Match.Refused? first = null, recognised = null;
+        foreach (var rule in rules)
+        {
+            var match = rule.TryMatch(context, anchor);
             if (match is Match.Planned planned)
             {
                 if (_options.DisabledRules.Contains(rule.Name))
                 {
-                    best = Match.Refuse(SkipReason.RuleDisabled, $"{rule.Name} would fold it into {Attributes.Describe(planned.Plan.Target!)}");
+                    recognised ??= Match.Refuse(SkipReason.RuleDisabled, $"{rule.Name} (disabled) would have {planned.Plan.Describe()}");
                     continue;
                 }
-                string target = Attributes.Describe(planned.Plan.Target!);
-                var created = rule.Apply(editor, planned.Plan);
-                return (new Decision(path, NodeLabel(bn), bn.OpType, Outcome.Folded, rule.Name, target, null,
-                    $"folded into {target}", created), true);
+                string description = planned.Plan.Describe();
+                string? target = planned.Plan.Target is { } t ? Attributes.Describe(t) : null;
+                var applied = rule.Apply(editor, planned.Plan);
+                return new Decision(path, NodeLabel(anchor), anchor.OpType, planned.Plan.Target is null ? Outcome.Replaced : Outcome.Folded,
+                    rule.Name, target, null, description, applied.Created, applied.Weights);
             }
-            var refused = (Match.Refused)match;
-            if (best is null || (best.Reason == SkipReason.ProducerNotFoldable && refused.Reason != SkipReason.ProducerNotFoldable))
-                best = refused;
+            if (match is not Match.Refused refused) continue;
+            first ??= refused;
+            if (!SkipReasons.MeansNotThisPattern(refused.Reason)) recognised ??= refused;
         }
-        return (Left(bn, path, best!), false);
+        return (recognised ?? first) is { } why ? Left(anchor, path, why) : null;
     }
 
-    Decision DecideStandalone(GraphEditor editor, NodeProto bn, string path, Decision foldDecision)
+    /// <summary>Anchors of the given op types (default domain) still in the graph, in graph order: the one place anchors
+    /// are selected.</summary>
+    static List<NodeProto> Anchors(GraphEditor editor, HashSet<string> types)
     {
-        var rule = StandaloneRule;
-        if (foldDecision.Reason == SkipReason.RuleDisabled) return foldDecision; // the user wants this BN left alone
-        if (_options.KeepStandaloneBatchNorm || _options.DisabledRules.Contains(rule.Name))
-            return foldDecision with { Detail = $"{foldDecision.Detail}; kept as BatchNormalization (--keep-standalone-bn or {rule.Name} disabled)" };
-        var match = rule.TryMatch(editor.Index, bn);
-        if (match is Match.Refused refused)
-            // Same reason: it is about the BN itself. Otherwise the fold was stopped by the producer and
-            // Mul + Add by something else; report the last obstacle and keep both details.
-            return refused.Reason == foldDecision.Reason
-                ? foldDecision
-                : foldDecision with { Reason = refused.Reason, Detail = $"{refused.Detail}; not foldable either: {foldDecision.Detail}" };
-        var created = rule.Apply(editor, ((Match.Planned)match).Plan);
-        return foldDecision with
-        {
-            Outcome = Outcome.Replaced, Rule = rule.Name, Target = null, Created = created,
-            Detail = $"replaced by Mul + Add; not folded: {foldDecision.Detail}",
-        };
+        var anchors = new List<NodeProto>();
+        foreach (var n in editor.Index.Graph.Node)
+            if (types.Contains(n.OpType) && Attributes.IsDefaultDomain(n) && !editor.RemovedNodes.Contains(n)) anchors.Add(n);
+        return anchors;
     }
 
-    /// <summary>
-    /// One decision per anchor of an opt-in rule. When plans need a newer opset than the model imports and the target
-    /// allows it, the opset is raised once — if no node outside the matched patterns changes meaning at the new version.
-    /// </summary>
-    void SwapPhase(OnnxModel model, GraphEditor editor, IRewriteRule rule, string path, RewriteLog log)
+    static Decision Left(NodeProto anchor, string path, Match.Refused refused) =>
+        new(path, NodeLabel(anchor), anchor.OpType, Outcome.Left, null, null, refused.Reason, refused.Detail, [], []);
+
+    internal static string NodeLabel(NodeProto n) => n.Name.Length > 0 ? n.Name : $"<{n.OpType} → {n.Output.FirstOrDefault()}>";
+
+    /// <summary>One graph's decisions, one per anchor, in the order anchors were first decided.</summary>
+    sealed class Decisions(string path)
     {
-        List<NodeProto> Anchors() => editor.Index.Graph.Node.Where(n => n.OpType == rule.AnchorOpType
-            && Attributes.IsDefaultDomain(n) && !editor.RemovedNodes.Contains(n)).ToList();
-        string? blocked = null;
-        // A dry run decides whether to raise the opset; without a target above the model's it cannot, so skip it.
-        var dryRun = _options.TargetOpset > model.DefaultOpset
-            ? Anchors().Select(a => rule.TryMatch(editor.Index, a)).OfType<Match.Planned>().ToList()
-            : [];
-        long needed = dryRun.Select(p => p.Plan is Normalization.IOpsetPlan o ? o.RequiredOpset : 0).DefaultIfEmpty(0).Max();
-        if (needed > model.DefaultOpset)
+        public string Path { get; } = path;
+        readonly Dictionary<NodeProto, (Decision Decision, int Phase, string PhaseName)> _byAnchor = new(ReferenceEqualityComparer.Instance);
+        readonly List<NodeProto> _order = [];
+
+        public IEnumerable<Decision> InOrder() => _order.Select(a => _byAnchor[a].Decision);
+
+        /// <summary>An earlier phase left the anchor because the user disabled the rule that would have rewritten it.</summary>
+        public bool LeftByDisabledRule(NodeProto anchor, int phase) =>
+            _byAnchor.TryGetValue(anchor, out var d) && d.Phase < phase && d.Decision.Reason == SkipReason.RuleDisabled;
+
+        public void Record(NodeProto anchor, Decision decision, int phase, string phaseName)
         {
-            var excused = dryRun.SelectMany(p => p.Plan is Normalization.IOpsetPlan o ? o.Removed : []).ToHashSet(ReferenceEqualityComparer.Instance);
-            var blockers = Normalization.OpsetUpgrade.Blockers(model, needed, excused.Cast<NodeProto>().ToHashSet());
-            if (blockers.Count == 0) Normalization.OpsetUpgrade.Raise(model, needed);
-            else blocked = $"raising the opset from {model.DefaultOpset} to {needed} would change {blockers.Count} other node(s): {string.Join("; ", blockers.Take(5))}{(blockers.Count > 5 ? "; …" : "")}";
-        }
-        foreach (var anchor in Anchors())
-        {
-            if (editor.RemovedNodes.Contains(anchor)) continue; // part of a pattern an earlier anchor replaced
-            var match = rule.TryMatch(editor.Index, anchor);
-            if (match is Match.Planned { Plan: Normalization.IOpsetPlan { RequiredOpset: var required } } && required > model.DefaultOpset)
-                match = Match.Refuse(SkipReason.OpsetTooLow, blocked ?? $"needs opset {required}, the model imports {model.DefaultOpset}");
-            if (match is Match.Planned planned)
+            if (!_byAnchor.TryGetValue(anchor, out var earlier)) _order.Add(anchor);
+            else if (earlier.Phase != phase)
             {
-                var created = rule.Apply(editor, planned.Plan);
-                log.Add(new Decision(path, NodeLabel(anchor), anchor.OpType, Outcome.Replaced, rule.Name, null, null,
-                    planned.Plan.Describe(), created));
+                if (decision.Outcome == Outcome.Left && decision.Reason == earlier.Decision.Reason) return;
+                decision = decision with
+                {
+                    // A rewrite keeps the earlier reason: why the anchor did not get the earlier (better) rewrite.
+                    Reason = decision.Outcome == Outcome.Left ? decision.Reason : earlier.Decision.Reason,
+                    Detail = $"{decision.Detail}; {earlier.PhaseName} phase: {earlier.Decision.Detail}",
+                };
             }
-            else
-                log.Add(Left(anchor, path, (Match.Refused)match));
+            _byAnchor[anchor] = (decision, phase, phaseName);
+        }
+
+        public void NoteOff(IEnumerable<NodeProto> anchors, string note)
+        {
+            foreach (var a in anchors)
+                if (_byAnchor.TryGetValue(a, out var d) && d.Decision.Outcome == Outcome.Left && d.Decision.Reason != SkipReason.RuleDisabled)
+                    _byAnchor[a] = d with { Decision = d.Decision with { Detail = $"{d.Decision.Detail}; {note}" } };
         }
     }
-
-    static Decision Left(NodeProto bn, string path, Match.Refused refused) =>
-        new(path, NodeLabel(bn), bn.OpType, Outcome.Left, null, null, refused.Reason, refused.Detail, []);
-
-    static string NodeLabel(NodeProto n) => n.Name.Length > 0 ? n.Name : $"<{n.OpType} → {n.Output.FirstOrDefault()}>";
 }

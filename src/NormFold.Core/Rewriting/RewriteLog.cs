@@ -10,7 +10,8 @@ public enum Outcome
     Left,
 }
 
-/// <summary>One decision about one anchor node.</summary>
+/// <summary>One decision about one anchor node: what was done (rule, target, tensors created, and how each computed
+/// weight follows from the original's), or why nothing was.</summary>
 public sealed record Decision(
     string Graph,
     string Anchor,
@@ -20,9 +21,11 @@ public sealed record Decision(
     string? Target,
     SkipReason? Reason,
     string Detail,
-    IReadOnlyList<string> Created);
+    IReadOnlyList<string> Created,
+    IReadOnlyList<WeightRecord> Weights);
 
-/// <summary>Every decision a run made, in graph order. The console table and the JSON report are views of it.</summary>
+/// <summary>Every decision a run made, in graph order. The console table, the JSON report and the weight audit
+/// (which replays <see cref="Decision.Weights"/>) are views of it.</summary>
 public sealed class RewriteLog
 {
     readonly List<Decision> _decisions = [];

@@ -48,3 +48,10 @@ public enum SkipReason
     /// <summary>The operator needs a newer opset than the model imports, and raising it is not allowed or would change other nodes.</summary>
     OpsetTooLow,
 }
+
+public static class SkipReasons
+{
+    /// <summary>Reasons that only say "the anchor's neighbourhood is not this rule's pattern" (another rule may well
+    /// recognise it): any other refusal is preferred when several rules refuse one anchor.</summary>
+    public static bool MeansNotThisPattern(SkipReason reason) => reason is SkipReason.ProducerNotFoldable or SkipReason.PatternMismatch;
+}

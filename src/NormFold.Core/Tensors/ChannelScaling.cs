@@ -13,6 +13,9 @@ public abstract record ChannelLayout
     public sealed record Columns : ChannelLayout;
     /// <summary>ConvTranspose [Cin, M/g, k…]: element (i, j, …) belongs to channel (i / (Cin/g))·(M/g) + j.</summary>
     public sealed record TransposedConv(long InputChannels, long OutputsPerGroup, long Groups) : ChannelLayout;
+    /// <summary>Conv [M, C/g, k…] along its input channels (a fold into the consumer): element (m, k, …) belongs to
+    /// input channel (m / (M/g))·(C/g) + k.</summary>
+    public sealed record ConvInputs(long OutputChannels, long InputsPerGroup, long Groups) : ChannelLayout;
 }
 
 /// <summary>
@@ -187,6 +190,14 @@ internal sealed class DeferredScaling
                     for (long j = 0; j < t.OutputsPerGroup; j++)
                         runs[i * t.OutputsPerGroup + j] = ((int)((i * t.OutputsPerGroup + j) * kernel), kernel, s[(i / inPerGroup) * t.OutputsPerGroup + j]);
                 return runs;
+            case ChannelLayout.ConvInputs c:
+                long outPerGroup = c.OutputChannels / c.Groups;
+                int k = (int)(count / (c.OutputChannels * c.InputsPerGroup));
+                var inputRuns = new (int, int, double)[c.OutputChannels * c.InputsPerGroup];
+                for (long m = 0; m < c.OutputChannels; m++)
+                    for (long j = 0; j < c.InputsPerGroup; j++)
+                        inputRuns[m * c.InputsPerGroup + j] = ((int)((m * c.InputsPerGroup + j) * k), k, s[(m / outPerGroup) * c.InputsPerGroup + j]);
+                return inputRuns;
             default:
                 return [];
         }

@@ -16,9 +16,13 @@ public sealed record CheckOptions
     public OrtLevel Level { get; init; } = OrtLevel.Disable;
     /// <summary>Also compare every intermediate tensor both models name (see <see cref="SharedTensors"/>).</summary>
     public bool CompareIntermediates { get; init; } = true;
-    /// <summary>Also recompute every BN fold from the original and require the candidate's weights to equal it bit for
-    /// bit (see <see cref="WeightAudit"/>).</summary>
+    /// <summary>Also replay every weight record of <see cref="FoldLog"/> from the original and require the candidate's
+    /// tensors to equal the exact results bit for bit (see <see cref="WeightAudit"/>). Without a log there is nothing to
+    /// replay: the audit is skipped and a note says so.</summary>
     public bool AuditWeights { get; init; }
+    /// <summary>The decision log of the fold that made the candidate from the reference (for the weight audit).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public Rewriting.RewriteLog? FoldLog { get; init; }
     /// <summary>Where the inputs came from, for the report.</summary>
     public string InputProvenance { get; init; } = "generated";
     /// <summary>How messages name the two models (default: "the original (PATH)", "the rewritten model (PATH)").</summary>
@@ -76,7 +80,9 @@ public static class EquivalenceChecker
             // ORT failed on generated inputs: the dims NormFold chose may be why.
             throw new InvalidModelException($"{e.Message} (inputs were generated: {string.Join("; ", notes)})", e.InnerException);
         }
-        var audit = options.AuditWeights ? WeightAudit.Run(reference, candidate) : null;
+        var audit = options.AuditWeights && options.FoldLog is { } log ? WeightAudit.Run(reference, candidate, log) : null;
+        if (options.AuditWeights && options.FoldLog is null)
+            notes.Add("weight audit skipped: it replays the records of a fold, and two models given without the log of the fold between them have none");
         return report with { Notes = [.. notes, .. report.Notes], Audit = audit, Passed = report.Passed && (audit?.Passed ?? true) };
     }
 

@@ -1,90 +1,228 @@
-using NormFold.Graph;
 using NormFold.Onnx;
 using NormFold.Onnx.Proto;
-using NormFold.Rewriting.BatchNorm;
+using NormFold.Graph;
+using NormFold.Rewriting;
 using NormFold.Tensors;
 
 namespace NormFold.Verification;
 
-/// <summary>What the weight audit found: folded weights checked, and the elements not equal to the exact fold.</summary>
+/// <summary>What the weight audit found: tensors replayed, and the elements not equal to the exact computation.
+/// <paramref name="Skipped"/>: records that could not be replayed (each is also counted as inexact).</summary>
 public sealed record WeightAuditResult(int Tensors, long Elements, long Inexact, double MaxUlp, string? WorstTensor, IReadOnlyList<string> Skipped)
 {
     public bool Passed => Inexact == 0;
 }
 
 /// <summary>
-/// Recomputes every BN fold from the original — W·γ/√(var+ε) in double, rounded once to the stored type — and compares
-/// the candidate's weights with it bit for bit. Output comparisons cannot see sub-ulp errors (a float16 fold rounded
-/// twice, or computed in float16, drifts less than float16 execution noise); this sees every one. It expects folds as
-/// NormFold makes them (node names kept); for other tools' folds it reports how far they are from exact.
+/// Replays the weight records of a fold's decision log (<see cref="Decision.Weights"/>): recomputes every tensor the
+/// fold made from the original's tensors and the recorded per-channel factors, in double, rounds once to the stored type,
+/// and compares the candidate's tensor with it bit for bit. Output comparisons cannot see sub-ulp errors (a float16
+/// fold rounded twice, or computed in float16, drifts less than float16 execution noise); this sees every one. It
+/// never guesses what a fold did: without the log there is nothing to replay.
 /// </summary>
 public static class WeightAudit
 {
-    public static WeightAuditResult Run(OnnxModel reference, OnnxModel candidate)
+    public static WeightAuditResult Run(OnnxModel reference, OnnxModel candidate, RewriteLog log)
     {
-        var ri = new GraphIndex(reference.Proto.Graph, reference);
-        var ci = new GraphIndex(candidate.Proto.Graph, candidate);
-        var candidateNodes = candidate.Proto.Graph.Node.Where(n => n.Name.Length > 0).GroupBy(n => n.Name).ToDictionary(g => g.Key, g => g.First());
-        var candidateBns = candidate.Proto.Graph.Node.Where(n => n.OpType == "BatchNormalization").Select(n => n.Name).ToHashSet();
-        var skipped = new List<string>();
-        int tensors = 0;
-        long elements = 0, inexact = 0;
-        double maxUlp = 0;
-        string? worst = null;
-        foreach (var bn in reference.Proto.Graph.Node.Where(n => n.OpType == "BatchNormalization" && Attributes.IsDefaultDomain(n)))
-        {
-            if (candidateBns.Contains(bn.Name)) continue; // not folded
-            var producer = ri.Producer(bn.Input[0]);
-            if (producer is null || producer.Name.Length == 0 || !candidateNodes.TryGetValue(producer.Name, out var folded) || folded.OpType != producer.OpType)
-            {
-                if (producer is { OpType: "Conv" or "ConvTranspose" or "Gemm" or "MatMul" })
-                    skipped.Add($"{Attributes.Describe(bn)}: no node named '{producer.Name}' in the candidate");
-                continue;
-            }
-            if (ri.Consumers(bn.Output[0]).Any(c => c.OpType == "BatchNormalization" && !candidateBns.Contains(c.Name)))
-            {
-                skipped.Add($"{Attributes.Describe(bn)}: folded together with the BN after it");
-                continue;
-            }
-            if (BatchNormParameters.TryRead(ri, bn, out var p) is not null) continue;
-            ChannelLayout? layout = producer.OpType switch
-            {
-                "Conv" => new ChannelLayout.Rows(),
-                "Gemm" => Attributes.Int(producer, "transB", 0) != 0 ? new ChannelLayout.Rows() : new ChannelLayout.Columns(),
-                "MatMul" => new ChannelLayout.Columns(),
-                "ConvTranspose" when ri.TryGetConstant(producer.Input[1], out var wt, out _) && wt.Dims.Count >= 3 =>
-                    new ChannelLayout.TransposedConv(wt.Dims[0], wt.Dims[1], Attributes.Int(producer, "group", 1)),
-                _ => null,
-            };
-            if (layout is null || !ri.TryGetConstant(producer.Input[1], out var w, out _) || !ci.TryGetConstant(folded.Input[1], out var fw, out _)
-                || !ElementType.IsFoldable(w.DataType))
-                continue;
-            if (fw.DataType != w.DataType || !fw.Dims.SequenceEqual(w.Dims))
-            {
-                skipped.Add($"{Attributes.Describe(folded)}: weight type or shape changed");
-                continue;
-            }
-            var expected = ChannelScaling.Scale(reference, w, layout, p.Scale).ToArray();
-            var got = candidate.RawBytes(fw).ToArray();
-            if (got.Length == 0) got = TensorData.Encode(fw.DataType, candidate.ReadDoubles(fw));
-            tensors++;
-            var (bad, ulp) = Compare(expected, got, w.DataType);
-            elements += expected.Length / ElementType.Size(w.DataType);
-            inexact += bad;
-            if (ulp > maxUlp) { maxUlp = ulp; worst = fw.Name; }
-        }
-        return new WeightAuditResult(tensors, elements, inexact, maxUlp, worst, skipped);
+        var replay = new Replay(reference, candidate);
+        foreach (var d in log.Decisions)
+            foreach (var w in d.Weights) replay.Add(d.Graph, w);
+        return replay.Run();
     }
 
+    sealed class Replay(OnnxModel reference, OnnxModel candidate)
+    {
+        readonly Dictionary<(string Graph, string Name), WeightRecord> _records = [];
+        readonly Dictionary<(string Graph, string Name), (TensorProto Tensor, double[] Values)> _computed = [];
+        readonly Dictionary<string, (GraphProto Graph, string? Parent)> _referenceGraphs = GraphPaths.All(reference.Proto.Graph);
+        readonly Dictionary<string, (GraphProto Graph, string? Parent)> _candidateGraphs = GraphPaths.All(candidate.Proto.Graph);
+        readonly Dictionary<string, GraphIndex?> _referenceIndex = new(StringComparer.Ordinal);
+        readonly Dictionary<string, GraphIndex?> _candidateIndex = new(StringComparer.Ordinal);
+        readonly List<string> _skipped = [];
+        int _tensors;
+        long _elements, _inexact;
+        double _maxUlp;
+        string? _worst;
+
+        public void Add(string graph, WeightRecord w) => _records[(graph, w.Result)] = w;
+
+        public WeightAuditResult Run()
+        {
+            // Results a later record reads (a BN folded into a Conv an earlier BN was folded into) are intermediates:
+            // replayed as sources, but cleanup removed them from the candidate.
+            var intermediate = new HashSet<(string, string)>();
+            foreach (var ((graph, _), w) in _records)
+                foreach (var source in Sources(w))
+                    if (_records.ContainsKey((graph, source))) intermediate.Add((graph, source));
+            foreach (var ((graph, name), w) in _records)
+            {
+                if (intermediate.Contains((graph, name))) continue;
+                try { Compare(graph, w); }
+                catch (AuditException e) { _skipped.Add(e.Message); _inexact++; }
+            }
+            return new WeightAuditResult(_tensors, _elements, _inexact, _maxUlp, _worst, _skipped);
+        }
+
+        static IEnumerable<string> Sources(WeightRecord w) => w switch
+        {
+            ScaledWeight s => [s.Source],
+            FoldedBias { Source: { } b } => [b],
+            ForwardBias f => f.Source is { } b ? [f.Weight, b] : [f.Weight],
+            _ => [],
+        };
+
+        void Compare(string graph, WeightRecord w)
+        {
+            var (expectedTensor, _) = Expected(graph, w);
+            if (Index(_candidateIndex, _candidateGraphs, candidate, graph) is not { } ci || !ci.TryGetConstant(w.Result, out var got, out _))
+                throw new AuditException($"'{w.Result}' ({graph}): the rewritten model has no such tensor");
+            if (got.DataType != expectedTensor.DataType || !got.Dims.SequenceEqual(expectedTensor.Dims))
+                throw new AuditException($"'{w.Result}' ({graph}): {ElementType.Name(got.DataType)} [{string.Join(",", got.Dims)}], the fold made {ElementType.Name(expectedTensor.DataType)} [{string.Join(",", expectedTensor.Dims)}]");
+            var expected = expectedTensor.RawData.Span;
+            var actual = candidate.RawBytes(got).ToArray();
+            if (actual.Length == 0 && expected.Length > 0) actual = TensorData.Encode(got.DataType, candidate.ReadDoubles(got));
+            if (actual.Length != expected.Length)
+                throw new AuditException($"'{w.Result}' ({graph}): holds {actual.Length} bytes, expected {expected.Length}");
+            _tensors++;
+            var (bad, ulp) = Bits(expected, actual, got.DataType);
+            _elements += expected.Length / ElementType.Size(got.DataType);
+            _inexact += bad;
+            if (bad > 0 && (ulp > _maxUlp || _worst is null)) { _maxUlp = Math.Max(ulp, _maxUlp); _worst = w.Result; }
+        }
+
+        /// <summary>The exact result of a record (rounded once to the stored type), replayed once.</summary>
+        (TensorProto Tensor, double[] Values) Expected(string graph, WeightRecord w)
+        {
+            if (_computed.TryGetValue((graph, w.Result), out var done)) return done;
+            // Sources first, without recursion (chains of folds into one Conv can be thousands long).
+            var stack = new Stack<WeightRecord>();
+            stack.Push(w);
+            while (stack.Count > 0)
+            {
+                var top = stack.Peek();
+                var pending = Sources(top).Where(s => !_computed.ContainsKey((graph, s)) && _records.ContainsKey((graph, s))).ToList();
+                if (pending.Count > 0) { foreach (var s in pending) stack.Push(_records[(graph, s)]); continue; }
+                stack.Pop();
+                if (!_computed.ContainsKey((graph, top.Result))) _computed[(graph, top.Result)] = Compute(graph, top);
+            }
+            return _computed[(graph, w.Result)];
+        }
+
+        (TensorProto, double[]) Compute(string graph, WeightRecord w)
+        {
+            switch (w)
+            {
+                case ScaledWeight s:
+                {
+                    var (src, v) = Source(graph, s.Source);
+                    var result = new double[v.Length];
+                    for (long i = 0; i < v.Length; i++) result[i] = v[i] * s.Factors[Channel(s.Layout, i, v.Length, s.Factors.Length)];
+                    return Rounded(src.DataType, src.Dims, result);
+                }
+                case FoldedBias b:
+                {
+                    int n = b.Scale.Length;
+                    TensorProto? src = null;
+                    double[]? v = null;
+                    if (b.Source is { } name) (src, v) = Source(graph, name);
+                    long srcRows = src is { Dims.Count: 2 } ? src.Dims[0] : 1, srcCols = src is null || src.Dims.Count == 0 ? 1 : src.Dims[^1];
+                    long rows = srcRows;
+                    var result = new double[rows * n];
+                    for (long r = 0; r < rows; r++)
+                        for (int c = 0; c < n; c++)
+                            result[r * n + c] = v is null ? b.Shift[c] : b.Scale[c] * b.SourceFactor * v[r * srcCols + (srcCols == 1 ? 0 : c)] + b.Shift[c];
+                    int type = src?.DataType ?? ResultType(graph, w);
+                    return Rounded(type, src is { Dims.Count: 2 } ? [rows, n] : [n], result);
+                }
+                case ForwardBias f:
+                {
+                    var (wt, wv) = Source(graph, f.Weight);
+                    int outputs = (int)Count(Index(_candidateIndex, _candidateGraphs, candidate, graph), f.Result);
+                    var result = new double[outputs];
+                    if (f.Source is { } name)
+                    {
+                        var (_, bv) = Source(graph, name);
+                        Array.Copy(bv, result, Math.Min(bv.Length, outputs));
+                    }
+                    for (long i = 0; i < wv.Length; i++)
+                        result[Channel(f.Outputs, i, wv.Length, outputs)] += wv[i] * f.Shift[Channel(f.Inputs, i, wv.Length, f.Shift.Length)];
+                    return Rounded(f.Source is { } s2 ? Source(graph, s2).Tensor.DataType : wt.DataType, [outputs], result);
+                }
+                case NewConstant c:
+                {
+                    var got = Index(_candidateIndex, _candidateGraphs, candidate, graph) is { } ci && ci.TryGetConstant(c.Result, out var t, out _) ? t : null;
+                    return Rounded(got?.DataType ?? throw new AuditException($"'{c.Result}' ({graph}): the rewritten model has no such tensor"),
+                        got.Dims, c.Values);
+                }
+                default:
+                    throw new AuditException($"'{w.Result}' ({graph}): no replay for {w.GetType().Name}");
+            }
+        }
+
+        int ResultType(string graph, WeightRecord w) =>
+            Index(_candidateIndex, _candidateGraphs, candidate, graph) is { } ci && ci.TryGetConstant(w.Result, out var t, out _) ? t.DataType
+                : throw new AuditException($"'{w.Result}' ({graph}): the rewritten model has no such tensor");
+
+        static long Count(GraphIndex? index, string name) =>
+            index is not null && index.TryGetConstant(name, out var t, out _) ? TensorData.ElementCount(t)
+                : throw new AuditException($"'{name}': the rewritten model has no such tensor");
+
+        /// <summary>A source tensor: the original's constant, or the exact result of an earlier record.</summary>
+        (TensorProto Tensor, double[] Values) Source(string graph, string name)
+        {
+            if (_computed.TryGetValue((graph, name), out var done)) return done;
+            if (Index(_referenceIndex, _referenceGraphs, reference, graph) is { } ri && ri.TryGetConstant(name, out var t, out _))
+                return (t, reference.ReadDoubles(t));
+            throw new AuditException($"'{name}' ({graph}): not a constant of the original model");
+        }
+
+        static (TensorProto, double[]) Rounded(int type, IEnumerable<long> dims, double[] values)
+        {
+            var t = TensorData.Create("", type, dims.ToArray(), values);
+            return (t, TensorData.ReadDoubles(t, t.RawData.Span));
+        }
+
+        static GraphIndex? Index(Dictionary<string, GraphIndex?> cache, Dictionary<string, (GraphProto Graph, string? Parent)> graphs,
+            OnnxModel model, string path)
+        {
+            if (cache.TryGetValue(path, out var index)) return index;
+            index = graphs.TryGetValue(path, out var g)
+                ? new GraphIndex(g.Graph, model, g.Parent is { } parent ? Index(cache, graphs, model, parent) : null, path)
+                : null;
+            return cache[path] = index;
+        }
+    }
+
+    sealed class AuditException(string message) : Exception(message);
+
+    /// <summary>The channel of element <paramref name="i"/> of a tensor of <paramref name="count"/> elements (derived
+    /// here independently of the folding code).</summary>
+    static int Channel(ChannelLayout layout, long i, long count, int channels) => layout switch
+    {
+        ChannelLayout.Rows => (int)(i / (count / channels)),
+        ChannelLayout.Columns => (int)(i % channels),
+        ChannelLayout.TransposedConv t => TransposedChannel(t, i / (count / (t.InputChannels * t.OutputsPerGroup))),
+        ChannelLayout.ConvInputs c => InputChannel(c, i / (count / (c.OutputChannels * c.InputsPerGroup))),
+        _ => throw new AuditException($"no replay for layout {layout.GetType().Name}"),
+    };
+
+    /// <summary>W[i, j, …] of ConvTranspose feeds output channel (i / (Cin/g))·(M/g) + j.</summary>
+    static int TransposedChannel(ChannelLayout.TransposedConv t, long ij) =>
+        (int)(ij / t.OutputsPerGroup / (t.InputChannels / t.Groups) * t.OutputsPerGroup + ij % t.OutputsPerGroup);
+
+    /// <summary>W[m, k, …] of Conv reads input channel (m / (M/g))·(C/g) + k.</summary>
+    static int InputChannel(ChannelLayout.ConvInputs c, long mk) =>
+        (int)(mk / c.InputsPerGroup / (c.OutputChannels / c.Groups) * c.InputsPerGroup + mk % c.InputsPerGroup);
+
     /// <summary>Elements whose bits differ, and the largest distance in units in the last place.</summary>
-    static (long Bad, double MaxUlp) Compare(byte[] expected, byte[] got, int type)
+    static (long Bad, double MaxUlp) Bits(ReadOnlySpan<byte> expected, byte[] got, int type)
     {
         int size = ElementType.Size(type);
         long bad = 0;
         double max = 0;
         for (int i = 0; i < expected.Length; i += size)
         {
-            if (expected.AsSpan(i, size).SequenceEqual(got.AsSpan(i, size))) continue;
+            if (expected.Slice(i, size).SequenceEqual(got.AsSpan(i, size))) continue;
             bad++;
             double e = Value(expected, i, type), g = Value(got, i, type);
             double ulp = UlpOf(e, type);
@@ -93,12 +231,12 @@ public static class WeightAudit
         return (bad, max);
     }
 
-    static double Value(byte[] b, int i, int type) => type switch
+    static double Value(ReadOnlySpan<byte> b, int i, int type) => type switch
     {
-        ElementType.Float => BitConverter.ToSingle(b, i),
-        ElementType.Double => BitConverter.ToDouble(b, i),
-        ElementType.Float16 => (double)BitConverter.ToHalf(b, i),
-        _ => Rounding.FromBFloat16Bits(BitConverter.ToUInt16(b, i)),
+        ElementType.Float => BitConverter.ToSingle(b.Slice(i)),
+        ElementType.Double => BitConverter.ToDouble(b.Slice(i)),
+        ElementType.Float16 => (double)BitConverter.ToHalf(b.Slice(i)),
+        _ => Rounding.FromBFloat16Bits(BitConverter.ToUInt16(b.Slice(i))),
     };
 
     static double UlpOf(double x, int type)

@@ -48,6 +48,27 @@ public class CliTests
     }
 
     [Fact]
+    public void Fold_check_is_no_false_alarm_when_a_named_conv_is_also_read_by_a_relu()
+    {
+        // Issue 9, defect 2: the BN becomes Mul + Add, outputs match; the old audit compared the Conv's untouched weights
+        // with the exact fold and exited 2 ("162 of 162 elements … differ from the exact fold").
+        var g = new NormFold.Tests.Builders.GraphBuilder(15);
+        g.Input("x", NormFold.Tests.Builders.GraphBuilder.F32, [1, 3, 5, 5]);
+        g.Init("w", NormFold.Tests.Builders.GraphBuilder.F32, [6, 3, 3, 3]);
+        g.Node("Conv", ["x", "w"], "c", "conv");
+        g.Bn("c", 6, "y");
+        g.Node("Relu", ["c"], "r", "relu");
+        g.Output("y", NormFold.Tests.Builders.GraphBuilder.F32, [1, 6, 3, 3]);
+        g.Output("r", NormFold.Tests.Builders.GraphBuilder.F32, [1, 6, 3, 3]);
+        string dir = TempDir(), input = Path.Combine(dir, "in.onnx"), output = Path.Combine(dir, "out.onnx");
+        ModelWriter.Save(g.Build(), input);
+        var (code, stdout, stderr) = Run("fold", input, "-o", output, "--check");
+        Assert.True(code == ExitCodes.Success, stdout + stderr);
+        Assert.Contains("Weight audit: 2", stdout);
+        Assert.True(File.Exists(output));
+    }
+
+    [Fact]
     public void Fold_with_check_passes_on_a_real_model()
     {
         string output = Path.Combine(TempDir(), "out.onnx");

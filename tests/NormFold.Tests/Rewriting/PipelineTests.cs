@@ -34,6 +34,27 @@ public class PipelineTests
     }
 
     [Fact]
+    public void Every_registered_rule_can_be_disabled_and_unknown_names_are_refused()
+    {
+        Assert.Equal(RuleRegistry.RuleNames.Count, RuleRegistry.RuleNames.Distinct().Count());
+        Assert.Contains("GroupNormSwap", Pipeline.RuleNames);
+        Assert.Contains("LayerNormSwap", Pipeline.RuleNames);
+        Assert.Contains("GroupNormLowering", Pipeline.RuleNames);
+        foreach (var name in RuleRegistry.RuleNames)
+            Fold(Chain().Build(), new PipelineOptions { DisabledRules = new HashSet<string> { name } });
+        Assert.Throws<InvalidUsageException>(() => Fold(Chain().Build(), new PipelineOptions { DisabledRules = new HashSet<string> { "NoSuchRule" } }));
+    }
+
+    [Fact]
+    public void A_bn_whose_fold_is_disabled_is_left_as_a_bn_not_replaced()
+    {
+        var (folded, r) = Fold(Chain().Build(), new PipelineOptions { DisabledRules = new HashSet<string> { "BatchNormIntoConv" } });
+        Assert.Equal([SkipReason.RuleDisabled, SkipReason.ProducerNotFoldable, SkipReason.ProducerNotFoldable], r.Log.Decisions.Select(d => d.Reason));
+        Assert.Equal([Outcome.Left, Outcome.Replaced, Outcome.Replaced], r.Log.Decisions.Select(d => d.Outcome));
+        Assert.Equal(1, Count(folded, "BatchNormalization"));
+    }
+
+    [Fact]
     public void Folding_is_idempotent()
     {
         var (once, _) = Fold(Chain().Build());

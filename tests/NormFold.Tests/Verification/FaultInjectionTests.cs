@@ -67,8 +67,8 @@ public class FaultInjectionTests
         return Array.IndexOf(p.Scale, p.Scale.MaxBy(Math.Abs));
     }
 
-    static CheckReport CheckAgainst(OnnxModel original, OnnxModel candidate, bool audit = false) =>
-        EquivalenceChecker.Check(original, candidate, new CheckOptions { Iterations = 2, AuditWeights = audit });
+    static CheckReport CheckAgainst(OnnxModel original, OnnxModel candidate, RewriteLog? audit = null) =>
+        EquivalenceChecker.Check(original, candidate, new CheckOptions { Iterations = 2, AuditWeights = audit != null, FoldLog = audit });
 
     [Theory]
     [MemberData(nameof(ModelFaults))]
@@ -86,8 +86,8 @@ public class FaultInjectionTests
     public void Check_passes_every_correct_fold_of_a_bundled_model(string model)
     {
         var original = Load(model);
-        var (folded, _) = Fold(original);
-        var report = CheckAgainst(original, folded, audit: true);
+        var (folded, r) = Fold(original);
+        var report = CheckAgainst(original, folded, audit: r.Log);
         Assert.True(report.Passed, report.FirstFailure?.Name);
         Assert.True(report.Audit!.Tensors > 0);
         Assert.Equal(0, report.Audit.Inexact); // every folded weight is the exact fold, bit for bit
@@ -138,7 +138,7 @@ public class FaultInjectionTests
     }
 
     /// <summary>Rewrites every folded Conv weight of a float16 fold with <paramref name="buggy"/>(W, s) instead.</summary>
-    static OnnxModel Refold(OnnxModel original, Func<double, double, Half> buggy)
+    static (OnnxModel, RewriteLog) Refold(OnnxModel original, Func<double, double, Half> buggy)
     {
         var (folded, r) = Fold(original);
         var index = new GraphIndex(original.Proto.Graph, original);
@@ -156,17 +156,17 @@ public class FaultInjectionTests
             var t = folded.Proto.Graph.Initializer.Single(x => x.Name == d.Created[0]);
             folded.Proto.Graph.Initializer[folded.Proto.Graph.Initializer.IndexOf(t)] = TensorData.Create(t.Name, F16, t.Dims, bad);
         }
-        return folded;
+        return (folded, r.Log);
     }
 
     [Fact]
     public void The_weight_audit_catches_float16_weights_rounded_twice_which_outputs_cannot_show()
     {
         var original = Load("resnet_tiny_fp16");
-        var twice = Refold(original, (w, s) => (Half)(float)(w * s)); // double → float → half: two roundings
+        var (twice, log) = Refold(original, (w, s) => (Half)(float)(w * s)); // double → float → half: two roundings
         var plain = CheckAgainst(original, twice);
         Assert.True(plain.Passed); // inside float16 noise: no output comparison can see it
-        var audited = CheckAgainst(original, twice, audit: true);
+        var audited = CheckAgainst(original, twice, audit: log);
         Assert.False(audited.Passed);
         Assert.InRange(audited.Audit!.Inexact, 1, audited.Audit.Elements / 100);
         Assert.Equal(1, audited.Audit.MaxUlp);
@@ -176,8 +176,8 @@ public class FaultInjectionTests
     public void The_weight_audit_catches_a_float16_fold_done_in_float16_arithmetic()
     {
         var original = Load("resnet_tiny_fp16");
-        var halfMath = Refold(original, (w, s) => (Half)((float)(Half)w * (float)(Half)s)); // s itself rounded to float16
-        var audited = CheckAgainst(original, halfMath, audit: true);
+        var (halfMath, log) = Refold(original, (w, s) => (Half)((float)(Half)w * (float)(Half)s)); // s itself rounded to float16
+        var audited = CheckAgainst(original, halfMath, audit: log);
         Assert.False(audited.Passed);
         Assert.True(audited.Audit!.MaxUlp >= 1);
     }

@@ -12,12 +12,13 @@ namespace NormFold.Rewriting.BatchNorm;
 /// </summary>
 public abstract class FoldIntoProducer<TPlan> : RewriteRule<TPlan> where TPlan : Plan
 {
-    public override string AnchorOpType => "BatchNormalization";
+    public override IReadOnlyCollection<string> AnchorOpTypes { get; } = ["BatchNormalization"];
     /// <summary>Op types (default domain) this rule can fold into.</summary>
     protected abstract IReadOnlyCollection<string> ProducerOpTypes { get; }
 
-    public override Match TryMatch(GraphIndex g, NodeProto bn)
+    public override Match TryMatch(RewriteContext context, NodeProto bn)
     {
+        var g = context.Graph;
         var producer = g.Producer(bn.Input[0]);
         if (producer is null || !Attributes.IsDefaultDomain(producer) || !ProducerOpTypes.Contains(producer.OpType))
             return Match.Refuse(SkipReason.ProducerNotFoldable, ProducerDescription(g, bn));
@@ -78,10 +79,10 @@ public abstract class FoldIntoProducer<TPlan> : RewriteRule<TPlan> where TPlan :
     }
 
     /// <summary>
-    /// W' = W·s per channel, as a new initializer with a fresh name. When the editor defers weight arithmetic, W' is
-    /// computed while the model is saved, straight into the output file (never held in memory).
+    /// W' = W·s per channel, as a new initializer with a fresh name, and its record. When the editor defers weight
+    /// arithmetic, W' is computed while the model is saved, straight into the output file (never held in memory).
     /// </summary>
-    protected static string ScaledWeight(GraphEditor editor, TensorProto weight, ChannelLayout layout, double[] s)
+    protected static ScaledWeight ScaleWeight(GraphEditor editor, TensorProto weight, ChannelLayout layout, double[] s)
     {
         var model = editor.Index.Model;
         var tensor = new TensorProto { DataType = weight.DataType, Dims = { weight.Dims } };
@@ -89,8 +90,13 @@ public abstract class FoldIntoProducer<TPlan> : RewriteRule<TPlan> where TPlan :
             model.Defer(tensor, deferred);
         else
             tensor.RawData = UnsafeByteOperations.UnsafeWrap(ChannelScaling.Scale(model, weight, layout, s));
-        return editor.AddInitializer(tensor, weight.Name + "_bnfold");
+        return new ScaledWeight(weight.Name, editor.AddInitializer(tensor, weight.Name + "_bnfold"), layout, s);
     }
+
+    /// <summary>b' = s·factor·b + t (see <see cref="ChannelBias"/>) as a new initializer, and its record.</summary>
+    protected static FoldedBias AddBias(GraphEditor editor, string? source, string baseName, int type, long[] dims, double[] values,
+        double factor, double[] s, double[] t) =>
+        new(source, editor.AddInitializer(TensorData.Create("", type, dims, values), baseName), factor, s, t);
 
     protected static bool HasInput(NodeProto n, int slot) => n.Input.Count > slot && n.Input[slot].Length > 0;
 

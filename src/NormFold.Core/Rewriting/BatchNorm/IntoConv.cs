@@ -13,7 +13,7 @@ public sealed class IntoConv : FoldIntoProducer<IntoConv.ConvPlan>
 {
     /// <summary>The new weight is computed when applied (streaming, see <see cref="ChannelScaling"/>); the bias now.</summary>
     public sealed record ConvPlan(NodeProto Anchor, NodeProto Target, TensorProto Weight, ChannelLayout Layout, double[] Scale,
-        int BiasType, double[] NewBias, long[] BiasDims) : Plan(Anchor, Target);
+        double[] Shift, int BiasType, double[] NewBias, long[] BiasDims) : Plan(Anchor, Target);
 
     public override string Name => "BatchNormIntoConv";
     protected override IReadOnlyCollection<string> ProducerOpTypes { get; } = ["Conv"];
@@ -28,21 +28,22 @@ public sealed class IntoConv : FoldIntoProducer<IntoConv.ConvPlan>
         if (OptionalChannelBias(g, conv, p.Channels, out var bias) is { } biasRefused) return biasRefused;
 
         ChannelBias.TryFold(bias, bias is null ? null : g.Model.ReadDoubles(bias), 1.0, p.Scale, p.Shift, out var newBias, out var biasDims, out _);
-        return new Match.Planned(new ConvPlan(bn, conv, w, new ChannelLayout.Rows(), p.Scale, bias?.DataType ?? w.DataType, newBias, biasDims));
+        return new Match.Planned(new ConvPlan(bn, conv, w, new ChannelLayout.Rows(), p.Scale, p.Shift, bias?.DataType ?? w.DataType, newBias, biasDims));
     }
 
-    protected override IReadOnlyList<string> Apply(GraphEditor editor, ConvPlan plan) => Rewrite(editor, plan);
+    protected override Applied Apply(GraphEditor editor, ConvPlan plan) => Rewrite(editor, plan);
 
     /// <summary>Shared with ConvTranspose: new W' and b' tensors, producer takes the BN's output.</summary>
-    internal static IReadOnlyList<string> Rewrite(GraphEditor editor, ConvPlan plan)
+    internal static Applied Rewrite(GraphEditor editor, ConvPlan plan)
     {
         var node = plan.Target!;
-        string w = ScaledWeight(editor, plan.Weight, plan.Layout, plan.Scale);
-        string biasBase = HasInput(node, 2) ? node.Input[2] + "_bnfold" : plan.Weight.Name + "_bias_bnfold";
-        string b = editor.AddInitializer(TensorData.Create("", plan.BiasType, plan.BiasDims, plan.NewBias), biasBase);
-        editor.SetInput(node, 1, w);
-        editor.SetInput(node, 2, b);
+        var w = ScaleWeight(editor, plan.Weight, plan.Layout, plan.Scale);
+        string? oldBias = HasInput(node, 2) ? node.Input[2] : null;
+        var b = AddBias(editor, oldBias, (oldBias ?? plan.Weight.Name + "_bias") + "_bnfold", plan.BiasType, plan.BiasDims, plan.NewBias,
+            1.0, plan.Scale, plan.Shift);
+        editor.SetInput(node, 1, w.Result);
+        editor.SetInput(node, 2, b.Result);
         Bypass(editor, plan.Anchor, node);
-        return [w, b];
+        return new Applied([w.Result, b.Result], [w, b]);
     }
 }

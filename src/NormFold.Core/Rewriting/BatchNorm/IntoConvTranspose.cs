@@ -28,8 +28,8 @@ public sealed class IntoConvTranspose : FoldIntoProducer<IntoConv.ConvPlan>
 
         ChannelBias.TryFold(bias, bias is null ? null : g.Model.ReadDoubles(bias), 1.0, p.Scale, p.Shift, out var newBias, out var biasDims, out _);
         var layout = new ChannelLayout.TransposedConv(w.Dims[0], outPerGroup, group);
-        return new Match.Planned(new IntoConv.ConvPlan(bn, convT, w, layout, p.Scale, bias?.DataType ?? w.DataType, newBias, biasDims));
+        return new Match.Planned(new IntoConv.ConvPlan(bn, convT, w, layout, p.Scale, p.Shift, bias?.DataType ?? w.DataType, newBias, biasDims));
     }
 
-    protected override IReadOnlyList<string> Apply(GraphEditor editor, IntoConv.ConvPlan plan) => IntoConv.Rewrite(editor, plan);
+    protected override Applied Apply(GraphEditor editor, IntoConv.ConvPlan plan) => IntoConv.Rewrite(editor, plan);
 }

@@ -15,7 +15,7 @@ namespace NormFold.Rewriting.BatchNorm;
 public sealed class IntoGemm : FoldIntoProducer<IntoGemm.GemmPlan>
 {
     public sealed record GemmPlan(NodeProto Anchor, NodeProto Target, TensorProto B, ChannelLayout Layout, double[] Scale,
-        int CType, double[] NewC, long[] CDims) : Plan(Anchor, Target);
+        double[] Shift, double Beta, int CType, double[] NewC, long[] CDims) : Plan(Anchor, Target);
 
     public override string Name => "BatchNormIntoGemm";
     protected override IReadOnlyCollection<string> ProducerOpTypes { get; } = ["Gemm"];
@@ -39,19 +39,19 @@ public sealed class IntoGemm : FoldIntoProducer<IntoGemm.GemmPlan>
             return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(gemm)}: {whyNot}");
 
         ChannelLayout layout = transB ? new ChannelLayout.Rows() : new ChannelLayout.Columns();
-        return new Match.Planned(new GemmPlan(bn, gemm, b, layout, p.Scale, c?.DataType ?? b.DataType, newC, cDims));
+        return new Match.Planned(new GemmPlan(bn, gemm, b, layout, p.Scale, p.Shift, beta, c?.DataType ?? b.DataType, newC, cDims));
     }
 
-    protected override IReadOnlyList<string> Apply(GraphEditor editor, GemmPlan plan)
+    protected override Applied Apply(GraphEditor editor, GemmPlan plan)
     {
         var gemm = plan.Target!;
-        string b = ScaledWeight(editor, plan.B, plan.Layout, plan.Scale);
-        string cBase = HasInput(gemm, 2) ? gemm.Input[2] + "_bnfold" : plan.B.Name + "_bias_bnfold";
-        string c = editor.AddInitializer(TensorData.Create("", plan.CType, plan.CDims, plan.NewC), cBase);
-        editor.SetInput(gemm, 1, b);
-        editor.SetInput(gemm, 2, c);
+        var b = ScaleWeight(editor, plan.B, plan.Layout, plan.Scale);
+        string? oldC = HasInput(gemm, 2) ? gemm.Input[2] : null;
+        var c = AddBias(editor, oldC, (oldC ?? plan.B.Name + "_bias") + "_bnfold", plan.CType, plan.CDims, plan.NewC, plan.Beta, plan.Scale, plan.Shift);
+        editor.SetInput(gemm, 1, b.Result);
+        editor.SetInput(gemm, 2, c.Result);
         if (Attributes.Find(gemm, "beta") != null) Attributes.SetFloat(gemm, "beta", 1f);
         Bypass(editor, plan.Anchor, gemm);
-        return [b, c];
+        return new Applied([b.Result, c.Result], [b, c]);
     }
 }

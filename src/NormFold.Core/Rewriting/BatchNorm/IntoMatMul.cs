@@ -14,7 +14,7 @@ namespace NormFold.Rewriting.BatchNorm;
 public sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
 {
     public sealed record MatMulPlan(NodeProto Anchor, NodeProto Target, NodeProto? Add, int BiasSlot,
-        TensorProto B, double[] Scale, int BiasType, double[] NewBias, long[] BiasDims) : Plan(Anchor, Target);
+        TensorProto B, double[] Scale, double[] Shift, int BiasType, double[] NewBias, long[] BiasDims) : Plan(Anchor, Target);
 
     public override string Name => "BatchNormIntoMatMul";
     protected override IReadOnlyCollection<string> ProducerOpTypes { get; } = ["MatMul", "Add"];
@@ -50,19 +50,21 @@ public sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
 
         if (!ChannelBias.TryFold(bias, bias is null ? null : g.Model.ReadDoubles(bias), 1.0, p.Scale, p.Shift, out var newBias, out var biasDims, out string whyNot))
             return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(add!)}: {whyNot}");
-        return new Match.Planned(new MatMulPlan(bn, matmul, add, biasSlot, weight, p.Scale, bias?.DataType ?? weight.DataType, newBias, biasDims));
+        return new Match.Planned(new MatMulPlan(bn, matmul, add, biasSlot, weight, p.Scale, p.Shift, bias?.DataType ?? weight.DataType, newBias, biasDims));
     }
 
-    protected override IReadOnlyList<string> Apply(GraphEditor editor, MatMulPlan plan)
+    protected override Applied Apply(GraphEditor editor, MatMulPlan plan)
     {
         var matmul = plan.Target!;
-        string b = ScaledWeight(editor, plan.B, new ChannelLayout.Columns(), plan.Scale);
-        editor.SetInput(matmul, 1, b);
+        var b = ScaleWeight(editor, plan.B, new ChannelLayout.Columns(), plan.Scale);
+        editor.SetInput(matmul, 1, b.Result);
         // The MatMul's value changes, so its output gets a new name: a name never stands for two different values.
         string product = editor.Names.FreshValue(matmul.Output[0] + "_bnfold");
         editor.SetOutput(matmul, 0, product);
-        string biasBase = plan.Add is null ? plan.B.Name + "_bias_bnfold" : plan.Add.Input[plan.BiasSlot] + "_bnfold";
-        string bias = editor.AddInitializer(TensorData.Create("", plan.BiasType, plan.BiasDims, plan.NewBias), biasBase);
+        string? oldBias = plan.Add?.Input[plan.BiasSlot];
+        var biasRecord = AddBias(editor, oldBias, (oldBias ?? plan.B.Name + "_bias") + "_bnfold", plan.BiasType, plan.BiasDims, plan.NewBias,
+            1.0, plan.Scale, plan.Shift);
+        string bias = biasRecord.Result;
         if (plan.Add is { } add)
         {
             editor.SetInput(add, 1 - plan.BiasSlot, product);
@@ -76,6 +78,6 @@ public sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
             var newAdd = new NodeProto { OpType = "Add", Input = { product, bias }, Output = { y } };
             editor.AddNode(newAdd, (plan.Anchor.Name.Length > 0 ? plan.Anchor.Name : y) + "_bias");
         }
-        return [b, bias];
+        return new Applied([b.Result, bias], [b, biasRecord]);
     }
 }

@@ -13,13 +13,17 @@ namespace NormFold.Rewriting.BatchNorm;
 /// </summary>
 public sealed class ToMulAdd : RewriteRule<ToMulAdd.MulAddPlan>
 {
-    public sealed record MulAddPlan(NodeProto Anchor, int DataType, long[] Dims, double[] Scale, double[] Shift) : Plan(Anchor, null);
+    public sealed record MulAddPlan(NodeProto Anchor, int DataType, long[] Dims, double[] Scale, double[] Shift) : Plan(Anchor, null)
+    {
+        public override string Describe() => "replaced by Mul + Add";
+    }
 
     public override string Name => "BatchNormToMulAdd";
-    public override string AnchorOpType => "BatchNormalization";
+    public override IReadOnlyCollection<string> AnchorOpTypes { get; } = ["BatchNormalization"];
 
-    public override Match TryMatch(GraphIndex g, NodeProto bn)
+    public override Match TryMatch(RewriteContext context, NodeProto bn)
     {
+        var g = context.Graph;
         if (BatchNormParameters.TryRead(g, bn, out var p) is { } refused) return refused;
         string x = bn.Input[0];
         int? rank = g.Rank(x) ?? g.Rank(bn.Output[0]);
@@ -38,7 +42,7 @@ public sealed class ToMulAdd : RewriteRule<ToMulAdd.MulAddPlan>
         return new Match.Planned(new MulAddPlan(bn, type.Value, dims, p.Scale, p.Shift));
     }
 
-    protected override IReadOnlyList<string> Apply(GraphEditor editor, MulAddPlan plan)
+    protected override Applied Apply(GraphEditor editor, MulAddPlan plan)
     {
         var bn = plan.Anchor;
         string baseName = bn.Name.Length > 0 ? bn.Name : bn.Output[0];
@@ -49,6 +53,6 @@ public sealed class ToMulAdd : RewriteRule<ToMulAdd.MulAddPlan>
         editor.RemoveNode(bn);
         editor.AddNode(new NodeProto { OpType = "Mul", Input = { bn.Input[0], s }, Output = { scaled } }, baseName + "_mul");
         editor.AddNode(new NodeProto { OpType = "Add", Input = { scaled, t }, Output = { y } }, baseName + "_add");
-        return [s, t];
+        return new Applied([s, t], [new NewConstant(s, plan.Scale), new NewConstant(t, plan.Shift)]);
     }
 }

@@ -19,10 +19,11 @@ public sealed class GroupNormLowering : RewriteRule<GroupNormLowering.LoweringPl
     }
 
     public override string Name => "GroupNormLowering";
-    public override string AnchorOpType => "GroupNormalization";
+    public override IReadOnlyCollection<string> AnchorOpTypes { get; } = ["GroupNormalization"];
 
-    public override Match TryMatch(GraphIndex g, NodeProto gn)
+    public override Match TryMatch(RewriteContext context, NodeProto gn)
     {
+        var g = context.Graph;
         if (g.Opset < 18) return Match.Refuse(SkipReason.UnsupportedOpsetVersion, $"opset {g.Opset} has no GroupNormalization");
         string x = gn.Input[0];
         if (g.Rank(x) is not { } rank) return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' is not known");
@@ -46,7 +47,7 @@ public sealed class GroupNormLowering : RewriteRule<GroupNormLowering.LoweringPl
         return new Match.Planned(new LoweringPlan(gn, x, gn.Output[0], groups, Attributes.Float(gn, "epsilon", 1e-5f), type, rank, scale, bias));
     }
 
-    protected override IReadOnlyList<string> Apply(GraphEditor editor, LoweringPlan plan)
+    protected override Applied Apply(GraphEditor editor, LoweringPlan plan)
     {
         var gn = plan.Anchor;
         string b = gn.Name.Length > 0 ? gn.Name : plan.Output;
@@ -69,6 +70,8 @@ public sealed class GroupNormLowering : RewriteRule<GroupNormLowering.LoweringPl
         editor.AddNode(new NodeProto { OpType = "Reshape", Input = { normalized, xShape }, Output = { restored } }, b + "_reshape_back");
         editor.AddNode(new NodeProto { OpType = "Mul", Input = { restored, gamma }, Output = { scaled } }, b + "_mul");
         editor.AddNode(new NodeProto { OpType = "Add", Input = { scaled, beta }, Output = { plan.Output } }, b + "_add");
-        return [shape, ones, zeros, gamma, beta];
+        return new Applied([shape, ones, zeros, gamma, beta],
+            [new NewConstant(ones, Enumerable.Repeat(1.0, (int)plan.Groups).ToArray()), new NewConstant(zeros, new double[plan.Groups]),
+             new NewConstant(gamma, plan.Scale), new NewConstant(beta, plan.Bias)]);
     }
 }

@@ -14,23 +14,23 @@ namespace NormFold.Rewriting.Normalization;
 /// Emits GroupNormalization-21 (γ, β per channel) when the opset is or may be raised to ≥ 21; GroupNormalization-18
 /// (per group) only when γ and β are constant within each group — exact in both cases.
 /// </summary>
-public sealed class GroupNormSwap(long targetOpset) : RewriteRule<GroupNormSwap.GroupNormPlan>
+public sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
 {
     public sealed record GroupNormPlan(NodeProto Anchor, string X, string Output, IReadOnlyList<NodeProto> Removed, long Groups,
-        float Epsilon, int DataType, double[] Scale, double[] Bias, int Version) : Plan(Anchor, null), IOpsetPlan
+        float Epsilon, int DataType, double[] Scale, double[] Bias, int Version) : Plan(Anchor, null)
     {
-        public long RequiredOpset => Version;
         public override string Describe() => $"replaced {Removed.Count} nodes by GroupNormalization-{Version} (num_groups={Groups}, epsilon={Epsilon:G9})";
     }
 
     public override string Name => "GroupNormSwap";
-    public override string AnchorOpType => "InstanceNormalization";
+    public override IReadOnlyCollection<string> AnchorOpTypes { get; } = ["InstanceNormalization"];
 
-    public override Match TryMatch(GraphIndex g, NodeProto inorm)
+    public override Match TryMatch(RewriteContext context, NodeProto inorm)
     {
-        var r1 = g.Producer(inorm.Input[0]);
+        var g = context.Graph;
+        var r1 = inorm.Input.Count > 0 ? g.Producer(inorm.Input[0]) : null;
         if (r1 is not { OpType: "Reshape" } || !Attributes.IsDefaultDomain(r1))
-            return Match.Refuse(SkipReason.PatternMismatch, $"input '{inorm.Input[0]}' is not a Reshape to [N, G, −1]: a plain InstanceNormalization");
+            return new Match.NoCandidate($"input '{inorm.Input.FirstOrDefault()}' is not reshaped: a plain InstanceNormalization");
         string x = r1.Input[0];
         int? rank = g.Rank(x);
         if (rank is null) return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' is not known");
@@ -74,19 +74,22 @@ public sealed class GroupNormSwap(long targetOpset) : RewriteRule<GroupNormSwap.
             return Match.Refuse(SkipReason.UnsupportedDataType, $"the element type of '{x}' is not known or not floating point");
 
         float epsilon = Attributes.Float(inorm, "epsilon", 1e-5f);
-        long opset = Math.Max(g.Opset, targetOpset);
-        if (opset >= 21)
-            return new Match.Planned(new GroupNormPlan(inorm, x, output, removed, groups, epsilon, type, gamma, beta, 21));
-        if (opset >= 18)
+        // GroupNormalization-21 takes γ, β per channel; -18 per group, exact only when they are constant within groups.
+        var opsets = context.Opsets;
+        if (opsets.Reachable >= 21)
+            return opsets.Require(21, "GroupNormalization-21", removed) as Match
+                ?? new Match.Planned(new GroupNormPlan(inorm, x, output, removed, groups, epsilon, type, gamma, beta, 21));
+        if (opsets.Reachable >= 18)
         {
             if (!GroupwiseConstant(gamma, groups) || !GroupwiseConstant(beta, groups))
-                return Match.Refuse(SkipReason.NotPerChannel, $"GroupNormalization-18 takes one γ and β per group, these vary within groups; opset 21 takes them per channel (--target-opset 21)");
+                return Match.Refuse(SkipReason.NotPerChannel, $"GroupNormalization-18 takes one γ and β per group, these vary within groups; opset 21 takes them per channel (a target opset of 21 allows raising it)");
             long size = c / groups;
-            return new Match.Planned(new GroupNormPlan(inorm, x, output, removed, groups, epsilon, type,
-                Enumerable.Range(0, (int)groups).Select(k => gamma[k * size]).ToArray(),
-                Enumerable.Range(0, (int)groups).Select(k => beta[k * size]).ToArray(), 18));
+            return opsets.Require(18, "GroupNormalization", removed) as Match
+                ?? new Match.Planned(new GroupNormPlan(inorm, x, output, removed, groups, epsilon, type,
+                    Enumerable.Range(0, (int)groups).Select(k => gamma[k * size]).ToArray(),
+                    Enumerable.Range(0, (int)groups).Select(k => beta[k * size]).ToArray(), 18));
         }
-        return Match.Refuse(SkipReason.OpsetTooLow, $"GroupNormalization needs opset 18 (21 for per-channel γ, β), the model imports {g.Opset}; --target-opset 21 allows raising it");
+        return opsets.Require(21, "GroupNormalization with per-channel γ, β (18 with per-group ones)", removed)!;
     }
 
     /// <summary>G from Reshape(X, [0|N, G, −1]), the shape constant or Concat(batch dim of X, [G], [−1]).</summary>
@@ -149,15 +152,8 @@ public sealed class GroupNormSwap(long targetOpset) : RewriteRule<GroupNormSwap.
         return true;
     }
 
-    protected override IReadOnlyList<string> Apply(GraphEditor editor, GroupNormPlan plan) =>
+    protected override Applied Apply(GraphEditor editor, GroupNormPlan plan) =>
         Patterns.ReplaceByNormalization(editor, plan.Anchor, plan.Removed, "GroupNormalization", plan.X, plan.Output, plan.DataType,
             [plan.Scale.Length], plan.Scale, plan.Bias, Patterns.Float("epsilon", plan.Epsilon), Patterns.Int("num_groups", plan.Groups));
 }
 
-/// <summary>A plan whose new node needs at least this default-domain opset.</summary>
-public interface IOpsetPlan
-{
-    long RequiredOpset { get; }
-    /// <summary>Nodes the rewrite removes (they need not keep their meaning at the new opset).</summary>
-    IReadOnlyList<NodeProto> Removed { get; }
-}

@@ -16,30 +16,30 @@ namespace NormFold.Rewriting.Normalization;
 /// input is refused); opset ≥ 17 or may be raised to it.
 /// Algebra: LayerNormalization computes (X − E[X]) / √(E[(X − E[X])²] + ε) · γ + β over A, exactly the decomposition.
 /// </summary>
-public sealed class LayerNormSwap(long targetOpset) : RewriteRule<LayerNormSwap.LayerNormPlan>
+public sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
 {
     const long Version = 17;
 
     public sealed record LayerNormPlan(NodeProto Anchor, string X, string Output, IReadOnlyList<NodeProto> Removed, long Axis,
-        float Epsilon, int DataType, long[] NormalizedShape, double[] Scale, double[] Bias) : Plan(Anchor, null), IOpsetPlan
+        float Epsilon, int DataType, long[] NormalizedShape, double[] Scale, double[] Bias) : Plan(Anchor, null)
     {
-        public long RequiredOpset => Version;
         public override string Describe() =>
             $"replaced {Removed.Count} nodes by LayerNormalization-{Version} (axis={Axis}, epsilon={Epsilon:G9}, normalized shape [{string.Join(", ", NormalizedShape)}])";
     }
 
     public override string Name => "LayerNormSwap";
-    public override string AnchorOpType => "ReduceMean";
+    public override IReadOnlyCollection<string> AnchorOpTypes { get; } = ["ReduceMean"];
 
-    public override Match TryMatch(GraphIndex g, NodeProto mean)
+    public override Match TryMatch(RewriteContext context, NodeProto mean)
     {
+        var g = context.Graph;
         if (mean.Input.Count == 0 || mean.Output.Count == 0 || !ReferenceEquals(g.Producer(mean.Output[0]), mean))
             return Match.Refuse(SkipReason.PatternMismatch, $"{Attributes.Describe(mean)} is no longer in the graph (removed by an earlier rewrite)");
         string x = mean.Input[0], m = mean.Output[0];
         var subs = g.Consumers(m).Where(n => n.OpType == "Sub" && Attributes.IsDefaultDomain(n) && n.Input.Count == 2
             && n.Input[0] == x && n.Input[1] == m).Distinct().ToList();
         if (subs.Count == 0)
-            return Match.Refuse(SkipReason.PatternMismatch, VarianceOf(g, mean) is { } owner
+            return new Match.NoCandidate(VarianceOf(g, mean) is { } owner
                 ? $"the variance reduction of the LayerNorm pattern at {Attributes.Describe(owner)}, decided there"
                 : $"'{m}' is not subtracted from the ReduceMean's input '{x}': a plain reduction, not a LayerNorm");
         if (g.IsGraphOutput(m) || g.Consumers(m).Count != subs.Count)
@@ -176,9 +176,7 @@ public sealed class LayerNormSwap(long targetOpset) : RewriteRule<LayerNormSwap.
             if (node.OpType == "Mul") scale = expanded; else bias = expanded;
         }
 
-        long opset = Math.Max(g.Opset, targetOpset);
-        if (opset < Version)
-            return Match.Refuse(SkipReason.OpsetTooLow, $"LayerNormalization needs opset {Version}, the model imports {g.Opset}; --target-opset {Version} allows raising it");
+        if (context.Opsets.Require(Version, "LayerNormalization", removed) is { } tooLow) return tooLow;
         return new Match.Planned(new LayerNormPlan(mean, x, output, removed, -k, (float)eps[0], type, shape, scale!, bias!));
     }
 
@@ -267,7 +265,7 @@ public sealed class LayerNormSwap(long targetOpset) : RewriteRule<LayerNormSwap.
         return result;
     }
 
-    protected override IReadOnlyList<string> Apply(GraphEditor editor, LayerNormPlan plan) =>
+    protected override Applied Apply(GraphEditor editor, LayerNormPlan plan) =>
         Patterns.ReplaceByNormalization(editor, plan.Anchor, plan.Removed, "LayerNormalization", plan.X, plan.Output, plan.DataType,
             plan.NormalizedShape, plan.Scale, plan.Bias, Patterns.Int("axis", plan.Axis), Patterns.Float("epsilon", plan.Epsilon));
 }

@@ -93,7 +93,7 @@ public static class Patterns
     /// Removes a matched pattern and puts one normalization node (X, scale, bias) with the given attributes in its place;
     /// the node takes the pattern's last output name. Shared by the swaps. Returns the new constants' names.
     /// </summary>
-    public static IReadOnlyList<string> ReplaceByNormalization(GraphEditor editor, NodeProto anchor, IReadOnlyList<NodeProto> removed,
+    public static Applied ReplaceByNormalization(GraphEditor editor, NodeProto anchor, IReadOnlyList<NodeProto> removed,
         string opType, string x, string output, int dataType, long[] dims, double[] scale, double[] bias, params AttributeProto[] attributes)
     {
         string baseName = anchor.Name.Length > 0 ? anchor.Name : output;
@@ -103,7 +103,7 @@ public static class Patterns
         var node = new NodeProto { OpType = opType, Input = { x, s, b }, Output = { output } };
         node.Attribute.AddRange(attributes);
         editor.AddNode(node, $"{baseName}_{opType}");
-        return [s, b];
+        return new Applied([s, b], [new NewConstant(s, scale), new NewConstant(b, bias)]);
     }
 
     public static AttributeProto Float(string name, float value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = value };

@@ -1,0 +1,58 @@
+using NormFold.Rewriting.BatchNorm;
+using NormFold.Rewriting.Normalization;
+
+namespace NormFold.Rewriting;
+
+/// <summary>How often a phase runs over a graph.</summary>
+public enum Repeat
+{
+    /// <summary>One pass over the anchors.</summary>
+    Once,
+    /// <summary>Passes until one changes nothing (capped by <see cref="PipelineOptions.MaxPasses"/>): a rewrite can
+    /// expose another (after Conv → BN → BN folds its first BN, the second one reads the Conv).</summary>
+    ToFixedPoint,
+}
+
+/// <summary>
+/// A phase: rules tried in order on each anchor (a node of one of their op types), and how often it runs.
+/// <paramref name="Enabled"/>: whether the options switch it on. <paramref name="WhenOff"/>: appended to the detail of
+/// anchors an earlier phase left, when this phase is switched off (so the report says why they stay as they are).
+/// </summary>
+public sealed record Phase(string Name, Repeat Repeat, IReadOnlyList<IRewriteRule> Rules,
+    Func<PipelineOptions, bool>? Enabled = null, string? WhenOff = null)
+{
+    public bool IsOn(PipelineOptions o) => Enabled?.Invoke(o) ?? true;
+}
+
+/// <summary>
+/// Every rule NormFold has, in the order the pipeline runs them. Adding a rule: one file (match → plan or named refusal;
+/// apply), one line here, one test class.
+/// </summary>
+public static class RuleRegistry
+{
+    public static IReadOnlyList<Phase> Phases { get; } =
+    [
+        // Folds into a neighbour's weights come first: they remove nodes, and a BN turned into Mul + Add could no longer
+        // be folded. Each BN rule accepts only its own producer op types, so their order does not matter.
+        new("fold", Repeat.ToFixedPoint,
+        [
+            new IntoConv(),
+            new IntoConvTranspose(),
+            new IntoGemm(),
+            new IntoMatMul(),
+        ]),
+        // Only the BNs nothing could absorb: must run after "fold" has reached its fixed point.
+        new("standalone", Repeat.Once,
+        [
+            new ToMulAdd(),
+        ], o => !o.KeepStandaloneBatchNorm, WhenOff: "kept as BatchNormalization: standalone BNs are kept"),
+        // Opt-in swaps last: they replace whole subgraphs, which must no longer change under them; they read the
+        // folded graph (a GroupNorm's Mul/Add constants are not BN parameters).
+        new("swap-groupnorm", Repeat.Once, [new GroupNormSwap()], o => o.SwapGroupNorm),
+        new("swap-layernorm", Repeat.Once, [new LayerNormSwap()], o => o.SwapLayerNorm),
+        new("lower-groupnorm", Repeat.Once, [new GroupNormLowering()], o => o.LowerGroupNorm),
+    ];
+
+    /// <summary>Every rule's name, in registry order: all are accepted by <see cref="PipelineOptions.DisabledRules"/>.</summary>
+    public static IReadOnlyList<string> RuleNames { get; } = Phases.SelectMany(p => p.Rules).Select(r => r.Name).ToList();
+}

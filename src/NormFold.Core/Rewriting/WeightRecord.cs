@@ -1,0 +1,35 @@
+using System.Text.Json.Serialization;
+using NormFold.Tensors;
+
+namespace NormFold.Rewriting;
+
+/// <summary>
+/// What a rewrite did to one tensor, exactly enough to recompute it from the original model: the weight audit replays
+/// these (in double, rounded once to the stored type) and compares the result bit for bit. Source names are tensors
+/// of the original model, result names tensors of the rewritten one, both in the decision's graph.
+/// </summary>
+[JsonPolymorphic(TypeDiscriminatorPropertyName = "kind")]
+[JsonDerivedType(typeof(ScaledWeight), "scaled")]
+[JsonDerivedType(typeof(FoldedBias), "bias")]
+[JsonDerivedType(typeof(ForwardBias), "forwardBias")]
+[JsonDerivedType(typeof(NewConstant), "constant")]
+public abstract record WeightRecord(string Result);
+
+/// <summary>W'[i] = W[i]·Factors[channel(i)], channel(i) given by <paramref name="Layout"/> (output channels for a
+/// fold into the producer, input channels for a fold into the consumer).</summary>
+public sealed record ScaledWeight(string Source, string Result, ChannelLayout Layout,
+    [property: JsonIgnore] double[] Factors) : WeightRecord(Result);
+
+/// <summary>b'[r, c] = Scale[c]·SourceFactor·b[r, c] + Shift[c] over the result's [N] or [M, N] elements; b (scalar,
+/// [1], [N], [1, N], [M, 1] or [M, N]) broadcasts along the last axis; an absent <paramref name="Source"/> is 0.</summary>
+public sealed record FoldedBias(string? Source, string Result, double SourceFactor,
+    [property: JsonIgnore] double[] Scale, [property: JsonIgnore] double[] Shift) : WeightRecord(Result);
+
+/// <summary>A shift folded forward through a linear op: b'[o] = b[o] + Σ_{i of output o} W[i]·Shift[input(i)], W the
+/// consumer's original weight, <paramref name="Outputs"/> mapping its elements to output channels and
+/// <paramref name="Inputs"/> to input channels; an absent <paramref name="Source"/> bias is 0.</summary>
+public sealed record ForwardBias(string? Source, string Weight, string Result, ChannelLayout Outputs, ChannelLayout Inputs,
+    [property: JsonIgnore] double[] Shift) : WeightRecord(Result);
+
+/// <summary>A new constant with these values (e.g. the Mul and Add constants replacing a BN), rounded once.</summary>
+public sealed record NewConstant(string Result, [property: JsonIgnore] double[] Values) : WeightRecord(Result);
