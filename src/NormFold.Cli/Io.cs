@@ -21,9 +21,13 @@ public sealed class Io
     /// <summary>Columns the human text may use: the terminal's width, or 100 when it is not a terminal.</summary>
     public int Width { get; }
 
-    public Io(string command, ParsedArgs args, IReadOnlyList<OptionSpec> options, TextWriter stdout)
+    /// <summary>The command line as given (for the reports).</summary>
+    public IReadOnlyList<string> CommandLine { get; }
+
+    public Io(string command, ParsedArgs args, IReadOnlyList<OptionSpec> options, TextWriter stdout, IReadOnlyList<string>? rawArgs = null)
     {
         _command = command;
+        CommandLine = ["normfold", command, .. rawArgs ?? []];
         _args = args;
         _reports = options.Where(o => o.Writes != null).ToList();
         var toStdout = _reports.Where(o => args.Value(o.Name) is { } v && IsStdout(v)).ToList();
@@ -75,6 +79,9 @@ public sealed class Io
             targets.Add((path, $"the {o.Writes} ({o.Name})"));
         }
     }
+
+    /// <summary>Whether this report option was given.</summary>
+    public bool Wants(string option) => _args.Has(option);
 
     /// <summary>Writes a report to stdout ("-") or its file (atomically; a device or pipe is written into).</summary>
     public void WriteReport(string option, string content)

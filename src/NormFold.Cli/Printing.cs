@@ -1,23 +1,13 @@
 using System.Text;
-using System.Text.Json;
-using System.Text.Json.Serialization;
+using NormFold.Reports;
 using NormFold.Rewriting;
 using NormFold.Verification;
 
 namespace NormFold.Cli;
 
-/// <summary>Console tables and JSON files: two views of the same records.</summary>
+/// <summary>Console text: tables that fit the terminal, summaries, numbers. Views of the decision log and the check.</summary>
 public static class Printing
 {
-    public static readonly JsonSerializerOptions Json = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
-        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
-        Converters = { new JsonStringEnumConverter() },
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-    };
-
     /// <summary>The model file and its data files, resolved (<see cref="NormFold.Onnx.OnnxModel.InputFiles"/>); just the
     /// model file when it cannot be loaded (the command itself will say why).</summary>
     public static Dictionary<string, string> FilesRead(string model)
@@ -26,44 +16,75 @@ public static class Printing
         catch (Exception e) when (Cli.IsInputError(e)) { return new() { [NormFold.Onnx.PathGuard.Resolve(model)] = "the input model" }; }
     }
 
-    public static string ToJson(object value) => JsonSerializer.Serialize(value, Json) + "\n";
-
-    public static string Table(IReadOnlyList<string> headers, IEnumerable<IReadOnlyList<string>> rows, int lastColumnMax = 100)
+    /// <summary>A table fitted to <paramref name="width"/> columns: columns whose cells are all empty or "-" are left
+    /// out; while the table is too wide the widest column narrows (down to 6), and cells wrap inside their column.</summary>
+    public static string Table(IReadOnlyList<string> headers, IEnumerable<IReadOnlyList<string>> rows, int width = 100)
     {
-        var all = rows.Select(r => r.Select((c, i) => i == r.Count - 1 && c.Length > lastColumnMax ? c[..(lastColumnMax - 1)] + "…" : c).ToList()).ToList();
-        var widths = headers.Select((h, i) => Math.Max(h.Length, all.Count == 0 ? 0 : all.Max(r => r[i].Length))).ToArray();
-        var sb = new StringBuilder();
-        void Line(IReadOnlyList<string> cells)
-        {
-            for (int i = 0; i < cells.Count; i++)
+        const int gap = 2, narrowest = 6;
+        var all = rows.ToList();
+        var keep = Enumerable.Range(0, headers.Count).Where(i => all.Count == 0 || all.Any(r => r[i] is not ("" or "-"))).ToList();
+        var head = keep.Select(i => headers[i]).ToList();
+        var cells = all.Select(r => keep.Select(i => r[i]).ToList()).ToList();
+        var widths = head.Select((h, i) => Math.Max(h.Length, cells.Count == 0 ? 0 : cells.Max(r => r[i].Length))).ToArray();
+        // First narrow columns down to their longest unbreakable word (wrapping at spaces and '/'), widest first;
+        // then, if still too wide, cut words too.
+        var words = head.Select((h, i) => Math.Max(narrowest, cells.Count == 0 ? 0 : cells.Max(r => LongestWord(r[i])))).ToArray();
+        foreach (bool cutWords in new[] { false, true })
+            while (widths.Sum() + gap * (widths.Length - 1) > width)
             {
-                sb.Append(i == cells.Count - 1 ? cells[i] : cells[i].PadRight(widths[i] + 2));
+                int j = -1;
+                for (int i = 0; i < widths.Length; i++)
+                    if (widths[i] > (cutWords ? narrowest : words[i]) && (j < 0 || widths[i] > widths[j])) j = i;
+                if (j < 0) break;
+                widths[j]--;
             }
-            sb.Append('\n');
+        var sb = new StringBuilder();
+        void Line(IReadOnlyList<string> row)
+        {
+            var wrapped = row.Select((c, i) => Wrap(c, widths[i], "").Split('\n')).ToList();
+            int height = wrapped.Max(w => w.Length);
+            for (int k = 0; k < height; k++)
+            {
+                var line = new StringBuilder();
+                for (int i = 0; i < wrapped.Count; i++)
+                    line.Append((k < wrapped[i].Length ? wrapped[i][k] : "").PadRight(i == wrapped.Count - 1 ? 0 : widths[i] + gap));
+                sb.Append(line.ToString().TrimEnd()).Append('\n');
+            }
         }
-        Line(headers);
+        Line(head);
         Line(widths.Select(w => new string('-', w)).ToList());
-        foreach (var r in all) Line(r);
+        foreach (var r in cells) Line(r);
         return sb.ToString();
     }
 
-    public static string Decisions(RewriteLog log)
+    /// <summary>One row per decision. The Op column only when the anchors differ in op type; Rule, Into, Reason and
+    /// Detail blank where they carry nothing (a folded BN has no reason).</summary>
+    public static string Decisions(RewriteLog log, int width = 100)
     {
         if (log.Decisions.Count == 0) return "No BatchNormalization (or other candidate) in the model.\n";
         bool nested = log.Decisions.Any(d => d.Graph != "main");
+        bool ops = log.Decisions.Select(d => d.AnchorOpType).Distinct().Count() > 1;
         var headers = new List<string>();
         if (nested) headers.Add("Graph");
-        headers.AddRange(["Node", "Op", "Outcome", "Rule", "Into", "Reason", "Detail"]);
+        headers.Add("Node");
+        if (ops) headers.Add("Op");
+        headers.AddRange(["Outcome", "Rule", "Into", "Reason", "Detail"]);
         var rows = log.Decisions.Select(d =>
         {
             var row = new List<string>();
             if (nested) row.Add(d.Graph);
-            row.AddRange([d.Anchor, d.AnchorOpType, OutcomeText(d.Outcome), d.Rule ?? "-", d.Target ?? "-", d.Reason?.ToString() ?? "-",
+            row.Add(d.Anchor);
+            if (ops) row.Add(d.AnchorOpType);
+            row.AddRange([OutcomeText(d.Outcome), d.Rule ?? "", d.Target ?? "", d.Reason?.ToString() ?? "",
                 d.Outcome == Outcome.Folded ? "" : d.Detail]);
             return (IReadOnlyList<string>)row;
         });
-        return Table(headers, rows, 160);
+        return Table(headers, rows, width);
     }
+
+    /// <summary>The gate failures, one per line, wrapped to <paramref name="width"/>.</summary>
+    public static string GateFailures(GateResults gates, int width = 100) =>
+        string.Concat(gates.Failures.Select(f => Wrap($"  {f.Gate}: {f.Subject}: {f.Reason}", width, "      ") + "\n"));
 
     public static string OutcomeText(Outcome o) => o switch
     {
@@ -84,48 +105,12 @@ public static class Printing
         return text + $" Nodes: {before} → {after}.";
     }
 
-    public static string OpChanges(FoldResult result)
+    public static string OpChanges(FoldResult result, int width = 100)
     {
         var keys = result.OpsBefore.Keys.Union(result.OpsAfter.Keys).OrderBy(k => k, StringComparer.Ordinal);
         var rows = keys.Select(k => (IReadOnlyList<string>)[k, result.OpsBefore.GetValueOrDefault(k).ToString(), result.OpsAfter.GetValueOrDefault(k).ToString()]);
-        return Table(["Op", "Before", "After"], rows);
+        return Table(["Op", "Before", "After"], rows, width);
     }
-
-    public static object FoldJson(string input, string? output, FoldResult result, CheckReport? check) => new
-    {
-        tool = "normfold",
-        version = typeof(Folding).Assembly.GetName().Version?.ToString(3),
-        input,
-        output,
-        summary = new
-        {
-            batchNormalizations = result.Log.Decisions.Count,
-            folded = result.Log.Count(Outcome.Folded),
-            replaced = result.Log.Count(Outcome.Replaced),
-            left = result.Log.Count(Outcome.Left),
-            nodesBefore = result.OpsBefore.Values.Sum(),
-            nodesAfter = result.OpsAfter.Values.Sum(),
-        },
-        opsBefore = result.OpsBefore,
-        opsAfter = result.OpsAfter,
-        decisions = result.Log.Decisions,
-        check = check is null ? null : CheckJson(check),
-    };
-
-    public static object CheckJson(CheckReport report) => new
-    {
-        passed = report.Passed,
-        ortVersion = report.OrtVersion,
-        inputs = report.Options.InputProvenance,
-        seed = report.Options.Seed,
-        iterations = report.Options.Iterations,
-        ortLevel = report.Options.Level.ToString().ToLowerInvariant(),
-        notes = report.Notes,
-        outputs = report.Outputs,
-        firstDrifting = report.FirstDrifting?.Name,
-        weightAudit = report.Audit,
-        intermediates = report.Intermediates,
-    };
 
     static IReadOnlyList<string> Row(OutputComparison o) =>
     [
@@ -138,36 +123,37 @@ public static class Printing
 
     /// <summary>Outputs table, then the shared intermediates: all of them with <paramref name="everyTensor"/>, else a summary
     /// and the first that drifts.</summary>
-    public static string Check(CheckReport report, bool everyTensor = false)
+    public static string Check(CheckReport report, bool everyTensor = false, int width = 100)
     {
         var sb = new StringBuilder();
-        sb.Append(Table(CheckHeaders, report.Outputs.Select(Row), 140));
+        sb.Append(Table(CheckHeaders, report.Outputs.Select(Row), width));
         var inner = report.Intermediates;
         if (everyTensor && inner.Count > 0)
         {
             sb.Append($"\nShared intermediate tensors, in the original's node order:\n");
-            sb.Append(Table(CheckHeaders, inner.Select(Row), 140));
+            sb.Append(Table(CheckHeaders, inner.Select(Row), width));
         }
+        var text = new StringBuilder();
         if (report.FirstDrifting is { } f)
         {
             int index = inner.ToList().IndexOf(f);
-            sb.Append($"First intermediate to drift (of {inner.Count} both models name, in the original's node order): '{f.Name}' {f.Shape} {f.ElementType}: " +
+            text.Append($"First intermediate to drift (of {inner.Count} both models name, in the original's node order): '{f.Name}' {f.Shape} {f.ElementType}: " +
                       $"{f.FailedElements} of {f.Elements} elements beyond tolerance; max abs {Num(f.MaxAbs)} ({Num(f.RelativeToMagnitude)} of max|ref|), " +
                       $"worst at [{string.Join(",", f.WorstIndex)}]: {f.WorstActual:G9} vs {f.WorstReference:G9}" +
                       (index > 0 ? $"; the {index} before it agree (last: '{inner[index - 1].Name}').\n" : ".\n"));
         }
         else if (inner.Count > 0)
-            sb.Append($"All {inner.Count} intermediate tensors both models name agree within tolerance.\n");
+            text.Append($"All {inner.Count} intermediate tensors both models name agree within tolerance.\n");
         if (report.Audit is { } audit)
-            sb.Append(audit.Passed
+            text.Append(audit.Passed
                 ? $"Weight audit: {audit.Tensors} folded weight tensor(s), {audit.Elements} elements, all bit-identical to the exact fold (computed in double, rounded once).\n"
                 : $"Weight audit FAILED: {audit.Inexact} of {audit.Elements} elements in {audit.Tensors} folded weight tensor(s) differ from the exact fold, by up to {Num(audit.MaxUlp)} ulp (worst: '{audit.WorstTensor}').\n");
-        foreach (var n in report.Notes) sb.Append("note: ").Append(n).Append('\n');
-        return sb.ToString();
+        foreach (var n in report.Notes) text.Append("note: ").Append(n).Append('\n');
+        return sb.Append(Wrap(text.ToString().TrimEnd('\n'), width, "  ")).Append(text.Length > 0 ? "\n" : "").ToString();
     }
 
-    /// <summary>Wraps each line of <paramref name="text"/> at spaces to <paramref name="width"/> columns; continuation lines
-    /// start with <paramref name="indent"/>. A word longer than a line is cut.</summary>
+    /// <summary>Wraps each line of <paramref name="text"/> to <paramref name="width"/> columns, at spaces or after a '/'
+    /// (node names are paths); continuation lines start with <paramref name="indent"/>. A longer word is cut.</summary>
     public static string Wrap(string text, int width, string indent)
     {
         var lines = new List<string>();
@@ -176,10 +162,11 @@ public static class Printing
             string rest = line, prefix = "";
             while (prefix.Length + rest.Length > width)
             {
-                int room = width - prefix.Length;
+                int room = Math.Max(1, width - prefix.Length);
                 int lead = rest.Length - rest.TrimStart(' ').Length; // a line's own indent is no place to break
-                int cut = rest.LastIndexOf(' ', room);
-                if (cut <= lead) cut = room;
+                int cut = room;
+                for (int i = room; i > lead; i--)
+                    if (rest[i] == ' ' || rest[i - 1] == '/') { cut = i; break; }
                 lines.Add(prefix + rest[..cut].TrimEnd());
                 rest = rest[cut..].TrimStart(' ');
                 prefix = indent;
@@ -187,6 +174,20 @@ public static class Printing
             if (rest.Length > 0 || prefix.Length == 0) lines.Add(prefix + rest);
         }
         return string.Join('\n', lines);
+    }
+
+    /// <summary>The longest piece of <paramref name="s"/> that <see cref="Wrap"/> cannot break.</summary>
+    static int LongestWord(string s)
+    {
+        int longest = 0, run = 0;
+        for (int i = 0; i < s.Length; i++)
+        {
+            if (s[i] == ' ') { run = 0; continue; }
+            run++;
+            longest = Math.Max(longest, run);
+            if (s[i] == '/') run = 0;
+        }
+        return longest;
     }
 
     public static string Num(double v, string format = "G3") =>

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using NormFold.Reports;
 using NormFold.Rewriting;
 
 namespace NormFold.Cli.Commands;
@@ -83,34 +84,59 @@ public static class BatchFold
         {
             var rows = ordered.Select(o => (IReadOnlyList<string>)[
                 Path.GetRelativePath(inRoot, o.Input),
-                o.Error is null ? "ok" : o.ExitCode == ExitCodes.CheckFailed ? "check failed" : "error",
+                ResultText(o.ExitCode),
                 o.Result?.Log.Count(Outcome.Folded).ToString() ?? "-",
                 o.Result?.Log.Count(Outcome.Replaced).ToString() ?? "-",
                 o.Result?.Log.Count(Outcome.Left).ToString() ?? "-",
                 o.Result is { } r ? $"{r.OpsBefore.Values.Sum()} → {r.OpsAfter.Values.Sum()}" : "-",
                 $"{o.Elapsed.TotalSeconds:F2}s",
                 o.Error ?? ""]);
-            stdout.Write(Printing.Table(["Model", "Result", "Folded", "Replaced", "Left", "Nodes", "Time", "Error"], rows, 120));
+            stdout.Write(Printing.Table(["Model", "Result", "Folded", "Replaced", "Left", "Nodes", "Time", "Error"], rows, io.Width));
             stdout.WriteLine();
         }
         int failed = ordered.Count(o => o.Error != null);
         stdout.WriteLine($"{inputs.Count} model(s) in {clock.Elapsed.TotalSeconds:F1}s with {jobs} job(s): {inputs.Count - failed} written to {outputDir}, {failed} failed.");
-        io.WriteReport("--report", Printing.ToJson(new
-            {
-                tool = "normfold",
-                input = inputDir,
-                output = outputDir,
-                jobs,
-                models = ordered.Select(o => new
-                {
-                    input = o.Input, output = o.Error is null ? o.Output : null, exitCode = o.ExitCode, error = o.Error,
-                    seconds = o.Elapsed.TotalSeconds,
-                    fold = o.Result is null ? null : Printing.FoldJson(o.Input, o.Error is null ? o.Output : null, o.Result, o.Check),
-                }),
-            }));
-        // The worst failure decides: an internal error, then invalid input, then a failed check.
-        foreach (int code in new[] { ExitCodes.InternalError, ExitCodes.InvalidInput, ExitCodes.CheckFailed })
-            if (ordered.Any(o => o.ExitCode == code)) return code;
+        int exit = WorstExit(ordered.Select(o => o.ExitCode));
+        ReportSettings.Write(io, Report(inputDir, outputDir, jobs, clock.Elapsed.TotalSeconds, ordered, io.CommandLine, exit));
+        foreach (var o in ordered.Where(o => o.Gates is { Passed: false }))
+        {
+            Console.Error.WriteLine($"normfold: fold: {o.Error}");
+            Console.Error.Write(Printing.GateFailures(o.Gates!, io.Width));
+        }
+        return exit;
+    }
+
+    public static string ResultText(int exitCode) => exitCode switch
+    {
+        ExitCodes.Success => "ok",
+        ExitCodes.CheckFailed => "check failed",
+        ExitCodes.GateFailed => "gate failed",
+        _ => "error",
+    };
+
+    /// <summary>The worst failure decides: an internal error, then invalid input, then a failed check, then a gate.</summary>
+    public static int WorstExit(IEnumerable<int> codes)
+    {
+        var all = codes.ToHashSet();
+        foreach (int code in new[] { ExitCodes.InternalError, ExitCodes.InvalidInput, ExitCodes.CheckFailed, ExitCodes.GateFailed })
+            if (all.Contains(code)) return code;
         return ExitCodes.Success;
+    }
+
+    static FolderReport Report(string inputDir, string outputDir, int jobs, double seconds, List<FoldCommand.Outcome> ordered, IReadOnlyList<string> commandLine, int exit)
+    {
+        var models = ordered.Select(o =>
+        {
+            var fold = o.Result is null ? null : o.Report();
+            return new ModelEntry(o.Input, o.Written ? o.Output : null, o.ExitCode, o.Error, o.Elapsed.TotalSeconds,
+                fold?.Check is { } c ? ReportBuilder.Figures(c) : null, fold);
+        }).ToList();
+        var folds = models.Select(m => m.Fold).OfType<FoldReport>().ToList();
+        var totals = new FolderTotals(ordered.Count, ordered.Count(o => o.Written), ordered.Count(o => !o.Written),
+            ordered.Count(o => o.ExitCode == ExitCodes.InternalError), ordered.Count(o => o.ExitCode == ExitCodes.InvalidInput),
+            ordered.Count(o => o.ExitCode == ExitCodes.CheckFailed), ordered.Count(o => o.ExitCode == ExitCodes.GateFailed),
+            folds.Sum(f => f.Summary.BatchNormalizations), folds.Sum(f => f.Summary.Folded), folds.Sum(f => f.Summary.Replaced),
+            folds.Sum(f => f.Summary.Left), folds.Sum(f => f.Summary.NodesBefore), folds.Sum(f => f.Summary.NodesAfter));
+        return new FolderReport(ReportBuilder.Tool, ReportBuilder.Version, commandLine, exit, inputDir, outputDir, jobs, seconds, totals, models);
     }
 }

@@ -1,3 +1,4 @@
+using NormFold.Reports;
 using NormFold.Verification;
 
 namespace NormFold.Cli.Commands;
@@ -18,8 +19,12 @@ public sealed class CheckCommand : Command
     public override IReadOnlyList<OptionSpec> Options { get; } =
     [
         new("--json", "FILE.json", "write every statistic, the inputs' provenance and the ORT version as JSON (- for stdout: then all other text goes to stderr)", Writes: "JSON report"),
+        .. Gates.DriftOptions,
+        .. ReportSettings.Options,
         .. CheckSettings.Options,
     ];
+
+    public override string ExitCodesHelp => "0 equivalent, 1 internal error, 2 not equivalent, 3 invalid model or arguments, 4 --max-drift or --min-cosine failed";
 
     protected override string QuietHelp => "print only errors and the verdict line (and the tables when the check fails)";
 
@@ -31,14 +36,31 @@ public sealed class CheckCommand : Command
         var request = CheckSettings.ParseRequest(Name, args);
         io.CheckReports(args.Positionals, []);
         CheckSettings.CheckSaveFolder(Name, request, args.Positionals, io.ReportFiles);
-        var report = CheckRun.Run(args.Positionals[0], args.Positionals[1], request);
-        if (!io.Quiet || !report.Passed) stdout.Write(Printing.Check(report, request.Localize));
-        io.WriteReport("--json", Printing.ToJson(Printing.CheckJson(report)));
+        var gates = Gates.Parse(Name, args);
+        var histograms = new List<HistogramBuilder>();
+        var report = CheckRun.Run(args.Positionals[0], args.Positionals[1], request, observe: (_, _, expected, actual) =>
+        {
+            for (int k = 0; k < expected.Count; k++)
+            {
+                if (histograms.Count <= k) histograms.Add(new HistogramBuilder());
+                if (actual.TryGetValue(expected[k].Name, out var a)) histograms[k].Add(expected[k], a);
+            }
+        });
+        var gate = gates.Results(null, report);
+        int exit = !report.Passed ? ExitCodes.CheckFailed : gate is { Passed: false } ? ExitCodes.GateFailed : ExitCodes.Success;
+        if (!io.Quiet || !report.Passed) stdout.Write(Printing.Check(report, request.Localize, io.Width));
+        ReportSettings.Write(io, new CheckFileReport(ReportBuilder.Tool, ReportBuilder.Version, io.CommandLine, exit,
+            args.Positionals[0], args.Positionals[1], ReportBuilder.Check(report, [.. histograms.Select(h => (ErrorHistogram?)h.Build())]), gate));
         var o = report.Options;
         stdout.WriteLine(report.Passed
             ? $"Equivalent: {report.Outputs.Count} output(s) within tolerance ({o.InputProvenance}, {o.Iterations} iteration(s), ONNX Runtime {report.OrtVersion}, {(o.Level == OrtLevel.Disable ? "optimisations disabled" : $"optimisation level {o.Level.ToString().ToLowerInvariant()}")})."
             : $"NOT equivalent: {report.Outputs.Count(x => !x.Passed)} of {report.Outputs.Count} output(s) and {report.Intermediates.Count(x => !x.Passed)} of {report.Intermediates.Count} shared intermediate tensor(s) beyond tolerance" +
               (report.Audit is { Passed: false } ? "; the weight audit failed." : "."));
-        return report.Passed ? ExitCodes.Success : ExitCodes.CheckFailed;
+        if (gate is { Passed: false } && report.Passed)
+        {
+            Console.Error.WriteLine($"normfold: check: {string.Join(", ", gate.Failures.Select(f => f.Gate).Distinct())}: {gate.Failures.Count} failure(s):");
+            Console.Error.Write(Printing.GateFailures(gate, io.Width));
+        }
+        return exit;
     }
 }

@@ -8,9 +8,11 @@ namespace NormFold.Cli.Commands;
 public static class CheckRun
 {
     /// <param name="candidateLabel">How messages name the candidate (fold --check: the output path, not the staged file).</param>
-    public static CheckReport Run(string referencePath, string candidatePath, CheckSettings.Request request, string? candidateLabel = null)
+    /// <param name="observe">Also called with each iteration's outputs (the reports' error histograms).</param>
+    public static CheckReport Run(string referencePath, string candidatePath, CheckSettings.Request request, string? candidateLabel = null,
+        Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? observe = null)
     {
-        try { return RunCore(referencePath, candidatePath, request, candidateLabel); }
+        try { return RunCore(referencePath, candidatePath, request, candidateLabel, observe); }
         catch (InvalidModelException e) when (e.Message.Contains(InputGenerator.ShapeHint, StringComparison.Ordinal))
         {
             throw new InvalidModelException(WithShapeOption(e.Message), e.InnerException);
@@ -20,7 +22,8 @@ public static class CheckRun
     /// <summary>The library's "bind it with a shape", as the option that does it.</summary>
     static string WithShapeOption(string text) => text.Replace(InputGenerator.ShapeHint, "bind it with --shape NAME:DxDx…", StringComparison.Ordinal);
 
-    static CheckReport RunCore(string referencePath, string candidatePath, CheckSettings.Request request, string? candidateLabel)
+    static CheckReport RunCore(string referencePath, string candidatePath, CheckSettings.Request request, string? candidateLabel,
+        Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? observe)
     {
         var options = request.Options with
         {
@@ -31,7 +34,7 @@ public static class CheckRun
         using var candidate = OnnxModel.Load(candidatePath);
         if (request.InputsDir == null && request.InputFiles.Count == 0)
         {
-            var generated = EquivalenceChecker.Check(reference, candidate, options, null, SaveOutputs(request, options));
+            var generated = EquivalenceChecker.Check(reference, candidate, options, null, Both(SaveOutputs(request, options), observe));
             return generated with { Notes = generated.Notes.Select(WithShapeOption).ToList() };
         }
         var (sets, provenance) = InputFiles.Load(ModelInputs.Of(reference), request.InputFiles, request.InputsDir);
@@ -40,7 +43,7 @@ public static class CheckRun
         // about the two models agreeing).
         var expected = request.InputsDir is { } dir ? InputFiles.ExpectedOutputs(dir) : [];
         var expectationNotes = new List<string>();
-        var save = SaveOutputs(request, options);
+        var save = Both(SaveOutputs(request, options), observe);
         var report = EquivalenceChecker.Check(reference, candidate, options, i => sets[i], (it, inputs, outputs, actual) =>
         {
             save?.Invoke(it, inputs, outputs, actual);
@@ -57,6 +60,10 @@ public static class CheckRun
         });
         return report with { Notes = [.. report.Notes, .. expectationNotes] };
     }
+
+    static Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? Both(
+        Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? a,
+        Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? b) => a is null ? b : b is null ? a : a + b;
 
     static Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? SaveOutputs(CheckSettings.Request request, CheckOptions options)
     {

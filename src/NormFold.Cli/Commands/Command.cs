@@ -28,7 +28,7 @@ public abstract class Command
         var all = All;
         if (args.Contains("--help") || args.Contains("-h")) { stdout.Write(HelpText(all)); return ExitCodes.Success; }
         var parsed = ParsedArgs.Parse(Name, args, all);
-        return Execute(parsed, new Io(Name, parsed, all, stdout));
+        return Execute(parsed, new Io(Name, parsed, all, stdout, args));
     }
 
     protected abstract int Execute(ParsedArgs args, Io io);

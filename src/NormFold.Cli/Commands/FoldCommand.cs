@@ -1,4 +1,5 @@
 using NormFold.Onnx;
+using NormFold.Reports;
 using NormFold.Rewriting;
 using NormFold.Verification;
 
@@ -26,14 +27,26 @@ public sealed class FoldCommand : Command
         new("--external-data-file", "NAME", "name of that data file, relative to the output's folder (default: the output's file name + .data); implies --external-data"),
         new("--check", null, "run original and folded model in ONNX Runtime and compare; on failure write nothing, exit 2"),
         new("--jobs", "N", "with a folder of models: how many to fold at once (default: the number of cores)"),
+        Gates.RequireAllFoldedOption,
+        .. Gates.DriftOptions,
+        .. ReportSettings.Options,
         .. CheckSettings.Options,
     ];
 
     /// <summary>Everything one fold needs besides its paths.</summary>
-    public sealed record Settings(PipelineOptions Pipeline, SaveOptions Save, bool Check, CheckSettings.Request CheckRequest);
+    public sealed record Settings(PipelineOptions Pipeline, SaveOptions Save, bool Check, CheckSettings.Request CheckRequest, Gates Gates);
 
-    /// <summary>What one fold did: its log, the check (if asked), and the failure, if any, as exit code and one line.</summary>
-    public sealed record Outcome(string Input, string Output, FoldResult? Result, CheckReport? Check, int ExitCode, string? Error, TimeSpan Elapsed);
+    /// <summary>What one fold did: its log, the check (if asked) with the outputs' error histograms, the gates, and the
+    /// failure, if any, as exit code and one line (<paramref name="Written"/>: whether the model was written).</summary>
+    public sealed record Outcome(string Input, string Output, FoldResult? Result, CheckReport? Check, int ExitCode, string? Error, TimeSpan Elapsed,
+        IReadOnlyList<ErrorHistogram?>? Histograms = null, GateResults? Gates = null)
+    {
+        public bool Written => ExitCode == ExitCodes.Success;
+
+        /// <summary>This fold as a report record (<paramref name="commandLine"/> for a top-level report).</summary>
+        public FoldReport Report(IReadOnlyList<string>? commandLine = null) =>
+            ReportBuilder.Fold(Input, Written ? Output : null, Result!, Check, Histograms, Gates, commandLine, commandLine is null ? null : ExitCode);
+    }
 
     protected override string QuietHelp => "print only errors, the summary line and what was written";
 
@@ -54,7 +67,9 @@ public sealed class FoldCommand : Command
         };
         if (save.ExternalFileName != null && (save.ExternalFileName.Length == 0 || Path.IsPathRooted(save.ExternalFileName) || save.ExternalFileName.Contains("..")))
             throw new InvalidUsageException("fold: --external-data-file must be a file name relative to the output's folder");
-        var settings = new Settings(PipelineSettings.Parse(Name, args), save, check, checkRequest);
+        var gates = Gates.Parse(Name, args);
+        if (!check && gates.OnCheck) throw new InvalidUsageException("fold: --max-drift and --min-cosine need --check");
+        var settings = new Settings(PipelineSettings.Parse(Name, args), save, check, checkRequest, gates);
         if (Directory.Exists(input))
             return BatchFold.Run(input, output, settings, args.Int(Name, "--jobs", Environment.ProcessorCount, min: 1), io);
         if (args.Has("--jobs")) throw new InvalidUsageException("fold: --jobs applies to a folder of models");
@@ -81,19 +96,20 @@ public sealed class FoldCommand : Command
         bool quiet = io.Quiet;
         if (!quiet)
         {
-            stdout.Write(Printing.Decisions(result.Log));
+            stdout.Write(Printing.Decisions(result.Log, io.Width));
             stdout.WriteLine();
         }
         if (report != null && (!quiet || !report.Passed))
         {
-            stdout.Write(Printing.Check(report, checkRequest.Localize));
+            stdout.Write(Printing.Check(report, checkRequest.Localize, io.Width));
             stdout.WriteLine();
         }
-        io.WriteReport("--report", Printing.ToJson(Printing.FoldJson(input, outcome.ExitCode == 0 ? output : null, result, report)));
+        ReportSettings.Write(io, outcome.Report(io.CommandLine));
         stdout.WriteLine(Printing.Summary(result));
         if (outcome.Error != null)
         {
             Console.Error.WriteLine($"normfold: fold: {outcome.Error}");
+            if (outcome.Gates is { Passed: false } g) Console.Error.Write(Printing.GateFailures(g, io.Width));
             return outcome.ExitCode;
         }
         string data = File.Exists(output + ".data") || save.ExternalFileName != null
@@ -102,8 +118,8 @@ public sealed class FoldCommand : Command
         return ExitCodes.Success;
     }
 
-    /// <summary>Load, fold, (check,) save one model. With <paramref name="rethrow"/> false, errors become the outcome
-    /// (batch mode: one bad model does not stop the others).</summary>
+    /// <summary>Load, fold, (check,) gate, save one model. With <paramref name="rethrow"/> false, errors become the outcome
+    /// (batch mode: one bad model does not stop the others). A failed check or gate writes nothing.</summary>
     public static Outcome FoldOne(string input, string output, Settings settings, bool rethrow)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -112,20 +128,43 @@ public sealed class FoldCommand : Command
         {
             using var model = OnnxModel.Load(input);
             result = Folding.Fold(model, settings.Pipeline);
+            var foldGates = settings.Gates.Check(result, null).ToList();
             CheckReport? report = null;
             // The weight audit replays this fold's log against the saved model.
             var request = settings.CheckRequest with { Options = settings.CheckRequest.Options with { FoldLog = result.Log } };
-            if (settings.Check) report = Staging.SaveChecked(model, input, output, settings.Save, request);
-            else ModelWriter.Save(model, output, settings.Save);
+            List<HistogramBuilder>? histograms = null;
+            if (settings.Check)
+            {
+                var collect = new List<HistogramBuilder>();
+                report = Staging.SaveChecked(model, input, output, settings.Save, request,
+                    accept: r => r.Passed && foldGates.Count == 0 && !settings.Gates.Check(null, r).Any(),
+                    observe: (_, _, expected, actual) =>
+                    {
+                        lock (collect)
+                            for (int k = 0; k < expected.Count; k++)
+                            {
+                                if (collect.Count <= k) collect.Add(new HistogramBuilder());
+                                if (actual.TryGetValue(expected[k].Name, out var a)) collect[k].Add(expected[k], a);
+                            }
+                    });
+                histograms = collect;
+            }
+            else if (foldGates.Count == 0) ModelWriter.Save(model, output, settings.Save);
+            var gates = settings.Gates.Results(result, report);
+            var built = histograms?.Select(h => (ErrorHistogram?)h.Build()).ToList();
             if (report is { Passed: false })
             {
                 string why = report.FirstFailure is { } f
                     ? $"{(report.Outputs.Contains(f) ? "output" : "intermediate tensor")} '{f.Name}' ({f.Problem ?? $"max abs error {Printing.Num(f.MaxAbs)} > tolerance"})"
                     : $"the weight audit ({report.Audit!.Inexact} elements differ from the exact fold)";
                 return new Outcome(input, output, result, report, ExitCodes.CheckFailed,
-                    $"{input}: equivalence check failed on {why}; {output} was not written", clock.Elapsed);
+                    $"{input}: equivalence check failed on {why}; {output} was not written", clock.Elapsed, built, gates);
             }
-            return new Outcome(input, output, result, report, ExitCodes.Success, null, clock.Elapsed);
+            if (gates is { Passed: false })
+                return new Outcome(input, output, result, report, ExitCodes.GateFailed,
+                    $"{input}: {string.Join(", ", gates.Failures.Select(f => f.Gate).Distinct())}: {gates.Failures.Count} failure(s); {output} was not written",
+                    clock.Elapsed, built, gates);
+            return new Outcome(input, output, result, report, ExitCodes.Success, null, clock.Elapsed, built, gates);
         }
         catch (Exception e) when (!rethrow && Cli.IsInputError(e))
         {

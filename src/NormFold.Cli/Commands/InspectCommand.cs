@@ -12,12 +12,14 @@ public sealed class InspectCommand : Command
         "Plans the fold in memory and prints the decision for every BatchNormalization and the op counts before and\n" +
         "after. Nothing is written except the --json report.";
 
-    public override string ExitCodesHelp => "0 success, 1 internal error, 3 invalid model or arguments";
+    public override string ExitCodesHelp => "0 success, 1 internal error, 3 invalid model or arguments, 4 --require-all-folded failed";
 
     public override IReadOnlyList<OptionSpec> Options { get; } =
     [
         new("--json", "FILE.json", "write the plan and op counts as JSON (- for stdout: then all other text goes to stderr)", Writes: "JSON report"),
         .. PipelineSettings.Options,
+        Gates.RequireAllFoldedOption,
+        .. ReportSettings.Options,
     ];
 
     protected override string QuietHelp => "print only errors and the summary line";
@@ -26,6 +28,7 @@ public sealed class InspectCommand : Command
     {
         string input = SinglePositional(args, "model");
         var options = PipelineSettings.Parse(Name, args);
+        var gates = Gates.Parse(Name, args);
         io.CheckReports([input], []);
         using var model = OnnxModel.Load(input);
         var m = model.Proto;
@@ -35,13 +38,20 @@ public sealed class InspectCommand : Command
         if (!io.Quiet)
         {
             stdout.WriteLine();
-            stdout.Write(Printing.Decisions(result.Log));
+            stdout.Write(Printing.Decisions(result.Log, io.Width));
             stdout.WriteLine();
-            stdout.Write(Printing.OpChanges(result));
+            stdout.Write(Printing.OpChanges(result, io.Width));
             stdout.WriteLine();
         }
         stdout.WriteLine(Printing.Summary(result));
-        io.WriteReport("--json", Printing.ToJson(Printing.FoldJson(input, null, result, null)));
-        return ExitCodes.Success;
+        var gate = gates.Results(result, null);
+        int exit = gate is { Passed: false } ? ExitCodes.GateFailed : ExitCodes.Success;
+        ReportSettings.Write(io, NormFold.Reports.ReportBuilder.Fold(input, null, result, null, null, gate, io.CommandLine, exit));
+        if (gate is { Passed: false })
+        {
+            Console.Error.WriteLine($"normfold: inspect: {input}: --require-all-folded: {gate.Failures.Count} not folded:");
+            Console.Error.Write(Printing.GateFailures(gate, io.Width));
+        }
+        return exit;
     }
 }

@@ -9,7 +9,11 @@ namespace NormFold.Cli.Commands;
 /// </summary>
 public static class Staging
 {
-    public static CheckReport SaveChecked(OnnxModel model, string input, string output, SaveOptions save, CheckSettings.Request request)
+    /// <param name="accept">Whether to move the checked model into place (default: the check passed).</param>
+    /// <param name="observe">Passed to the check (each iteration's outputs).</param>
+    public static CheckReport SaveChecked(OnnxModel model, string input, string output, SaveOptions save, CheckSettings.Request request,
+        Func<CheckReport, bool>? accept = null,
+        Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? observe = null)
     {
         string full = Path.GetFullPath(output);
         string dir = Path.GetDirectoryName(full)!;
@@ -21,8 +25,8 @@ public static class Staging
         {
             string staged = Path.Combine(staging, Path.GetFileName(full));
             ModelWriter.Save(model, staged, save);
-            var report = CheckRun.Run(input, staged, request, $"the folded model ({output})");
-            if (report.Passed)
+            var report = CheckRun.Run(input, staged, request, $"the folded model ({output})", observe);
+            if (accept?.Invoke(report) ?? report.Passed)
                 foreach (var file in Directory.GetFiles(staging))
                     File.Move(file, Path.Combine(dir, Path.GetFileName(file)), overwrite: true);
             return report;

@@ -73,7 +73,7 @@ public class ReportOutputTests
         var (code, stdout, stderr) = Run("check", Model("mlp_bn1d.onnx"), Model("mlp_bn1d.onnx"), "--shape", "input:2x32", "--json", "-");
         Assert.Equal(ExitCodes.Success, code);
         using var json = JsonDocument.Parse(stdout);
-        Assert.True(json.RootElement.GetProperty("passed").GetBoolean());
+        Assert.True(json.RootElement.GetProperty("check").GetProperty("passed").GetBoolean());
         Assert.Contains("Equivalent", stderr);
     }
 

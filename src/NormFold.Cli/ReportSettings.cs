@@ -1,0 +1,48 @@
+using NormFold.Cli.Reports;
+using NormFold.Reports;
+
+namespace NormFold.Cli;
+
+/// <summary>The report options every command takes besides its JSON report, and writing them all: views of one
+/// report record.</summary>
+public static class ReportSettings
+{
+    public static readonly OptionSpec[] Options =
+    [
+        new("--junit", "FILE.xml", "write a JUnit XML report for CI test reporters (- for stdout)", Writes: "JUnit report"),
+        new("--summary", "FILE.md", "write a Markdown summary, e.g. for a CI job summary page (- for stdout)", Writes: "Markdown summary"),
+        new("--html", "FILE.html", "write a self-contained HTML report with drift charts (- for stdout)", Writes: "HTML report"),
+    ];
+
+    /// <summary>The JSON report's option: fold's --report (alias --json), or --json.</summary>
+    static void Json(Io io, Func<string> json)
+    {
+        foreach (var option in new[] { "--report", "--json" })
+            if (io.Wants(option)) io.WriteReport(option, json());
+    }
+
+    static void Views(Io io, Func<string> junit, Func<string> markdown, Func<string> html)
+    {
+        if (io.Wants("--junit")) io.WriteReport("--junit", junit());
+        if (io.Wants("--summary")) io.WriteReport("--summary", markdown());
+        if (io.Wants("--html")) io.WriteReport("--html", html());
+    }
+
+    public static void Write(Io io, FoldReport report)
+    {
+        Json(io, report.ToJson);
+        Views(io, () => JUnit.Of(report), () => Markdown.Of(report), () => Html.Of(report));
+    }
+
+    public static void Write(Io io, CheckFileReport report)
+    {
+        Json(io, report.ToJson);
+        Views(io, () => JUnit.Of(report), () => Markdown.Of(report), () => Html.Of(report));
+    }
+
+    public static void Write(Io io, FolderReport report)
+    {
+        Json(io, report.ToJson);
+        Views(io, () => JUnit.Of(report), () => Markdown.Of(report), () => Html.Of(report));
+    }
+}

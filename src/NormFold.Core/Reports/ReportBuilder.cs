@@ -1,0 +1,87 @@
+using NormFold.Rewriting;
+using NormFold.Verification;
+
+namespace NormFold.Reports;
+
+/// <summary>Builds the report records from the decision log and the check report (views of them, nothing more).</summary>
+internal static class ReportBuilder
+{
+    public const string Tool = "normfold";
+    public static string? Version => typeof(ReportBuilder).Assembly.GetName().Version?.ToString(3);
+
+    public static FoldSummary Summary(FoldResult result)
+    {
+        var d = result.Log.Decisions;
+        return new FoldSummary(
+            d.Count(x => x.AnchorOpType == "BatchNormalization"), d.Count(x => x.AnchorOpType != "BatchNormalization"),
+            result.Log.Count(Outcome.Folded), result.Log.Count(Outcome.Replaced), result.Log.Count(Outcome.Left),
+            result.OpsBefore.Values.Sum(), result.OpsAfter.Values.Sum());
+    }
+
+    public static FoldReport Fold(string input, string? output, FoldResult result, CheckReport? check,
+        IReadOnlyList<ErrorHistogram?>? histograms = null, GateResults? gates = null, IReadOnlyList<string>? commandLine = null, int? exitCode = null) =>
+        new(Tool, Version, commandLine, exitCode, input, output, Summary(result), result.OpsBefore, result.OpsAfter,
+            result.Log.Decisions.Select(Entry).ToList(), check is null ? null : Check(check, histograms), gates);
+
+    public static DecisionEntry Entry(Decision d) =>
+        new(d.Graph, d.Anchor, d.AnchorOpType, d.Outcome, d.Rule, d.Target, d.Reason, d.Detail, d.Created);
+
+    /// <param name="histograms">Per output, in order (null: none collected).</param>
+    public static CheckResults Check(CheckReport r, IReadOnlyList<ErrorHistogram?>? histograms = null) => new(
+        r.Passed, r.OrtVersion, r.Options.InputProvenance, r.Options.Seed, r.Options.Iterations,
+        r.Options.Level.ToString().ToLowerInvariant(), r.Notes,
+        r.Outputs.Select((o, i) => Drift(o, histograms is not null && i < histograms.Count ? histograms[i] : null)).ToList(),
+        r.FirstDrifting?.Name, r.FirstFailingIteration,
+        r.Audit is { } a ? new WeightAuditSummary(a.Passed, a.Tensors, a.Elements, a.Inexact, a.MaxUlp, a.WorstTensor, a.Skipped) : null,
+        r.Intermediates.Select(o => Drift(o, null)).ToList(),
+        null);
+
+    public static TensorDrift Drift(OutputComparison o, ErrorHistogram? histogram) => new(
+        o.Name, o.Passed, o.Problem, o.Shape, o.ElementType, new ToleranceUsed(o.Tolerance.Atol, o.Tolerance.Rtol),
+        o.MaxAbs, o.MeanAbs, o.MedianAbs, o.P99Abs, o.MaxRel, o.MeanRel, o.MedianRel, o.P99Rel,
+        o.ReferenceMagnitude, o.RelativeToMagnitude, o.Cosine, o.WorstIndex, o.WorstReference, o.WorstActual,
+        o.MinAtol, o.MinRtol, o.FailedElements, o.Elements, o.PercentilesSampled, histogram);
+
+    public static DriftFigures Figures(CheckResults c)
+    {
+        var worst = c.Outputs.Where(o => o.Problem is null).MaxBy(o => o.RelativeToMagnitude);
+        return new DriftFigures(c.Passed, worst?.RelativeToMagnitude ?? 0, worst?.Name,
+            c.Outputs.Where(o => o.Problem is null).Select(o => o.Cosine).DefaultIfEmpty(1).Min(), c.FirstDrifting);
+    }
+}
+
+/// <summary>Accumulates an <see cref="ErrorHistogram"/> of one output over iterations.</summary>
+internal sealed class HistogramBuilder
+{
+    /// <summary>Decades of |a − r| / max|r|: below 1e-9, [1e-9, 1e-8), …, [1e-1, 1), and 1 or more.</summary>
+    public const int FirstDecade = -9;
+    static readonly string[] Labels = [.. Enumerable.Range(0, 11).Select(Label)];
+    readonly long[] _counts = new long[Labels.Length];
+    long _exact, _nonFinite;
+
+    static string Label(int bin) => bin == 0 ? $"<1e{FirstDecade}" : bin == 10 ? "≥1" : $"1e{FirstDecade + bin - 1}";
+
+    public void Add(NamedTensor reference, NamedTensor actual)
+    {
+        if (!reference.IsFloatingPoint || reference.Count != actual.Count || reference.ElementType != actual.ElementType) return;
+        var r = reference.ToDoubles();
+        var a = actual.ToDoubles();
+        double m = 0;
+        foreach (var v in r) if (double.IsFinite(v)) m = Math.Max(m, Math.Abs(v));
+        if (m == 0) m = 1;
+        for (int i = 0; i < r.Length; i++)
+        {
+            if (!double.IsFinite(r[i]) || !double.IsFinite(a[i]))
+            {
+                if (!r[i].Equals(a[i])) _nonFinite++; else _exact++;
+                continue;
+            }
+            double e = Math.Abs(a[i] - r[i]) / m;
+            if (e == 0) { _exact++; continue; }
+            int bin = e >= 1 ? 10 : Math.Clamp((int)Math.Floor(Math.Log10(e)) - FirstDecade + 1, 0, 9);
+            _counts[bin]++;
+        }
+    }
+
+    public ErrorHistogram Build() => new(_exact, Labels, [.. _counts], _nonFinite);
+}

@@ -1,0 +1,145 @@
+using NormFold.Rewriting;
+
+namespace NormFold.Reports;
+
+// The JSON reports, as records. Serialised by source-generated System.Text.Json (ReportJson), camelCase, enums as
+// strings, nulls left out, non-finite numbers as "NaN"/"Infinity". Schemas: docs/schemas/*.schema.json.
+
+/// <summary>`fold` and `inspect` (and one model of a folder run): every decision, op counts, the check and the gates.</summary>
+public sealed record FoldReport(
+    string Tool,
+    string? Version,
+    IReadOnlyList<string>? CommandLine,
+    int? ExitCode,
+    string Input,
+    string? Output,
+    FoldSummary Summary,
+    IReadOnlyDictionary<string, int> OpsBefore,
+    IReadOnlyDictionary<string, int> OpsAfter,
+    IReadOnlyList<DecisionEntry> Decisions,
+    CheckResults? Check,
+    GateResults? Gates)
+{
+    public string ToJson() => ReportJson.Serialize(this, ReportJsonContext.Default.FoldReport);
+}
+
+/// <summary>Counts derived from the decisions. <see cref="BatchNormalizations"/> counts BN decisions only; the other
+/// candidates (normalisation swaps, affine ops) are <see cref="OtherCandidates"/>; folded/replaced/left count all.</summary>
+public sealed record FoldSummary(int BatchNormalizations, int OtherCandidates, int Folded, int Replaced, int Left, int NodesBefore, int NodesAfter);
+
+/// <summary>One decision of the log: folded into what, replaced, or left and why.</summary>
+public sealed record DecisionEntry(
+    string Graph,
+    string Anchor,
+    string AnchorOpType,
+    Outcome Outcome,
+    string? Rule,
+    string? Target,
+    SkipReason? Reason,
+    string Detail,
+    IReadOnlyList<string> Created);
+
+/// <summary>An equivalence check: how the inputs were made, and every compared tensor's statistics.</summary>
+public sealed record CheckResults(
+    bool Passed,
+    string OrtVersion,
+    string Inputs,
+    int Seed,
+    int Iterations,
+    string OrtLevel,
+    IReadOnlyList<string> Notes,
+    IReadOnlyList<TensorDrift> Outputs,
+    string? FirstDrifting,
+    int? FirstFailingIteration,
+    WeightAuditSummary? WeightAudit,
+    IReadOnlyList<TensorDrift> Intermediates,
+    IReadOnlyList<ChannelFinding>? ChannelFindings);
+
+/// <summary>How one tensor of the candidate differs from the reference (the worst iteration).</summary>
+public sealed record TensorDrift(
+    string Name,
+    bool Passed,
+    string? Problem,
+    string Shape,
+    string ElementType,
+    ToleranceUsed Tolerance,
+    double MaxAbs,
+    double MeanAbs,
+    double MedianAbs,
+    double P99Abs,
+    double MaxRel,
+    double MeanRel,
+    double MedianRel,
+    double P99Rel,
+    double ReferenceMagnitude,
+    double RelativeToMagnitude,
+    double Cosine,
+    IReadOnlyList<long> WorstIndex,
+    double WorstReference,
+    double WorstActual,
+    double MinAtol,
+    double MinRtol,
+    long FailedElements,
+    long Elements,
+    bool PercentilesSampled,
+    ErrorHistogram? Histogram);
+
+public sealed record ToleranceUsed(double Atol, double Rtol);
+
+/// <summary>Counts of elements by |actual − reference| / max|reference|, over every iteration: <see cref="Exact"/>
+/// equal, then one bin per decade from below 1e-9 to 1 and above, and <see cref="NonFinite"/> (NaN or ∞ in either).
+/// <see cref="Labels"/> name the bins of <see cref="Counts"/>.</summary>
+public sealed record ErrorHistogram(long Exact, IReadOnlyList<string> Labels, IReadOnlyList<long> Counts, long NonFinite);
+
+/// <summary>The weight audit: folded weights recomputed from the original, and how many elements differ.</summary>
+public sealed record WeightAuditSummary(bool Passed, int Tensors, long Elements, long Inexact, double MaxUlp, string? WorstTensor, IReadOnlyList<string> Skipped);
+
+/// <summary>A per-channel finding of the check: a channel of a tensor whose drift stands out.</summary>
+public sealed record ChannelFinding(string Tensor, int Axis, long Channel, double MaxAbs, double RelativeToMagnitude, string? Detail);
+
+/// <summary>The gates asked for and what failed them.</summary>
+public sealed record GateResults(bool Passed, IReadOnlyList<string> Gates, IReadOnlyList<GateFailure> Failures);
+
+/// <summary>One gate failure: which gate, what (a node, a tensor), and why.</summary>
+public sealed record GateFailure(string Gate, string Subject, string Reason);
+
+/// <summary>`check`: the two models, the check, and the gates.</summary>
+public sealed record CheckFileReport(
+    string Tool,
+    string? Version,
+    IReadOnlyList<string>? CommandLine,
+    int ExitCode,
+    string Reference,
+    string Candidate,
+    CheckResults Check,
+    GateResults? Gates)
+{
+    public string ToJson() => ReportJson.Serialize(this, ReportJsonContext.Default.CheckFileReport);
+}
+
+/// <summary>`fold FOLDER`: totals, the overall exit code, and one entry per model.</summary>
+public sealed record FolderReport(
+    string Tool,
+    string? Version,
+    IReadOnlyList<string>? CommandLine,
+    int ExitCode,
+    string Input,
+    string Output,
+    int Jobs,
+    double Seconds,
+    FolderTotals Totals,
+    IReadOnlyList<ModelEntry> Models)
+{
+    public string ToJson() => ReportJson.Serialize(this, ReportJsonContext.Default.FolderReport);
+}
+
+public sealed record FolderTotals(
+    int Models, int Written, int Failed, int InternalErrors, int InvalidInputs, int ChecksFailed, int GatesFailed,
+    int BatchNormalizations, int Folded, int Replaced, int Left, int NodesBefore, int NodesAfter);
+
+/// <summary>One model of a folder run: where it went, its exit code and error, its drift figures and its fold report.</summary>
+public sealed record ModelEntry(string Input, string? Output, int ExitCode, string? Error, double Seconds, DriftFigures? Drift, FoldReport? Fold);
+
+/// <summary>A check's headline numbers: the worst output's max |error| / max|reference| and cosine, and the first
+/// intermediate to drift.</summary>
+public sealed record DriftFigures(bool Passed, double MaxRelativeToMagnitude, string? WorstOutput, double MinCosine, string? FirstDrifting);
