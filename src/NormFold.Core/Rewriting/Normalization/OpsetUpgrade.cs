@@ -5,76 +5,232 @@ using NormFold.Onnx.Proto;
 namespace NormFold.Rewriting.Normalization;
 
 /// <summary>
-/// Raising a model's default-domain opset, allowed only when every node keeps its meaning at the new version.
-/// The table lists, per operator, the versions at which an existing node would mean something else or stop being
-/// valid (from the ONNX changelog). Operators whose later versions only added types or optional attributes/inputs
-/// with meaning-preserving defaults are listed as unchanged; an operator in neither list blocks the raise, since
-/// NormFold cannot vouch for it.
+/// Raising a model's default-domain opset from F to T. A node of op X keeps its meaning only if every version at which
+/// X's definition changed in (F, T] (<see cref="OnnxOpVersions"/>, ONNX's since_versions) has an exemption below whose
+/// check passes for this node. No exemption, a failed check, an op NormFold does not know, an op that does not exist
+/// at F, or one deprecated by T: the node blocks the raise. Every If/Loop/Scan body counts; nodes of other domains
+/// (com.microsoft, …) do not depend on the default-domain opset.
 /// </summary>
 public static class OpsetUpgrade
 {
-    /// <summary>The newest default-domain opset this table covers.</summary>
-    public const long HighestKnown = 23;
+    /// <summary>The newest default-domain opset the table covers.</summary>
+    public const long HighestKnown = OnnxOpVersions.Highest;
 
-    /// <summary>op → (version, what changes, whether it applies to this node).</summary>
-    static readonly Dictionary<string, (int Version, string What, Func<NodeProto, bool> Applies)> Breaking = new()
+    /// <summary>
+    /// Why a change cannot alter a node: it only added element types (<paramref name="NewTypes"/>, which the node must
+    /// not use), attributes or inputs whose absence keeps the old meaning (<paramref name="NewAttributes"/>, inputs
+    /// from <paramref name="FirstNewInput"/> on, which the node must not have), and <paramref name="Check"/> (null:
+    /// keeps its meaning; else what changes for this node).
+    /// </summary>
+    sealed record Exemption(string Why, int[]? NewTypes = null, string[]? NewAttributes = null,
+        int FirstNewInput = int.MaxValue, Func<NodeProto, GraphIndex, string?>? Check = null);
+
+    const int Bool = 9, F16 = 10, Bf16 = 16, Str = 8;
+    static readonly int[] Bf16Only = [Bf16], F8 = [17, 18, 19, 20], Int4 = [21, 22], F4 = [23],
+        Ints = [2, 3, 4, 5, 6, 7, 12, 13], SmallInts = [2, 3, 4, 5], SignedInts = [3, 5, 6, 7], Int8s = [2, 3];
+
+    static Exemption Types(params int[] t) => new("only added element types", NewTypes: t);
+    static Exemption Adds(string what, string[] attrs, int firstInput = int.MaxValue, int[]? types = null) =>
+        new($"only added {what}, whose absence keeps the old meaning", types, attrs, firstInput);
+    static readonly Exemption Wider = new("only accepts more values (negative axes or indices, broadcasting, new modes); every value valid before means the same");
+    static readonly Exemption Clarified = new("only reworded defaults an old node already meant; ONNX's version converter upgrades it unchanged");
+
+    static Exemption AxesBecameInput(string attr, int[]? types = null, string[]? attrs = null, int firstInput = int.MaxValue) =>
+        new($"took {attr} as an input instead of an attribute; without the attribute both mean the same", types, attrs, firstInput,
+            (n, _) => Attributes.Find(n, attr) != null ? $"takes {attr} as an input, not an attribute" : null);
+
+    /// <summary>Softmax/LogSoftmax/Hardmax-13: one axis (default −1) instead of the 2-D coercion at axis (default 1);
+    /// the same when both resolve to the last axis.</summary>
+    static readonly Exemption LastAxis = new("normalizes along one axis instead of all axes from it on; the same when that is the last axis",
+        Bf16Only, Check: (n, g) =>
+        {
+            if (n.Input.Count == 0 || g.Rank(n.Input[0]) is not { } rank)
+                return "changes the axis semantics and the input's rank is not known";
+            long Axis(long a) => a < 0 ? a + rank : a;
+            long before = Axis(Attributes.Int(n, "axis", 1)), after = Axis(Attributes.Int(n, "axis", -1));
+            return before == rank - 1 && after == rank - 1 ? null
+                : $"changes the axis semantics: axis {after} alone instead of the flattened axes {before}..{rank - 1}";
+        });
+
+    /// <summary>(op, version) → why the change at that version cannot alter a node passing the checks.</summary>
+    static readonly Dictionary<(string Op, int Version), Exemption> Exemptions = BuildExemptions();
+
+    static Dictionary<(string, int), Exemption> BuildExemptions()
     {
-        ["ReduceMean"] = (18, "axes became an input", UsesAxesAttribute),
-        ["ReduceMax"] = (18, "axes became an input", UsesAxesAttribute),
-        ["ReduceMin"] = (18, "axes became an input", UsesAxesAttribute),
-        ["ReduceProd"] = (18, "axes became an input", UsesAxesAttribute),
-        ["ReduceL1"] = (18, "axes became an input", UsesAxesAttribute),
-        ["ReduceL2"] = (18, "axes became an input", UsesAxesAttribute),
-        ["ReduceLogSum"] = (18, "axes became an input", UsesAxesAttribute),
-        ["ReduceLogSumExp"] = (18, "axes became an input", UsesAxesAttribute),
-        ["ReduceSumSquare"] = (18, "axes became an input", UsesAxesAttribute),
-        ["GroupNormalization"] = (21, "scale and bias became per channel", _ => true),
-        ["GridSample"] = (20, "mode values were renamed", _ => true),
-        ["DFT"] = (20, "dft_length and axis became inputs", _ => true),
-        ["BatchNormalization"] = (14, "the training-mode outputs changed", n => n.Output.Count(o => o.Length > 0) > 1),
-        ["Upsample"] = (10, "it was removed", _ => true),
-        ["Scatter"] = (11, "it was removed", _ => true),
-    };
+        var e = new Dictionary<(string, int), Exemption>();
+        void At(int v, Exemption x, params string[] ops) { foreach (var op in ops) e.Add((op, v), x); }
+        string[] reduceButSum = ["ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSumSquare"];
 
-    static bool UsesAxesAttribute(NodeProto n) => Attributes.Find(n, "axes") != null;
+        At(7, Adds("count_include_pad", ["count_include_pad"]), "AveragePool");
+        At(8, Wider, "Max", "Min", "Mean", "Sum");
+        At(8, Adds("storage_order and the Indices output", ["storage_order"]), "MaxPool");
+        At(9, Types(Ints), "MatMul", "Gemm", "PRelu", "Greater", "Less");
+        At(9, Types(Str), "Cast");
+        At(9, Types([.. Ints, Bool, Str]), "Flatten", "Constant");
+        At(9, new("dropped spatial; the same when it was 1 (its default)", Check: (n, _) =>
+            Attributes.Int(n, "spatial", 1) != 1 ? "dropped spatial, which is not 1 here" : null), "BatchNormalization");
+        At(10, Adds("ceil_mode", ["ceil_mode"]), "AveragePool");
+        At(10, Adds("ceil_mode and dilations", ["ceil_mode", "dilations"]), "MaxPool");
+        At(10, new("made the mask output boolean; the same when the mask is not read", Check: (n, _) =>
+            n.Output.Count > 1 && n.Output[1].Length > 0 ? "changed the mask output's type, which this node produces" : null), "Dropout");
+        At(11, Wider, ["ArgMax", "ArgMin", "Compress", "Concat", "Flatten", "Gather", "Hardmax", "LogSoftmax", "Softmax", "Slice",
+            "Split", "Squeeze", "Unsqueeze", "ReduceSum", "If", "Loop", "Scan", "Gemm", .. reduceButSum]);
+        At(11, Clarified, "Conv", "AveragePool", "MaxPool");
+        At(11, Types([1, 2, 3, 4, 5, F16, 11, 12, 13]), "Equal");
+        At(11, Adds("sparse_value", ["sparse_value"]), "Constant");
+        At(11, Adds("mode (default DCR)", ["mode"]), "DepthToSpace");
+        At(11, Adds("largest and sorted (defaults: the old behaviour)", ["largest", "sorted"]), "TopK");
+        At(12, Adds("select_last_index", ["select_last_index"]), "ArgMax", "ArgMin");
+        At(12, Adds("batch_dims", ["batch_dims"]), "GatherND");
+        At(12, Adds("value_float(s), value_int(s), value_string(s)", ["value_float", "value_floats", "value_int", "value_ints", "value_string", "value_strings"]), "Constant");
+        At(12, Types(Ints), "Clip", "Max", "Min", "Pow");
+        At(12, Types(Int8s), "MaxPool", "ReduceMax", "ReduceMin");
+        At(12, new("took ratio as an input instead of an attribute (and added training_mode); without the attribute both mean the same",
+            Check: (n, _) => Attributes.Find(n, "ratio") != null ? "takes ratio as an input, not an attribute" : null,
+            NewAttributes: ["seed"], FirstNewInput: 1), "Dropout");
+        At(13, Types(Bf16Only), ["Abs", "Add", "ArgMax", "ArgMin", "Cast", "Ceil", "Clip", "Concat", "Constant", "DepthToSpace", "Div",
+            "Dropout", "Equal", "Erf", "Exp", "Expand", "Flatten", "Floor", "Gather", "GatherElements", "GatherND", "Gemm", "Greater",
+            "Identity", "If", "IsNaN", "Less", "Log", "Loop", "LRN", "MatMul", "Max", "Mean", "MeanVarianceNormalization", "Min", "Mod",
+            "Mul", "Neg", "NonZero", "Pad", "Pow", "Reciprocal", "Relu", "Reshape", "ScatterElements", "ScatterND", "Shape", "Sigmoid",
+            "Sign", "Size", "Slice", "SpaceToDepth", "Sqrt", "Sub", "Sum", "Tanh", "Tile", "Transpose", .. reduceButSum]);
+        At(13, AxesBecameInput("axes", Bf16Only, ["noop_with_empty_axes"], 1), "ReduceSum");
+        At(13, AxesBecameInput("axes", Bf16Only, firstInput: 1), "Squeeze", "Unsqueeze");
+        At(13, AxesBecameInput("split", Bf16Only, firstInput: 1), "Split");
+        At(13, LastAxis, "Softmax", "LogSoftmax", "Hardmax");
+        At(14, Types(SmallInts), "Add", "Sub", "Mul", "Div");
+        At(14, Types(SignedInts), "Relu");
+        At(14, Types(F16, Bf16), "CumSum");
+        At(14, Types(), "Identity");
+        At(14, Adds("allowzero", ["allowzero"]), "Reshape");
+        At(14, Adds("layout", ["layout"]), "GRU", "LSTM", "RNN");
+        At(14, new("added training_mode and changed the training outputs; the same for one output (inference)",
+            NewAttributes: ["training_mode"], Check: (n, _) => n.Output.Skip(1).Any(o => o.Length > 0)
+                ? "changed the training-mode outputs, which this node produces" : null), "BatchNormalization");
+        At(15, Types(), "BatchNormalization");
+        At(15, Types(Bf16), "Pow");
+        At(15, Adds("start and end", ["start", "end"]), "Shape");
+        At(16, Types(Bf16), "Where", "LessOrEqual", "GreaterOrEqual", "LeakyRelu", "PRelu");
+        At(16, Types(), "Identity", "If", "Loop", "Scan");
+        At(16, Adds("reduction (default none)", ["reduction"]), "ScatterND", "ScatterElements");
+        At(18, Wider, "ScatterND", "ScatterElements", "OptionalGetElement", "OptionalHasElement");
+        At(18, Adds("the axes input", [], 3), "Pad");
+        At(18, Adds("ceil_mode and dilations", ["ceil_mode", "dilations"]), "LpPool");
+        At(18, AxesBecameInput("axes", attrs: ["noop_with_empty_axes"], firstInput: 1), reduceButSum);
+        At(18, new("added num_outputs; the same when the split input is given", NewAttributes: ["num_outputs"], Check: (n, _) =>
+            n.Input.Count > 1 && n.Input[1].Length > 0 ? null : "needs the split input or num_outputs, which this node lacks"), "Split");
+        At(19, Types(F8), "Constant", "Identity", "If", "Loop", "Pad", "Reshape", "Scan", "Shape", "Size");
+        At(19, Types(Str), "Equal");
+        At(19, Adds("saturate (float 8 only)", ["saturate"], types: F8), "Cast", "CastLike");
+        At(19, Adds("dilations", ["dilations"]), "AveragePool");
+        At(20, Types([Bf16, .. F8]), "ConstantOfShape");
+        At(20, Types([F16, Bf16, .. F8]), "IsInf");
+        At(20, Types(F8), "IsNaN");
+        At(20, Types(Bool), "ReduceMax", "ReduceMin");
+        At(21, Types(Int4), "Cast", "CastLike", "Constant", "ConstantOfShape", "Identity", "If", "Loop", "Reshape", "Scan", "Shape", "Size", "Transpose");
+        At(21, Types([.. F8, .. Int4]), "Flatten", "Pad", "Squeeze", "Unsqueeze");
+        At(22, Types(Bf16), "EyeLike", "RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike", "Multinomial", "Bernoulli",
+            "ThresholdedRelu", "Selu", "Elu", "Mish", "HardSigmoid", "HardSwish", "Softsign", "Softplus", "Sin", "Cos", "Tan", "Asin",
+            "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Round", "Det", "AveragePool", "MaxPool", "MaxUnpool", "LpPool",
+            "MaxRoiPool", "Conv", "ConvTranspose", "DeformConv", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool",
+            "InstanceNormalization", "LpNormalization", "Dropout", "RNN", "GRU", "LSTM");
+        At(23, Types(F4), "Cast", "CastLike", "Constant", "ConstantOfShape", "Flatten", "Identity", "If", "Loop", "Pad", "Reshape", "Scan",
+            "Shape", "Size", "Squeeze", "Transpose", "Unsqueeze");
+        return e;
+    }
 
-    static readonly HashSet<string> Unchanged = new(StringComparer.Ordinal)
+    /// <summary>What changed, for versions without an exemption worth naming.</summary>
+    static readonly Dictionary<(string, int), string> Changes = new()
     {
-        "Abs", "Acos", "Acosh", "Add", "And", "ArgMax", "ArgMin", "Asin", "Asinh", "Atan", "Atanh", "AveragePool",
-        "BatchNormalization", "BitShift", "Cast", "CastLike", "Ceil", "Celu", "Clip", "Compress", "Concat", "Constant",
-        "ConstantOfShape", "Conv", "ConvInteger", "ConvTranspose", "Cos", "Cosh", "CumSum", "DepthToSpace",
-        "DequantizeLinear", "Div", "Dropout", "DynamicQuantizeLinear", "Einsum", "Elu", "Equal", "Erf", "Exp", "Expand",
-        "EyeLike", "Flatten", "Floor", "GRU", "Gather", "GatherElements", "GatherND", "Gemm", "GlobalAveragePool",
-        "GlobalLpPool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "HardSigmoid", "HardSwish", "Hardmax", "Identity",
-        "If", "InstanceNormalization", "IsInf", "IsNaN", "LRN", "LSTM", "LayerNormalization", "LeakyRelu", "Less",
-        "LessOrEqual", "Log", "LogSoftmax", "Loop", "LpNormalization", "LpPool", "MatMul", "MatMulInteger", "Max",
-        "MaxPool", "MaxRoiPool", "MaxUnpool", "Mean", "MeanVarianceNormalization", "Min", "Mod", "Mul", "Neg",
-        "NonMaxSuppression", "NonZero", "Not", "OneHot", "Or", "PRelu", "Pad", "Pow", "QLinearConv", "QLinearMatMul",
-        "QuantizeLinear", "RNN", "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Range",
-        "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceL1", "ReduceL2",
-        "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "Relu", "Reshape", "Resize", "ReverseSequence",
-        "RoiAlign", "Round", "Scan", "ScatterElements", "ScatterND", "Selu", "Shape", "Shrink", "Sigmoid", "Sign", "Sin",
-        "Sinh", "Size", "Slice", "Softmax", "Softplus", "Softsign", "SpaceToDepth", "Split", "Sqrt", "Squeeze", "Sub",
-        "Sum", "Tan", "Tanh", "ThresholdedRelu", "Tile", "TopK", "Transpose", "Trilu", "Unique", "Unsqueeze", "Where",
-        "Xor", "Mish", "Gelu", "GroupNormalization", "GridSample", "DFT",
+        [("Clip", 11)] = "takes min and max as inputs instead of attributes",
+        [("Pad", 11)] = "takes pads and value as inputs instead of attributes",
+        [("Slice", 10)] = "takes starts, ends and axes as inputs instead of attributes",
+        [("TopK", 10)] = "takes k as an input instead of an attribute",
+        [("Upsample", 9)] = "takes scales as an input instead of an attribute",
+        [("Resize", 11)] = "changed its inputs and coordinate transformation",
+        [("GroupNormalization", 21)] = "takes scale and bias per channel instead of per group",
+        [("RoiAlign", 16)] = "changed the default coordinate_transformation_mode",
+        [("GridSample", 20)] = "renamed its mode values",
+        [("DFT", 20)] = "takes dft_length and axis as inputs",
+        [("OneHot", 11)] = "changed how negative indices are read",
+        [("Scan", 9)] = "dropped the batch axis",
     };
 
     /// <summary>Nodes (in every graph) that would change meaning if the default opset went from its current version to
-    /// <paramref name="target"/>; empty when raising is safe. Nodes the rewrite will remove can be excused.</summary>
+    /// <paramref name="target"/>, each with the version change; empty when raising is safe. Nodes the rewrite will
+    /// remove can be excused.</summary>
     public static List<string> Blockers(OnnxModel model, long target, IReadOnlySet<NodeProto>? excused = null)
     {
         long from = model.DefaultOpset;
         var blockers = new List<string>();
-        foreach (var g in model.AllGraphs())
-            foreach (var n in g.Node)
+        if (target <= from) return blockers;
+        if (target > HighestKnown)
+            return [$"opset {target} is past opset {HighestKnown}, the newest NormFold knows"];
+        var skip = new HashSet<NodeProto>(excused ?? new HashSet<NodeProto>(), ReferenceEqualityComparer.Instance);
+        foreach (var g in Indexed(model))
+            foreach (var n in g.Graph.Node)
             {
-                if (!Attributes.IsDefaultDomain(n) || (excused?.Contains(n) ?? false)) continue;
-                if (Breaking.TryGetValue(n.OpType, out var b) && b.Version > from && b.Version <= target && b.Applies(n))
-                    blockers.Add($"{Attributes.Describe(n)} ({b.What} in opset {b.Version})");
-                else if (!Unchanged.Contains(n.OpType) && !Breaking.ContainsKey(n.OpType))
-                    blockers.Add($"{Attributes.Describe(n)} (not in NormFold's table of operators that keep their meaning)");
+                if (!Attributes.IsDefaultDomain(n) || skip.Contains(n)) continue;
+                if (Blocker(n, g, from, target) is { } why) blockers.Add($"{Attributes.Describe(n)} ({why})");
             }
         return blockers;
+    }
+
+    /// <summary>Why <paramref name="n"/> would mean something else at <paramref name="target"/>, or null.</summary>
+    static string? Blocker(NodeProto n, GraphIndex g, long from, long target)
+    {
+        string op = n.OpType;
+        if (!OnnxOpVersions.Since.TryGetValue(op, out var versions))
+            return $"not an ai.onnx operator of opsets 1..{HighestKnown}";
+        if (versions[0] > from)
+            return $"{op} does not exist before opset {versions[0]}, the model imports {from}";
+        if (OnnxOpVersions.Deprecated.TryGetValue(op, out int gone) && gone <= target)
+            return $"{op} is deprecated from opset {gone}";
+        foreach (int v in versions)
+        {
+            if (v <= from || v > target) continue;
+            string? why = Exemptions.TryGetValue((op, v), out var ex)
+                ? Fails(ex, n, g)
+                : Changes.GetValueOrDefault((op, v)) ?? "changed its definition, and NormFold has no rule that this node keeps its meaning";
+            if (why != null) return $"{op}-{v} {why}";
+        }
+        return null;
+    }
+
+    static string? Fails(Exemption ex, NodeProto n, GraphIndex g)
+    {
+        if (ex.NewTypes is { Length: > 0 } types)
+            foreach (var name in n.Input.Concat(n.Output))
+                if (name.Length > 0 && g.ElemType(name) is { } t && types.Contains(t))
+                    return $"added the element type {(TensorProto.Types.DataType)t} that '{name}' has, so this node was not valid before";
+        if (ex.NewAttributes?.FirstOrDefault(a => Attributes.Find(n, a) != null) is { } attr)
+            return $"added the attribute {attr} that this node already has, so it was not valid before";
+        if (n.Input.Skip(ex.FirstNewInput).Any(i => i.Length > 0))
+            return $"added input {ex.FirstNewInput + 1} that this node already has, so it was not valid before";
+        return ex.Check?.Invoke(n, g);
+    }
+
+    /// <summary>An index for every graph the default opset governs: the main graph, training graphs and every
+    /// nested body (indexed under its enclosing graph, so outer names resolve), and bodies inside functions.</summary>
+    static IEnumerable<GraphIndex> Indexed(OnnxModel model)
+    {
+        var roots = new List<GraphProto>();
+        if (model.Proto.Graph != null) roots.Add(model.Proto.Graph);
+        foreach (var ti in model.Proto.TrainingInfo)
+        {
+            if (ti.Initialization != null) roots.Add(ti.Initialization);
+            if (ti.Algorithm != null) roots.Add(ti.Algorithm);
+        }
+        foreach (var f in model.Proto.Functions)
+            foreach (var n in f.Node) roots.AddRange(OnnxModel.Subgraphs(n));
+        var stack = new Stack<GraphIndex>(roots.Select(r => new GraphIndex(r, model)));
+        while (stack.Count > 0)
+        {
+            var g = stack.Pop();
+            yield return g;
+            foreach (var n in g.Graph.Node)
+                foreach (var body in OnnxModel.Subgraphs(n))
+                    stack.Push(new GraphIndex(body, model, g, $"{g.Path}/{n.Name}"));
+        }
     }
 
     /// <summary>Sets the default-domain opset import to <paramref name="target"/> and the IR version to one that allows it.</summary>

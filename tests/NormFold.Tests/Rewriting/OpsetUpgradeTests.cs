@@ -1,0 +1,612 @@
+using NormFold.Onnx;
+using NormFold.Rewriting;
+using NormFold.Rewriting.Normalization;
+using NormFold.Tests.Builders;
+using static NormFold.Tests.Builders.GraphBuilder;
+using static NormFold.Tests.TestSupport;
+
+namespace NormFold.Tests.Rewriting;
+
+/// <summary>
+/// Raising the default opset: every node whose op changed in (model opset, target] blocks unless an exemption shows the
+/// change cannot alter it. Positive cases raise a copy and check it in ORT against the original.
+/// </summary>
+public class OpsetUpgradeTests
+{
+    const int I64 = 7, Bool = 9;
+
+    /// <summary>Raises a copy (asserting nothing blocks) and checks both in ORT.</summary>
+    static OnnxModel RaiseAndCheck(OnnxModel original, long target)
+    {
+        var blockers = OpsetUpgrade.Blockers(original, target);
+        Assert.True(blockers.Count == 0, string.Join("\n", blockers));
+        var raised = new OnnxModel(original.Proto.Clone(), original.SourcePath);
+        OpsetUpgrade.Raise(raised, target);
+        Assert.Equal(target, raised.DefaultOpset);
+        AssertEquivalent(original, raised);
+        return raised;
+    }
+
+    /// <summary>An int64 initializer of any shape (GraphBuilder.Int64s makes 1-D ones).</summary>
+    static void Int64Init(GraphBuilder g, string name, long[] dims, params long[] values)
+    {
+        var t = new NormFold.Onnx.Proto.TensorProto { Name = name, DataType = I64 };
+        t.Dims.AddRange(dims);
+        t.Int64Data.AddRange(values);
+        g.Graph.Initializer.Add(t);
+    }
+
+    static string Blocked(OnnxModel model, long target) => Assert.Single(OpsetUpgrade.Blockers(model, target));
+
+    /// <summary>One node <paramref name="op"/> on x [2, 3, 4, 5] at <paramref name="opset"/>.</summary>
+    static OnnxModel One(long opset, string op, int outputs = 1, string[]? extraInputs = null, long[]? dims = null,
+        params (string, object)[] attrs)
+    {
+        var g = new GraphBuilder(opset);
+        g.Input("x", F32, dims ?? [2, 3, 4, 5]);
+        string[] outs = Enumerable.Range(0, outputs).Select(i => $"y{i}").ToArray();
+        g.NodeMulti(op, ["x", .. extraInputs ?? []], outs, "n", attrs);
+        foreach (var o in outs) g.Output(o);
+        return g.Build();
+    }
+
+    // ---- the two regressions of issue 9 ----
+
+    /// <summary>opset 11: x → Conv → decomposed GroupNorm → Softmax(axis).</summary>
+    static OnnxModel ConvGroupNormSoftmax(long softmaxAxis)
+    {
+        var g = new GraphBuilder(11);
+        g.Input("x", F32, [1, 3, 6, 6]);
+        g.Init("w", F32, [8, 3, 3, 3]);
+        g.Init("b", F32, [8]);
+        g.Node("Conv", ["x", "w", "b"], "c", "conv", ("pads", new long[] { 1, 1, 1, 1 }));
+        g.Int64s("gshape", 0, 2, -1);
+        g.Node("Reshape", ["c", "gshape"], "r1", "reshape1");
+        g.Init("in_scale", F32, [2], [1, 1]);
+        g.Init("in_bias", F32, [2], [0, 0]);
+        g.Node("InstanceNormalization", ["r1", "in_scale", "in_bias"], "in", "instnorm", ("epsilon", 1e-5f));
+        g.Node("Shape", ["c"], "cshape", "shape");
+        g.Node("Reshape", ["in", "cshape"], "r2", "reshape2");
+        g.Init("gamma", F32, [8, 1, 1], 0.5, 1.5);
+        g.Init("beta", F32, [8, 1, 1], -0.5, 0.5);
+        g.Node("Mul", ["r2", "gamma"], "m", "mul");
+        g.Node("Add", ["m", "beta"], "gn", "add");
+        g.Node("Softmax", ["gn"], "y", "softmax", ("axis", softmaxAxis));
+        g.Output("y");
+        return g.Build();
+    }
+
+    [Fact]
+    public void Groupnorm_swap_is_refused_when_raising_11_to_21_would_change_a_softmax()
+    {
+        var original = ConvGroupNormSoftmax(1);
+        var (folded, r) = Fold(original, new PipelineOptions { SwapGroupNorm = true, TargetOpset = 21 });
+        var d = AssertLeft(r, SkipReason.OpsetTooLow, "instnorm");
+        Assert.Contains("from 11 to 21", d.Detail);
+        Assert.Contains("Softmax 'softmax' (Softmax-13 changes the axis semantics", d.Detail);
+        Assert.Equal(11, folded.DefaultOpset);
+        Assert.Equal(0, Count(folded, "GroupNormalization"));
+        AssertEquivalent(original, folded);
+    }
+
+    [Fact]
+    public void Groupnorm_swap_raises_11_to_21_when_the_softmax_is_over_the_last_axis()
+    {
+        var original = ConvGroupNormSoftmax(-1);
+        var (folded, r) = Fold(original, new PipelineOptions { SwapGroupNorm = true, TargetOpset = 21 });
+        Assert.Equal(Outcome.Replaced, r.Log.Decisions.Single(d => d.Anchor == "instnorm").Outcome);
+        Assert.Equal(21, folded.DefaultOpset);
+        Assert.Equal(1, Count(folded, "GroupNormalization"));
+        AssertEquivalent(original, folded);
+    }
+
+    [Fact]
+    public void Layernorm_swap_is_refused_when_raising_9_to_17_would_break_a_clip_with_attributes()
+    {
+        // opset 9 (as PaddleOCR exports): ReduceMean → Sub → Pow → ReduceMean → Add ε → Sqrt → Div → Mul γ → Add β → Clip.
+        var g = new GraphBuilder(9);
+        g.Input("x", F32, [2, 5, 8]);
+        g.Node("ReduceMean", ["x"], "mu", "mean", ("axes", new long[] { -1 }));
+        g.Node("Sub", ["x", "mu"], "d", "sub");
+        g.Init("two", F32, [], [2]);
+        g.Node("Pow", ["d", "two"], "p", "pow");
+        g.Node("ReduceMean", ["p"], "v", "var", ("axes", new long[] { -1 }));
+        g.Init("eps", F32, [], [1e-5]);
+        g.Node("Add", ["v", "eps"], "ve", "add_eps");
+        g.Node("Sqrt", ["ve"], "s", "sqrt");
+        g.Node("Div", ["d", "s"], "n", "div");
+        g.Init("gamma", F32, [8], 0.5, 1.5);
+        g.Init("beta", F32, [8], -0.5, 0.5);
+        g.Node("Mul", ["n", "gamma"], "sc", "mul");
+        g.Node("Add", ["sc", "beta"], "ln", "add_beta");
+        g.Node("Clip", ["ln"], "y", "clip", ("min", -0.5f), ("max", 0.5f));
+        g.Output("y");
+        var original = g.Build();
+
+        var (folded, r) = Fold(original, new PipelineOptions { SwapLayerNorm = true, TargetOpset = 17 });
+        var d = AssertLeft(r, SkipReason.OpsetTooLow, "mean");
+        Assert.Contains("Clip 'clip' (Clip-11 takes min and max as inputs instead of attributes)", d.Detail);
+        Assert.Equal(9, folded.DefaultOpset);
+        Assert.Equal(0, Count(folded, "LayerNormalization"));
+        AssertEquivalent(original, folded);
+    }
+
+    [Fact]
+    public void Refusals_name_the_target_opset_not_a_cli_flag()
+    {
+        var (_, r) = Fold(ConvGroupNormSoftmax(1), new PipelineOptions { SwapGroupNorm = true });
+        var d = AssertLeft(r, SkipReason.OpsetTooLow, "instnorm");
+        Assert.Contains("a target opset of 21", d.Detail);
+        Assert.DoesNotContain("--", d.Detail);
+    }
+
+    // ---- positive raises: every change in range is exempt, ORT agrees ----
+
+    /// <summary>Ops torch and paddle exports use, at opset 13, whose changes up to 23 only add types or optional
+    /// attributes/inputs, or are conditional and met here (Split with a split input, Reduce without axes, BN inference).</summary>
+    static OnnxModel CommonOps13()
+    {
+        var g = new GraphBuilder(13);
+        long[] k2 = [2, 2];
+        g.Input("x", F32, [1, 4, 6, 6]);
+        g.Init("w", F32, [8, 4, 3, 3]);
+        g.Init("b", F32, [8]);
+        g.Node("Conv", ["x", "w", "b"], "c", "conv", ("pads", new long[] { 1, 1, 1, 1 }));
+        g.Node("Relu", ["c"], "r", "relu");
+        g.Node("Sigmoid", ["r"], "s", "sigmoid");
+        g.Node("Mul", ["r", "s"], "m", "mul");
+        g.Init("in_s", F32, [8], 0.5, 1.5);
+        g.Init("in_b", F32, [8]);
+        g.Node("InstanceNormalization", ["m", "in_s", "in_b"], "in", "instnorm");
+        g.Node("BatchNormalization", ["in", .. g.BnParams("bnp", 8)], "bn", "bn");
+        g.Node("MaxPool", ["bn"], "p", "maxpool", ("kernel_shape", k2), ("strides", k2));                      // [1, 8, 3, 3]
+        g.Node("AveragePool", ["bn"], "ap", "avgpool", ("kernel_shape", new long[] { 3, 3 }), ("strides", k2), ("pads", new long[] { 1, 1, 1, 1 }));
+        g.Node("LpPool", ["bn"], "lp", "lppool", ("kernel_shape", k2), ("strides", k2));
+        g.Node("GlobalAveragePool", ["p"], "gap", "gap");                                                     // [1, 8, 1, 1]
+        g.Node("GlobalMaxPool", ["ap"], "gmp", "gmp");
+        g.Node("Shape", ["p"], "shp", "shape");
+        g.Int64s("idx0", 0);
+        g.Node("Gather", ["shp", "idx0"], "n0", "gather");
+        g.Int64s("minus1", -1);
+        g.Node("Concat", ["n0", "minus1"], "ns", "concat", ("axis", 0L));
+        g.Node("Reshape", ["p", "ns"], "flat", "reshape");                                                    // [1, 72]
+        g.Init("wg", F32, [72, 10]);
+        g.Init("bg", F32, [10]);
+        g.Node("Gemm", ["flat", "wg", "bg"], "gm", "gemm");
+        g.Node("Flatten", ["gap"], "f2", "flatten");
+        g.Init("wm", F32, [8, 10]);
+        g.Node("MatMul", ["f2", "wm"], "mm", "matmul");
+        g.Node("Add", ["gm", "mm"], "a", "add");
+        g.Node("Softmax", ["a"], "sm", "softmax", ("axis", -1L));
+        g.Node("Transpose", ["sm"], "t", "transpose");
+        g.Node("Cast", ["t"], "h", "cast16", ("to", (long)F16));
+        g.Node("Cast", ["h"], "hb", "cast32", ("to", (long)F32));
+        g.Node("Identity", ["hb"], "o_identity", "identity");
+        g.Int64s("pads", 0, 0, 1, 1, 0, 0, 1, 1);
+        g.Node("Pad", ["lp", "pads"], "o_pad", "pad");
+        g.Int64s("halves", 36, 36);
+        g.NodeMulti("Split", ["flat", "halves"], ["s1", "s2"], "split", ("axis", 1L));
+        g.Node("ReduceMean", ["s1"], "o_mean", "reducemean");
+        g.Int64s("ax1", 1);
+        g.Node("ReduceSum", ["s2", "ax1"], "o_sum", "reducesum");
+        g.Node("ReduceMax", ["s2"], "o_max", "reducemax", ("keepdims", 0L));
+        g.Int64s("ax23", 2, 3);
+        g.Node("Squeeze", ["gmp", "ax23"], "sq", "squeeze");
+        g.Int64s("ax0", 0);
+        g.Node("Unsqueeze", ["sq", "ax0"], "us", "unsqueeze");                                                // [1, 1, 8]
+        g.Init("lo", F32, [], [-0.2]);
+        g.Init("hi", F32, [], [0.2]);
+        g.Node("Clip", ["us", "lo", "hi"], "cl", "clip");
+        g.Node("Greater", ["us", "lo"], "gt", "greater");
+        g.Node("Where", ["gt", "us", "cl"], "wh", "where");
+        g.Node("LeakyRelu", ["wh"], "lr", "leakyrelu");
+        g.Init("slope", F32, [8], 0.1, 0.3);
+        g.Node("PRelu", ["lr", "slope"], "pr", "prelu");
+        g.Node("Elu", ["pr"], "e1", "elu");
+        g.Node("Selu", ["e1"], "e2", "selu");
+        g.Node("Softplus", ["e2"], "e3", "softplus");
+        g.Node("Softsign", ["e3"], "e4", "softsign");
+        g.Node("HardSigmoid", ["e4"], "e5", "hardsigmoid");
+        g.Node("Dropout", ["e5"], "e6", "dropout");
+        g.Init("two", F32, [], [2]);
+        g.Node("Pow", ["e6", "two"], "o_act", "pow");
+        g.Node("GreaterOrEqual", ["us", "hi"], "ge", "ge");
+        g.Node("Cast", ["ge"], "o_ge", "cast_ge", ("to", (long)F32));
+        g.Node("Equal", ["shp", "shp"], "eq", "equal");
+        g.Node("Cast", ["eq"], "o_eq", "cast_eq", ("to", (long)F32));
+        g.Node("IsNaN", ["x"], "nan", "isnan");
+        g.Node("Cast", ["nan"], "o_nan", "cast_nan", ("to", (long)F32));
+        g.Node("IsInf", ["x"], "inf", "isinf");
+        g.Node("Cast", ["inf"], "o_inf", "cast_inf", ("to", (long)F32));
+        Int64Init(g, "cax", [], 3);
+        g.Node("CumSum", ["x", "cax"], "o_cumsum", "cumsum");
+        // Trigonometry on (0, 0.9): s · 0.9.
+        g.Init("k09", F32, [], [0.9]);
+        g.Node("Mul", ["s", "k09"], "u", "mul09");
+        string last = "u";
+        foreach (var op in new[] { "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Atanh", "Round" })
+        {
+            g.Node(op, ["u"], "t_" + op, op.ToLowerInvariant());
+            g.Node("Add", [last, "t_" + op], "acc_" + op, "acc_" + op);
+            last = "acc_" + op;
+        }
+        g.Init("one", F32, [], [1]);
+        g.Node("Add", ["u", "one"], "u1", "plus1");
+        g.Node("Acosh", ["u1"], "ach", "acosh");
+        g.Node("Add", [last, "ach"], "o_trig", "acc_acosh");
+        g.Init("wt", F32, [8, 2, 2, 2]);
+        g.Node("ConvTranspose", ["bn", "wt"], "ct", "convtranspose", ("strides", k2));
+        g.Node("LpNormalization", ["ct"], "o_lpnorm", "lpnorm", ("axis", 1L));
+        g.Init("eyein", F32, [3, 4]);
+        g.Node("EyeLike", ["eyein"], "o_eye", "eyelike");
+        g.Init("sqm", F32, [2, 3, 3]);
+        g.Node("Det", ["sqm"], "o_det", "det");
+        g.Int64s("cshape", 2, 3);
+        g.Node("ConstantOfShape", ["cshape"], "o_cos", "constantofshape",
+            ("value", NormFold.Tensors.TensorData.Create("v", F32, [1], new double[] { 0.5 })));
+        g.Node("Constant", [], "o_const", "constant", ("value", NormFold.Tensors.TensorData.Create("cv", F32, [2], new double[] { 1, 2 })));
+        g.Init("sdata", F32, [3, 3]);
+        Int64Init(g, "sidx", [1, 3], 1, 0, 2);
+        g.Init("supd", F32, [1, 3]);
+        g.Node("ScatterElements", ["sdata", "sidx", "supd"], "o_scatterel", "scatterelements");
+        g.Init("ndata", F32, [4]);
+        Int64Init(g, "nidx", [2, 1], 1, 3);
+        g.Init("nupd", F32, [2]);
+        g.Node("ScatterND", ["ndata", "nidx", "nupd"], "o_scatternd", "scatternd");
+        // Recurrent ops on gm [1, 10] as a sequence of one step.
+        g.Node("Unsqueeze", ["gm", "ax0"], "seq", "unsqueeze_seq");                                             // [1, 1, 10]
+        g.Init("gw", F32, [1, 12, 10]); g.Init("gr", F32, [1, 12, 4]);
+        g.Node("GRU", ["seq", "gw", "gr"], "o_gru", "gru", ("hidden_size", 4L));
+        g.Init("lw", F32, [1, 16, 10]); g.Init("lr_", F32, [1, 16, 4]);
+        g.Node("LSTM", ["seq", "lw", "lr_"], "o_lstm", "lstm", ("hidden_size", 4L));
+        g.Init("rw", F32, [1, 4, 10]); g.Init("rr", F32, [1, 4, 4]);
+        g.Node("RNN", ["seq", "rw", "rr"], "o_rnn", "rnn", ("hidden_size", 4L));
+        // An If whose branches read the outer softmax.
+        g.Node("Greater", ["o_mean", "lo"], "cond", "cond");
+        var then = g.Body("then");
+        then.Node("Identity", ["sm"], "then_out", "then_identity");
+        then.Output("then_out");
+        var els = g.Body("else");
+        els.Node("Neg", ["sm"], "else_out", "else_neg");
+        els.Output("else_out");
+        g.Node("If", ["cond"], "o_if", "if", ("then_branch", then.Graph), ("else_branch", els.Graph));
+        foreach (var o in new[] { "o_identity", "o_pad", "o_mean", "o_sum", "o_max", "o_act", "o_ge", "o_eq", "o_nan", "o_inf",
+            "o_cumsum", "o_trig", "o_lpnorm", "o_eye", "o_det", "o_cos", "o_const", "o_scatterel", "o_scatternd", "o_gru", "o_lstm",
+            "o_rnn", "o_if" })
+            g.Output(o);
+        return g.Build();
+    }
+
+    [Theory]
+    [InlineData(14)]
+    [InlineData(18)]
+    [InlineData(21)]
+    [InlineData(23)]
+    public void Common_exported_ops_at_13_raise_and_compute_the_same(long target) => RaiseAndCheck(CommonOps13(), target);
+
+    [Fact]
+    public void Torch_groupnorm_export_at_13_raises_to_21_and_stays_equivalent()
+    {
+        var original = OnnxModel.Load(Path.Combine(ModelsDir, "groupnorm_op13.onnx"));
+        Assert.Empty(OpsetUpgrade.Blockers(original, 21));
+        var (swapped, r) = Fold(original, new PipelineOptions { SwapGroupNorm = true, TargetOpset = 21 });
+        Assert.Equal(21, swapped.DefaultOpset);
+        Assert.Equal(10, swapped.Proto.IrVersion);
+        Assert.Equal(original.Proto.OpsetImport.Count, swapped.Proto.OpsetImport.Count);
+        Assert.Equal(2, r.Log.Count(Outcome.Replaced));
+        AssertEquivalent(original, swapped);
+    }
+
+    /// <summary>Opset 10 → 12: negative axes accepted (Concat, Flatten, Gather, Split, Squeeze, Unsqueeze, Reduce, ArgMax,
+    /// Softmax, Slice, Gemm), reworded Conv/pools, TopK's and ArgMax's new attributes, DepthToSpace's mode, Dropout without
+    /// a ratio attribute and an unread mask, integer types of Max/Pow.</summary>
+    [Fact]
+    public void Opset_10_ops_raise_to_12_and_compute_the_same()
+    {
+        var g = new GraphBuilder(10);
+        long[] k2 = [2, 2];
+        g.Input("x", F32, [2, 3, 4, 4]);
+        g.Init("w", F32, [4, 3, 3, 3]);
+        g.Node("Conv", ["x", "w"], "c", "conv", ("pads", new long[] { 1, 1, 1, 1 }));
+        g.Node("MaxPool", ["c"], "mp", "maxpool", ("kernel_shape", k2), ("strides", k2));                   // [2, 4, 2, 2]
+        g.Node("AveragePool", ["c"], "ap", "avgpool", ("kernel_shape", k2), ("strides", k2));
+        g.Node("Softmax", ["mp"], "o_softmax", "softmax", ("axis", 1L));
+        g.Node("Concat", ["mp", "ap"], "cc", "concat", ("axis", 1L));                                         // [2, 8, 2, 2]
+        g.Node("Flatten", ["cc"], "fl", "flatten", ("axis", 1L));                                             // [2, 32]
+        g.Init("wg", F32, [32, 6]);
+        g.Init("bg", F32, [6]);
+        g.Node("Gemm", ["fl", "wg", "bg"], "gm", "gemm");
+        g.Node("ArgMax", ["gm"], "am", "argmax", ("axis", 1L));
+        g.Node("Cast", ["am"], "o_argmax", "cast_am", ("to", (long)F32));
+        g.Node("ReduceMean", ["cc"], "rm", "reducemean", ("axes", new long[] { 2, 3 }));
+        g.Node("Squeeze", ["rm"], "sq", "squeeze", ("axes", new long[] { 2, 3 }));
+        g.Node("Unsqueeze", ["sq"], "o_unsqueeze", "unsqueeze", ("axes", new long[] { 0 }));
+        g.NodeMulti("Split", ["fl"], ["o_s1", "o_s2"], "split", ("axis", 1L), ("split", new long[] { 16, 16 }));
+        g.Int64s("gidx", 0);
+        g.Node("Gather", ["fl", "gidx"], "o_gather", "gather");
+        g.Int64s("starts", 1); g.Int64s("ends", 5); g.Int64s("axes", 1);
+        g.Node("Slice", ["fl", "starts", "ends", "axes"], "o_slice", "slice");
+        g.Int64s("k", 2);
+        g.NodeMulti("TopK", ["gm", "k"], ["o_topk", "topk_i"], "topk");
+        g.Node("Max", ["gm", "bg"], "o_max", "max");
+        g.Init("two", F32, [], [2]);
+        g.Node("Pow", ["gm", "two"], "o_pow", "pow");
+        g.Node("DepthToSpace", ["cc"], "o_d2s", "depthtospace", ("blocksize", 2L));
+        g.Node("Dropout", ["gm"], "o_dropout", "dropout");
+        foreach (var o in new[] { "o_softmax", "o_argmax", "o_unsqueeze", "o_s1", "o_s2", "o_gather", "o_slice", "o_topk", "o_max",
+            "o_pow", "o_d2s", "o_dropout" })
+            g.Output(o);
+        RaiseAndCheck(g.Build(), 12);
+    }
+
+    /// <summary>Opset 11 → 13: the conditional exemptions met — Softmax/LogSoftmax/Hardmax over the last axis (explicit,
+    /// or by default on rank 2), Squeeze and ReduceSum without axes, Split without a split attribute, Dropout without a
+    /// ratio, Clip with min/max inputs.</summary>
+    [Fact]
+    public void Opset_11_nodes_meeting_the_conditions_raise_to_13_and_compute_the_same()
+    {
+        var g = new GraphBuilder(11);
+        g.Input("x", F32, [2, 3, 4]);
+        g.Input("x2", F32, [3, 5]);
+        g.Input("x4", F32, [1, 3, 1, 4]);
+        g.Node("Softmax", ["x"], "o_sm", "softmax", ("axis", 2L));
+        g.Node("LogSoftmax", ["x"], "o_lsm", "logsoftmax", ("axis", -1L));
+        g.Node("Hardmax", ["x2"], "hm", "hardmax");
+        g.Node("Add", ["hm", "x2"], "o_hm", "add_hm");
+        g.Node("Softmax", ["x2"], "o_sm2", "softmax_default");
+        g.Node("Squeeze", ["x4"], "o_sq", "squeeze");
+        g.Node("ReduceSum", ["x"], "o_rs", "reducesum", ("keepdims", 0L));
+        g.NodeMulti("Split", ["x"], ["o_s1", "o_s2"], "split", ("axis", 2L));
+        g.Node("Dropout", ["x"], "o_dr", "dropout");
+        g.Init("lo", F32, [], [-0.3]);
+        g.Init("hi", F32, [], [0.3]);
+        g.Node("Clip", ["x", "lo", "hi"], "o_clip", "clip");
+        foreach (var o in new[] { "o_sm", "o_lsm", "o_hm", "o_sm2", "o_sq", "o_rs", "o_s1", "o_s2", "o_dr", "o_clip" })
+            g.Output(o);
+        RaiseAndCheck(g.Build(), 13);
+    }
+
+    /// <summary>Opset 7 → 9: multidirectional broadcasting of Max/Min/Sum/Mean (their inputs here share one shape),
+    /// MaxPool's storage_order, BatchNormalization without spatial, new types of MatMul/Gemm/PRelu/Flatten/Constant.</summary>
+    [Fact]
+    public void Opset_7_nodes_raise_to_9_and_compute_the_same()
+    {
+        var g = new GraphBuilder(7);
+        g.Input("x", F32, [2, 3, 4, 4]);
+        g.Input("y", F32, [2, 3, 4, 4]);
+        g.Node("Max", ["x", "y"], "o_max", "max");
+        g.Node("Min", ["x", "y"], "o_min", "min");
+        g.Node("Sum", ["x", "y"], "o_sum", "sum");
+        g.Node("Mean", ["x", "y"], "o_mean", "mean");
+        g.Node("MaxPool", ["x"], "o_mp", "maxpool", ("kernel_shape", new long[] { 2, 2 }));
+        g.Node("BatchNormalization", ["x", .. g.BnParams("bnp", 3)], "o_bn", "bn");
+        g.Node("Flatten", ["x"], "fl", "flatten");
+        g.Init("wm", F32, [48, 5]);
+        g.Node("MatMul", ["fl", "wm"], "mm", "matmul");
+        g.Init("wg", F32, [48, 5]);
+        g.Init("c5", F32, [5]);
+        g.Node("Gemm", ["fl", "wg", "c5"], "gm", "gemm");
+        g.Node("PRelu", ["mm", "c5"], "o_prelu", "prelu");
+        g.Node("Constant", [], "k", "constant", ("value", NormFold.Tensors.TensorData.Create("kv", F32, [5], new double[] { 1, 2, 3, 4, 5 })));
+        g.Node("Add", ["gm", "k"], "o_gemm", "add_k");
+        foreach (var o in new[] { "o_max", "o_min", "o_sum", "o_mean", "o_mp", "o_bn", "o_prelu", "o_gemm" }) g.Output(o);
+        RaiseAndCheck(g.Build(), 9);
+    }
+
+    [Fact]
+    public void A_body_node_that_keeps_its_meaning_does_not_block()
+    {
+        var raised = RaiseAndCheck(CommonOps13(), 21);
+        Assert.Equal(21, raised.DefaultOpset);
+        Assert.Contains(raised.Proto.Graph.Node, n => n.OpType == "If");
+    }
+
+    // ---- refusals: each exemption's condition failing, unknown and removed ops, bodies ----
+
+    [Theory]
+    [InlineData(1L, "axis 1 alone instead of the flattened axes 1..3")]
+    [InlineData(-3L, "axis 1 alone instead of the flattened axes 1..3")]
+    public void Softmax_not_over_the_last_axis_blocks_13(long axis, string what)
+    {
+        var why = Blocked(One(11, "Softmax", attrs: ("axis", axis)), 13);
+        Assert.Equal($"Softmax 'n' (Softmax-13 changes the axis semantics: {what})", why);
+    }
+
+    [Fact]
+    public void Softmax_with_the_default_axis_on_rank_3_blocks_13()
+    {
+        // Softmax-11's default axis is 1, Softmax-13's is −1.
+        Assert.Contains("Softmax-13 changes the axis semantics: axis 2 alone instead of the flattened axes 1..2",
+            Blocked(One(11, "Softmax", dims: [2, 3, 4]), 13));
+    }
+
+    [Theory]
+    [InlineData("LogSoftmax")]
+    [InlineData("Hardmax")]
+    public void LogSoftmax_and_hardmax_share_the_axis_change(string op)
+    {
+        Assert.Contains($"{op}-13 changes the axis semantics", Blocked(One(12, op, attrs: ("axis", 1L)), 13));
+        Assert.Empty(OpsetUpgrade.Blockers(One(12, op, attrs: ("axis", 3L)), 13));
+    }
+
+    [Fact]
+    public void Softmax_of_unknown_rank_blocks_13()
+    {
+        var g = new GraphBuilder(11);
+        g.Input("x", F32, null);
+        g.Node("Softmax", ["x"], "y", "sm", ("axis", -1L));
+        g.Output("y");
+        Assert.Equal("Softmax 'sm' (Softmax-13 changes the axis semantics and the input's rank is not known)", Blocked(g.Build(), 13));
+    }
+
+    [Theory]
+    [InlineData(13, "ReduceMean", 18, "ReduceMean-18 takes axes as an input, not an attribute")]
+    [InlineData(13, "ReduceMax", 18, "ReduceMax-18 takes axes as an input, not an attribute")]
+    [InlineData(11, "ReduceSum", 13, "ReduceSum-13 takes axes as an input, not an attribute")]
+    [InlineData(11, "Squeeze", 13, "Squeeze-13 takes axes as an input, not an attribute")]
+    [InlineData(11, "Unsqueeze", 13, "Unsqueeze-13 takes axes as an input, not an attribute")]
+    public void Axes_attributes_block_the_version_that_made_them_an_input(long from, string op, long to, string what)
+    {
+        var model = One(from, op, dims: [2, 1, 4, 5], attrs: ("axes", new long[] { 1 }));
+        Assert.Equal($"{op} 'n' ({what})", Blocked(model, to));
+        Assert.Empty(OpsetUpgrade.Blockers(model, to - 1));
+    }
+
+    [Fact]
+    public void Split_with_a_split_attribute_blocks_13_and_without_a_split_input_blocks_18()
+    {
+        Assert.Contains("Split-13 takes split as an input, not an attribute",
+            Blocked(One(11, "Split", 2, attrs: [("axis", 1L), ("split", new long[] { 1, 2 })]), 13));
+        Assert.Contains("Split-18 needs the split input or num_outputs, which this node lacks", Blocked(One(13, "Split", 2), 18));
+        var g = new GraphBuilder(13);
+        g.Input("x", F32, [2, 3]);
+        g.Int64s("parts", 1, 2);
+        g.NodeMulti("Split", ["x", "parts"], ["a", "b"], "split", ("axis", 1L));
+        g.Output("a"); g.Output("b");
+        RaiseAndCheck(g.Build(), 18);
+    }
+
+    [Fact]
+    public void Dropout_with_a_ratio_attribute_blocks_12_and_a_read_mask_blocks_10()
+    {
+        Assert.Equal("Dropout 'n' (Dropout-12 takes ratio as an input, not an attribute)", Blocked(One(11, "Dropout", attrs: ("ratio", 0.3f)), 12));
+        Assert.Equal("Dropout 'n' (Dropout-10 changed the mask output's type, which this node produces)", Blocked(One(9, "Dropout", 2), 10));
+        Assert.Empty(OpsetUpgrade.Blockers(One(9, "Dropout"), 10));
+    }
+
+    [Fact]
+    public void Batchnorm_training_outputs_block_14_and_spatial_0_blocks_9()
+    {
+        var g = new GraphBuilder(13);
+        g.Input("x", F32, [2, 3, 4]);
+        g.NodeMulti("BatchNormalization", ["x", .. g.BnParams("p", 3)], ["y", "rm", "rv"], "bn");
+        g.Output("y");
+        Assert.Equal("BatchNormalization 'bn' (BatchNormalization-14 changed the training-mode outputs, which this node produces)", Blocked(g.Build(), 14));
+
+        var s = new GraphBuilder(8);
+        s.Input("x", F32, [2, 3, 4]);
+        s.Node("BatchNormalization", ["x", .. s.BnParams("p", 3)], "y", "bn", ("spatial", 0L));
+        s.Output("y");
+        Assert.Equal("BatchNormalization 'bn' (BatchNormalization-9 dropped spatial, which is not 1 here)", Blocked(s.Build(), 9));
+    }
+
+    [Fact]
+    public void A_type_an_exemption_did_not_have_before_blocks()
+    {
+        // Add-14 only added int8/int16/uint8/uint16: an int8 Add at opset 13 was not valid there, so no promise holds.
+        var g = new GraphBuilder(13);
+        g.Input("a", 3, [4]);
+        g.Input("b", 3, [4]);
+        g.Node("Add", ["a", "b"], "y", "add");
+        g.Output("y", 3);
+        Assert.Equal("Add 'add' (Add-14 added the element type Int8 that 'a' has, so this node was not valid before)", Blocked(g.Build(), 14));
+    }
+
+    [Fact]
+    public void An_attribute_or_input_an_exemption_added_blocks_when_already_there()
+    {
+        var reshape = new GraphBuilder(13);
+        reshape.Input("x", F32, [2, 3]);
+        reshape.Int64s("shape", 3, 2);
+        reshape.Node("Reshape", ["x", "shape"], "y", "reshape", ("allowzero", 1L));
+        reshape.Output("y");
+        Assert.Equal("Reshape 'reshape' (Reshape-14 added the attribute allowzero that this node already has, so it was not valid before)",
+            Blocked(reshape.Build(), 14));
+
+        var pad = new GraphBuilder(13);
+        pad.Input("x", F32, [2, 3]);
+        pad.Int64s("pads", 1, 1, 1, 1);
+        pad.Init("v", F32, [], [0]);
+        pad.Int64s("axes", 0, 1);
+        pad.Node("Pad", ["x", "pads", "v", "axes"], "y", "pad");
+        pad.Output("y");
+        Assert.Equal("Pad 'pad' (Pad-18 added input 4 that this node already has, so it was not valid before)", Blocked(pad.Build(), 18));
+    }
+
+    [Theory]
+    [InlineData(9, "Clip", 11, "Clip 'n' (Clip-11 takes min and max as inputs instead of attributes)")]
+    [InlineData(10, "Resize", 11, "Resize 'n' (Resize-11 changed its inputs and coordinate transformation)")]
+    [InlineData(13, "Resize", 18, "Resize 'n' (Resize-18 changed its definition, and NormFold has no rule that this node keeps its meaning)")]
+    [InlineData(18, "GroupNormalization", 21, "GroupNormalization 'n' (GroupNormalization-21 takes scale and bias per channel instead of per group)")]
+    [InlineData(10, "OneHot", 11, "OneHot 'n' (OneHot-11 changed how negative indices are read)")]
+    public void A_change_without_an_exemption_blocks(long from, string op, long to, string why)
+    {
+        Assert.Equal(why, Blocked(One(from, op), to));
+        Assert.Empty(OpsetUpgrade.Blockers(One(from, op), to - 1));
+    }
+
+    [Theory]
+    [InlineData(9, "Upsample", 10, "Upsample 'n' (Upsample is deprecated from opset 10)")]
+    [InlineData(10, "Scatter", 11, "Scatter 'n' (Scatter is deprecated from opset 11)")]
+    public void Raising_past_a_deprecation_blocks(long from, string op, long to, string why) =>
+        Assert.Equal(why, Blocked(One(from, op), to));
+
+    [Fact]
+    public void Unknown_ops_and_ops_newer_than_the_model_block_but_other_domains_do_not()
+    {
+        Assert.Equal("FancyNorm 'n' (not an ai.onnx operator of opsets 1..23)", Blocked(One(13, "FancyNorm"), 14));
+        Assert.Equal("Gelu 'n' (Gelu does not exist before opset 20, the model imports 13)", Blocked(One(13, "Gelu"), 14));
+        var ms = One(13, "FusedGemm");
+        ms.Proto.Graph.Node[0].Domain = "com.microsoft";
+        Assert.Empty(OpsetUpgrade.Blockers(ms, 21));
+        var aiOnnx = One(11, "Softmax", attrs: ("axis", 1L));
+        aiOnnx.Proto.Graph.Node[0].Domain = "ai.onnx";
+        Assert.Contains("Softmax-13", Blocked(aiOnnx, 13));
+    }
+
+    [Fact]
+    public void A_changed_node_inside_an_if_body_blocks()
+    {
+        var g = new GraphBuilder(11);
+        g.Input("x", F32, [2, 3, 4, 5]);
+        g.Input("c", Bool, []);
+        var then = g.Body("then");
+        then.Node("Softmax", ["x"], "t", "body_softmax", ("axis", 1L));
+        then.Output("t");
+        var els = g.Body("else");
+        els.Node("Identity", ["x"], "e", "body_identity");
+        els.Output("e");
+        g.Node("If", ["c"], "y", "if", ("then_branch", then.Graph), ("else_branch", els.Graph));
+        g.Output("y");
+        Assert.Equal("Softmax 'body_softmax' (Softmax-13 changes the axis semantics: axis 1 alone instead of the flattened axes 1..3)",
+            Blocked(g.Build(), 13));
+    }
+
+    [Fact]
+    public void A_changed_node_inside_a_loop_body_blocks()
+    {
+        var g = new GraphBuilder(9);
+        g.Input("x", F32, [2, 3]);
+        g.Int64s("trips", 2);
+        var body = g.Body("body");
+        body.Input("i", I64, []);
+        body.Input("cond_in", Bool, []);
+        body.Input("acc", F32, [2, 3]);
+        body.Node("Identity", ["cond_in"], "cond_out", "body_cond");
+        body.Node("Clip", ["acc"], "acc_out", "body_clip", ("min", 0f), ("max", 1f));
+        body.Output("cond_out", Bool);
+        body.Output("acc_out");
+        g.Node("Loop", ["trips", "", "x"], "y", "loop", ("body", body.Graph));
+        g.Output("y");
+        Assert.Equal("Clip 'body_clip' (Clip-11 takes min and max as inputs instead of attributes)", Blocked(g.Build(), 11));
+    }
+
+    [Fact]
+    public void A_target_past_the_table_blocks()
+    {
+        Assert.Equal($"opset {OpsetUpgrade.HighestKnown + 1} is past opset {OpsetUpgrade.HighestKnown}, the newest NormFold knows",
+            Blocked(One(13, "Relu"), OpsetUpgrade.HighestKnown + 1));
+    }
+
+    [Fact]
+    public void Raise_updates_only_the_default_domain_import_and_the_ir_version()
+    {
+        var m = One(13, "Relu");
+        m.Proto.OpsetImport.Add(new NormFold.Onnx.Proto.OperatorSetIdProto { Domain = "com.microsoft", Version = 1 });
+        var before = m.Proto.Clone();
+        OpsetUpgrade.Raise(m, 23);
+        Assert.Equal([("", 23L), ("com.microsoft", 1L)], m.Proto.OpsetImport.Select(o => (o.Domain, o.Version)));
+        Assert.Equal(11, m.Proto.IrVersion);
+        Assert.Equal(before.Graph, m.Proto.Graph);
+    }
+}
