@@ -72,14 +72,20 @@ public static class Html
         if (r.Decisions.Count == 0) sb.Append("<p>No BatchNormalization (or other candidate) in the model.</p>");
         else
         {
+            // As in the terminal: the Op column only when anchors differ in op type, Reason and Detail only when some
+            // candidate was not folded.
             bool nested = r.Decisions.Any(d => d.Graph != "main");
-            sb.Append("<table class=\"decisions\"><thead><tr>").Append(nested ? "<th>Graph</th>" : "")
-              .Append("<th>Node</th><th>Op</th><th>Outcome</th><th>Rule</th><th>Into</th><th>Reason</th><th>Detail</th></tr></thead><tbody>");
+            bool ops = r.Decisions.Select(d => d.AnchorOpType).Distinct().Count() > 1;
+            bool reasons = r.Decisions.Any(d => d.Outcome != Outcome.Folded);
+            sb.Append("<table class=\"decisions\"><thead><tr>").Append(nested ? "<th>Graph</th>" : "").Append("<th>Node</th>")
+              .Append(ops ? "<th>Op</th>" : "").Append("<th>Outcome</th><th>Rule</th><th>Into</th>").Append(reasons ? "<th>Reason</th><th>Detail</th>" : "")
+              .Append("</tr></thead><tbody>");
             foreach (var d in r.Decisions)
                 sb.Append($"<tr class=\"{d.Outcome.ToString().ToLowerInvariant()}\">").Append(nested ? $"<td>{Encode(d.Graph)}</td>" : "")
-                  .Append($"<td><code>{Encode(d.Anchor)}</code></td><td>{Encode(d.AnchorOpType)}</td><td>{Printing.OutcomeText(d.Outcome)}</td>" +
-                          $"<td>{Encode(d.Rule ?? "")}</td><td>{Encode(d.Target ?? "")}</td><td>{Encode(d.Reason?.ToString() ?? "")}</td>" +
-                          $"<td>{(d.Outcome == Outcome.Folded ? "" : Encode(d.Detail))}</td></tr>");
+                  .Append($"<td><code>{Encode(d.Anchor)}</code></td>").Append(ops ? $"<td>{Encode(d.AnchorOpType)}</td>" : "")
+                  .Append($"<td>{Printing.OutcomeText(d.Outcome)}</td><td>{Encode(d.Rule ?? "")}</td><td>{Encode(d.Target ?? "")}</td>")
+                  .Append(reasons ? $"<td>{Encode(d.Reason?.ToString() ?? "")}</td><td>{(d.Outcome == Outcome.Folded ? "" : Encode(d.Detail))}</td>" : "")
+                  .Append("</tr>");
             sb.Append("</tbody></table>");
         }
         sb.Append("<h2>Op counts</h2><table class=\"ops\"><thead><tr><th>Op</th><th class=\"n\">Before</th><th class=\"n\">After</th><th class=\"n\">Change</th></tr></thead><tbody>");
@@ -96,15 +102,17 @@ public static class Html
     static void CheckBody(StringBuilder sb, CheckResults c, string idPrefix)
     {
         sb.Append($"<h2>Equivalence check: <span class=\"{(c.Passed ? "ok" : "bad")}\">{(c.Passed ? "passed" : "FAILED")}</span></h2>");
-        sb.Append($"<p>{Encode(c.Inputs)}, {c.Iterations} iteration(s), ONNX Runtime {Encode(c.OrtVersion)}, graph optimisation {Encode(c.OrtLevel)}.</p>");
+        sb.Append($"<p>{Encode(c.Inputs)}, {c.Iterations} iteration(s), ONNX Runtime {Encode(c.OrtVersion)}, {(c.OrtLevel == "disable" ? "graph optimisations disabled" : "graph optimisation level " + Encode(c.OrtLevel))}.</p>");
+        string Detail(TensorDrift o) => o.Problem ?? (o.Passed ? "" : $"{o.FailedElements} of {o.Elements} elements beyond tolerance; worst at [{string.Join(",", o.WorstIndex)}]");
+        bool details = c.Outputs.Any(o => Detail(o).Length > 0);
         sb.Append("<h3>Outputs</h3><table class=\"stats\"><thead><tr><th>Output</th><th>Result</th><th>Shape</th><th>Type</th><th class=\"n\">Max abs</th>" +
                   "<th class=\"n\">Mean abs</th><th class=\"n\">p99 abs</th><th class=\"n\">Max abs / max|ref|</th><th class=\"n\">Cosine</th>" +
-                  "<th class=\"n\">atol / rtol</th><th class=\"n\">Min atol</th><th>Detail</th></tr></thead><tbody>");
+                  "<th class=\"n\">atol / rtol</th><th class=\"n\">Min atol</th>" + (details ? "<th>Detail</th>" : "") + "</tr></thead><tbody>");
         foreach (var o in c.Outputs)
             sb.Append($"<tr class=\"{(o.Passed ? "ok" : "bad")}\"><td><code>{Encode(o.Name)}</code></td><td>{(o.Passed ? "ok" : "FAIL")}</td><td>{Encode(o.Shape)}</td><td>{Encode(o.ElementType)}</td>" +
                       $"<td class=\"n\">{N(o.MaxAbs)}</td><td class=\"n\">{N(o.MeanAbs)}</td><td class=\"n\">{N(o.P99Abs)}</td><td class=\"n\">{N(o.RelativeToMagnitude)}</td>" +
                       $"<td class=\"n\">{Encode(Printing.Num(o.Cosine, "F6"))}</td><td class=\"n\">{N(o.Tolerance.Atol)} / {N(o.Tolerance.Rtol)}</td><td class=\"n\">{N(o.MinAtol)}</td>" +
-                      $"<td>{Encode(o.Problem ?? (o.Passed ? "" : $"{o.FailedElements} of {o.Elements} elements beyond tolerance; worst at [{string.Join(",", o.WorstIndex)}]"))}</td></tr>");
+                      (details ? $"<td>{Encode(Detail(o))}</td>" : "") + "</tr>");
         sb.Append("</tbody></table>");
 
         var along = c.Intermediates.Concat(c.Outputs).ToList();
@@ -190,9 +198,9 @@ public static class Html
         "dt{color:#59636e}dd{margin:0;word-break:break-all}table{border-collapse:collapse;margin:6px 0;font-size:13px}" +
         "th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f6f8fa}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}" +
         "tr.left td,tr.replaced td{background:#fff8c5}tr.bad td{background:#ffebe9}tr.total td{font-weight:600}" +
-        ".badge{font-size:13px;padding:2px 10px;border-radius:12px;vertical-align:middle;color:#fff}.badge.ok{background:#1a7f37}.badge.bad{background:#cf222e}" +
+        "span.badge{font-size:13px;padding:2px 10px;border-radius:12px;vertical-align:middle;color:#fff}span.badge.ok{background:#1a7f37;color:#fff}span.badge.bad{background:#cf222e;color:#fff}" +
         "span.ok{color:#1a7f37}span.bad,p.bad,p.error{color:#cf222e}.note{color:#59636e}figure{margin:8px 0}" +
-        "svg.chart{width:100%;height:auto;background:#fff}svg.drift{max-width:920px}svg.histogram{max-width:440px}.histograms{display:flex;flex-wrap:wrap;gap:12px}" +
+        "svg.chart{width:100%;height:auto;background:#fff}svg.drift{max-width:920px}svg.histogram{width:440px;max-width:100%}.histograms{display:flex;flex-wrap:wrap;gap:12px}" +
         ".plot{fill:#fbfcfd;stroke:#d0d7de}.grid{stroke:#e6e9ec}.tick,.count{font-size:10px;fill:#59636e}.axis,.legend text{font-size:11px;fill:#1f2328}" +
         ".drift-line{fill:none;stroke:#0969da;stroke-width:1.2}.tolerance{fill:none;stroke:#cf222e;stroke-dasharray:5 4;stroke-width:1}" +
         ".point{fill:#0969da}.point.exact{fill:#fff;stroke:#0969da}.point.fail{fill:#cf222e}.first-failure{fill:none;stroke:#cf222e;stroke-width:2}" +

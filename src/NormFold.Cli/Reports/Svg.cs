@@ -76,7 +76,7 @@ public static class Svg
         labels.AddRange(hist.Labels);
         counts.AddRange(hist.Counts);
         if (hist.NonFinite > 0) { labels.Add("NaN/∞"); counts.Add(hist.NonFinite); }
-        const double w = 440, h = 200, left = 16, right = 8, top = 22, bottom = 40;
+        const double w = 440, h = 212, left = 16, right = 8, top = 36, bottom = 40;
         double pw = w - left - right, ph = h - top - bottom, bw = pw / labels.Count;
         double maxLog = Math.Log10(1 + Math.Max(1, counts.Max()));
         var sb = new StringBuilder();

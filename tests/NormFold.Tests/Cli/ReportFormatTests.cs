@@ -324,3 +324,48 @@ public class ReportFormatTests
         Assert.Contains("Reason", mixed.Split('\n').First(l => l.StartsWith("Node")));
     }
 }
+
+/// <summary>The README's command-line sections match the code: every option is documented, and the CI recipe runs.</summary>
+[Collection("Console")]
+public class ReadmeTests
+{
+    static string Readme => File.ReadAllText(Path.Combine(RepoRoot, "README.md"));
+
+    [Fact]
+    public void Every_option_of_every_command_is_in_the_readme()
+    {
+        string readme = Readme;
+        foreach (var command in NormFold.Cli.Cli.Commands)
+            foreach (var option in command.Options)
+                Assert.True(readme.Contains($"`{option.Name}") || readme.Contains($", {option.Name}") || readme.Contains($"`{option.Alias}, {option.Name}"),
+                    $"README does not document {command.Name} {option.Name}");
+        foreach (var code in new[] { "**0**", "**1**", "**2**", "**3**", "**4**" }) Assert.Contains(code, readme);
+    }
+
+    [Fact]
+    public void The_ci_recipe_runs_as_written()
+    {
+        string readme = Readme;
+        int start = readme.IndexOf("**A CI recipe**", StringComparison.Ordinal);
+        Assert.True(start >= 0);
+        int open = readme.IndexOf("```sh\n", start, StringComparison.Ordinal) + 6;
+        string block = readme[open..readme.IndexOf("```", open, StringComparison.Ordinal)];
+        string command = string.Join(" ", block.Replace("\\\n", " ").Split('\n').Where(l => l.StartsWith("normfold ", StringComparison.Ordinal)));
+        var args = System.Text.RegularExpressions.Regex.Matches(command, "\"[^\"]*\"|\\S+").Select(m => m.Value.Trim('"')).Skip(1).ToList();
+
+        string work = TempDir();
+        Directory.CreateDirectory(Path.Combine(work, "models"));
+        Directory.CreateDirectory(Path.Combine(work, "reports"));
+        File.Copy(Path.Combine(ModelsDir, "resnet_tiny.onnx"), Path.Combine(work, "models", "resnet_tiny.onnx"));
+        File.Copy(Path.Combine(ModelsDir, "mlp_bn1d.onnx"), Path.Combine(work, "models", "mlp_bn1d.onnx"));
+        string Local(string a) => a.StartsWith("${GITHUB_STEP_SUMMARY:-", StringComparison.Ordinal) ? Path.Combine(work, a[23..^1])
+            : a.StartsWith("models/") || a.StartsWith("folded/") || a.StartsWith("reports/") ? Path.Combine(work, a) : a;
+        var (code, _, stderr) = CliRunner.Run([.. args.Select(Local)]);
+        Assert.True(code == 0, stderr);
+        Assert.True(File.Exists(Path.Combine(work, "folded", "resnet_tiny.onnx")));
+        ReportFormatTests.AssertValid("folder-report", File.ReadAllText(Path.Combine(work, "reports", "normfold.json")));
+        ReportFormatTests.AssertSelfContainedHtml(File.ReadAllText(Path.Combine(work, "reports", "normfold.html")));
+        Assert.Contains("✅", File.ReadAllText(Path.Combine(work, "reports", "normfold.md")));
+        Assert.Equal(2, XDocument.Parse(File.ReadAllText(Path.Combine(work, "reports", "normfold.xml"))).Descendants("testcase").Count());
+    }
+}
