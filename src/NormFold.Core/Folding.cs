@@ -13,6 +13,7 @@ public static class Folding
 {
     public static FoldResult Fold(OnnxModel model, PipelineOptions? options = null)
     {
+        Graph.ModelValidator.Validate(model); // again: the model may have been built or changed in memory
         var before = OpCounts.Of(model);
         var log = new Pipeline(options).Run(model);
         return new FoldResult(log, before, OpCounts.Of(model));

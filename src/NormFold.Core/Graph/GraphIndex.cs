@@ -106,34 +106,45 @@ public sealed class GraphIndex
     /// </summary>
     public bool TryGetConstant(string name, out TensorProto tensor, out string whyNot)
     {
+        // Transpose/Identity chains over a constant are walked down, then materialized back up: a loop, since a
+        // chain may be thousands of nodes long (and, in a model that skipped validation, a cycle).
+        var chain = new List<(GraphIndex Scope, string Name, NodeProto Node)>();
+        var seen = new HashSet<NodeProto>(ReferenceEqualityComparer.Instance);
         tensor = null!;
-        if (_inputs.Contains(name))
+        for (var (scope, current) = (this, name); ;)
         {
-            whyNot = Initializers.ContainsKey(name)
-                ? $"'{name}' is an initializer that is also a graph input, so it can be replaced at run time"
-                : $"'{name}' is a graph input";
+            string? fail = null;
+            TensorProto? found = null;
+            if (scope._inputs.Contains(current))
+                fail = scope.Initializers.ContainsKey(current)
+                    ? $"'{current}' is an initializer that is also a graph input, so it can be replaced at run time"
+                    : $"'{current}' is a graph input";
+            else if (scope.Initializers.TryGetValue(current, out var init)) found = init;
+            else if (scope.Producers.TryGetValue(current, out var node))
+            {
+                if (node.OpType == "Constant" && Attributes.IsDefaultDomain(node) && ConstantValue(node) is { } value) found = value;
+                else if (scope._materialized.TryGetValue(current, out var done)) found = done;
+                else if (node.OpType is "Transpose" or "Identity" && Attributes.IsDefaultDomain(node) && node.Input.Count == 1 && seen.Add(node))
+                {
+                    chain.Add((scope, current, node));
+                    current = node.Input[0];
+                    continue;
+                }
+                else fail = $"'{current}' is computed by {Attributes.Describe(node)}";
+            }
+            else if (scope.Parent != null) { scope = scope.Parent; continue; }
+            else fail = $"'{current}' is not defined in the graph";
+
+            if (fail is null)
+                for (int i = chain.Count - 1; i >= 0 && fail is null; i--)
+                {
+                    if (!Tensors.ElementType.IsFoldable(found!.DataType)) fail = "";
+                    else found = chain[i].Scope.Materialize(chain[i].Name, chain[i].Node, found);
+                }
+            if (fail is null) { tensor = found!; whyNot = ""; return true; }
+            whyNot = chain.Count > 0 ? $"'{chain[0].Name}' is computed by {Attributes.Describe(chain[0].Node)}" : fail;
             return false;
         }
-        if (Initializers.TryGetValue(name, out var init)) { tensor = init; whyNot = ""; return true; }
-        if (Producers.TryGetValue(name, out var node))
-        {
-            if (node.OpType == "Constant" && Attributes.IsDefaultDomain(node) && ConstantValue(node) is { } value)
-            {
-                tensor = value; whyNot = ""; return true;
-            }
-            if (node.OpType is "Transpose" or "Identity" && Attributes.IsDefaultDomain(node) && node.Input.Count == 1
-                && TryGetConstant(node.Input[0], out var source, out _) && Tensors.ElementType.IsFoldable(source.DataType))
-            {
-                tensor = Materialize(name, node, source);
-                whyNot = "";
-                return true;
-            }
-            whyNot = $"'{name}' is computed by {Attributes.Describe(node)}";
-            return false;
-        }
-        if (Parent != null) return Parent.TryGetConstant(name, out tensor, out whyNot);
-        whyNot = $"'{name}' is not defined in the graph";
-        return false;
     }
 
     readonly Dictionary<string, TensorProto> _materialized = new(StringComparer.Ordinal);

@@ -66,6 +66,7 @@ public sealed class OnnxModel : IDisposable
                 throw new InvalidModelException($"{path}: not an ONNX model (it has no graph)");
             model = new OnnxModel(proto, path) { _file = file };
             file = null; // the model's now
+            Graph.ModelValidator.Validate(model);
             model.ValidateExternalReferences();
             model.LoadedWithExternalData = model.HasExternalData;
             var loaded = model;

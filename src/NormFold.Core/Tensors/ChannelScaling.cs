@@ -177,6 +177,7 @@ internal sealed class DeferredScaling
     /// <summary>Runs of consecutive elements that share one channel, in order (none for the column layout).</summary>
     internal static (int Start, int Length, double F)[] Runs(long count, ChannelLayout layout, double[] s)
     {
+        if (count == 0) return []; // an empty weight (zero channels or a zero-size kernel): nothing to scale
         switch (layout)
         {
             case ChannelLayout.Rows:

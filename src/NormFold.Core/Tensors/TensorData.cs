@@ -11,10 +11,18 @@ namespace NormFold.Tensors;
 /// </summary>
 public static class TensorData
 {
+    /// <summary>Product of the dims; a FormatException naming the tensor for a negative dim or a product past int64.</summary>
     public static long ElementCount(TensorProto t)
     {
         long n = 1;
-        foreach (long d in t.Dims) n *= d;
+        foreach (long d in t.Dims)
+            if (d < 0) throw new FormatException($"tensor '{t.Name}': dimension {d} in [{string.Join(", ", t.Dims)}] is negative");
+        foreach (long d in t.Dims)
+        {
+            if (d == 0) return 0;
+            if (n > long.MaxValue / d) throw new FormatException($"tensor '{t.Name}': dims [{string.Join(", ", t.Dims)}] hold more than {long.MaxValue} elements");
+            n *= d;
+        }
         return n;
     }
 
