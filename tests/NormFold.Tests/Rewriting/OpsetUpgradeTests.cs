@@ -2,6 +2,7 @@ using NormFold.Onnx;
 using NormFold.Rewriting;
 using NormFold.Rewriting.Normalization;
 using NormFold.Tests.Builders;
+using NormFold.Verification;
 using static NormFold.Tests.Builders.GraphBuilder;
 using static NormFold.Tests.TestSupport;
 
@@ -436,7 +437,28 @@ public class OpsetUpgradeTests
         g.Input("x", F32, null);
         g.Node("Softmax", ["x"], "y", "sm", ("axis", -1L));
         g.Output("y");
-        Assert.Equal("Softmax 'sm' (Softmax-13 changes the axis semantics and the input's rank is not known)", Blocked(g.Build(), 13));
+        Assert.Equal("Softmax 'sm' (Softmax-13 changes the axis semantics and the input's rank is not known for certain)", Blocked(g.Build(), 13));
+    }
+
+    [Fact]
+    public void A_value_info_declaring_a_wrong_rank_does_not_make_a_softmax_look_unchanged()
+    {
+        // x is [2, 3, 4, 5]; a value_info says r = Relu(x) has rank 2, where axis 1 would be the last.
+        var g = new GraphBuilder(11);
+        g.Input("x", F32, [2, 3, 4, 5]);
+        g.Node("Relu", ["x"], "r", "relu");
+        g.Graph.ValueInfo.Add(Value("r", F32, [6, 20]));
+        g.Node("Softmax", ["r"], "y", "sm", ("axis", 1L));
+        g.Output("y");
+        var model = g.Build();
+        Assert.Equal("Softmax 'sm' (Softmax-13 changes the axis semantics and the input's rank is not known for certain)", Blocked(model, 13));
+
+        // Raised anyway, ORT computes something else: the refusal is what keeps exit 0 honest.
+        var raised = new OnnxModel(model.Proto.Clone(), null);
+        OpsetUpgrade.Raise(raised, 13);
+        raised.Proto.Graph.ValueInfo.Clear();
+        model.Proto.Graph.ValueInfo.Clear();
+        Assert.False(EquivalenceChecker.Check(model, raised, new CheckOptions { Iterations = 1 }).Passed);
     }
 
     [Theory]

@@ -44,13 +44,29 @@ public static class OpsetUpgrade
     static readonly Exemption LastAxis = new("normalizes along one axis instead of all axes from it on; the same when that is the last axis",
         Bf16Only, Check: (n, g) =>
         {
-            if (n.Input.Count == 0 || g.Rank(n.Input[0]) is not { } rank)
-                return "changes the axis semantics and the input's rank is not known";
+            if (n.Input.Count == 0 || TrustedRank(g, n.Input[0]) is not { } rank)
+                return "changes the axis semantics and the input's rank is not known for certain";
             long Axis(long a) => a < 0 ? a + rank : a;
             long before = Axis(Attributes.Int(n, "axis", 1)), after = Axis(Attributes.Int(n, "axis", -1));
             return before == rank - 1 && after == rank - 1 ? null
                 : $"changes the axis semantics: axis {after} alone instead of the flattened axes {before}..{rank - 1}";
         });
+
+    static readonly System.Runtime.CompilerServices.ConditionalWeakTable<GraphIndex, GraphIndex> Undeclared = new();
+
+    /// <summary>A rank the declarations and forward propagation from the graph's inputs and constants alone agree on:
+    /// a value_info (or output) declaring a wrong rank must not make a node look unchanged.</summary>
+    static int? TrustedRank(GraphIndex g, string name) =>
+        g.Rank(name) is { } declared && WithoutDeclarations(g).Rank(name) == declared ? declared : null;
+
+    static GraphIndex WithoutDeclarations(GraphIndex g) => Undeclared.GetValue(g, index =>
+    {
+        var copy = new GraphProto { Name = index.Graph.Name };
+        copy.Input.AddRange(index.Graph.Input);
+        copy.Initializer.AddRange(index.Graph.Initializer);
+        copy.Node.AddRange(index.Graph.Node);
+        return new GraphIndex(copy, index.Model, index.Parent is { } p ? WithoutDeclarations(p) : null, index.Path);
+    });
 
     /// <summary>(op, version) → why the change at that version cannot alter a node passing the checks.</summary>
     static readonly Dictionary<(string Op, int Version), Exemption> Exemptions = BuildExemptions();
