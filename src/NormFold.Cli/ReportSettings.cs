@@ -40,6 +40,13 @@ public static class ReportSettings
         Views(io, () => JUnit.Of(report), () => Markdown.Of(report), () => Html.Of(report));
     }
 
+    /// <summary>A run that failed before it had a result: JUnit gets one test case in error, the summary the line.</summary>
+    public static void WriteError(Io io, string command, int exitCode, string message)
+    {
+        if (io.Wants("--junit")) io.WriteReport("--junit", JUnit.Error(command, exitCode, message));
+        if (io.Wants("--summary")) io.WriteReport("--summary", Markdown.Error(command, exitCode, message));
+    }
+
     public static void Write(Io io, FolderReport report)
     {
         Json(io, report.ToJson);

@@ -28,7 +28,21 @@ public abstract class Command
         var all = All;
         if (args.Contains("--help") || args.Contains("-h")) { stdout.Write(HelpText(all)); return ExitCodes.Success; }
         var parsed = ParsedArgs.Parse(Name, args, all);
-        return Execute(parsed, new Io(Name, parsed, all, stdout, args));
+        var io = new Io(Name, parsed, all, stdout, args);
+        try { return Execute(parsed, io); }
+        catch (Exception e)
+        {
+            ReportError(io, e);
+            throw;
+        }
+    }
+
+    /// <summary>A run that ends in an error (exit 3 or 1) still gives CI its JUnit error and Markdown summary; the
+    /// error itself is printed by the caller.</summary>
+    void ReportError(Io io, Exception e)
+    {
+        try { ReportSettings.WriteError(io, Name, Cli.IsInputError(e) ? ExitCodes.InvalidInput : ExitCodes.InternalError, e.Message); }
+        catch (Exception) { } // a report that cannot be written cannot carry the error either
     }
 
     protected abstract int Execute(ParsedArgs args, Io io);

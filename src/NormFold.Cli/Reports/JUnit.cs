@@ -33,6 +33,11 @@ public static class JUnit
                 _ => new Verdict("error", m.ExitCode == ExitCodes.InternalError ? "internal" : "invalid-input", m.Error ?? "", m.Error ?? ""),
             }, m.Fold is null ? null : Markdown.DecisionLines(m.Fold))).ToList());
 
+    /// <summary>A run that failed before it had a result (invalid model or arguments, internal error).</summary>
+    public static string Error(string command, int exitCode, string message) =>
+        Write($"normfold {command}", [new Case("normfold", command, 0,
+            new Verdict("error", exitCode == ExitCodes.InternalError ? "internal" : "invalid-input", message, message), null)]);
+
     static List<Case> StagesOf(FoldReport r, string cls)
     {
         var foldGate = r.Gates?.Failures.Where(f => f.Gate == Gates.RequireAllFoldedOption.Name).ToList() ?? [];

@@ -47,6 +47,10 @@ public static class Markdown
         return sb.ToString();
     }
 
+    /// <summary>A run that failed before it had a result.</summary>
+    public static string Error(string command, int exitCode, string message) =>
+        $"## NormFold {command} — {Verdict(exitCode)}\n\n{Cell(message)}\n";
+
     static void FoldBody(StringBuilder sb, FoldReport r)
     {
         var s = r.Summary;

@@ -24,7 +24,25 @@ internal static class ReportBuilder
             result.Log.Decisions.Select(Entry).ToList(), check is null ? null : Check(check, histograms), gates);
 
     public static DecisionEntry Entry(Decision d) =>
-        new(d.Graph, d.Anchor, d.AnchorOpType, d.Outcome, d.Rule, d.Target, d.Reason, d.Detail, d.Created);
+        new(d.Graph, d.Anchor, d.AnchorOpType, d.Outcome, d.Rule, d.Target, d.Reason, d.Detail, d.Created, d.Weights.Select(Weight).ToList());
+
+    static WeightEntry Weight(WeightRecord w) => w switch
+    {
+        ScaledWeight s => new("scaled", s.Result, s.Source, null, Layout(s.Layout), s.Factors.Length),
+        FoldedBias b => new("bias", b.Result, b.Source, null, null, b.Scale.Length),
+        ForwardBias f => new("forwardBias", f.Result, f.Source, f.Weight, $"outputs {Layout(f.Outputs)}, inputs {Layout(f.Inputs)}", f.Shift.Length),
+        NewConstant c => new("constant", c.Result, null, null, null, null),
+        _ => new(w.GetType().Name, w.Result, null, null, null, null),
+    };
+
+    static string Layout(Tensors.ChannelLayout l) => l switch
+    {
+        Tensors.ChannelLayout.Rows => "rows",
+        Tensors.ChannelLayout.Columns => "columns",
+        Tensors.ChannelLayout.TransposedConv t => $"transposedConv(inputChannels {t.InputChannels}, outputsPerGroup {t.OutputsPerGroup}, groups {t.Groups})",
+        Tensors.ChannelLayout.ConvInputs c => $"convInputs(outputChannels {c.OutputChannels}, inputsPerGroup {c.InputsPerGroup}, groups {c.Groups})",
+        _ => l.GetType().Name,
+    };
 
     /// <param name="histograms">Per output, in order (null: none collected).</param>
     public static CheckResults Check(CheckReport r, IReadOnlyList<ErrorHistogram?>? histograms = null) => new(

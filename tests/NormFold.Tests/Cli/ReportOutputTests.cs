@@ -122,3 +122,25 @@ public class HelpTests
         Assert.Contains("-q, --quiet", args.Length == 1 ? "-q, --quiet" : stdout);
     }
 }
+
+[Collection("Console")]
+public class ErrorReportTests
+{
+    [Fact]
+    public void An_invalid_model_still_gives_ci_a_junit_error_and_a_summary()
+    {
+        string dir = TempDir();
+        string bad = Path.Combine(dir, "bad.onnx"), junit = Path.Combine(dir, "j.xml"), md = Path.Combine(dir, "s.md");
+        File.WriteAllText(bad, "not a model");
+        var (code, _, stderr) = CliRunner.Run("fold", bad, "-o", Path.Combine(dir, "o.onnx"), "--junit", junit, "--summary", md, "--report", Path.Combine(dir, "r.json"));
+        Assert.Equal(ExitCodes.InvalidInput, code);
+        Assert.Single(stderr.Trim().Split('\n'));
+        var doc = System.Xml.Linq.XDocument.Parse(File.ReadAllText(junit));
+        var error = Assert.Single(doc.Descendants("error"));
+        Assert.Contains("bad.onnx", (string)error.Attribute("message")!);
+        Assert.Equal("1", (string)doc.Descendants("testsuite").Single().Attribute("errors")!);
+        Assert.Contains("invalid input (exit 3)", File.ReadAllText(md));
+        Assert.False(File.Exists(Path.Combine(dir, "o.onnx")));
+        Assert.False(File.Exists(Path.Combine(dir, "r.json"))); // the JSON report describes a fold, and there was none
+    }
+}
