@@ -54,7 +54,7 @@ public class OpsetUpgradeTests
     // ---- the two regressions of issue 9 ----
 
     /// <summary>opset 11: x → Conv → decomposed GroupNorm → Softmax(axis).</summary>
-    static OnnxModel ConvGroupNormSoftmax(long softmaxAxis)
+    internal static OnnxModel ConvGroupNormSoftmax(long softmaxAxis)
     {
         var g = new GraphBuilder(11);
         g.Input("x", F32, [1, 3, 6, 6]);
@@ -101,10 +101,10 @@ public class OpsetUpgradeTests
         AssertEquivalent(original, folded);
     }
 
-    [Fact]
-    public void Layernorm_swap_is_refused_when_raising_9_to_17_would_break_a_clip_with_attributes()
+    /// <summary>opset 9 (as PaddleOCR exports): ReduceMean → Sub → Pow → ReduceMean → Add ε → Sqrt → Div → Mul γ → Add β
+    /// → Clip(min, max attributes).</summary>
+    internal static OnnxModel LayerNormClip9()
     {
-        // opset 9 (as PaddleOCR exports): ReduceMean → Sub → Pow → ReduceMean → Add ε → Sqrt → Div → Mul γ → Add β → Clip.
         var g = new GraphBuilder(9);
         g.Input("x", F32, [2, 5, 8]);
         g.Node("ReduceMean", ["x"], "mu", "mean", ("axes", new long[] { -1 }));
@@ -122,7 +122,13 @@ public class OpsetUpgradeTests
         g.Node("Add", ["sc", "beta"], "ln", "add_beta");
         g.Node("Clip", ["ln"], "y", "clip", ("min", -0.5f), ("max", 0.5f));
         g.Output("y");
-        var original = g.Build();
+        return g.Build();
+    }
+
+    [Fact]
+    public void Layernorm_swap_is_refused_when_raising_9_to_17_would_break_a_clip_with_attributes()
+    {
+        var original = LayerNormClip9();
 
         var (folded, r) = Fold(original, new PipelineOptions { SwapLayerNorm = true, TargetOpset = 17 });
         var d = AssertLeft(r, SkipReason.OpsetTooLow, "mean");
@@ -630,5 +636,30 @@ public class OpsetUpgradeTests
         Assert.Equal([("", 23L), ("com.microsoft", 1L)], m.Proto.OpsetImport.Select(o => (o.Domain, o.Version)));
         Assert.Equal(11, m.Proto.IrVersion);
         Assert.Equal(before.Graph, m.Proto.Graph);
+    }
+}
+
+/// <summary>The two commands of issue 9 as a user runs them: exit 0 now means the model kept its opset and meaning.</summary>
+[Collection("Console")]
+public class OpsetUpgradeCliTests
+{
+    [Theory]
+    [InlineData("softmax", "--swap-groupnorm", "21", 11, "Softmax-13 changes the axis semantics")]
+    [InlineData("clip", "--swap-layernorm", "17", 9, "Clip-11 takes min and max as inputs instead of attributes")]
+    public void Fold_with_a_target_opset_keeps_the_opset_and_reports_the_blocking_node(string name, string swap, string target,
+        long opset, string why)
+    {
+        string dir = TempDir(), input = Path.Combine(dir, name + ".onnx"), output = Path.Combine(dir, name + ".out.onnx"),
+            report = Path.Combine(dir, name + ".json");
+        ModelWriter.Save(name == "softmax" ? OpsetUpgradeTests.ConvGroupNormSoftmax(1) : OpsetUpgradeTests.LayerNormClip9(), input);
+        // As the issue ran it, without --check: exit 0 must be trustworthy on its own.
+        var (code, stdout, stderr) = NormFold.Tests.Cli.CliRunner.Run("fold", input, "-o", output, swap, "--target-opset", target,
+            "--report", report);
+        Assert.True(code == 0, stdout + stderr);
+        var folded = OnnxModel.Load(output);
+        Assert.Equal(opset, folded.DefaultOpset);
+        Assert.Equal(0, Count(folded, "GroupNormalization") + Count(folded, "LayerNormalization"));
+        Assert.Contains("OpsetTooLow", stdout);
+        Assert.Contains(why, File.ReadAllText(report));
     }
 }
