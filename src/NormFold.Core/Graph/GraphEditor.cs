@@ -27,6 +27,13 @@ public sealed class GraphEditor(GraphIndex index, NameAllocator names, bool defe
         tensor.Name = Names.FreshValue(baseName);
         Index.Graph.Initializer.Add(tensor);
         Index.Initializers[tensor.Name] = tensor;
+        // Before IR version 4 every initializer must also be listed as a graph input (it stays a constant).
+        if (Index.Model.Proto.IrVersion is >= 1 and < 4)
+        {
+            var type = new TypeProto.Types.Tensor { ElemType = tensor.DataType, Shape = new TensorShapeProto() };
+            foreach (long d in tensor.Dims) type.Shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = d });
+            Index.Graph.Input.Add(new ValueInfoProto { Name = tensor.Name, Type = new TypeProto { TensorType = type } });
+        }
         Index.Model.Created.Add(tensor);
         return tensor.Name;
     }

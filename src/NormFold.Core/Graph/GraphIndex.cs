@@ -102,7 +102,7 @@ public sealed class GraphIndex
 
     /// <summary>
     /// The constant value of a tensor: an initializer that is not also a graph input (those can be fed at run
-    /// time), or a Constant node's value. Looks into enclosing graphs for names this graph does not define.
+    /// time; before IR version 4 they cannot), or a Constant node's value. Looks into enclosing graphs for names this graph does not define.
     /// </summary>
     public bool TryGetConstant(string name, out TensorProto tensor, out string whyNot)
     {
@@ -115,7 +115,10 @@ public sealed class GraphIndex
         {
             string? fail = null;
             TensorProto? found = null;
-            if (scope._inputs.Contains(current))
+            // Before IR version 4 every initializer had to be listed as a graph input; it stays a constant (ONNX
+            // Runtime: Graph::CanOverrideInitializer() is ir_version >= 4).
+            bool fixedInitializer = Model.Proto.IrVersion is >= 1 and < 4 && scope.Initializers.ContainsKey(current);
+            if (scope._inputs.Contains(current) && !fixedInitializer)
                 fail = scope.Initializers.ContainsKey(current)
                     ? $"'{current}' is an initializer that is also a graph input, so it can be replaced at run time"
                     : $"'{current}' is a graph input";

@@ -94,7 +94,7 @@ public sealed class Pipeline(PipelineOptions? options = null)
             else if (phase.WhenOff is { } note)
                 decisions.NoteOff(Anchors(editor, phase.Rules.SelectMany(r => r.AnchorOpTypes).ToHashSet(StringComparer.Ordinal)), note);
         }
-        foreach (var d in decisions.InOrder()) log.Add(d);
+        foreach (var d in decisions.InOrder(editor.RemovedNodes)) log.Add(d);
         var outer = GraphCleanup.Run(editor);
         outer.UnionWith(orphansFromBodies.Where(n => !index.Defines(n)));
         return outer;
@@ -182,7 +182,10 @@ public sealed class Pipeline(PipelineOptions? options = null)
         readonly Dictionary<NodeProto, (Decision Decision, int Phase, string PhaseName)> _byAnchor = new(ReferenceEqualityComparer.Instance);
         readonly List<NodeProto> _order = [];
 
-        public IEnumerable<Decision> InOrder() => _order.Select(a => _byAnchor[a].Decision);
+        /// <summary>Anchors left in an earlier phase and then taken into another anchor's rewrite (a Mul that a later
+        /// swap replaced with its pattern) have no decision of their own: that rewrite's decision covers them.</summary>
+        public IEnumerable<Decision> InOrder(IReadOnlySet<NodeProto> removed) =>
+            _order.Where(a => !(removed.Contains(a) && _byAnchor[a].Decision.Outcome == Outcome.Left)).Select(a => _byAnchor[a].Decision);
 
         /// <summary>An earlier phase left the anchor because the user disabled the rule that would have rewritten it.</summary>
         public bool LeftByDisabledRule(NodeProto anchor, int phase) =>
@@ -193,6 +196,14 @@ public sealed class Pipeline(PipelineOptions? options = null)
             if (!_byAnchor.TryGetValue(anchor, out var earlier)) _order.Add(anchor);
             else if (earlier.Phase != phase)
             {
+                // A later "not my pattern" says less than an earlier refusal: that one stands, with the later detail
+                // after it (a BN whose input comes from a Relu, and whose output goes to a Relu).
+                if (decision.Outcome == Outcome.Left && earlier.Decision.Outcome == Outcome.Left
+                    && SkipReasons.MeansNotThisPattern(decision.Reason!.Value))
+                {
+                    _byAnchor[anchor] = earlier with { Decision = earlier.Decision with { Detail = $"{earlier.Decision.Detail}; {phaseName} phase: {decision.Detail}" } };
+                    return;
+                }
                 if (decision.Outcome == Outcome.Left && decision.Reason == earlier.Decision.Reason) return;
                 decision = decision with
                 {

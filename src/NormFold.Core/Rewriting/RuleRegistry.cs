@@ -36,21 +36,38 @@ public static class RuleRegistry
         // be folded. Each BN rule accepts only its own producer op types, so their order does not matter.
         new("fold", Repeat.ToFixedPoint,
         [
+            // Before the BN rules: a BN with affine ops around it folds with them in one rounding.
+            new Affine.AffineIntoConv(),
+            new Affine.AffineIntoConvTranspose(),
+            new Affine.AffineIntoGemm(),
+            new Affine.AffineIntoMatMul(),
             new IntoConv(),
             new IntoConvTranspose(),
             new IntoGemm(),
             new IntoMatMul(),
         ]),
-        // Only the BNs nothing could absorb: must run after "fold" has reached its fixed point.
+        // Opt-in swaps after the folds: they replace whole subgraphs, which must no longer change under them; they read
+        // the folded graph (a GroupNorm's Mul/Add constants are not BN parameters).
+        new("swap-groupnorm", Repeat.Once, [new GroupNormSwap()], o => o.SwapGroupNorm),
+        new("swap-layernorm", Repeat.Once, [new LayerNormSwap()], o => o.SwapLayerNorm),
+        new("lower-groupnorm", Repeat.Once, [new GroupNormLowering()], o => o.LowerGroupNorm),
+        // What no producer could absorb, the consumer may (exact only without padding when there is a shift). After the
+        // swaps: forward folds and merges would take their patterns' Mul/Add apart (backward folds never do: those
+        // Mul/Add follow normalisations, not linear ops).
+        new("forward", Repeat.ToFixedPoint,
+        [
+            new Affine.AffineForwardIntoConv(),
+            new Affine.AffineForwardIntoGemm(),
+            new Affine.AffineForwardIntoMatMul(),
+        ]),
+        // Affine ops nothing could absorb, next to each other, become one Mul + Add; before "standalone", so a BN among
+        // them merges with its neighbours instead of becoming a Mul + Add of its own (off when standalone BNs are kept).
+        new("merge", Repeat.Once, [new Affine.AffineMerge()], o => !o.KeepStandaloneBatchNorm),
+        // Only the BNs nothing could absorb or merge: must run after "fold", "forward" and "merge".
         new("standalone", Repeat.Once,
         [
             new ToMulAdd(),
         ], o => !o.KeepStandaloneBatchNorm, WhenOff: "kept as BatchNormalization: standalone BNs are kept"),
-        // Opt-in swaps last: they replace whole subgraphs, which must no longer change under them; they read the
-        // folded graph (a GroupNorm's Mul/Add constants are not BN parameters).
-        new("swap-groupnorm", Repeat.Once, [new GroupNormSwap()], o => o.SwapGroupNorm),
-        new("swap-layernorm", Repeat.Once, [new LayerNormSwap()], o => o.SwapLayerNorm),
-        new("lower-groupnorm", Repeat.Once, [new GroupNormLowering()], o => o.LowerGroupNorm),
     ];
 
     /// <summary>Every rule's name, in registry order: all are accepted by <see cref="PipelineOptions.DisabledRules"/>.</summary>

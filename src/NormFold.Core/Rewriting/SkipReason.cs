@@ -3,7 +3,8 @@ namespace NormFold.Rewriting;
 /// <summary>Why a rewrite was not made. Each value is asserted by a test.</summary>
 public enum SkipReason
 {
-    /// <summary>The BN's input comes from a node no rule can fold into (or from a graph input).</summary>
+    /// <summary>No neighbour to fold into: the input comes from a node no rule can fold into (or from a graph input), and
+    /// for a forward fold, the output goes to such a node (or to several, or is a graph output).</summary>
     ProducerNotFoldable,
     /// <summary>The producer's output is also read by another node, which must keep seeing the un-normalised value.</summary>
     ProducerHasOtherConsumers,
@@ -47,6 +48,13 @@ public enum SkipReason
     NotPerChannel,
     /// <summary>The operator needs a newer opset than the model imports, and raising it is not allowed or would change other nodes.</summary>
     OpsetTooLow,
+    /// <summary>A folded weight, bias or constant would be NaN or infinite in its stored type (e.g. a float16 overflow).</summary>
+    FoldedValueNotFinite,
+    /// <summary>A shift cannot move into a convolution that pads its input: padding would apply after the shift in the
+    /// original and before it in the folded model (the pads are named in the detail).</summary>
+    PaddedConvolution,
+    /// <summary>The rewrite would put as many nodes back as it removes (a lone shift moved through a MatMul needs an Add).</summary>
+    NothingSaved,
 }
 
 public static class SkipReasons

@@ -8,7 +8,7 @@ namespace NormFold.Rewriting.BatchNorm;
 /// BN(X) with no producer to fold into   ⇒   Add(Mul(X, s), t)
 /// Conditions: an eval-mode BN with usable parameters; X's rank r ≥ 2 and element type known from the model.
 /// Algebra: y = s·x + t per channel; s and t are shaped [C, 1, …, 1] (r − 2 ones) to broadcast along axis 1,
-/// stored in X's element type (rounded once from double).
+/// stored in X's element type (rounded once from double); before opset 7, [C] with broadcast=1, axis=1.
 /// Runs after the fold rules, on the BNs they left.
 /// </summary>
 public sealed class ToMulAdd : RewriteRule<ToMulAdd.MulAddPlan>
@@ -46,13 +46,9 @@ public sealed class ToMulAdd : RewriteRule<ToMulAdd.MulAddPlan>
     {
         var bn = plan.Anchor;
         string baseName = bn.Name.Length > 0 ? bn.Name : bn.Output[0];
-        string s = editor.AddInitializer(TensorData.Create("", plan.DataType, plan.Dims, plan.Scale), baseName + "_scale");
-        string t = editor.AddInitializer(TensorData.Create("", plan.DataType, plan.Dims, plan.Shift), baseName + "_shift");
-        string y = bn.Output[0];
-        string scaled = editor.Names.FreshValue(baseName + "_scaled");
         editor.RemoveNode(bn);
-        editor.AddNode(new NodeProto { OpType = "Mul", Input = { bn.Input[0], s }, Output = { scaled } }, baseName + "_mul");
-        editor.AddNode(new NodeProto { OpType = "Add", Input = { scaled, t }, Output = { y } }, baseName + "_add");
-        return new Applied([s, t], [new NewConstant(s, plan.Scale), new NewConstant(t, plan.Shift)]);
+        // Shared with the affine merge: valid at the model's opset (before 7: broadcast=1, axis=1, [C] constants).
+        return Affine.AffineNodes.Emit(editor, bn.Input[0], bn.Output[0], new Affine.ChannelAffine(plan.Scale, plan.Shift),
+            plan.Dims.Length + 1, 1, plan.DataType, baseName);
     }
 }

@@ -24,7 +24,9 @@ public static class GraphCleanup
             if (index.Consumers(name).Count > 0 || index.IsGraphOutput(name)) continue;
             if (index.Initializers.ContainsKey(name))
             {
-                if (!index.IsGraphInput(name) && removedInits.Add(name)) { index.Initializers.Remove(name); editor.VanishedValues.Add(name); }
+                // An initializer listed as a graph input can be fed at run time (kept), except before IR version 4,
+                // where every initializer had to be listed so and none can be fed: then both go.
+                if ((!index.IsGraphInput(name) || FixedInputs(index)) && removedInits.Add(name)) { index.Initializers.Remove(name); editor.VanishedValues.Add(name); }
                 continue;
             }
             var producer = index.Producer(name);
@@ -38,7 +40,10 @@ public static class GraphCleanup
         }
 
         if (removedInits.Count > 0)
+        {
             RemoveWhere(graph.Initializer, t => removedInits.Contains(t.Name));
+            RemoveWhere(graph.Input, v => removedInits.Contains(v.Name));
+        }
         if (editor.VanishedValues.Count > 0)
             RemoveWhere(graph.ValueInfo, v => editor.VanishedValues.Contains(v.Name) && !index.Defines(v.Name));
         if (editor.Changed)
@@ -54,6 +59,8 @@ public static class GraphCleanup
         }
         return outer;
     }
+
+    static bool FixedInputs(GraphIndex index) => index.Model.Proto.IrVersion is >= 1 and < 4;
 
     static bool SameOrder(List<NodeProto> a, IList<NodeProto> b)
     {

@@ -1,0 +1,158 @@
+using NormFold.Graph;
+using NormFold.Onnx.Proto;
+using NormFold.Tensors;
+
+namespace NormFold.Rewriting.Affine;
+
+/// <summary>
+/// Common match of the rules that fold a chain of per-channel affine ops FORWARD into the linear op reading its output:
+///   X → n₁ → … → n_k → L(·, W, b?)   ⇒   L(X, W', b')     (MatMul: MatMul(X, B') → Add(b'), the Add only if b' ≠ 0)
+/// The anchor is the piece's anchor (see <see cref="AffineHead"/>), all of the piece folds; each intermediate and the chain's output
+/// are read by the next node alone and are not graph outputs; the chain's output is L's data input only.
+/// Algebra, with the chain composed in double as y = s[k]·x + t[k] along L's INPUT channel k:
+///   W'[o, k, …] = W[o, k, …]·s[k];   b'[o] = b[o] + Σ_{elements i of output o} W[i]·α·t[input(i)] (α: Gemm's, else 1).
+/// Exact for Gemm/MatMul, and for a Conv that pads nothing (the shift would otherwise reach the padded border: the
+/// original pads s·x + t with zeros, the folded model pads x). Scale-only chains fold into any Conv (s·0 = 0).
+/// </summary>
+internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
+{
+    /// <summary>The consumer as the fold sees it: weight and its output/input channel layouts, the data input's rank,
+    /// channel axis and channel count, its bias (slot −1: a new Add carries it; factor: Gemm β), and α (Gemm) that
+    /// multiplies the shift's contribution.</summary>
+    protected sealed record Linear(NodeProto Node, TensorProto Weight, ChannelLayout Outputs, ChannelLayout Inputs,
+        long OutputChannels, long InputChannels, int Rank, int Axis, int BiasSlot, TensorProto? Bias, double BiasFactor, double ShiftScale);
+
+    public sealed record ForwardPlan(NodeProto Anchor, NodeProto Target, IReadOnlyList<NodeProto> Chain, string X,
+        TensorProto Weight, ChannelLayout Outputs, ChannelLayout Inputs, double[] Scale, double[] Shift, int BiasSlot,
+        TensorProto? Bias, double BiasFactor, int BiasType, double[]? NewBias, long[] BiasDims) : Plan(Anchor, Target)
+    {
+        public override string Describe() =>
+            $"folded {string.Join(" → ", Chain.Select(n => n.OpType))} forward into {Attributes.Describe(Target!)}";
+    }
+
+    public override IReadOnlyCollection<string> AnchorOpTypes { get; } = [.. AffineOp.OpTypes, "BatchNormalization"];
+    protected abstract IReadOnlyCollection<string> ConsumerOpTypes { get; }
+
+    /// <summary>Reads the consumer (its data input is <paramref name="input"/>), or refuses.</summary>
+    protected abstract Match.Refused? ReadConsumer(GraphIndex g, NodeProto consumer, string input, out Linear linear);
+
+    /// <summary>Refusal when a shift cannot pass through this consumer exactly (padding), or null.</summary>
+    protected virtual Match.Refused? ShiftRefusal(GraphIndex g, NodeProto consumer, TensorProto weight) => null;
+
+    /// <summary>Refusal when a shift-only chain would gain nothing (it needs a new node as large as itself), or null.</summary>
+    protected virtual bool NeedsNodeForBias => false;
+
+    public override Match TryMatch(RewriteContext context, NodeProto anchor)
+    {
+        var g = context.Graph;
+        if (AffineHead.Piece(g, anchor, out string x, out var nodes) is { } notAnchor) return notAnchor;
+        string end = nodes[^1].Output[0];
+        if (g.IsGraphOutput(end))
+            return Match.Refuse(SkipReason.ProducerNotFoldable, $"'{end}' is a graph output");
+        var readers = g.Consumers(end);
+        if (readers.Count != 1)
+            return Match.Refuse(SkipReason.ProducerNotFoldable, $"'{end}' is read by {readers.Count} nodes");
+        var consumer = readers[0];
+        if (!Attributes.IsDefaultDomain(consumer) || !ConsumerOpTypes.Contains(consumer.OpType))
+            return Match.Refuse(SkipReason.ProducerNotFoldable, $"'{end}' is read by {Attributes.Describe(consumer)}");
+        if (consumer.Input.Count == 0 || consumer.Input[0] != end || consumer.Input.Skip(1).Contains(end))
+            return Match.Refuse(SkipReason.ProducerNotFoldable, $"'{end}' is not {Attributes.Describe(consumer)}'s data input alone");
+        if (ReadConsumer(g, consumer, end, out var L) is { } refused) return refused;
+
+        var chain = AffineChain.Walk(g, x, L.Rank, L.Axis, L.InputChannels, anchor, out var stop);
+        if (chain.Count < nodes.Count) return stop ?? Match.Refuse(SkipReason.PatternMismatch, $"{Attributes.Describe(nodes[chain.Count])} is not a per-channel affine op");
+        if (chain.Map.Channels > 1 && !chain.Nodes.Any(n => n.OpType == "BatchNormalization")
+            && ChannelCount(g, x, L.Rank, L.Axis) != L.InputChannels)
+            return Match.Refuse(SkipReason.ShapeMismatch, $"the channel count of '{x}' along axis {L.Axis} is not known to be {L.InputChannels}: a per-channel constant could be widening it");
+        if (chain.Map.Shifts && ShiftRefusal(g, consumer, L.Weight) is { } padded) return padded;
+        if (NeedsNodeForBias && chain.Map.Shifts && chain.Count == 1)
+            return Match.Refuse(SkipReason.NothingSaved, $"moving the shift through {Attributes.Describe(consumer)} needs an Add after it: no node would be saved");
+
+        double[] s = chain.Map.ScaleFor(L.InputChannels), t = chain.Map.ShiftFor(L.InputChannels);
+        double[]? newBias = null;
+        long[] biasDims = [L.OutputChannels];
+        double[] shift = t.Select(v => v * L.ShiftScale).ToArray();
+        if (chain.Map.Shifts)
+        {
+            // b'[o] = b[o] + Σ W·shift, accumulated in element order from b (the weight audit replays it so).
+            if (L.Bias is not null && (L.BiasFactor != 1 || L.Bias.Dims.Count != 1 || L.Bias.Dims[0] != L.OutputChannels))
+                return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(consumer)} bias '{L.Bias.Name}' has shape {LinearWeights.Dims(L.Bias)} and factor {L.BiasFactor}: a shift folds forward only into a bias of shape [{L.OutputChannels}] taken once");
+            newBias = L.Bias is null ? new double[L.OutputChannels] : g.Model.ReadDoubles(L.Bias);
+            var weight = g.Model.ReadDoubles(L.Weight);
+            for (long i = 0; i < weight.Length; i++)
+                newBias[ChannelIndex.Of(L.Outputs, i, weight.Length, L.OutputChannels)] += weight[i] * shift[ChannelIndex.Of(L.Inputs, i, weight.Length, L.InputChannels)];
+        }
+        int biasType = L.Bias?.DataType ?? L.Weight.DataType;
+        if (FoldedValues.FirstNotFinite(newBias ?? [], biasType) is { } badBias)
+            return Match.Refuse(SkipReason.FoldedValueNotFinite, $"the folded bias of {Attributes.Describe(consumer)}[{badBias}] = {newBias![badBias]:G6} is not finite as {ElementType.Name(biasType)}");
+        if (chain.Map.Scales && FoldedValues.ScaledWeightNotFinite(g.Model, L.Weight, L.Inputs, s) is { } badWeight)
+            return Match.Refuse(SkipReason.FoldedValueNotFinite, $"{Attributes.Describe(consumer)} weight '{L.Weight.Name}'[{badWeight}] times the folded scale is not finite as {ElementType.Name(L.Weight.DataType)}");
+        return new Match.Planned(new ForwardPlan(anchor, consumer, chain.Nodes, x, L.Weight, L.Outputs, L.Inputs, s,
+            shift, L.BiasSlot, L.Bias, L.BiasFactor, biasType, newBias, biasDims));
+    }
+
+    protected override Applied Apply(GraphEditor editor, ForwardPlan plan)
+    {
+        var node = plan.Target!;
+        var created = new List<string>();
+        var records = new List<WeightRecord>();
+        FoldedValues.ScaleInput(editor, node, plan.Weight, plan.Inputs, plan.Scale, created, records);
+        foreach (var n in plan.Chain) editor.RemoveNode(n);
+        editor.SetInput(node, 0, plan.X);
+        if (plan.NewBias is not { } values) return new Applied(created, records);
+        string baseName = plan.Bias is null ? plan.Weight.Name + "_bias_affinefold" : plan.Bias.Name + "_affinefold";
+        string bias = editor.AddInitializer(TensorData.Create("", plan.BiasType, plan.BiasDims, values), baseName);
+        created.Add(bias);
+        records.Add(new ForwardBias(plan.Bias?.Name, plan.Weight.Name, bias, plan.Outputs, plan.Inputs, plan.Shift));
+        if (plan.BiasSlot >= 0)
+        {
+            editor.SetInput(node, plan.BiasSlot, bias);
+            if (Attributes.Find(node, "beta") != null) Attributes.SetFloat(node, "beta", 1f);
+        }
+        else
+        {
+            // MatMul: its value changes, so its output gets a new name; an Add adds the shift's contribution.
+            string y = node.Output[0];
+            string product = editor.Names.FreshValue(y + "_affinefold");
+            editor.SetOutput(node, 0, product);
+            editor.AddNode(new NodeProto { OpType = "Add", Input = { product, bias }, Output = { y } }, (node.Name.Length > 0 ? node.Name : y) + "_bias");
+        }
+        return new Applied(created, records);
+    }
+
+    /// <summary>The size of axis <paramref name="axis"/> of a tensor: declared, or (axis 1) from the conv that made it.</summary>
+    static long? ChannelCount(GraphIndex g, string name, int rank, int axis)
+    {
+        if (g.DeclaredType(name) is { TensorType.Shape: { } shape } && shape.Dim.Count == rank && shape.Dim[axis].HasDimValue)
+            return shape.Dim[axis].DimValue;
+        return axis == 1 ? Normalization.Patterns.Channels(g, name) : null;
+    }
+}
+
+/// <summary>Which channel element i of a weight belongs to, under a <see cref="ChannelLayout"/>.</summary>
+internal static class ChannelIndex
+{
+    public static long Of(ChannelLayout layout, long i, long count, long channels) => layout switch
+    {
+        ChannelLayout.Rows => i / (count / channels),
+        ChannelLayout.Columns => i % channels,
+        ChannelLayout.TransposedConv t => TransposedConv(t, i, count),
+        ChannelLayout.ConvInputs c => ConvInput(c, i, count),
+        _ => throw new ArgumentException($"layout {layout}"),
+    };
+
+    static long TransposedConv(ChannelLayout.TransposedConv t, long i, long count)
+    {
+        long kernel = count / (t.InputChannels * t.OutputsPerGroup);
+        long row = i / (t.OutputsPerGroup * kernel), col = i / kernel % t.OutputsPerGroup;
+        return row / (t.InputChannels / t.Groups) * t.OutputsPerGroup + col;
+    }
+
+    /// <summary>Conv W [M, C/g, k…]: element (m, k, …) reads input channel (m / (M/g))·(C/g) + k.</summary>
+    static long ConvInput(ChannelLayout.ConvInputs c, long i, long count)
+    {
+        long kernel = count / (c.OutputChannels * c.InputsPerGroup);
+        long m = i / (c.InputsPerGroup * kernel), k = i / kernel % c.InputsPerGroup;
+        return m / (c.OutputChannels / c.Groups) * c.InputsPerGroup + k;
+    }
+}

@@ -1,0 +1,115 @@
+using Google.Protobuf;
+using NormFold.Graph;
+using NormFold.Onnx.Proto;
+using NormFold.Rewriting.BatchNorm;
+using NormFold.Tensors;
+
+namespace NormFold.Rewriting.Affine;
+
+/// <summary>
+/// Common match of the rules that fold a chain of per-channel affine ops backward into the linear op producing its input:
+///   P(X, W, b?) → n₁ → … → n_k   ⇒   P(X, W', b')        (MatMul: MatMul(X, B') → Add(b'), the Add only if b' ≠ 0)
+/// The anchor is the piece's anchor (see <see cref="AffineHead"/>): a BN with Mul/Div/Add/Sub by constants before or
+/// after it (a BN alone is the BatchNorm rules' case), or the first of such ops without a BN. P's output and each intermediate are
+/// read by the next node alone and are not graph outputs; every constant broadcasts along P's output channel axis.
+/// Algebra (per output channel c, the chain composed in double as y = s[c]·x + t[c]):
+///   W' = W·s along the output channel;  b'[c] = s[c]·factor·b[c] + t[c] (b = 0 when absent); rounded once.
+/// </summary>
+internal abstract class AffineIntoProducer : RewriteRule<AffineIntoProducer.FoldPlan>
+{
+    /// <summary>The producer as the fold sees it: weight and its output-channel layout, the output's rank and channel
+    /// axis, and its bias (slot −1: none possible, a new Add carries it), scaled by <paramref name="BiasFactor"/> (Gemm β).</summary>
+    protected sealed record Linear(NodeProto Node, TensorProto Weight, ChannelLayout Layout, long Channels, int Rank, int Axis,
+        int BiasSlot, TensorProto? Bias, double BiasFactor);
+
+    public sealed record FoldPlan(NodeProto Anchor, NodeProto Target, IReadOnlyList<NodeProto> Chain, TensorProto Weight,
+        ChannelLayout Layout, double[] Scale, double[] Shift, int BiasSlot, TensorProto? Bias, double BiasFactor,
+        int BiasType, double[]? NewBias, long[] BiasDims) : Plan(Anchor, Target)
+    {
+        public override string Describe() =>
+            $"folded {string.Join(" → ", Chain.Select(n => n.OpType))} into {Attributes.Describe(Target!)}";
+    }
+
+    public override IReadOnlyCollection<string> AnchorOpTypes { get; } = [.. AffineOp.OpTypes, "BatchNormalization"];
+    /// <summary>Op types (default domain) this rule folds into.</summary>
+    protected abstract IReadOnlyCollection<string> ProducerOpTypes { get; }
+
+    /// <summary>Reads the producer, or refuses (its weights are not constant, have an unexpected shape, …).</summary>
+    protected abstract Match.Refused? ReadProducer(GraphIndex g, NodeProto producer, string output, out Linear linear);
+
+    public override Match TryMatch(RewriteContext context, NodeProto anchor)
+    {
+        var g = context.Graph;
+        if (AffineHead.Piece(g, anchor, out string x, out var piece) is { } notAnchor) return notAnchor;
+        // A BN alone, or MatMul → Add → BN, is the BatchNorm rules' case (they also describe a BN's unfoldable producer).
+        bool bn = anchor.OpType == "BatchNormalization";
+        var producer = g.Producer(x);
+        if (bn && (piece.Count == 1 || piece is [{ OpType: "Add" }, _] && producer is { OpType: "MatMul" }))
+            return new Match.NoCandidate("the BatchNorm rules' case");
+        if (producer is null || !Attributes.IsDefaultDomain(producer) || !ProducerOpTypes.Contains(producer.OpType))
+            return bn ? new Match.NoCandidate(AffineHead.ProducerDescription(g, x)) : Match.Refuse(SkipReason.ProducerNotFoldable, AffineHead.ProducerDescription(g, x));
+        if (AffineHead.SoleReader(g, x, piece[0]) is { } shared) return shared;
+        if (ReadProducer(g, producer, x, out var p) is { } refused) return refused;
+
+        var chain = AffineChain.Walk(g, x, p.Rank, p.Axis, p.Channels, anchor, out var stop);
+        if (!chain.Nodes.Contains(anchor))
+            return stop ?? Match.Refuse(SkipReason.PatternMismatch, $"{Attributes.Describe(piece[chain.Count])} is not a per-channel affine op");
+        if (bn && chain.Count == 1)
+            return new Match.NoCandidate("a BN alone: the BatchNorm rules fold it");
+        if (p.BiasSlot < 0 && !chain.Map.Scales && chain.Count == 1)
+            return new Match.NoCandidate($"the bias add of {Attributes.Describe(producer)}");
+
+        double[] s = chain.Map.ScaleFor(p.Channels), t = chain.Map.ShiftFor(p.Channels);
+        bool needBias = chain.Map.Shifts || (p.Bias is not null && (chain.Map.Scales || p.BiasFactor != 1));
+        double[]? newBias = null;
+        long[] biasDims = [];
+        if (needBias)
+        {
+            if (!ChannelBias.TryFold(p.Bias, p.Bias is null ? null : g.Model.ReadDoubles(p.Bias), p.BiasFactor, s, t, out newBias, out biasDims, out string whyNot))
+                return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(producer)}: {whyNot}");
+        }
+        int biasType = p.Bias?.DataType ?? p.Weight.DataType;
+        if (FoldedValues.FirstNotFinite(newBias ?? [], biasType) is { } badBias)
+            return Match.Refuse(SkipReason.FoldedValueNotFinite, $"the folded bias of {Attributes.Describe(producer)}[{badBias}] = {newBias![badBias]:G6} is not finite as {ElementType.Name(biasType)}");
+        if (chain.Map.Scales && FoldedValues.ScaledWeightNotFinite(g.Model, p.Weight, p.Layout, s) is { } badWeight)
+            return Match.Refuse(SkipReason.FoldedValueNotFinite, $"{Attributes.Describe(producer)} weight '{p.Weight.Name}'[{badWeight}] times the folded scale is not finite as {ElementType.Name(p.Weight.DataType)}");
+        return new Match.Planned(new FoldPlan(anchor, producer, chain.Nodes, p.Weight, p.Layout, s, t, p.BiasSlot, p.Bias, p.BiasFactor,
+            biasType, newBias, biasDims));
+    }
+
+    protected override Applied Apply(GraphEditor editor, FoldPlan plan)
+    {
+        var node = plan.Target!;
+        var created = new List<string>();
+        var records = new List<WeightRecord>();
+        FoldedValues.ScaleInput(editor, node, plan.Weight, plan.Layout, plan.Scale, created, records);
+        string y = plan.Chain[^1].Output[0];
+        foreach (var n in plan.Chain) editor.RemoveNode(n);
+        string? bias = null;
+        if (plan.NewBias is { } values)
+        {
+            string baseName = plan.Bias is null ? plan.Weight.Name + "_bias_affinefold" : plan.Bias.Name + "_affinefold";
+            bias = editor.AddInitializer(TensorData.Create("", plan.BiasType, plan.BiasDims, values), baseName);
+            created.Add(bias);
+            records.Add(new FoldedBias(plan.Bias?.Name, bias, plan.BiasFactor, plan.Scale, plan.Shift));
+        }
+        if (plan.BiasSlot >= 0)
+        {
+            if (bias is not null)
+            {
+                editor.SetInput(node, plan.BiasSlot, bias);
+                if (Attributes.Find(node, "beta") != null) Attributes.SetFloat(node, "beta", 1f);
+            }
+            editor.SetOutput(node, 0, y);
+        }
+        else if (bias is null) editor.SetOutput(node, 0, y);
+        else
+        {
+            // The MatMul's value changes, so its output gets a new name: a name never stands for two different values.
+            string product = editor.Names.FreshValue(node.Output[0] + "_affinefold");
+            editor.SetOutput(node, 0, product);
+            editor.AddNode(new NodeProto { OpType = "Add", Input = { product, bias }, Output = { y } }, (node.Name.Length > 0 ? node.Name : y) + "_bias");
+        }
+        return new Applied(created, records);
+    }
+}

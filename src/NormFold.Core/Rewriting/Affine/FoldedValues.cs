@@ -1,0 +1,64 @@
+using Google.Protobuf;
+using NormFold.Graph;
+using NormFold.Onnx;
+using NormFold.Onnx.Proto;
+using NormFold.Tensors;
+
+namespace NormFold.Rewriting.Affine;
+
+/// <summary>New weights of the affine folds, and the check that folded values stay finite in their stored type.</summary>
+internal static class FoldedValues
+{
+    /// <summary>Index of the first value that rounds to ±∞ or NaN in <paramref name="type"/>, or null.</summary>
+    public static int? FirstNotFinite(ReadOnlySpan<double> values, int type)
+    {
+        for (int i = 0; i < values.Length; i++)
+            if (!IsFinite(values[i], type)) return i;
+        return null;
+    }
+
+    static bool IsFinite(double v, int type) => type switch
+    {
+        ElementType.Float => float.IsFinite((float)v),
+        ElementType.Float16 => Half.IsFinite(Rounding.ToHalf(v)),
+        ElementType.BFloat16 => double.IsFinite(Rounding.FromBFloat16Bits(Rounding.ToBFloat16Bits(v))),
+        _ => double.IsFinite(v),
+    };
+
+    /// <summary>Index of the first element of W·s (rounded to W's type) that is not finite where W's is, or null.
+    /// Only factors above 1 in magnitude can overflow, so only then is W read.</summary>
+    public static long? ScaledWeightNotFinite(OnnxModel model, TensorProto w, ChannelLayout layout, double[] s)
+    {
+        if (s.All(f => Math.Abs(f) <= 1)) return null;
+        var source = model.ReadDoubles(w);
+        var scaled = ChannelScaling.Scale(model, w, layout, s);
+        var result = TensorData.ReadDoubles(new TensorProto { Name = w.Name, DataType = w.DataType, Dims = { w.Dims } }, scaled);
+        for (long i = 0; i < result.Length; i++)
+            if (!double.IsFinite(result[i]) && double.IsFinite(source[i])) return i;
+        return null;
+    }
+
+    /// <summary>W' = W·s per channel as a new initializer, and its record (computed while saving when the editor defers
+    /// weight arithmetic: never held in memory).</summary>
+    public static ScaledWeight ScaledWeight(GraphEditor editor, TensorProto weight, ChannelLayout layout, double[] s, string suffix)
+    {
+        var model = editor.Index.Model;
+        var tensor = new TensorProto { DataType = weight.DataType, Dims = { weight.Dims } };
+        if (editor.DeferWeightArithmetic && ChannelScaling.Prepare(model, weight, layout, s) is { } deferred)
+            model.Defer(tensor, deferred);
+        else
+            tensor.RawData = UnsafeByteOperations.UnsafeWrap(ChannelScaling.Scale(model, weight, layout, s));
+        return new ScaledWeight(weight.Name, editor.AddInitializer(tensor, weight.Name + suffix), layout, s);
+    }
+
+    /// <summary>Input 1 of <paramref name="node"/> becomes W·s unless s is all 1; the record and name are added.</summary>
+    public static void ScaleInput(GraphEditor editor, NodeProto node, TensorProto weight, ChannelLayout layout, double[] s,
+        List<string> created, List<WeightRecord> records)
+    {
+        if (s.All(v => v == 1.0)) return;
+        var scaled = ScaledWeight(editor, weight, layout, s, "_affinefold");
+        editor.SetInput(node, 1, scaled.Result);
+        created.Add(scaled.Result);
+        records.Add(scaled);
+    }
+}

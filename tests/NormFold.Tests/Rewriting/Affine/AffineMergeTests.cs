@@ -1,0 +1,116 @@
+using NormFold.Rewriting;
+using NormFold.Tests.Builders;
+using static NormFold.Tests.Builders.GraphBuilder;
+using static NormFold.Tests.Rewriting.Affine.AffineTestGraphs;
+using static NormFold.Tests.TestSupport;
+
+namespace NormFold.Tests.Rewriting.Affine;
+
+public class AffineMergeTests
+{
+    static GraphBuilder Relu(int type = F32, long opset = 15)
+    {
+        var g = new GraphBuilder(opset);
+        g.Input("x", type, [2, 4, 5, 5]);
+        g.Node("Relu", ["x"], "r", "relu");
+        return g;
+    }
+
+    [Fact]
+    public void Bn_then_mul_then_add_become_one_mul_and_add()
+    {
+        var g = Relu();
+        g.Bn("r", 4, "bn");
+        Op(g, "Mul", "bn", [1, 4, 1, 1], "m");
+        Op(g, "Add", "m", [4, 1, 1], "a", -1, 1);
+        g.Node("Sigmoid", ["a"], "y", "sigmoid");
+        g.Output("y", F32, null);
+        var (folded, r) = FoldChecked(g.Build());
+        var d = Single(r);
+        Assert.Equal(Outcome.Replaced, d.Outcome);
+        Assert.Equal("AffineMerge", d.Rule);
+        Assert.Equal("bn_bn", d.Anchor);
+        Assert.Equal(["Relu", "Mul", "Add", "Sigmoid"], folded.Proto.Graph.Node.Select(n => n.OpType));
+    }
+
+    [Fact]
+    public void Mul_and_add_then_bn_in_float16_become_one_mul_and_add()
+    {
+        var g = Relu(F16);
+        Op(g, "Mul", "r", [1, 4, 1, 1], "m", 0.5, 1.5, F16);
+        Op(g, "Add", "m", [4, 1, 1], "a", -1, 1, F16);
+        g.Bn("a", 4, "bn", F16);
+        g.Node("Sigmoid", ["bn"], "y", "sigmoid");
+        g.Output("y", F16, null);
+        var (folded, r) = FoldChecked(g.Build());
+        Assert.Equal("AffineMerge", Single(r).Rule);
+        Assert.Equal(["Relu", "Mul", "Add", "Sigmoid"], folded.Proto.Graph.Node.Select(n => n.OpType));
+    }
+
+    [Fact]
+    public void Scales_alone_merge_into_one_mul_along_the_last_axis()
+    {
+        var g = Relu();
+        Op(g, "Mul", "r", [5], "m");
+        Op(g, "Div", "m", [1, 5], "d", 1, 2);
+        Op(g, "Mul", "d", [], "y", 1, 2);
+        g.Output("y", F32, null);
+        var (folded, r) = FoldChecked(g.Build());
+        Assert.Equal("AffineMerge", Single(r).Rule);
+        Assert.Equal(["Relu", "Mul"], folded.Proto.Graph.Node.Select(n => n.OpType));
+    }
+
+    [Fact]
+    public void Constants_along_different_axes_do_not_merge()
+    {
+        var g = Relu();
+        Op(g, "Mul", "r", [4, 1, 1], "m");
+        Op(g, "Mul", "m", [5], "y");
+        g.Output("y", F32, null);
+        var (folded, r) = FoldChecked(g.Build());
+        Assert.Equal(2, Count(folded, "Mul"));
+        Assert.Contains("[5]", AssertLeft(r, SkipReason.ChannelAxisMismatch).Detail);
+    }
+
+    [Fact]
+    public void A_mul_and_add_already_minimal_are_left_as_they_are()
+    {
+        var g = Relu();
+        Op(g, "Mul", "r", [4, 1, 1], "m");
+        Op(g, "Add", "m", [4, 1, 1], "y", -1, 1);
+        g.Output("y", F32, null);
+        var (folded, r) = FoldChecked(g.Build());
+        Assert.Equal(["Relu", "Mul", "Add"], folded.Proto.Graph.Node.Select(n => n.OpType));
+        Assert.Empty(r.Log.Decisions); // nothing any rule could do: no candidate
+    }
+
+    [Fact]
+    public void Kept_standalone_bns_are_not_merged()
+    {
+        var g = Relu();
+        g.Bn("r", 4, "bn");
+        Op(g, "Mul", "bn", [1, 4, 1, 1], "y");
+        g.Output("y", F32, null);
+        var (folded, _) = Fold(g.Build(), new PipelineOptions { KeepStandaloneBatchNorm = true });
+        Assert.Equal(1, Count(folded, "BatchNormalization"));
+    }
+
+    [Fact]
+    public void Before_opset_7_the_merged_ops_carry_broadcast_and_axis()
+    {
+        // ORT runs no opset-6 Mul/Add, so the structure is checked.
+        var g = Relu(opset: 6);
+        g.Node("BatchNormalization", ["r", .. g.BnParams("bn", 4)], "bn", "bn_bn", ("is_test", 1L));
+        g.Init("k", F32, [4], 0.5, 1.5);
+        g.Node("Mul", ["bn", "k"], "y", "mul", ("broadcast", 1L), ("axis", 1L));
+        g.Output("y", F32, null);
+        var (folded, r) = Fold(g.Build());
+        Assert.Equal("AffineMerge", Single(r).Rule);
+        foreach (var n in folded.Proto.Graph.Node.Where(n => n.OpType is "Mul" or "Add"))
+        {
+            Assert.Equal(1, n.Attribute.Single(a => a.Name == "broadcast").I);
+            Assert.Equal(1, n.Attribute.Single(a => a.Name == "axis").I);
+            Assert.Equal([4L], folded.Proto.Graph.Initializer.Single(t => t.Name == n.Input[1]).Dims);
+        }
+    }
+}
