@@ -36,13 +36,50 @@ public sealed record OutputComparison
     /// <summary>True when median and p99 were estimated from <see cref="Comparator.PercentileSample"/> evenly spaced elements.</summary>
     public bool PercentilesSampled { get; init; }
     public long Elements { get; init; }
+    /// <summary>Channels (axis 1) tested for systematic drift; 0 when the tensor has no channel axis with enough elements.</summary>
+    public int ChannelsTested { get; init; }
+    /// <summary>Channels whose gain or offset drifts beyond rounding noise (see <see cref="ChannelDriftDetector"/>).</summary>
+    public int DriftingChannels { get; init; }
+    /// <summary>The worst drifting channels (at most a few), worst first.</summary>
+    public IReadOnlyList<ChannelDrift> Drift { get; init; } = [];
+    /// <summary>The channel closest to (or furthest beyond) its thresholds, flagged or not: the detector's margin.</summary>
+    public ChannelDrift? WorstChannel { get; init; }
+    /// <summary>This run's per-channel sums, for a decision over several runs (<see cref="Comparator.WithDrift"/>).</summary>
+    internal ChannelDriftDetector.Accumulator? DriftSums { get; init; }
 }
+
+/// <summary>What <see cref="Comparator"/> does about systematic drift.</summary>
+internal enum DriftMode { None, Accumulate, Decide }
 
 public static class Comparator
 {
     /// <summary>Compares one output. <paramref name="toleranceFor"/> maps (element type, reference magnitude) to the
     /// tolerance; null means <see cref="Tolerance.Default"/>.</summary>
-    public static OutputComparison Compare(NamedTensor reference, NamedTensor? actual, Func<int, double, Tolerance>? toleranceFor = null)
+    /// <param name="detectDrift">Also test each channel for systematic drift (floating-point tensors of rank ≥ 2).</param>
+    public static OutputComparison Compare(NamedTensor reference, NamedTensor? actual, Func<int, double, Tolerance>? toleranceFor = null, bool detectDrift = true) =>
+        Compare(reference, actual, toleranceFor, detectDrift ? DriftMode.Decide : DriftMode.None);
+
+    /// <summary>The comparison with the drift decision taken over the (merged) sums of every run.</summary>
+    internal static OutputComparison WithDrift(OutputComparison c, ChannelDriftDetector.Accumulator sums)
+    {
+        var drift = sums.Decide();
+        string? problem = c.Problem;
+        if (c.FailedElements == 0 && problem is null && drift is { Flagged: > 0 } && drift.Findings[0] is var f)
+            problem = $"systematic drift in {drift.Flagged} of {drift.Tested} channel(s); channel {f.Channel}: gain {f.Gain:G7} (allowed 1 ± {f.GainThreshold:G3}), " +
+                      $"offset {f.Offset:G3} (allowed ± {f.OffsetThreshold:G3}) over {f.Elements} elements";
+        return c with
+        {
+            Passed = c.Passed && drift.Flagged == 0,
+            Problem = problem,
+            ChannelsTested = drift.Tested,
+            DriftingChannels = drift.Flagged,
+            Drift = drift.Findings,
+            WorstChannel = drift.Worst,
+            DriftSums = null,
+        };
+    }
+
+    internal static OutputComparison Compare(NamedTensor reference, NamedTensor? actual, Func<int, double, Tolerance>? toleranceFor, DriftMode detectDrift)
     {
         string typeName = Tensors.ElementType.Name(reference.ElementType);
         if (actual is null)
@@ -63,10 +100,10 @@ public static class Comparator
             : (_, _) => new Tolerance(0, 0);
         var result = (Onnx.Proto.TensorProto.Types.DataType)type switch
         {
-            Onnx.Proto.TensorProto.Types.DataType.Float => Core<float, FloatElement>(reference, actual, tolerance, typeName),
-            Onnx.Proto.TensorProto.Types.DataType.Double => Core<double, DoubleElement>(reference, actual, tolerance, typeName),
-            Onnx.Proto.TensorProto.Types.DataType.Float16 => Core<Half, HalfElement>(reference, actual, tolerance, typeName),
-            _ => Core<double, DoubleElement>(reference with { Data = DoubleBytes(reference) }, actual with { Data = DoubleBytes(actual) }, tolerance, typeName),
+            Onnx.Proto.TensorProto.Types.DataType.Float => Core<float, FloatElement>(reference, actual, tolerance, typeName, detectDrift),
+            Onnx.Proto.TensorProto.Types.DataType.Double => Core<double, DoubleElement>(reference, actual, tolerance, typeName, detectDrift),
+            Onnx.Proto.TensorProto.Types.DataType.Float16 => Core<Half, HalfElement>(reference, actual, tolerance, typeName, detectDrift),
+            _ => Core<double, DoubleElement>(reference with { Data = DoubleBytes(reference) }, actual with { Data = DoubleBytes(actual) }, tolerance, typeName, reference.IsFloatingPoint ? detectDrift : DriftMode.None),
         };
         if (reference.IsFloatingPoint || !result.Passed) return result;
         // 64-bit integers beyond 2^53 can differ and still convert to the same double: exact means bit for bit.
@@ -128,10 +165,10 @@ public static class Comparator
 
     static byte[] DoubleBytes(NamedTensor t) => System.Runtime.InteropServices.MemoryMarshal.AsBytes(t.ToDoubles().AsSpan()).ToArray();
 
-    interface IElement<T> { static abstract double Get(T v); }
-    struct FloatElement : IElement<float> { public static double Get(float v) => v; }
-    struct DoubleElement : IElement<double> { public static double Get(double v) => v; }
-    struct HalfElement : IElement<Half> { public static double Get(Half v) => Tensors.Rounding.FromHalf(v); }
+    internal interface IElement<T> { static abstract double Get(T v); }
+    internal struct FloatElement : IElement<float> { public static double Get(float v) => v; }
+    internal struct DoubleElement : IElement<double> { public static double Get(double v) => v; }
+    internal struct HalfElement : IElement<Half> { public static double Get(Half v) => Tensors.Rounding.FromHalf(v); }
 
     /// <summary>Percentiles of tensors larger than this are estimated from this many evenly spaced elements.</summary>
     public const int PercentileSample = 1 << 12;
@@ -140,7 +177,7 @@ public static class Comparator
     /// copies): the reference's magnitude, then errors, statistics and the worst element.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     static OutputComparison Core<T, TE>(NamedTensor reference, NamedTensor actual, Func<int, double, Tolerance> toleranceFor,
-        string typeName) where T : unmanaged where TE : struct, IElement<T>
+        string typeName, DriftMode detectDrift) where T : unmanaged where TE : struct, IElement<T>
     {
         var r = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(reference.Data.Span);
         var a = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(actual.Data.Span);
@@ -178,11 +215,13 @@ public static class Comparator
         for (int i = 0, k = 0; i < n; i += stride, k++)
             (absSample[k], relSample[k]) = Stats.Errors(TE.Get(r[i]), TE.Get(a[i]));
         double maxAbs = st.MaxAbs, maxRel = st.MaxRel, sumAbs = st.SumAbs, sumRel = st.SumRel, dot = st.Dot, normR = st.NormR, normA = st.NormA;
+        var sums = detectDrift == DriftMode.None ? null : ChannelDriftDetector.Accumulate<T, TE>(r, a, reference.Shape, reference.ElementType);
 
-        return new OutputComparison
+        var result = new OutputComparison
         {
             Name = reference.Name,
             Passed = failed == 0,
+            DriftSums = sums,
             Shape = reference.ShapeText,
             ElementType = typeName,
             Tolerance = tol,
@@ -206,6 +245,7 @@ public static class Comparator
             FailedElements = failed,
             Elements = n,
         };
+        return sums != null && detectDrift == DriftMode.Decide ? WithDrift(result, sums) : result;
     }
 
     /// <summary>Running statistics of one comparison that need no tolerance; a scalar step for any element, a vector

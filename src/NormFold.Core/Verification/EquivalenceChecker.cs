@@ -23,6 +23,9 @@ public sealed record CheckOptions
     /// <summary>The decision log of the fold that made the candidate from the reference (for the weight audit).</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public Rewriting.RewriteLog? FoldLog { get; init; }
+    /// <summary>Also test every channel of every compared floating-point tensor for systematic drift (gain or offset
+    /// beyond rounding noise; see <see cref="ChannelDriftDetector"/>).</summary>
+    public bool DetectDrift { get; init; } = true;
     /// <summary>Where the inputs came from, for the report.</summary>
     public string InputProvenance { get; init; } = "generated";
     /// <summary>How messages name the two models (default: "the original (PATH)", "the rewritten model (PATH)").</summary>
@@ -113,6 +116,8 @@ public static class EquivalenceChecker
         var candidateNames = candidate.Outputs.Select(o => o.Name).ToHashSet();
 
         var worst = new Dictionary<string, OutputComparison>();
+        // Systematic drift is decided once over every iteration's elements: more elements, a surer decision.
+        var driftSums = new Dictionary<string, ChannelDriftDetector.Accumulator>();
         int? firstFailing = null;
         for (int it = 0; it < options.Iterations; it++)
         {
@@ -124,13 +129,16 @@ public static class EquivalenceChecker
             // Tensors are independent: compare them on every core.
             var compared = new OutputComparison[expected.Count];
             Parallel.For(0, expected.Count, k => compared[k] = Comparator.Compare(expected[k], actual.GetValueOrDefault(expected[k].Name),
-                (type, magnitude) => ToleranceFor(options, expected[k].Name, type, magnitude)));
+                (type, magnitude) => ToleranceFor(options, expected[k].Name, type, magnitude), options.DetectDrift ? DriftMode.Accumulate : DriftMode.None));
             foreach (var c in compared)
             {
+                if (c.DriftSums is { } s)
+                    if (driftSums.TryGetValue(c.Name, out var merged)) merged.Merge(s); else driftSums[c.Name] = s;
                 if (!c.Passed) firstFailing ??= it;
                 if (!worst.TryGetValue(c.Name, out var w) || Worse(c, w)) worst[c.Name] = c;
             }
         }
+        foreach (var (name, sums) in driftSums) worst[name] = Comparator.WithDrift(worst[name], sums);
         var outputs = graphOutputs.Select(n => worst[n]).ToList();
         var inner = shared.Select(n => worst[n]).ToList();
         return new CheckReport(outputs.All(o => o.Passed) && inner.All(o => o.Passed), outputs, inner, notes, options, OrtVersion, firstFailing);

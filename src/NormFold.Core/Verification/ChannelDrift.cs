@@ -1,0 +1,235 @@
+using T = NormFold.Onnx.Proto.TensorProto.Types.DataType;
+
+namespace NormFold.Verification;
+
+/// <summary>One channel's systematic deviation of candidate from reference: a = gain·r + offset, fitted by least squares
+/// over the channel's elements (offset taken at the channel's mean), and the thresholds it was held to.</summary>
+public sealed record ChannelDrift(
+    int Channel,
+    long Elements,
+    double Gain,
+    /// <summary>Half-width of the band 1 ± GainThreshold a gain may lie in.</summary>
+    double GainThreshold,
+    /// <summary>mean(candidate − reference) over the channel.</summary>
+    double Offset,
+    double OffsetThreshold,
+    /// <summary>Standard deviation of the residuals (the elementwise noise once gain and offset are taken out).</summary>
+    double Noise,
+    bool Flagged)
+{
+    /// <summary>max(|gain − 1| / GainThreshold, |offset| / OffsetThreshold): above 1 means flagged (when also significant).</summary>
+    public double Ratio => Math.Max(GainThreshold > 0 ? Math.Abs(Gain - 1) / GainThreshold : 0, OffsetThreshold > 0 ? Math.Abs(Offset) / OffsetThreshold : 0);
+}
+
+/// <summary>
+/// Per-channel systematic-error detection (channel = axis 1). Rounding noise of a correct rewrite is spread over the
+/// elements; a folding bug (wrong γ, ε, mean sign, axis, group offset) moves a whole channel by a gain or an offset.
+/// Per channel c, over its n elements (every run pooled; exact zeros left out: ReLU-clipped, padding), δ = a − r:
+///   gain − 1 = Σ(r − r̄)(δ − δ̄) / Σ(r − r̄)²,  offset = δ̄,  σ² = residual variance of δ after the fit (n − 2 dof),
+///   u = the type's unit roundoff (2⁻²⁴ float32, 2⁻¹¹ float16, 2⁻⁸ bfloat16, 2⁻⁵³ double), M = rms(r),
+///   ν = max(1, σ / (u·M) / NoiseUlps): how much noisier than one rounding the channel is (long sums, cancellation),
+///   a = 256·min(u, 2⁻²⁴): ORT's own float arithmetic (BN scale, normalisation statistics) on the reference side.
+/// Flagged when a deviation is significant, |gain − 1| > t·σ/√Σ(r − r̄)² or |offset| > t·σ/√n (t: Student's t for
+/// n − 2 dof at the tail probability of Z normal deviations), and meaningful: |gain − 1| > GainUlps·u·ν + a, or
+/// |offset| > max(OffsetUlps·u·M, OffsetNoise·σ) + a·M. A correct fold's rounded weights move a channel's gain by a
+/// weighted mean of their relative rounding errors (≤ u) and its offset by the rounded bias (≤ u·|bias|, which
+/// shows in σ when it cancels); the constants sit above that, as measured on the bundled models (README).
+/// </summary>
+internal static class ChannelDriftDetector
+{
+    public const double Z = 7, GainUlps = 1.5, ArithmeticUlps = 256, OffsetUlps = 2, OffsetNoise = 6, NoiseUlps = 2;
+    /// <summary>Channels with fewer elements are not tested (their gain and noise cannot be estimated).</summary>
+    public const int MinElements = 8;
+    /// <summary>Findings kept per tensor (the worst channels); the count says how many were flagged.</summary>
+    public const int MaxKept = 8;
+
+    public static double UnitRoundoff(int elementType) => (T)elementType switch
+    {
+        T.Float => Math.ScaleB(1, -24),
+        T.Float16 => Math.ScaleB(1, -11),
+        T.Bfloat16 => Math.ScaleB(1, -8),
+        T.Double => Math.ScaleB(1, -53),
+        _ => 0,
+    };
+
+    /// <summary>Two-sided tail probability of the significance test: that of Z standard deviations of a normal.</summary>
+    static readonly double TailProbability = 2 * NormalTail(Z);
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<long, double> Criticals = new();
+
+    /// <summary>The t below which |Student-t with <paramref name="dof"/> degrees of freedom| falls with probability
+    /// 1 − TailProbability: σ estimated from few elements is itself uncertain, so few elements need a larger ratio.</summary>
+    internal static double StudentCritical(long dof)
+    {
+        if (dof < 1) return double.PositiveInfinity;
+        if (dof > 100_000) return Z;
+        return Criticals.GetOrAdd(dof, d =>
+        {
+            double lo = Z, hi = Z;
+            while (StudentTail(hi, d) > TailProbability) hi *= 2;
+            for (int i = 0; i < 200 && hi - lo > 1e-9 * hi; i++)
+            {
+                double mid = 0.5 * (lo + hi);
+                if (StudentTail(mid, d) > TailProbability) lo = mid; else hi = mid;
+            }
+            return hi;
+        });
+    }
+
+    /// <summary>P(|T| > t), T Student-t with ν degrees of freedom: I_{ν/(ν+t²)}(ν/2, 1/2).</summary>
+    static double StudentTail(double t, double nu) => RegularizedBeta(nu / (nu + t * t), nu / 2, 0.5);
+
+    /// <summary>P(X > z), X standard normal (erfc by its continued fraction, z ≥ 3).</summary>
+    static double NormalTail(double z)
+    {
+        double f = 0;
+        for (int k = 60; k >= 1; k--) f = k / (z + f);
+        return Math.Exp(-z * z / 2) / Math.Sqrt(2 * Math.PI) / (z + f);
+    }
+
+    /// <summary>I_x(a, b) by Lentz's continued fraction (the symmetric form where it converges faster).</summary>
+    static double RegularizedBeta(double x, double a, double b)
+    {
+        if (x <= 0) return 0;
+        if (x >= 1) return 1;
+        double front = Math.Exp(LogGamma(a + b) - LogGamma(a) - LogGamma(b) + a * Math.Log(x) + b * Math.Log(1 - x));
+        if (x > (a + 1) / (a + b + 2)) return 1 - front * BetaFraction(1 - x, b, a) / b;
+        return front * BetaFraction(x, a, b) / a;
+    }
+
+    static double BetaFraction(double x, double a, double b)
+    {
+        const double tiny = 1e-300;
+        double c = 1, d = 1 - (a + b) * x / (a + 1);
+        d = Math.Abs(d) < tiny ? 1 / tiny : 1 / d;
+        double h = d;
+        for (int m = 1; m <= 10_000; m++)
+        {
+            double m2 = 2 * m;
+            double num = m * (b - m) * x / ((a + m2 - 1) * (a + m2));
+            d = 1 + num * d; d = Math.Abs(d) < tiny ? 1 / tiny : 1 / d;
+            c = 1 + num / c; c = Math.Abs(c) < tiny ? tiny : c;
+            h *= d * c;
+            num = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1));
+            d = 1 + num * d; d = Math.Abs(d) < tiny ? 1 / tiny : 1 / d;
+            c = 1 + num / c; c = Math.Abs(c) < tiny ? tiny : c;
+            double delta = d * c;
+            h *= delta;
+            if (Math.Abs(delta - 1) < 1e-15) break;
+        }
+        return h;
+    }
+
+    /// <summary>ln Γ(x), Lanczos (g = 7, 9 terms).</summary>
+    static double LogGamma(double x)
+    {
+        ReadOnlySpan<double> g = [0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313,
+            -176.61502916214059, 12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7];
+        x -= 1;
+        double s = g[0];
+        for (int i = 1; i < 9; i++) s += g[i] / (x + i);
+        double t = x + 7.5;
+        return 0.5 * Math.Log(2 * Math.PI) + (x + 0.5) * Math.Log(t) - t + Math.Log(s);
+    }
+
+    /// <summary>Unit roundoff of the arithmetic ORT does on the type: float32 at least (it scales float16 in float).</summary>
+    static double Arithmetic(double u) => Math.Min(u, Math.ScaleB(1, -24));
+
+    /// <summary>Running sums of one channel (r shifted by the channel's first value for precision).</summary>
+    internal struct Sums
+    {
+        public long N;
+        public double Shift, R, RR, D, DD, RD;
+        public bool Started;
+
+        /// <summary>Adds another run's sums (moved to this shift).</summary>
+        public void Merge(in Sums o)
+        {
+            if (!o.Started) return;
+            if (!Started) { this = o; return; }
+            double h = o.Shift - Shift; // x = x_o + h
+            RR += o.RR + 2 * h * o.R + o.N * h * h;
+            RD += o.RD + h * o.D;
+            R += o.R + o.N * h;
+            D += o.D; DD += o.DD; N += o.N;
+        }
+    }
+
+    /// <summary>One tensor's per-channel sums, over one run or (merged) several.</summary>
+    internal sealed class Accumulator(int elementType, Sums[] channels)
+    {
+        public int ElementType { get; } = elementType;
+        public Sums[] Channels { get; } = channels;
+
+        public void Merge(Accumulator other)
+        {
+            if (other.Channels.Length != Channels.Length) return; // shapes differ between runs: keep the first
+            for (int c = 0; c < Channels.Length; c++) Channels[c].Merge(other.Channels[c]);
+        }
+
+        public Result Decide()
+        {
+            double u = UnitRoundoff(ElementType);
+            var all = new List<ChannelDrift>(Channels.Length);
+            for (int c = 0; c < Channels.Length; c++)
+                if (Channel(c, Channels[c], u) is { } drift) all.Add(drift);
+            var flagged = all.Where(d => d.Flagged).OrderByDescending(d => d.Ratio).ToList();
+            return new Result(all.Count, flagged.Count, flagged.Take(MaxKept).ToList(), all.MaxBy(d => d.Ratio));
+        }
+    }
+
+    /// <summary>Sums every channel of a tensor [outer, C, inner…]; null when it has no channel axis.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public static Accumulator? Accumulate<TV, TE>(ReadOnlySpan<TV> r, ReadOnlySpan<TV> a, long[] shape, int elementType)
+        where TV : unmanaged where TE : struct, Comparator.IElement<TV>
+    {
+        if (shape.Length < 2 || UnitRoundoff(elementType) == 0 || shape[1] <= 0) return null;
+        int channels = (int)shape[1];
+        long inner = 1;
+        for (int d = 2; d < shape.Length; d++) inner *= shape[d];
+        long outer = shape[0];
+        var sums = new Sums[channels];
+        int i = 0;
+        for (long o = 0; o < outer; o++)
+            for (int c = 0; c < channels; c++)
+            {
+                ref var s = ref sums[c];
+                for (long j = 0; j < inner; j++, i++)
+                {
+                    double ri = TE.Get(r[i]), ai = TE.Get(a[i]);
+                    // Exact zeros say nothing about gain or noise: clipped by a ReLU, padding, masks.
+                    if (!double.IsFinite(ri) || !double.IsFinite(ai) || ri == 0 || ai == 0) continue;
+                    if (!s.Started) { s.Shift = ri; s.Started = true; }
+                    double x = ri - s.Shift, dl = ai - ri;
+                    s.N++; s.R += x; s.RR += x * x; s.D += dl; s.DD += dl * dl; s.RD += x * dl;
+                }
+            }
+        return new Accumulator(elementType, sums);
+    }
+
+    public sealed record Result(int Tested, int Flagged, List<ChannelDrift> Findings, ChannelDrift? Worst);
+
+    static ChannelDrift? Channel(int c, in Sums s, double u)
+    {
+        long n = s.N;
+        if (n < MinElements) return null;
+        double meanX = s.R / n, meanD = s.D / n;
+        double sxx = Math.Max(0, s.RR - n * meanX * meanX);
+        double sxd = s.RD - n * meanX * meanD;
+        double sdd = Math.Max(0, s.DD - n * meanD * meanD);
+        double rms = Math.Sqrt(Math.Max(0, (s.RR + 2 * s.Shift * s.R + n * s.Shift * s.Shift) / n));
+        // A channel that does not vary has no gain: only its offset is tested.
+        bool hasGain = sxx > 0 && sxx > 1e-24 * n * Math.Max(rms * rms, double.Epsilon);
+        double gainError = hasGain ? sxd / sxx : 0;
+        double sse = Math.Max(0, hasGain ? sdd - sxd * gainError : sdd);
+        double sigma = Math.Sqrt(sse / Math.Max(1, n - 2));
+        double noise = rms > 0 ? Math.Max(1, sigma / (u * rms) / NoiseUlps) : 1;
+        double gainThreshold = GainUlps * u * noise + ArithmeticUlps * Arithmetic(u);
+        // Correlated accumulation noise (long sums in a different order) and nonlinearities after the rewrite shift a
+        // channel's mean by up to about the noise itself: the offset must stand out of it.
+        double offsetThreshold = Math.Max(OffsetUlps * u * rms, OffsetNoise * sigma) + ArithmeticUlps * Arithmetic(u) * rms;
+        double critical = StudentCritical(n - 2);
+        bool gainOff = hasGain && Math.Abs(gainError) > gainThreshold && Math.Abs(gainError) > critical * sigma / Math.Sqrt(sxx);
+        bool offsetOff = Math.Abs(meanD) > offsetThreshold && Math.Abs(meanD) > critical * sigma / Math.Sqrt(n);
+        return new ChannelDrift(c, n, 1 + gainError, gainThreshold, meanD, offsetThreshold, sigma, gainOff || offsetOff);
+    }
+}
