@@ -138,8 +138,8 @@ public static class Printing
         {
             int index = inner.ToList().IndexOf(f);
             text.Append($"First intermediate to drift (of {inner.Count} both models name, in the original's node order): '{f.Name}' {f.Shape} {f.ElementType}: " +
-                      $"{f.FailedElements} of {f.Elements} elements beyond tolerance; max abs {Num(f.MaxAbs)} ({Num(f.RelativeToMagnitude)} of max|ref|), " +
-                      $"worst at [{string.Join(",", f.WorstIndex)}]: {f.WorstActual:G9} vs {f.WorstReference:G9}" +
+                      (f.Problem ?? $"{f.FailedElements} of {f.Elements} elements beyond tolerance; max abs {Num(f.MaxAbs)} ({Num(f.RelativeToMagnitude)} of max|ref|), " +
+                      $"worst at [{string.Join(",", f.WorstIndex)}]: {f.WorstActual:G9} vs {f.WorstReference:G9}") +
                       (index > 0 ? $"; the {index} before it agree (last: '{inner[index - 1].Name}').\n" : ".\n"));
         }
         else if (inner.Count > 0)

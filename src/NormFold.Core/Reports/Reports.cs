@@ -88,7 +88,12 @@ public sealed record TensorDrift(
     long FailedElements,
     long Elements,
     bool PercentilesSampled,
-    ErrorHistogram? Histogram);
+    ErrorHistogram? Histogram,
+    /// <summary>Channels tested for systematic drift, and how many drift (see README: systematic drift per channel).</summary>
+    int ChannelsTested = 0,
+    int DriftingChannels = 0,
+    /// <summary>The tested channel nearest its thresholds (above 1: beyond them).</summary>
+    double? WorstChannelRatio = null);
 
 public sealed record ToleranceUsed(double Atol, double Rtol);
 
@@ -101,7 +106,8 @@ public sealed record ErrorHistogram(long Exact, IReadOnlyList<string> Labels, IR
 public sealed record WeightAuditSummary(bool Passed, int Tensors, long Elements, long Inexact, double MaxUlp, string? WorstTensor, IReadOnlyList<string> Skipped);
 
 /// <summary>A per-channel finding of the check: a channel of a tensor whose drift stands out.</summary>
-public sealed record ChannelFinding(string Tensor, int Axis, long Channel, double MaxAbs, double RelativeToMagnitude, string? Detail);
+public sealed record ChannelFinding(string Tensor, int Axis, long Channel, double MaxAbs, double RelativeToMagnitude, string? Detail,
+    double? Gain = null, double? GainThreshold = null, double? Offset = null, double? OffsetThreshold = null, double? Noise = null, long? Elements = null);
 
 /// <summary>The gates asked for and what failed them.</summary>
 public sealed record GateResults(bool Passed, IReadOnlyList<string> Gates, IReadOnlyList<GateFailure> Failures);

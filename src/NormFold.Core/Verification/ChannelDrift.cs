@@ -15,6 +15,8 @@ public sealed record ChannelDrift(
     double OffsetThreshold,
     /// <summary>Standard deviation of the residuals (the elementwise noise once gain and offset are taken out).</summary>
     double Noise,
+    /// <summary>Largest |candidate − reference| in the channel.</summary>
+    double MaxAbs,
     bool Flagged)
 {
     /// <summary>max(|gain − 1| / GainThreshold, |offset| / OffsetThreshold): above 1 means flagged (when also significant).</summary>
@@ -138,7 +140,7 @@ internal static class ChannelDriftDetector
     internal struct Sums
     {
         public long N;
-        public double Shift, R, RR, D, DD, RD;
+        public double Shift, R, RR, D, DD, RD, MaxAbs;
         public bool Started;
 
         /// <summary>Adds another run's sums (moved to this shift).</summary>
@@ -150,7 +152,7 @@ internal static class ChannelDriftDetector
             RR += o.RR + 2 * h * o.R + o.N * h * h;
             RD += o.RD + h * o.D;
             R += o.R + o.N * h;
-            D += o.D; DD += o.DD; N += o.N;
+            D += o.D; DD += o.DD; N += o.N; MaxAbs = Math.Max(MaxAbs, o.MaxAbs);
         }
     }
 
@@ -201,6 +203,7 @@ internal static class ChannelDriftDetector
                     if (!s.Started) { s.Shift = ri; s.Started = true; }
                     double x = ri - s.Shift, dl = ai - ri;
                     s.N++; s.R += x; s.RR += x * x; s.D += dl; s.DD += dl * dl; s.RD += x * dl;
+                    if (Math.Abs(dl) > s.MaxAbs) s.MaxAbs = Math.Abs(dl);
                 }
             }
         return new Accumulator(elementType, sums);
@@ -230,6 +233,6 @@ internal static class ChannelDriftDetector
         double critical = StudentCritical(n - 2);
         bool gainOff = hasGain && Math.Abs(gainError) > gainThreshold && Math.Abs(gainError) > critical * sigma / Math.Sqrt(sxx);
         bool offsetOff = Math.Abs(meanD) > offsetThreshold && Math.Abs(meanD) > critical * sigma / Math.Sqrt(n);
-        return new ChannelDrift(c, n, 1 + gainError, gainThreshold, meanD, offsetThreshold, sigma, gainOff || offsetOff);
+        return new ChannelDrift(c, n, 1 + gainError, gainThreshold, meanD, offsetThreshold, sigma, s.MaxAbs, gainOff || offsetOff);
     }
 }

@@ -243,3 +243,44 @@ public class StudentCriticalTests
         Assert.InRange(many, ChannelDriftDetector.Z, ChannelDriftDetector.Z * 1.01);
     }
 }
+
+/// <summary>The detector's findings as a user meets them: exit 2, the channel named, the JSON report's fields.</summary>
+[Collection("Console")]
+public class ChannelDriftCliTests
+{
+    [Fact]
+    public void Check_of_a_float16_fold_with_one_channel_off_exits_2_and_the_json_names_channel_gain_and_threshold()
+    {
+        string dir = TempDir();
+        var original = OnnxModel.Load(Path.Combine(ModelsDir, "resnet_tiny_fp16.onnx"));
+        var bns = original.Proto.Graph.Node.Where(n => n.OpType == "BatchNormalization").ToList();
+        var bn = bns[bns.Count / 2];
+        var copy = new OnnxModel(original.Proto.Clone(), original.SourcePath);
+        var index = new NormFold.Graph.GraphIndex(copy.Proto.Graph, copy);
+        var node = copy.Proto.Graph.Node.Single(n => n.Name == bn.Name);
+        Assert.True(index.TryGetConstant(node.Input[1], out var t, out _));
+        var v = copy.ReadDoubles(t);
+        v[2] *= 1.01;
+        var replacement = NormFold.Tensors.TensorData.Create(t.Name + "_fault", t.DataType, t.Dims, v);
+        copy.Proto.Graph.Initializer.Add(replacement);
+        node.Input[1] = replacement.Name;
+        var (broken, _) = Fold(copy);
+        string brokenPath = Path.Combine(dir, "broken.onnx"), json = Path.Combine(dir, "r.json");
+        ModelWriter.Save(broken, brokenPath);
+        var (code, stdout, _) = NormFold.Tests.Cli.CliRunner.Run("check", Path.Combine(ModelsDir, "resnet_tiny_fp16.onnx"), brokenPath,
+            "--shape", "input:8x3x32x32", "--iterations", "2", "--json", json);
+        Assert.Equal(NormFold.Cli.ExitCodes.CheckFailed, code);
+        Assert.Contains("systematic drift", stdout);
+        string text = File.ReadAllText(json);
+        NormFold.Tests.Cli.ReportFormatTests.AssertValid("check-report", text);
+        using var doc = System.Text.Json.JsonDocument.Parse(text);
+        var finding = doc.RootElement.GetProperty("check").GetProperty("channelFindings")[0];
+        Assert.Equal(bn.Output[0], finding.GetProperty("tensor").GetString());
+        Assert.Equal(2, finding.GetProperty("channel").GetInt64());
+        Assert.InRange(finding.GetProperty("gain").GetDouble(), 1.005, 1.015);
+        Assert.True(finding.GetProperty("gainThreshold").GetDouble() < 0.005);
+        // --no-channel-drift: the elementwise check alone passes it (float16 allowance)
+        Assert.Equal(0, NormFold.Tests.Cli.CliRunner.Run("check", Path.Combine(ModelsDir, "resnet_tiny_fp16.onnx"), brokenPath,
+            "--shape", "input:8x3x32x32", "--iterations", "2", "--no-channel-drift").Code);
+    }
+}
