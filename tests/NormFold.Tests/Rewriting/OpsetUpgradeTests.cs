@@ -340,7 +340,9 @@ public class OpsetUpgradeTests
         g.Node("Pow", ["gm", "two"], "o_pow", "pow");
         g.Node("DepthToSpace", ["cc"], "o_d2s", "depthtospace", ("blocksize", 2L));
         g.Node("Dropout", ["gm"], "o_dropout", "dropout");
-        foreach (var o in new[] { "o_softmax", "o_argmax", "o_unsqueeze", "o_s1", "o_s2", "o_gather", "o_slice", "o_topk", "o_max",
+        g.Node("Constant", [], "k6", "constant", ("value", NormFold.Tensors.TensorData.Create("k6v", F32, [6], new double[] { 1, 2, 3, 4, 5, 6 })));
+        g.Node("Mul", ["o_dropout", "k6"], "o_const", "mul_k6");
+        foreach (var o in new[] { "o_const", "o_softmax", "o_argmax", "o_unsqueeze", "o_s1", "o_s2", "o_gather", "o_slice", "o_topk", "o_max",
             "o_pow", "o_d2s", "o_dropout" })
             g.Output(o);
         RaiseAndCheck(g.Build(), 12);
@@ -373,10 +375,11 @@ public class OpsetUpgradeTests
         RaiseAndCheck(g.Build(), 13);
     }
 
-    /// <summary>Opset 7 → 9: multidirectional broadcasting of Max/Min/Sum/Mean (their inputs here share one shape),
-    /// MaxPool's storage_order, BatchNormalization without spatial, new types of MatMul/Gemm/PRelu/Flatten/Constant.</summary>
+    /// <summary>Opset 7 → 10: multidirectional broadcasting of Max/Min/Sum/Mean (their inputs here share one shape),
+    /// MaxPool's storage_order, the pools' ceil_mode and dilations, BatchNormalization without spatial, new types of
+    /// MatMul/Gemm/PRelu/Flatten/Constant.</summary>
     [Fact]
-    public void Opset_7_nodes_raise_to_9_and_compute_the_same()
+    public void Opset_7_nodes_raise_to_10_and_compute_the_same()
     {
         var g = new GraphBuilder(7);
         g.Input("x", F32, [2, 3, 4, 4]);
@@ -386,6 +389,7 @@ public class OpsetUpgradeTests
         g.Node("Sum", ["x", "y"], "o_sum", "sum");
         g.Node("Mean", ["x", "y"], "o_mean", "mean");
         g.Node("MaxPool", ["x"], "o_mp", "maxpool", ("kernel_shape", new long[] { 2, 2 }));
+        g.Node("AveragePool", ["x"], "o_ap", "avgpool", ("kernel_shape", new long[] { 3, 3 }), ("pads", new long[] { 1, 1, 1, 1 }));
         g.Node("BatchNormalization", ["x", .. g.BnParams("bnp", 3)], "o_bn", "bn");
         g.Node("Flatten", ["x"], "fl", "flatten");
         g.Init("wm", F32, [48, 5]);
@@ -396,8 +400,8 @@ public class OpsetUpgradeTests
         g.Node("PRelu", ["mm", "c5"], "o_prelu", "prelu");
         g.Node("Constant", [], "k", "constant", ("value", NormFold.Tensors.TensorData.Create("kv", F32, [5], new double[] { 1, 2, 3, 4, 5 })));
         g.Node("Add", ["gm", "k"], "o_gemm", "add_k");
-        foreach (var o in new[] { "o_max", "o_min", "o_sum", "o_mean", "o_mp", "o_bn", "o_prelu", "o_gemm" }) g.Output(o);
-        RaiseAndCheck(g.Build(), 9);
+        foreach (var o in new[] { "o_max", "o_min", "o_sum", "o_mean", "o_mp", "o_ap", "o_bn", "o_prelu", "o_gemm" }) g.Output(o);
+        RaiseAndCheck(g.Build(), 10);
     }
 
     [Fact]

@@ -77,7 +77,6 @@ public static class OpsetUpgrade
         void At(int v, Exemption x, params string[] ops) { foreach (var op in ops) e.Add((op, v), x); }
         string[] reduceButSum = ["ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSumSquare"];
 
-        At(7, Adds("count_include_pad", ["count_include_pad"]), "AveragePool");
         At(8, Wider, "Max", "Min", "Mean", "Sum");
         At(8, Adds("storage_order and the Indices output", ["storage_order"]), "MaxPool");
         At(9, Types(Ints), "MatMul", "Gemm", "PRelu", "Greater", "Less");
