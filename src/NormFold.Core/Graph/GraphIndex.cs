@@ -34,14 +34,28 @@ public sealed class GraphIndex
         foreach (var v in graph.Input) { _inputs.Add(v.Name); AddType(v); }
         foreach (var v in graph.Output) { _outputs.Add(v.Name); AddType(v); }
         foreach (var v in graph.ValueInfo) AddType(v);
+        foreach (var name in _conflicting) if (!IsBinding(name)) _types.Remove(name);
         foreach (var t in graph.Initializer) Initializers[t.Name] = t;
         foreach (var n in graph.Node) AddNode(n);
     }
 
+    /// <summary>Two declarations of one name that disagree (rank, a dim or the element type): neither is trusted,
+    /// unless one is the main graph's input, which ORT enforces.</summary>
+    readonly HashSet<string> _conflicting = new(StringComparer.Ordinal);
+
     void AddType(ValueInfoProto v)
     {
-        if (v.Type != null) _types.TryAdd(v.Name, v.Type);
+        if (v.Type is null) return;
+        if (!_types.TryGetValue(v.Name, out var first)) { _types[v.Name] = v.Type; return; }
+        bool sameType = first.TensorType?.ElemType == v.Type.TensorType?.ElemType;
+        if (!sameType || TypeHints.Shape(first) is { } a && TypeHints.Shape(v.Type) is { } b && !TypeHints.Compatible(a, b))
+            _conflicting.Add(v.Name);
+        else if (first.TensorType?.Shape is null && v.Type.TensorType?.Shape != null && !IsBinding(v.Name))
+            _types[v.Name] = v.Type; // the one that says more
     }
+
+    /// <summary>The main graph's inputs: ORT checks fed tensors against their declared rank and fixed dims.</summary>
+    bool IsBinding(string name) => Parent is null && _inputs.Contains(name);
 
     internal void AddNode(NodeProto n)
     {
@@ -192,31 +206,39 @@ public sealed class GraphIndex
         return null;
     }
 
-    /// <summary>Declared type of a tensor (graph input/output or value_info), here or in an enclosing graph.</summary>
-    public TypeProto? DeclaredType(string name) =>
-        _types.TryGetValue(name, out var t) ? t : Defines(name) ? null : Parent?.DeclaredType(name);
+    /// <summary>Declared type of a tensor (graph input/output or value_info), here or in an enclosing graph — unless the
+    /// declaration contradicts another one or the shape propagated from inputs and constants (<see cref="TypeHints"/>).</summary>
+    public TypeProto? DeclaredType(string name)
+    {
+        if (!Defines(name) && !_types.ContainsKey(name)) return Parent?.DeclaredType(name);
+        return _types.TryGetValue(name, out var t) && (IsBinding(name) || !Hints.Contradicts(name)) ? t : null;
+    }
+
+    /// <summary>The declaration as written (conflicting duplicates dropped), for propagation to start from.</summary>
+    internal TypeProto? RawDeclaredType(string name) =>
+        _types.TryGetValue(name, out var t) ? t : Defines(name) ? null : Parent?.RawDeclaredType(name);
+
+    /// <summary>A declaration of a name this graph defines that propagation should check (not a binding input).</summary>
+    internal TypeProto? HintDeclaration(string name) => IsBinding(name) ? null : _types.GetValueOrDefault(name);
 
     TypeHints? _hints;
+    TypeHints Hints => _hints ??= new TypeHints(this);
 
-    /// <summary>Forget propagated ranks and types (after nodes were added); recomputed on next use.</summary>
+    /// <summary>Forget propagated shapes and types (after nodes were added); recomputed on next use.</summary>
     internal void InvalidateHints() => _hints = null;
 
-    /// <summary>Rank from the model's declared types, constants, or forward propagation (<see cref="TypeHints"/>).</summary>
-    public int? Rank(string name) => (_hints ??= new TypeHints(this)).Rank(this, name);
+    /// <summary>Rank from propagation, constants, or declarations that nothing contradicts (<see cref="TypeHints"/>).</summary>
+    public int? Rank(string name) => Hints.Rank(this, name);
 
-    /// <summary>Element type from the model's declared types, constants, or forward propagation.</summary>
-    public int? ElemType(string name) => (_hints ??= new TypeHints(this)).ElemType(this, name);
+    /// <summary>Best known shape (-1 for unknown dims), or null when even the rank is unknown.</summary>
+    public long[]? Shape(string name) => Hints.ShapeOf(this, name);
 
-    internal int? DeclaredRank(string name)
-    {
-        if (DeclaredType(name) is { TensorType.Shape: { } shape }) return shape.Dim.Count;
-        if (TryGetConstant(name, out var t, out _)) return t.Dims.Count;
-        return null;
-    }
+    /// <summary>Element type from propagation, constants, or declarations.</summary>
+    public int? ElemType(string name) => Hints.ElemType(this, name);
 
     internal int? DeclaredElemType(string name)
     {
-        if (DeclaredType(name) is { TensorType: { HasElemType: true } tt }) return tt.ElemType;
+        if (RawDeclaredType(name) is { TensorType: { HasElemType: true } tt }) return tt.ElemType;
         if (TryGetConstant(name, out var t, out _)) return t.DataType;
         return null;
     }

@@ -4,27 +4,37 @@ using NormFold.Tensors;
 namespace NormFold.Graph;
 
 /// <summary>
-/// Ranks and element types of tensors the model does not declare (exporters often store no value_info),
-/// propagated forward in one pass from declared inputs, initializers and constants through ops whose output rank
-/// and type follow from their inputs. Unknown stays unknown: rules that need a rank refuse rather than guess.
+/// Shapes (rank, and dims where they follow) and element types of tensors, propagated forward from what is binding —
+/// the main graph's declared inputs (ORT enforces them at run time), initializers and constants — through ops whose
+/// output shape follows from their inputs. Other declarations (value_info, graph outputs, body inputs) are hints:
+/// used where propagation knows nothing, ignored where they contradict it (a value_info of rank 2 for a 4-D
+/// activation must never steer a broadcast). Unknown stays unknown: rules that need a rank refuse rather than guess.
 /// </summary>
 public sealed class TypeHints
 {
-    readonly Dictionary<string, int> _rank = new(StringComparer.Ordinal);
+    /// <summary>Propagated shapes; -1 for a dim that is not known.</summary>
+    readonly Dictionary<string, long[]> _shape = new(StringComparer.Ordinal);
     readonly Dictionary<string, int> _type = new(StringComparer.Ordinal);
+    /// <summary>Names whose declaration contradicts the propagated shape.</summary>
+    readonly HashSet<string> _contradicted = new(StringComparer.Ordinal);
 
-    /// <summary>Output has input 0's rank and type.</summary>
-    static readonly HashSet<string> SameAsFirst = new(StringComparer.Ordinal)
+    /// <summary>Output has input 0's shape and type.</summary>
+    static readonly HashSet<string> SameShape = new(StringComparer.Ordinal)
     {
         "Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu", "Gelu", "Mish",
         "Softplus", "Softsign", "Clip", "Identity", "Dropout", "BatchNormalization", "InstanceNormalization",
         "LayerNormalization", "GroupNormalization", "Erf", "Exp", "Log", "Neg", "Abs", "Sqrt", "Reciprocal", "Floor",
-        "Ceil", "Round", "Sign", "Sin", "Cos", "Softmax", "LogSoftmax", "Conv", "ConvTranspose", "MaxPool",
-        "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "LRN", "Transpose",
-        "Concat", "Pad", "Resize", "Upsample", "DepthToSpace", "SpaceToDepth", "Slice", "Tile", "CumSum",
+        "Ceil", "Round", "Sign", "Sin", "Cos", "Softmax", "LogSoftmax", "LRN", "CumSum",
     };
 
-    /// <summary>Numpy-style broadcasting: rank is the largest input rank, type is input 0's.</summary>
+    /// <summary>Output has input 0's rank and type (dims may change).</summary>
+    static readonly HashSet<string> SameRank = new(StringComparer.Ordinal)
+    {
+        "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "Concat", "Pad", "Resize", "Upsample", "DepthToSpace",
+        "SpaceToDepth", "Slice", "Tile",
+    };
+
+    /// <summary>Numpy-style broadcasting: shape is the inputs' broadcast, type is input 0's.</summary>
     static readonly HashSet<string> Broadcasting = new(StringComparer.Ordinal)
     {
         "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean",
@@ -35,6 +45,9 @@ public sealed class TypeHints
         // Passes in list order until nothing new is learned: one pass for a sorted graph, more when rewrites appended
         // nodes that the final topological sort has not placed yet.
         for (int pass = 0; pass < 16 && Propagate(index); pass++) { }
+        foreach (var (name, shape) in _shape)
+            if (index.HintDeclaration(name) is { } declared && Shape(declared) is { } d && !Compatible(d, shape))
+                _contradicted.Add(name);
     }
 
     bool Propagate(GraphIndex index)
@@ -43,49 +56,155 @@ public sealed class TypeHints
         foreach (var n in index.Graph.Node)
         {
             if (n.Output.Count == 0 || n.Output[0].Length == 0 || !Attributes.IsDefaultDomain(n)) continue;
-            int? rank = null, type = null;
-            int? R(int i) => i < n.Input.Count && n.Input[i].Length > 0 ? Rank(index, n.Input[i]) : null;
+            long[]? shape = null;
+            int? type = null;
+            long[]? S(int i) => i < n.Input.Count && n.Input[i].Length > 0 ? ShapeOf(index, n.Input[i]) : null;
             int? T(int i) => i < n.Input.Count && n.Input[i].Length > 0 ? ElemType(index, n.Input[i]) : null;
-            int? R2(string name) => Rank(index, name);
-            if (SameAsFirst.Contains(n.OpType)) { rank = R(0); type = T(0); }
+            if (SameShape.Contains(n.OpType)) { shape = S(0); type = T(0); }
+            else if (SameRank.Contains(n.OpType)) { shape = Unknown(S(0)?.Length); type = T(0); }
             else if (Broadcasting.Contains(n.OpType))
             {
                 type = T(0);
-                int best = 0;
-                for (int i = 0; i < n.Input.Count; i++) { if (R(i) is not { } r) { best = -1; break; } best = Math.Max(best, r); }
-                rank = best >= 0 ? best : null;
+                shape = [];
+                for (int i = 0; i < n.Input.Count && shape != null; i++) shape = S(i) is { } s ? Broadcast(shape, s) : null;
             }
             else switch (n.OpType)
             {
-                case "Gemm": rank = 2; type = T(0); break;
-                case "Flatten": rank = 2; type = T(0); break;
+                case "Conv": shape = ConvShape(n, S(0), S(1)); type = T(0); break;
+                case "Transpose":
+                    type = T(0);
+                    if (S(0) is { } x)
+                    {
+                        var perm = Attributes.Ints(n, "perm")?.ToArray() ?? Enumerable.Range(0, x.Length).Reverse().Select(p => (long)p).ToArray();
+                        shape = perm.Length == x.Length && perm.All(p => p >= 0 && p < x.Length) ? perm.Select(p => x[p]).ToArray() : Unknown(x.Length);
+                    }
+                    break;
+                case "GlobalAveragePool" or "GlobalMaxPool" or "GlobalLpPool":
+                    type = T(0);
+                    if (S(0) is { Length: >= 2 } g) shape = g.Select((d, i) => i < 2 ? d : 1).ToArray();
+                    break;
+                case "Gemm": shape = [-1, -1]; type = T(0); break;
+                case "Flatten": shape = [-1, -1]; type = T(0); break;
                 case "MatMul":
                     type = T(0);
-                    if (R(0) is { } ra && R(1) is { } rb)
-                        rank = ra == 1 && rb == 1 ? 0 : ra == 1 ? rb - 1 : rb == 1 ? ra - 1 : Math.Max(ra, rb);
+                    if (S(0)?.Length is { } ra && S(1)?.Length is { } rb)
+                        shape = Unknown(ra == 1 && rb == 1 ? 0 : ra == 1 ? rb - 1 : rb == 1 ? ra - 1 : Math.Max(ra, rb));
                     break;
-                case "Cast": rank = R(0); type = (int)Attributes.Int(n, "to", 0); break;
+                case "Cast": shape = S(0); type = (int)Attributes.Int(n, "to", 0); break;
                 case "Unsqueeze":
                     type = T(0);
                     long? added = Attributes.Ints(n, "axes") is { } attr ? attr.Count
                         : n.Input.Count > 1 && index.TryGetConstant(n.Input[1], out var axes, out _) ? TensorData.ElementCount(axes) : null;
-                    if (R(0) is { } before && added is { } k) rank = before + (int)k;
+                    if (S(0) is { } before && added is { } k) shape = Unknown(before.Length + (int)k);
                     break;
                 case "Reshape":
                     type = T(0);
-                    if (n.Input.Count > 1 && index.TryGetConstant(n.Input[1], out var shape, out _) && shape.Dims.Count == 1) rank = (int)shape.Dims[0];
-                    else if (n.Input.Count > 1 && index.Producer(n.Input[1]) is { OpType: "Shape" } s && s.Attribute.Count == 0) rank = R2(s.Input[0]);
+                    if (n.Input.Count > 1 && index.TryGetConstant(n.Input[1], out var target, out _) && target.Dims.Count == 1)
+                        shape = ReshapeShape(index.Model.ReadInt64s(target), S(0), Attributes.Int(n, "allowzero", 0) != 0);
+                    else if (n.Input.Count > 1 && index.Producer(n.Input[1]) is { OpType: "Shape" } s && s.Attribute.Count == 0 && s.Input.Count == 1)
+                        shape = ShapeOf(index, s.Input[0]);
                     break;
             }
-            if (rank is { } rk && _rank.TryAdd(n.Output[0], rk)) learned = true;
+            if (shape != null && _shape.TryAdd(n.Output[0], shape)) learned = true;
             if (type is { } tp && tp > 0 && _type.TryAdd(n.Output[0], tp)) learned = true;
         }
         return learned;
     }
 
-    public int? Rank(GraphIndex index, string name) =>
-        index.DeclaredRank(name) ?? (_rank.TryGetValue(name, out int r) ? r : null);
+    static long[]? Unknown(int? rank) => rank is { } r ? Enumerable.Repeat(-1L, r).ToArray() : null;
+
+    /// <summary>Numpy broadcast of two shapes; a dim is known where it follows (d and 1 → d; d and unknown → d when d ≠ 1).</summary>
+    static long[] Broadcast(long[] a, long[] b)
+    {
+        int rank = Math.Max(a.Length, b.Length);
+        var result = new long[rank];
+        for (int i = 0; i < rank; i++)
+        {
+            long x = i < rank - a.Length ? 1 : a[i - (rank - a.Length)], y = i < rank - b.Length ? 1 : b[i - (rank - b.Length)];
+            result[i] = x == y ? x : x == 1 ? y : y == 1 ? x : x < 0 ? y : y < 0 ? x : -1;
+        }
+        return result;
+    }
+
+    /// <summary>Conv: [N, M, spatial…] from X [N, C, in…] and W [M, C/g, k…]; each spatial dim where all it needs is known.</summary>
+    static long[]? ConvShape(NodeProto n, long[]? x, long[]? w)
+    {
+        int rank = x?.Length ?? w?.Length ?? -1;
+        if (rank < 0) return null;
+        var result = Enumerable.Repeat(-1L, rank).ToArray();
+        if (x is null || w is null || x.Length != w.Length || rank < 3) return result;
+        result[0] = x[0];
+        result[1] = w[0];
+        int spatial = rank - 2;
+        var strides = Attributes.Ints(n, "strides"); var dilations = Attributes.Ints(n, "dilations");
+        var pads = Attributes.Ints(n, "pads"); var kernel = Attributes.Ints(n, "kernel_shape");
+        string autoPad = Attributes.Find(n, "auto_pad") is { } a ? a.S.ToStringUtf8() : "NOTSET";
+        for (int i = 0; i < spatial; i++)
+        {
+            long input = x[2 + i], k = kernel is { } ks && ks.Count == spatial ? ks[i] : w[2 + i];
+            long s = strides is { Count: > 0 } ? (strides.Count == spatial ? strides[i] : -1) : 1;
+            long d = dilations is { Count: > 0 } ? (dilations.Count == spatial ? dilations[i] : -1) : 1;
+            long p = pads is { Count: > 0 } ? (pads.Count == 2 * spatial ? pads[i] + pads[i + spatial] : -1) : 0;
+            if (input < 0 || k < 1 || s < 1 || d < 1 || p < 0) continue;
+            long span = d * (k - 1) + 1;
+            result[2 + i] = autoPad switch
+            {
+                "SAME_UPPER" or "SAME_LOWER" => (input + s - 1) / s,
+                "VALID" => input >= span ? (input - span) / s + 1 : -1,
+                "NOTSET" or "" => input + p >= span ? (input + p - span) / s + 1 : -1,
+                _ => -1,
+            };
+        }
+        return result;
+    }
+
+    /// <summary>Reshape to a constant target: positive entries as given, 0 copies the input's dim (unless allowzero),
+    /// −1 is what remains when every other dim is known.</summary>
+    static long[] ReshapeShape(long[] target, long[]? input, bool allowZero)
+    {
+        var result = new long[target.Length];
+        int inferred = -1;
+        for (int i = 0; i < target.Length; i++)
+        {
+            long t = target[i];
+            if (t > 0 || (t == 0 && allowZero)) result[i] = t;
+            else if (t == 0) result[i] = input != null && i < input.Length ? input[i] : -1;
+            else { result[i] = -1; inferred = t == -1 && inferred == -1 ? i : -2; }
+        }
+        if (inferred >= 0 && input != null && input.All(d => d >= 0) && result.Where((_, i) => i != inferred).All(d => d > 0))
+        {
+            long total = input.Aggregate(1L, (p, d) => p * d), rest = result.Where((_, i) => i != inferred).Aggregate(1L, (p, d) => p * d);
+            if (total % rest == 0) result[inferred] = total / rest;
+        }
+        return result;
+    }
+
+    /// <summary>A declared shape as dims (-1 where symbolic or absent), or null when the rank is not declared.</summary>
+    internal static long[]? Shape(TypeProto? t) =>
+        t is { TensorType.Shape: { } shape } ? shape.Dim.Select(d => d.HasDimValue && d.DimValue >= 0 ? d.DimValue : -1).ToArray() : null;
+
+    /// <summary>Same rank, and equal wherever both know a dim.</summary>
+    internal static bool Compatible(long[] a, long[] b)
+    {
+        if (a.Length != b.Length) return false;
+        for (int i = 0; i < a.Length; i++) if (a[i] >= 0 && b[i] >= 0 && a[i] != b[i]) return false;
+        return true;
+    }
+
+    /// <summary>Whether the declaration of <paramref name="name"/> contradicts the propagated shape.</summary>
+    public bool Contradicts(string name) => _contradicted.Contains(name);
+
+    /// <summary>Best known shape: propagated, else constant or binding declaration, else a hint; null when the rank is unknown.</summary>
+    public long[]? ShapeOf(GraphIndex index, string name)
+    {
+        if (_shape.TryGetValue(name, out var s)) return s;
+        if (index.Defines(name) || index.Parent is null)
+            return index.TryGetConstant(name, out var t, out _) ? t.Dims.ToArray() : Shape(index.RawDeclaredType(name));
+        return index.Parent.Shape(name);
+    }
+
+    public int? Rank(GraphIndex index, string name) => ShapeOf(index, name)?.Length;
 
     public int? ElemType(GraphIndex index, string name) =>
-        index.DeclaredElemType(name) ?? (_type.TryGetValue(name, out int t) ? t : null);
+        _type.TryGetValue(name, out int t) ? t : index.DeclaredElemType(name);
 }

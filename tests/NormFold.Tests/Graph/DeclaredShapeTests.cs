@@ -1,0 +1,93 @@
+using NormFold.Graph;
+using NormFold.Rewriting;
+using NormFold.Tests.Builders;
+using static NormFold.Tests.Builders.GraphBuilder;
+using static NormFold.Tests.TestSupport;
+
+namespace NormFold.Tests.Graph;
+
+/// <summary>value_info and output declarations are hints: a declaration that contradicts the shape propagated from the
+/// graph's inputs and constants (or another declaration) is ignored, never trusted into a wrong broadcast.</summary>
+public class DeclaredShapeTests
+{
+    /// <summary>x [1,3,4,4] → Relu → r (declared [1, 3]: a lie) → BN → y: the BN cannot fold and becomes Mul + Add.</summary>
+    static GraphBuilder ReluBnWithLyingValueInfo(long[] declared)
+    {
+        var g = new GraphBuilder(15);
+        g.Input("x", F32, [1, 3, 4, 4]);
+        g.Node("Relu", ["x"], "r", "relu");
+        g.Graph.ValueInfo.Add(Value("r", F32, declared));
+        g.Bn("r", 3, "y", name: "bn");
+        g.Output("y", F32, null);
+        return g;
+    }
+
+    [Fact]
+    public void A_value_info_of_the_wrong_rank_does_not_steer_the_mul_add_replacement()
+    {
+        var g = ReluBnWithLyingValueInfo([1, 3]);
+        var (folded, r) = Fold(g.Build());
+        Assert.Equal(Outcome.Replaced, Single(r).Outcome);
+        var scale = folded.Proto.Graph.Initializer.Single(t => folded.Proto.Graph.Node.Any(n => n.OpType == "Mul" && n.Input[1] == t.Name));
+        Assert.Equal(new long[] { 3, 1, 1 }, scale.Dims); // along axis 1 of a 4-D tensor, not the last axis of a 2-D one
+        AssertEquivalent(g.Build(), folded);
+    }
+
+    [Fact]
+    public void Contradicted_and_conflicting_declarations_are_not_returned_but_consistent_ones_are()
+    {
+        var g = ReluBnWithLyingValueInfo([1, 3]);
+        g.Graph.ValueInfo.Add(Value("y", F32, [1, 3, -1, 4])); // consistent: kept
+        g.Node("Relu", ["y"], "z", "relu2");
+        g.Graph.ValueInfo.Add(Value("z", F32, [1, 3, 4, 4]));
+        g.Graph.ValueInfo.Add(Value("z", F32, [1, 3, 2, 8])); // two declarations that disagree: neither
+        var index = new GraphIndex(g.Proto.Graph, g.Build());
+        Assert.Null(index.DeclaredType("r"));
+        Assert.Equal(4, index.Rank("r"));
+        Assert.NotNull(index.DeclaredType("y"));
+        Assert.Null(index.DeclaredType("z"));
+        Assert.Equal(new long[] { 1, 3, 4, 4 }, index.Shape("z")); // propagated through BN and Relu
+        Assert.NotNull(index.DeclaredType("x")); // the graph's input is binding
+    }
+
+    [Fact]
+    public void Conv_output_shapes_are_propagated_and_checked_against_declarations()
+    {
+        var g = new GraphBuilder(15);
+        g.Input("x", F32, [2, 3, 9, 9]);
+        g.Init("w", F32, [4, 3, 3, 3]);
+        g.Node("Conv", ["x", "w"], "c", "conv", ("pads", new long[] { 1, 1, 1, 1 }), ("strides", new long[] { 2, 2 }));
+        g.Graph.ValueInfo.Add(Value("c", F32, [2, 4, 25, 1]));
+        g.Output("c", F32, null);
+        var index = new GraphIndex(g.Proto.Graph, g.Build());
+        Assert.Equal(new long[] { 2, 4, 5, 5 }, index.Shape("c"));
+        Assert.Null(index.DeclaredType("c"));
+    }
+
+    /// <summary>Reshape(x, [0, 2, −1]) → IN → Reshape(to x's declared shape) → Mul γ → Add β, where x's value_info
+    /// [2,8,144,1] lies (x is [2,8,12,12]): the second Reshape does not restore x, so this is not a GroupNorm.</summary>
+    [Fact]
+    public void The_groupnorm_swap_does_not_trust_a_lying_value_info()
+    {
+        var g = new GraphBuilder(21);
+        g.Input("in0", F32, [2, 8, 12, 12]);
+        g.Node("Relu", ["in0"], "x", "relu");
+        g.Graph.ValueInfo.Add(Value("x", F32, [2, 8, 144, 1]));
+        g.Int64s("gshape", 0, 2, -1);
+        g.Node("Reshape", ["x", "gshape"], "r1", "reshape1");
+        g.Init("in_scale", F32, [2], [1, 1]);
+        g.Init("in_bias", F32, [2], [0, 0]);
+        g.Node("InstanceNormalization", ["r1", "in_scale", "in_bias"], "in", "instnorm");
+        g.Int64s("back", 2, 8, 144, 1);
+        g.Node("Reshape", ["in", "back"], "r2", "reshape2");
+        g.Init("gamma", F32, [8, 1, 1], 0.5, 1.5);
+        g.Init("beta", F32, [8, 1, 1], -0.5, 0.5);
+        g.Node("Mul", ["r2", "gamma"], "m", "mul");
+        g.Node("Add", ["m", "beta"], "y", "add");
+        g.Output("y", F32, null);
+        var (folded, r) = Fold(g.Build(), new PipelineOptions { SwapGroupNorm = true });
+        Assert.Equal(Outcome.Left, Single(r).Outcome);
+        Assert.Equal(0, Count(folded, "GroupNormalization"));
+        AssertEquivalent(g.Build(), folded);
+    }
+}
