@@ -129,7 +129,7 @@ public sealed class TypeHints
     /// <summary>Conv: [N, M, spatial…] from X [N, C, in…] and W [M, C/g, k…]; each spatial dim where all it needs is known.</summary>
     static long[]? ConvShape(NodeProto n, long[]? x, long[]? w)
     {
-        int rank = x?.Length ?? w?.Length ?? -1;
+        int rank = x?.Length ?? -1;
         if (rank < 0) return null;
         var result = Enumerable.Repeat(-1L, rank).ToArray();
         if (x is null || w is null || x.Length != w.Length || rank < 3) return result;
