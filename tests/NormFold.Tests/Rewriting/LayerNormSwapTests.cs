@@ -163,11 +163,32 @@ public class LayerNormSwapTests
         Assert.Equal(0, Count(folded, "LayerNormalization"));
     }
 
+    /// <summary>LayerNormalization takes γ as an input: a graph input of the normalized shape is passed as it is
+    /// (ONNX Runtime's own LayerNorm fusion test model has γ/β as graph inputs).</summary>
     [Fact]
-    public void Refuses_gamma_from_a_graph_input()
+    public void Swaps_gamma_from_a_graph_input_of_the_normalized_shape()
     {
-        var (_, r) = Fold(LayerNorm([2, 5, 8], [-1], gammaInput: true).Build(), Swap);
+        var (folded, _) = SwapAndCheck(LayerNorm([2, 5, 8], [-1], gammaInput: true).Build());
+        Assert.Equal("gamma", folded.Proto.Graph.Node.Single(n => n.OpType == "LayerNormalization").Input[1]);
+    }
+
+    [Fact]
+    public void Refuses_gamma_from_a_graph_input_of_unknown_shape()
+    {
+        var g = LayerNorm([2, 5, 8], [-1], gammaInput: true);
+        g.Graph.Input.Single(i => i.Name == "gamma").Type.TensorType.Shape = null;
+        var (_, r) = Fold(g.Build(), Swap);
         Assert.Contains("gamma", AssertLeft(r, SkipReason.ParameterNotConstant, "mean").Detail);
+    }
+
+    [Fact]
+    public void Refuses_gamma_from_a_graph_input_of_another_shape()
+    {
+        var g = LayerNorm([2, 5, 8], [-1], gammaInput: true);
+        var dims = g.Graph.Input.Single(i => i.Name == "gamma").Type.TensorType.Shape.Dim;
+        dims.Insert(0, new NormFold.Onnx.Proto.TensorShapeProto.Types.Dimension { DimValue = 1 });
+        var (_, r) = Fold(g.Build(), Swap);
+        Assert.Contains("[1, 8]", AssertLeft(r, SkipReason.NotPerChannel, "mean").Detail);
     }
 
     [Fact]

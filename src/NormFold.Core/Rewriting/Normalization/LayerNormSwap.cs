@@ -12,8 +12,9 @@ namespace NormFold.Rewriting.Normalization;
 /// Unsqueeze; Mul/Add operands in either order.
 /// Conditions: A is the trailing contiguous axes, keepdims = 1 on both reductions; the exponent is a constant 2 and ε a
 /// constant scalar; every intermediate is read only inside the pattern; γ, β are constants broadcasting to the
-/// normalized shape (absent ones are 1 and 0; a Mul/Add on a computed tensor stays after the new node, one on a graph
-/// input is refused); opset ≥ 17 or may be raised to it.
+/// normalized shape, or tensors (graph inputs, computed) whose declared shape is the normalized shape, of X's type,
+/// not computed from the pattern (absent ones are 1 and 0; a Mul/Add on a computed tensor of unknown shape stays after
+/// the new node, one on a graph input of unknown shape is refused); opset ≥ 17 or may be raised to it.
 /// Algebra: LayerNormalization computes (X − E[X]) / √(E[(X − E[X])²] + ε) · γ + β over A, exactly the decomposition.
 /// </summary>
 public sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
@@ -21,7 +22,8 @@ public sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
     const long Version = 17;
 
     public sealed record LayerNormPlan(NodeProto Anchor, string X, string Output, IReadOnlyList<NodeProto> Removed, long Axis,
-        float Epsilon, int DataType, long[] NormalizedShape, double[] Scale, double[] Bias) : Plan(Anchor, null)
+        float Epsilon, int DataType, long[] NormalizedShape, double[]? Scale, double[]? Bias, string? ScaleTensor = null, string? BiasTensor = null)
+        : Plan(Anchor, null)
     {
         public override string Describe() =>
             $"replaced {Removed.Count} nodes by LayerNormalization-{Version} (axis={Axis}, epsilon={Epsilon:G9}, normalized shape [{string.Join(", ", NormalizedShape)}])";
@@ -123,7 +125,9 @@ public sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
             }
         }
         var affine = new List<(double[] Values, long[] Dims, NodeProto Node)>();
+        var tensors = new List<(string Name, long[] Dims, NodeProto Node)>();
         double[]? gamma = null, beta = null;
+        string? gammaTensor = null, betaTensor = null;
         CastBack();
         foreach (var op in new[] { "Mul", "Add" })
         {
@@ -132,9 +136,19 @@ public sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
             if (other == output) break;
             if (!Patterns.TryConstant(g, other, out var values, out var dims))
             {
-                if (g.Producer(other) is null) // a graph input (or initializer fed as one): a parameter, but not constant
-                    return Match.Refuse(SkipReason.ParameterNotConstant, $"{(op == "Mul" ? "γ" : "β")} ('{other}', applied by {Attributes.Describe(node)}) is not a constant");
-                break; // a computed operand: not γ/β, it stays after the new node
+                // Not a constant: LayerNormalization takes γ/β as inputs all the same, when their shape is known to be
+                // the normalized shape (checked below), their type is X's, and they do not come out of the pattern.
+                if (Patterns.DeclaredDims(g, other) is { } otherDims && g.ElemType(other) == type && !Patterns.DependsOn(g, other, removed))
+                {
+                    tensors.Add((other, otherDims, node));
+                    if (op == "Mul") gammaTensor = other; else betaTensor = other;
+                    removed.Add(node); output = node.Output[0];
+                    CastBack();
+                    continue;
+                }
+                if (g.Producer(other) is null) // a graph input (or initializer fed as one) of unknown shape
+                    return Match.Refuse(SkipReason.ParameterNotConstant, $"{(op == "Mul" ? "γ" : "β")} ('{other}', applied by {Attributes.Describe(node)}) is not a constant and its shape is not declared");
+                break; // a computed operand of unknown shape: not γ/β, it stays after the new node
             }
             affine.Add((values, dims, node));
             if (op == "Mul") gamma = values; else beta = values;
@@ -165,9 +179,15 @@ public sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
                     return Match.Refuse(SkipReason.NotPerChannel, $"{Attributes.Describe(node)}'s constant [{string.Join(", ", dims)}] does not fit the normalized shape of '{x}'");
             }
         }
+        foreach (var (name, dims, node) in tensors)
+        {
+            // Taken as they are: their shape must be the normalized shape exactly (when X's does not say it, theirs does).
+            if (dims.Length == k && shape.Zip(dims).All(p => p.First == 0 || p.First == p.Second)) dims.CopyTo(shape, 0);
+            else return Match.Refuse(SkipReason.NotPerChannel, $"{Attributes.Describe(node)}'s operand '{name}' has shape [{string.Join(", ", dims)}], not the normalized shape of '{x}' ([{string.Join(", ", shape.Select(d => d == 0 ? "?" : d.ToString()))}])");
+        }
         if (shape.Any(d => d == 0))
             return Match.Refuse(SkipReason.UnknownRank, $"the normalized shape (last {k} dims) of '{x}' is not known from its declared shape or from γ/β");
-        double[]? scale = gamma is null ? Fill(shape, 1) : null, bias = beta is null ? Fill(shape, 0) : null;
+        double[]? scale = gamma is null && gammaTensor is null ? Fill(shape, 1) : null, bias = beta is null && betaTensor is null ? Fill(shape, 0) : null;
         foreach (var (values, dims, node) in affine)
         {
             var expanded = Expand(values, dims, shape);
@@ -177,7 +197,7 @@ public sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
         }
 
         if (context.Opsets.Require(Version, "LayerNormalization", removed) is { } tooLow) return tooLow;
-        return new Match.Planned(new LayerNormPlan(mean, x, output, removed, -k, (float)eps[0], type, shape, scale!, bias!));
+        return new Match.Planned(new LayerNormPlan(mean, x, output, removed, -k, (float)eps[0], type, shape, scale, bias, gammaTensor, betaTensor));
     }
 
     /// <summary>The sole reader of <paramref name="name"/> if it is a default-domain <paramref name="op"/>.</summary>
@@ -267,5 +287,5 @@ public sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
 
     protected override Applied Apply(GraphEditor editor, LayerNormPlan plan) =>
         Patterns.ReplaceByNormalization(editor, plan.Anchor, plan.Removed, "LayerNormalization", plan.X, plan.Output, plan.DataType,
-            plan.NormalizedShape, plan.Scale, plan.Bias, Patterns.Int("axis", plan.Axis), Patterns.Float("epsilon", plan.Epsilon));
+            plan.NormalizedShape, plan.Scale, plan.Bias, plan.ScaleTensor, plan.BiasTensor, Patterns.Int("axis", plan.Axis), Patterns.Float("epsilon", plan.Epsilon));
 }

@@ -94,16 +94,52 @@ public static class Patterns
     /// the node takes the pattern's last output name. Shared by the swaps. Returns the new constants' names.
     /// </summary>
     public static Applied ReplaceByNormalization(GraphEditor editor, NodeProto anchor, IReadOnlyList<NodeProto> removed,
-        string opType, string x, string output, int dataType, long[] dims, double[] scale, double[] bias, params AttributeProto[] attributes)
+        string opType, string x, string output, int dataType, long[] dims, double[] scale, double[] bias, params AttributeProto[] attributes) =>
+        ReplaceByNormalization(editor, anchor, removed, opType, x, output, dataType, dims, scale, bias, null, null, attributes);
+
+    /// <summary>The same, with γ and/or β given as existing tensors (graph inputs, computed tensors of the right shape)
+    /// instead of values: <paramref name="scaleName"/>/<paramref name="biasName"/> are used as they are.</summary>
+    public static Applied ReplaceByNormalization(GraphEditor editor, NodeProto anchor, IReadOnlyList<NodeProto> removed,
+        string opType, string x, string output, int dataType, long[] dims, double[]? scale, double[]? bias, string? scaleName, string? biasName,
+        params AttributeProto[] attributes)
     {
         string baseName = anchor.Name.Length > 0 ? anchor.Name : output;
-        string s = editor.AddInitializer(Tensors.TensorData.Create("", dataType, dims, scale), $"{baseName}_{opType}_scale");
-        string b = editor.AddInitializer(Tensors.TensorData.Create("", dataType, dims, bias), $"{baseName}_{opType}_bias");
+        var created = new List<string>();
+        var records = new List<WeightRecord>();
+        string Parameter(string? name, double[]? values, string role)
+        {
+            if (name is not null) return name;
+            string t = editor.AddInitializer(Tensors.TensorData.Create("", dataType, dims, values!), $"{baseName}_{opType}_{role}");
+            created.Add(t);
+            records.Add(new NewConstant(t, values!));
+            return t;
+        }
+        string s = Parameter(scaleName, scale, "scale"), b = Parameter(biasName, bias, "bias");
         foreach (var n in removed) editor.RemoveNode(n);
         var node = new NodeProto { OpType = opType, Input = { x, s, b }, Output = { output } };
         node.Attribute.AddRange(attributes);
         editor.AddNode(node, $"{baseName}_{opType}");
-        return new Applied([s, b], [new NewConstant(s, scale), new NewConstant(b, bias)]);
+        return new Applied(created, records);
+    }
+
+    /// <summary>A tensor's dims when the model declares all of them, else null.</summary>
+    public static long[]? DeclaredDims(GraphIndex g, string name) =>
+        g.DeclaredType(name)?.TensorType?.Shape is { } shape && shape.Dim.All(d => d.HasDimValue)
+            ? shape.Dim.Select(d => d.DimValue).ToArray() : null;
+
+    /// <summary>Whether <paramref name="name"/> is computed (through any chain of nodes) from one of <paramref name="nodes"/>.</summary>
+    public static bool DependsOn(GraphIndex g, string name, IReadOnlyCollection<NodeProto> nodes)
+    {
+        var set = nodes.ToHashSet(ReferenceEqualityComparer.Instance);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var work = new Stack<string>([name]);
+        while (work.Count > 0)
+        {
+            if (!seen.Add(work.Pop() is var n ? n : "") || g.Producer(n) is not { } p) continue;
+            if (set.Contains(p)) return true;
+            foreach (var i in GraphIndex.ReadNames(p)) work.Push(i);
+        }
+        return false;
     }
 
     public static AttributeProto Float(string name, float value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = value };
