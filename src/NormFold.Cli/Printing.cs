@@ -28,7 +28,7 @@ public static class Printing
         var widths = head.Select((h, i) => Math.Max(h.Length, cells.Count == 0 ? 0 : cells.Max(r => r[i].Length))).ToArray();
         // First narrow columns down to their longest unbreakable word (wrapping at spaces and '/'), widest first;
         // then, if still too wide, cut words too.
-        var words = head.Select((h, i) => Math.Max(narrowest, cells.Count == 0 ? 0 : cells.Max(r => LongestWord(r[i])))).ToArray();
+        var words = head.Select((h, i) => Math.Max(Math.Max(narrowest, LongestWord(h)), cells.Count == 0 ? 0 : cells.Max(r => LongestWord(r[i])))).ToArray();
         foreach (bool cutWords in new[] { false, true })
             while (widths.Sum() + gap * (widths.Length - 1) > width)
             {
@@ -115,23 +115,33 @@ public static class Printing
     static IReadOnlyList<string> Row(OutputComparison o) =>
     [
         o.Name, o.Passed ? "ok" : "FAIL", o.Shape, o.ElementType,
-        Num(o.MaxAbs), Num(o.RelativeToMagnitude), Num(o.Cosine, "F6"), $"{Num(o.Tolerance.Atol)} / {Num(o.Tolerance.Rtol)}",
-        o.Problem ?? (o.Passed ? "" : $"{o.FailedElements} of {o.Elements} elements beyond tolerance; worst at [{string.Join(",", o.WorstIndex)}]: {o.WorstActual:G9} vs {o.WorstReference:G9}"),
+        Num(o.MaxAbs), Num(o.RelativeToMagnitude), Num(o.Cosine, "F6"), Num(o.Tolerance.Atol), Num(o.Tolerance.Rtol),
     ];
 
-    static readonly string[] CheckHeaders = ["Tensor", "Result", "Shape", "Type", "Max abs", "Max abs / max|ref|", "Cosine", "atol / rtol", "Detail"];
+    static readonly string[] CheckHeaders = ["Tensor", "Result", "Shape", "Type", "Max abs", "Max/max|ref|", "Cosine", "atol", "rtol"];
+
+    /// <summary>A table of tensors, then one wrapped line per tensor that failed, saying how.</summary>
+    static string TensorTable(IEnumerable<OutputComparison> tensors, int width)
+    {
+        var list = tensors.ToList();
+        var sb = new StringBuilder(Table(CheckHeaders, list.Select(Row), width));
+        foreach (var o in list.Where(o => !o.Passed))
+            sb.Append(Wrap($"  {o.Name}: " + (o.Problem ?? $"{o.FailedElements} of {o.Elements} elements beyond tolerance; worst at " +
+                $"[{string.Join(",", o.WorstIndex)}]: {o.WorstActual:G9} vs {o.WorstReference:G9}"), width, "    ")).Append('\n');
+        return sb.ToString();
+    }
 
     /// <summary>Outputs table, then the shared intermediates: all of them with <paramref name="everyTensor"/>, else a summary
     /// and the first that drifts.</summary>
     public static string Check(CheckReport report, bool everyTensor = false, int width = 100)
     {
         var sb = new StringBuilder();
-        sb.Append(Table(CheckHeaders, report.Outputs.Select(Row), width));
+        sb.Append(TensorTable(report.Outputs, width));
         var inner = report.Intermediates;
         if (everyTensor && inner.Count > 0)
         {
             sb.Append($"\nShared intermediate tensors, in the original's node order:\n");
-            sb.Append(Table(CheckHeaders, inner.Select(Row), width));
+            sb.Append(TensorTable(inner, width));
         }
         var text = new StringBuilder();
         if (report.FirstDrifting is { } f)

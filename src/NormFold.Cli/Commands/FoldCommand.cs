@@ -15,7 +15,7 @@ public sealed class FoldCommand : Command
         "turns the other BNs into Mul + Add (unless --keep-standalone-bn), and prints one row per BatchNormalization:\n" +
         "folded into which node, or left and why. The input model is never modified. If/Loop/Scan bodies are folded too.\n" +
         "Given a folder, folds every .onnx below it into the same relative path under OUTFOLDER, several at once; one bad\n" +
-        "model does not stop the others, and the exit code is that of the worst failure (1, then 3, then 2).\n" +
+        "model does not stop the others, and the exit code is that of the worst failure (1, then 3, then 2, then 4).\n" +
         $"Rules: {string.Join(", ", Pipeline.RuleNames)}.";
 
     public override IReadOnlyList<OptionSpec> Options { get; } =

@@ -322,6 +322,12 @@ public class ReportFormatTests
         Assert.Contains("Into", header);
         var (_, mixed, _) = Run("inspect", ReluBnModel());
         Assert.Contains("Reason", mixed.Split('\n').First(l => l.StartsWith("Node")));
+        // A failing check with every intermediate listed: long names wrap inside their column, the reasons below.
+        string folded = Path.Combine(dir, "o.onnx");
+        var (failed, text, _) = Run("check", Model("resnet_tiny.onnx"), folded, "--localize", "--atol", "0", "--rtol", "0");
+        Assert.Equal(ExitCodes.CheckFailed, failed);
+        foreach (var line in text.Split('\n')) Assert.True(line.Length <= 100, $"{line.Length}: {line}");
+        Assert.Contains("  output: ", text);
     }
 }
 
