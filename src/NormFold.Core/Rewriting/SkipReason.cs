@@ -48,7 +48,9 @@ public enum SkipReason
     NotPerChannel,
     /// <summary>The operator needs a newer opset than the model imports, and raising it is not allowed or would change other nodes.</summary>
     OpsetTooLow,
-    /// <summary>A folded weight, bias or constant would be NaN or infinite in its stored type (e.g. a float16 overflow).</summary>
+    /// <summary>A value the rewrite would store (a folded weight or bias, a Mul/Add or γ/β constant) would be NaN or
+    /// infinite in its stored type where its source was finite: the factors overflow it (γ = 3e38 with var = 0.01 in
+    /// float, a float16 overflow past 65504).</summary>
     FoldedValueNotFinite,
     /// <summary>A shift cannot move into a convolution that pads its input: padding would apply after the shift in the
     /// original and before it in the folded model (the pads are named in the detail).</summary>

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Google.Protobuf;
 using NormFold.Graph;
 using NormFold.Onnx;
@@ -17,6 +18,12 @@ internal static class FoldedValues
         return null;
     }
 
+    /// <summary>Null when every value is finite in <paramref name="type"/>; else a refusal naming the first that is not.</summary>
+    public static Match.Refused? NotFinite(string what, int type, double[] values) =>
+        FirstNotFinite(values, type) is { } i
+            ? Match.Refuse(SkipReason.FoldedValueNotFinite, $"{what}[{i}] = {values[i]:G6} is not finite as {ElementType.Name(type)}")
+            : null;
+
     static bool IsFinite(double v, int type) => type switch
     {
         ElementType.Float => float.IsFinite((float)v),
@@ -26,10 +33,12 @@ internal static class FoldedValues
     };
 
     /// <summary>Index of the first element of W·s (rounded to W's type) that is not finite where W's is, or null.
-    /// Only factors above 1 in magnitude can overflow, so only then is W read.</summary>
+    /// Only factors above 1 in magnitude can overflow, so only then is W read: first to bound max|W|·max|s| (one pass over
+    /// the stored bytes, no copy), and only when the bound overflows is W·s computed.</summary>
     public static long? ScaledWeightNotFinite(OnnxModel model, TensorProto w, ChannelLayout layout, double[] s)
     {
         if (s.All(f => Math.Abs(f) <= 1)) return null;
+        if (IsFinite(MaxAbs(model, w) * s.Max(Math.Abs), w.DataType)) return null;
         var source = model.ReadDoubles(w);
         var scaled = ChannelScaling.Scale(model, w, layout, s);
         var result = TensorData.ReadDoubles(new TensorProto { Name = w.Name, DataType = w.DataType, Dims = { w.Dims } }, scaled);
@@ -60,5 +69,32 @@ internal static class FoldedValues
         editor.SetInput(node, 1, scaled.Result);
         created.Add(scaled.Result);
         records.Add(scaled);
+    }
+    /// <summary>max|W| over the stored elements; NaN when one is NaN.</summary>
+    static double MaxAbs(OnnxModel model, TensorProto t)
+    {
+        var raw = model.RawBytes(t);
+        if (raw.IsEmpty && TensorData.ElementCount(t) > 0)
+            return model.ReadDoubles(t).Aggregate(0.0, (m, v) => double.IsNaN(v) || double.IsNaN(m) ? double.NaN : Math.Max(m, Math.Abs(v)));
+        double max = 0;
+        bool nan = false;
+        switch (t.DataType)
+        {
+            case ElementType.Float:
+                float fm = 0;
+                foreach (float v in MemoryMarshal.Cast<byte, float>(raw)) { float a = Math.Abs(v); if (a > fm) fm = a; nan |= float.IsNaN(a); }
+                max = fm;
+                break;
+            case ElementType.Double:
+                foreach (double v in MemoryMarshal.Cast<byte, double>(raw)) { double a = Math.Abs(v); if (a > max) max = a; nan |= double.IsNaN(a); }
+                break;
+            case ElementType.Float16:
+                foreach (Half v in MemoryMarshal.Cast<byte, Half>(raw)) { double a = Math.Abs(Rounding.FromHalf(v)); if (a > max) max = a; nan |= double.IsNaN(a); }
+                break;
+            default:
+                foreach (ushort v in MemoryMarshal.Cast<byte, ushort>(raw)) { double a = Math.Abs(Rounding.FromBFloat16Bits(v)); if (a > max) max = a; nan |= double.IsNaN(a); }
+                break;
+        }
+        return nan ? double.NaN : max;
     }
 }

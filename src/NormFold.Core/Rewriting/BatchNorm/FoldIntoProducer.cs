@@ -2,6 +2,7 @@ using Google.Protobuf;
 using NormFold.Graph;
 using NormFold.Tensors;
 using NormFold.Onnx.Proto;
+using NormFold.Rewriting.Affine;
 
 namespace NormFold.Rewriting.BatchNorm;
 
@@ -54,6 +55,14 @@ public abstract class FoldIntoProducer<TPlan> : RewriteRule<TPlan> where TPlan :
     protected static FoldedBias AddBias(GraphEditor editor, string? source, string baseName, int type, long[] dims, double[] values,
         double factor, double[] s, double[] t) =>
         new(source, editor.AddInitializer(TensorData.Create("", type, dims, values), baseName), factor, s, t);
+
+    /// <summary>Refusal unless W·s and the new bias are finite in their stored types.</summary>
+    protected static Match.Refused? NonFinite(GraphIndex g, NodeProto producer, TensorProto weight, ChannelLayout layout, double[] s,
+        int biasType, double[] newBias) =>
+        FoldedValues.NotFinite($"the folded bias of {Attributes.Describe(producer)}", biasType, newBias)
+        ?? (FoldedValues.ScaledWeightNotFinite(g.Model, weight, layout, s) is { } bad
+            ? Match.Refuse(SkipReason.FoldedValueNotFinite, $"{Attributes.Describe(producer)} weight '{weight.Name}'[{bad}] times the BN's scale is not finite as {ElementType.Name(weight.DataType)}")
+            : null);
 
     protected static bool HasInput(NodeProto n, int slot) => Affine.LinearWeights.HasInput(n, slot);
 

@@ -28,6 +28,7 @@ public sealed class IntoConv : FoldIntoProducer<IntoConv.ConvPlan>
         if (OptionalChannelBias(g, conv, p.Channels, out var bias) is { } biasRefused) return biasRefused;
 
         ChannelBias.TryFold(bias, bias is null ? null : g.Model.ReadDoubles(bias), 1.0, p.Scale, p.Shift, out var newBias, out var biasDims, out _);
+        if (NonFinite(g, conv, w, new ChannelLayout.Rows(), p.Scale, bias?.DataType ?? w.DataType, newBias) is { } overflow) return overflow;
         return new Match.Planned(new ConvPlan(bn, conv, w, new ChannelLayout.Rows(), p.Scale, p.Shift, bias?.DataType ?? w.DataType, newBias, biasDims));
     }
 

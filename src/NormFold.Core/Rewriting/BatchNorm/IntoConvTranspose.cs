@@ -28,6 +28,7 @@ public sealed class IntoConvTranspose : FoldIntoProducer<IntoConv.ConvPlan>
 
         ChannelBias.TryFold(bias, bias is null ? null : g.Model.ReadDoubles(bias), 1.0, p.Scale, p.Shift, out var newBias, out var biasDims, out _);
         var layout = new ChannelLayout.TransposedConv(w.Dims[0], outPerGroup, group);
+        if (NonFinite(g, convT, w, layout, p.Scale, bias?.DataType ?? w.DataType, newBias) is { } overflow) return overflow;
         return new Match.Planned(new IntoConv.ConvPlan(bn, convT, w, layout, p.Scale, p.Shift, bias?.DataType ?? w.DataType, newBias, biasDims));
     }
 

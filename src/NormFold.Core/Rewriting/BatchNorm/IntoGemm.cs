@@ -39,6 +39,7 @@ public sealed class IntoGemm : FoldIntoProducer<IntoGemm.GemmPlan>
             return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(gemm)}: {whyNot}");
 
         ChannelLayout layout = transB ? new ChannelLayout.Rows() : new ChannelLayout.Columns();
+        if (NonFinite(g, gemm, b, layout, p.Scale, c?.DataType ?? b.DataType, newC) is { } overflow) return overflow;
         return new Match.Planned(new GemmPlan(bn, gemm, b, layout, p.Scale, p.Shift, beta, c?.DataType ?? b.DataType, newC, cDims));
     }
 

@@ -50,6 +50,7 @@ public sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
 
         if (!ChannelBias.TryFold(bias, bias is null ? null : g.Model.ReadDoubles(bias), 1.0, p.Scale, p.Shift, out var newBias, out var biasDims, out string whyNot))
             return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(add!)}: {whyNot}");
+        if (NonFinite(g, matmul, weight, new ChannelLayout.Columns(), p.Scale, bias?.DataType ?? weight.DataType, newBias) is { } overflow) return overflow;
         return new Match.Planned(new MatMulPlan(bn, matmul, add, biasSlot, weight, p.Scale, p.Shift, bias?.DataType ?? weight.DataType, newBias, biasDims));
     }
 

@@ -39,6 +39,8 @@ public sealed class ToMulAdd : RewriteRule<ToMulAdd.MulAddPlan>
         var dims = new long[rank.Value - 1];
         dims[0] = p.Channels;
         for (int i = 1; i < dims.Length; i++) dims[i] = 1;
+        if ((Affine.FoldedValues.NotFinite("Mul constant s", type.Value, p.Scale) ?? Affine.FoldedValues.NotFinite("Add constant t", type.Value, p.Shift)) is { } overflow)
+            return overflow;
         return new Match.Planned(new MulAddPlan(bn, type.Value, dims, p.Scale, p.Shift));
     }
 

@@ -65,6 +65,7 @@ public sealed class GroupNormLowering : RewriteRule<GroupNormLowering.LoweringPl
         channels ??= (scale ?? bias)!.Length;
         if (channels % groups != 0 || (scale ?? bias) is { } v && v.Length != channels)
             return Match.Refuse(SkipReason.GroupsDoNotDivideChannels, $"{groups} groups do not divide {channels} channels");
+        if ((Affine.FoldedValues.NotFinite("γ", type, scale ?? []) ?? Affine.FoldedValues.NotFinite("β", type, bias ?? [])) is { } overflow) return overflow;
         return new Match.Planned(new LoweringPlan(gn, x, gn.Output[0], groups, Attributes.Float(gn, "epsilon", 1e-5f), type, rank, scale, bias,
             channels.Value, scaleTensor, biasTensor));
     }

@@ -74,6 +74,7 @@ public sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
             return Match.Refuse(SkipReason.UnsupportedDataType, $"the element type of '{x}' is not known or not floating point");
 
         float epsilon = Attributes.Float(inorm, "epsilon", 1e-5f);
+        if ((Rewriting.Affine.FoldedValues.NotFinite("γ", type, gamma) ?? Rewriting.Affine.FoldedValues.NotFinite("β", type, beta)) is { } overflow) return overflow;
         // GroupNormalization-21 takes γ, β per channel; -18 per group, exact only when they are constant within groups.
         var opsets = context.Opsets;
         if (opsets.Reachable >= 21)

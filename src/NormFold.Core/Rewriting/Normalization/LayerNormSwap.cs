@@ -197,6 +197,7 @@ public sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
         }
 
         if (context.Opsets.Require(Version, "LayerNormalization", removed) is { } tooLow) return tooLow;
+        if ((Affine.FoldedValues.NotFinite("γ", type, scale ?? []) ?? Affine.FoldedValues.NotFinite("β", type, bias ?? [])) is { } overflow) return overflow;
         return new Match.Planned(new LayerNormPlan(mean, x, output, removed, -k, (float)eps[0], type, shape, scale, bias, gammaTensor, betaTensor));
     }
 
