@@ -16,6 +16,7 @@ bool quick = args.Contains("--quick");
 if (args.Length > 1 && args[0] == "--phases") return Phases(args[1]);
 if (args.Length > 1 && args[0] == "--scaling") return Scaling(args[1]);
 if (args.Length > 0 && args[0] == "--half-kernel") return HalfKernel();
+if (args.Length > 0 && args[0] == "--many-bns") return ManyBns(args.Skip(1).Select(int.Parse).DefaultIfEmpty(10_000).ToArray());
 if (args.Length > 1 && args[0] == "--checker") return Checker(args[1], args.Length > 2 ? int.Parse(args[2]) : 5);
 if (args.Length > 1 && args[0] == "--fold-samples") return FoldSamples(args[1], args.Length > 2 ? int.Parse(args[2]) : 9);
 string outDir = Path.GetFullPath(args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault() ?? "bench-out");
@@ -422,6 +423,77 @@ static int Phases(string path)
         Console.WriteLine($"load {load:F2} fold {fold:F2} save {save:F2} | parse {parse:F2} write {write:F2} | gen0 {GC.CollectionCount(0)} gen2 {GC.CollectionCount(2)}");
     }
     return 0;
+}
+
+/// <summary>
+/// Fold time of N standalone BNs (each becomes Mul + Add), side by side (x → BN_i → y_i) and in a chain
+/// (x → BN → BN → … → y), with and without keeping standalone BNs; and N Conv → BN pairs in a chain. Every rewrite must
+/// cost time independent of the graph's size.
+/// </summary>
+static int ManyBns(int[] sizes)
+{
+    // Wall time on a shared machine swings with other load; CPU time (all threads, GC included) is what the fold costs.
+    Console.WriteLine("| BNs | layout | fold, Mul + Add: wall / CPU (s) | fold, BNs kept: wall / CPU (s) | nodes after |");
+    Console.WriteLine("| ---: | --- | ---: | ---: | ---: |");
+    foreach (int n in sizes)
+        foreach (var layout in new[] { "side by side", "chain", "Conv → BN chain" })
+        {
+            var proto = ManyBnModel(n, layout);
+            string Time(bool keep, out int nodes)
+            {
+                var m = new OnnxModel(proto.Clone(), null);
+                GC.Collect();
+                var self = Process.GetCurrentProcess();
+                var cpu = self.TotalProcessorTime;
+                var sw = Stopwatch.StartNew();
+                Folding.Fold(m, new PipelineOptions { KeepStandaloneBatchNorm = keep });
+                double t = sw.Elapsed.TotalSeconds;
+                self.Refresh();
+                nodes = m.Proto.Graph.Node.Count;
+                return $"{t:F2} / {(self.TotalProcessorTime - cpu).TotalSeconds:F2}";
+            }
+            string replaced = Time(false, out int after);
+            string kept = Time(true, out _);
+            Console.WriteLine($"| {n} | {layout} | {replaced} | {kept} | {after} |");
+        }
+    return 0;
+}
+
+static ModelProto ManyBnModel(int n, string layout)
+{
+    var g = new GraphProto { Name = "many_bns" };
+    ValueInfoProto V(string name) => new()
+    {
+        Name = name,
+        Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = 1, Shape = new TensorShapeProto { Dim = { new TensorShapeProto.Types.Dimension { DimValue = 1 }, new TensorShapeProto.Types.Dimension { DimValue = 4 } } } } },
+    };
+    TensorProto T(string name, long[] dims, float v) { var t = new TensorProto { Name = name, DataType = 1, Dims = { dims } }; for (long i = 0; i < dims.Aggregate(1L, (a, b) => a * b); i++) t.FloatData.Add(v + i * 0.01f); return t; }
+    g.Input.Add(V("x"));
+    foreach (var (p, v) in new[] { ("gamma", 1.1f), ("beta", 0.1f), ("mean", 0.2f), ("var", 0.9f) }) g.Initializer.Add(T(p, [4], v));
+    if (layout == "Conv → BN chain")
+    {
+        g.Input[0] = V("x");
+        g.Input[0].Type.TensorType.Shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = 3 });
+        g.Initializer.Add(T("w", [4, 4, 1], 0.5f));
+    }
+    string prev = "x";
+    for (int i = 0; i < n; i++)
+    {
+        string input = layout == "side by side" ? "x" : prev;
+        if (layout == "Conv → BN chain")
+        {
+            g.Node.Add(new NodeProto { Name = $"conv{i}", OpType = "Conv", Input = { input, "w" }, Output = { $"c{i}" } });
+            input = $"c{i}";
+        }
+        string y = $"y{i}";
+        g.Node.Add(new NodeProto { Name = $"bn{i}", OpType = "BatchNormalization", Input = { input, "gamma", "beta", "mean", "var" }, Output = { y } });
+        if (layout == "side by side") g.Output.Add(V(y));
+        prev = y;
+    }
+    if (layout != "side by side") { var o = V(prev); if (layout == "Conv → BN chain") o.Type.TensorType.Shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = 3 }); g.Output.Add(o); }
+    var model = new ModelProto { IrVersion = 8, Graph = g };
+    model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 15 });
+    return model;
 }
 
 static void Fresh(params string[] paths)

@@ -61,6 +61,7 @@ public sealed class GraphEditor(GraphIndex index, NameAllocator names, bool defe
         }
         node.Output[slot] = name;
         Index.Producers[name] = node;
+        Index.NoteNewOutput(node);
         VanishedValues.Remove(name);
     }
 
@@ -81,7 +82,7 @@ public sealed class GraphEditor(GraphIndex index, NameAllocator names, bool defe
         node.Name = Names.FreshNode(baseName);
         Index.Graph.Node.Add(node);
         Index.AddNode(node);
-        Index.InvalidateHints();
+        Index.NoteNewOutput(node);
         foreach (var o in node.Output) VanishedValues.Remove(o);
     }
 }

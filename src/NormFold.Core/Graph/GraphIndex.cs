@@ -18,12 +18,12 @@ public sealed class GraphIndex
     public string Path { get; }
 
     internal readonly Dictionary<string, NodeProto> Producers = new(StringComparer.Ordinal);
-    internal readonly Dictionary<string, List<NodeProto>> ConsumerLists = new(StringComparer.Ordinal);
+    internal readonly Dictionary<string, Readers> ConsumerLists = new(StringComparer.Ordinal);
     internal readonly Dictionary<string, TensorProto> Initializers = new(StringComparer.Ordinal);
     readonly HashSet<string> _inputs = new(StringComparer.Ordinal);
     readonly HashSet<string> _outputs = new(StringComparer.Ordinal);
     readonly Dictionary<string, TypeProto> _types = new(StringComparer.Ordinal);
-    static readonly List<NodeProto> NoConsumers = [];
+    static readonly Readers NoConsumers = new();
 
     public GraphIndex(GraphProto graph, OnnxModel model, GraphIndex? parent = null, string path = "main")
     {
@@ -71,7 +71,7 @@ public sealed class GraphIndex
 
     internal void AddConsumer(string name, NodeProto n)
     {
-        if (!ConsumerLists.TryGetValue(name, out var list)) ConsumerLists[name] = list = [];
+        if (!ConsumerLists.TryGetValue(name, out var list)) ConsumerLists[name] = list = new Readers();
         list.Add(n);
     }
 
@@ -224,8 +224,9 @@ public sealed class GraphIndex
     TypeHints? _hints;
     TypeHints Hints => _hints ??= new TypeHints(this);
 
-    /// <summary>Forget propagated shapes and types (after nodes were added); recomputed on next use.</summary>
-    internal void InvalidateHints() => _hints = null;
+    /// <summary>A node was added or its output renamed: learn its output's shape and type from its inputs (names never
+    /// change value, so nothing learned before goes stale; a full propagation would make each rewrite cost O(graph)).</summary>
+    internal void NoteNewOutput(NodeProto node) => _hints?.LearnAdded(this, node);
 
     /// <summary>Rank from propagation, constants, or declarations that nothing contradicts (<see cref="TypeHints"/>).</summary>
     public int? Rank(string name) => Hints.Rank(this, name);
@@ -245,4 +246,54 @@ public sealed class GraphIndex
 
     /// <summary>Version of the default ONNX domain for nodes of this graph.</summary>
     public long Opset => Model.DefaultOpset;
+}
+
+/// <summary>
+/// The readers of one tensor, in the order they were added (a node reading it twice is listed twice). Removal is O(1):
+/// a count per reader drops and the list is compacted on the next read by position; Count needs no compaction. A plain
+/// List.Remove made removing one of the k readers of a shared tensor (γ of 10,000 BNs) an O(k) search by protobuf's
+/// field-by-field Equals plus an O(k) shift.
+/// </summary>
+internal sealed class Readers : IReadOnlyList<NodeProto>
+{
+    readonly List<NodeProto> _items = [];
+    readonly Dictionary<NodeProto, int> _count = new(ReferenceEqualityComparer.Instance);
+    int _removed;
+
+    public void Add(NodeProto n)
+    {
+        _items.Add(n);
+        _count[n] = _count.GetValueOrDefault(n) + 1;
+    }
+
+    public void Remove(NodeProto n)
+    {
+        if (!_count.TryGetValue(n, out int c)) return;
+        if (c == 1) _count.Remove(n); else _count[n] = c - 1;
+        _removed++;
+    }
+
+    public int Count => _items.Count - _removed;
+
+    public NodeProto this[int index] { get { Compact(); return _items[index]; } }
+
+    public IEnumerator<NodeProto> GetEnumerator()
+    {
+        Compact();
+        return _items.GetEnumerator();
+    }
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+
+    /// <summary>Keeps, per reader, as many entries as its count (the earliest; entries of one reader are alike).</summary>
+    void Compact()
+    {
+        if (_removed == 0) return;
+        var quota = new Dictionary<NodeProto, int>(_count, ReferenceEqualityComparer.Instance);
+        int kept = 0;
+        foreach (var n in _items)
+            if (quota.TryGetValue(n, out int q) && q > 0) { quota[n] = q - 1; _items[kept++] = n; }
+        _items.RemoveRange(kept, _items.Count - kept);
+        _removed = 0;
+    }
 }

@@ -53,61 +53,76 @@ public sealed class TypeHints
     bool Propagate(GraphIndex index)
     {
         bool learned = false;
-        foreach (var n in index.Graph.Node)
+        foreach (var n in index.Graph.Node) learned |= Learn(index, n);
+        return learned;
+    }
+
+    /// <summary>A node a rewrite added (in the order added), or whose output it renamed: learn its output from its
+    /// inputs and check the output's declaration against it, so a rewrite costs time independent of the graph's size.</summary>
+    internal void LearnAdded(GraphIndex index, NodeProto n)
+    {
+        if (!Learn(index, n) || n.Output.Count == 0) return;
+        string name = n.Output[0];
+        if (_shape.TryGetValue(name, out var shape) && index.HintDeclaration(name) is { } declared && Shape(declared) is { } d && !Compatible(d, shape))
+            _contradicted.Add(name);
+    }
+
+    /// <summary>What one node's output shape and type follow from its inputs'; true when something new was learned.</summary>
+    bool Learn(GraphIndex index, NodeProto n)
+    {
+        if (n.Output.Count == 0 || n.Output[0].Length == 0 || !Attributes.IsDefaultDomain(n)) return false;
+        long[]? shape = null;
+        int? type = null;
+        long[]? S(int i) => i < n.Input.Count && n.Input[i].Length > 0 ? ShapeOf(index, n.Input[i]) : null;
+        int? T(int i) => i < n.Input.Count && n.Input[i].Length > 0 ? ElemType(index, n.Input[i]) : null;
+        if (SameShape.Contains(n.OpType)) { shape = S(0); type = T(0); }
+        else if (SameRank.Contains(n.OpType)) { shape = Unknown(S(0)?.Length); type = T(0); }
+        else if (Broadcasting.Contains(n.OpType))
         {
-            if (n.Output.Count == 0 || n.Output[0].Length == 0 || !Attributes.IsDefaultDomain(n)) continue;
-            long[]? shape = null;
-            int? type = null;
-            long[]? S(int i) => i < n.Input.Count && n.Input[i].Length > 0 ? ShapeOf(index, n.Input[i]) : null;
-            int? T(int i) => i < n.Input.Count && n.Input[i].Length > 0 ? ElemType(index, n.Input[i]) : null;
-            if (SameShape.Contains(n.OpType)) { shape = S(0); type = T(0); }
-            else if (SameRank.Contains(n.OpType)) { shape = Unknown(S(0)?.Length); type = T(0); }
-            else if (Broadcasting.Contains(n.OpType))
-            {
-                type = T(0);
-                shape = [];
-                for (int i = 0; i < n.Input.Count && shape != null; i++) shape = S(i) is { } s ? Broadcast(shape, s) : null;
-            }
-            else switch (n.OpType)
-            {
-                case "Conv": shape = ConvShape(n, S(0), S(1)); type = T(0); break;
-                case "Transpose":
-                    type = T(0);
-                    if (S(0) is { } x)
-                    {
-                        var perm = Attributes.Ints(n, "perm")?.ToArray() ?? Enumerable.Range(0, x.Length).Reverse().Select(p => (long)p).ToArray();
-                        shape = perm.Length == x.Length && perm.All(p => p >= 0 && p < x.Length) ? perm.Select(p => x[p]).ToArray() : Unknown(x.Length);
-                    }
-                    break;
-                case "GlobalAveragePool" or "GlobalMaxPool" or "GlobalLpPool":
-                    type = T(0);
-                    if (S(0) is { Length: >= 2 } g) shape = g.Select((d, i) => i < 2 ? d : 1).ToArray();
-                    break;
-                case "Gemm": shape = [-1, -1]; type = T(0); break;
-                case "Flatten": shape = [-1, -1]; type = T(0); break;
-                case "MatMul":
-                    type = T(0);
-                    if (S(0)?.Length is { } ra && S(1)?.Length is { } rb)
-                        shape = Unknown(ra == 1 && rb == 1 ? 0 : ra == 1 ? rb - 1 : rb == 1 ? ra - 1 : Math.Max(ra, rb));
-                    break;
-                case "Cast": shape = S(0); type = (int)Attributes.Int(n, "to", 0); break;
-                case "Unsqueeze":
-                    type = T(0);
-                    long? added = Attributes.Ints(n, "axes") is { } attr ? attr.Count
-                        : n.Input.Count > 1 && index.TryGetConstant(n.Input[1], out var axes, out _) ? TensorData.ElementCount(axes) : null;
-                    if (S(0) is { } before && added is { } k) shape = Unknown(before.Length + (int)k);
-                    break;
-                case "Reshape":
-                    type = T(0);
-                    if (n.Input.Count > 1 && index.TryGetConstant(n.Input[1], out var target, out _) && target.Dims.Count == 1)
-                        shape = ReshapeShape(index.Model.ReadInt64s(target), S(0), Attributes.Int(n, "allowzero", 0) != 0);
-                    else if (n.Input.Count > 1 && index.Producer(n.Input[1]) is { OpType: "Shape" } s && s.Attribute.Count == 0 && s.Input.Count == 1)
-                        shape = ShapeOf(index, s.Input[0]);
-                    break;
-            }
-            if (shape != null && _shape.TryAdd(n.Output[0], shape)) learned = true;
-            if (type is { } tp && tp > 0 && _type.TryAdd(n.Output[0], tp)) learned = true;
+            type = T(0);
+            shape = [];
+            for (int i = 0; i < n.Input.Count && shape != null; i++) shape = S(i) is { } s ? Broadcast(shape, s) : null;
         }
+        else switch (n.OpType)
+        {
+            case "Conv": shape = ConvShape(n, S(0), S(1)); type = T(0); break;
+            case "Transpose":
+                type = T(0);
+                if (S(0) is { } x)
+                {
+                    var perm = Attributes.Ints(n, "perm")?.ToArray() ?? Enumerable.Range(0, x.Length).Reverse().Select(p => (long)p).ToArray();
+                    shape = perm.Length == x.Length && perm.All(p => p >= 0 && p < x.Length) ? perm.Select(p => x[p]).ToArray() : Unknown(x.Length);
+                }
+                break;
+            case "GlobalAveragePool" or "GlobalMaxPool" or "GlobalLpPool":
+                type = T(0);
+                if (S(0) is { Length: >= 2 } g) shape = g.Select((d, i) => i < 2 ? d : 1).ToArray();
+                break;
+            case "Gemm": shape = [-1, -1]; type = T(0); break;
+            case "Flatten": shape = [-1, -1]; type = T(0); break;
+            case "MatMul":
+                type = T(0);
+                if (S(0)?.Length is { } ra && S(1)?.Length is { } rb)
+                    shape = Unknown(ra == 1 && rb == 1 ? 0 : ra == 1 ? rb - 1 : rb == 1 ? ra - 1 : Math.Max(ra, rb));
+                break;
+            case "Cast": shape = S(0); type = (int)Attributes.Int(n, "to", 0); break;
+            case "Unsqueeze":
+                type = T(0);
+                long? added = Attributes.Ints(n, "axes") is { } attr ? attr.Count
+                    : n.Input.Count > 1 && index.TryGetConstant(n.Input[1], out var axes, out _) ? TensorData.ElementCount(axes) : null;
+                if (S(0) is { } before && added is { } k) shape = Unknown(before.Length + (int)k);
+                break;
+            case "Reshape":
+                type = T(0);
+                if (n.Input.Count > 1 && index.TryGetConstant(n.Input[1], out var target, out _) && target.Dims.Count == 1)
+                    shape = ReshapeShape(index.Model.ReadInt64s(target), S(0), Attributes.Int(n, "allowzero", 0) != 0);
+                else if (n.Input.Count > 1 && index.Producer(n.Input[1]) is { OpType: "Shape" } s && s.Attribute.Count == 0 && s.Input.Count == 1)
+                    shape = ShapeOf(index, s.Input[0]);
+                break;
+        }
+        bool learned = false;
+        if (shape != null && _shape.TryAdd(n.Output[0], shape)) learned = true;
+        if (type is { } tp && tp > 0 && _type.TryAdd(n.Output[0], tp)) learned = true;
         return learned;
     }
 

@@ -54,6 +54,35 @@ public class PipelineTests
         Assert.Equal(1, Count(folded, "BatchNormalization"));
     }
 
+    /// <summary>Thousands of standalone BNs, side by side on one input or in a chain: each becomes Mul + Add. (This took
+    /// minutes when each rewrite re-propagated ranks over the whole graph; its time is in BENCHMARKS.md, not here.)</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Thousands_of_standalone_bns_are_all_replaced(bool sideBySide)
+    {
+        const int n = 3000;
+        var g = new GraphBuilder(15);
+        g.Input("x", F32, [1, 4]);
+        var p = g.BnParams("shared", 4); // shared parameters: every BN is one more reader of γ, β, mean, var
+        string prev = "x";
+        for (int i = 0; i < n; i++)
+        {
+            g.Node("BatchNormalization", [sideBySide ? "x" : prev, .. p], $"y{i}", $"bn{i}");
+            if (sideBySide) g.Output($"y{i}", F32, [1, 4]);
+            prev = $"y{i}";
+        }
+        if (!sideBySide) g.Output(prev, F32, [1, 4]);
+        var original = g.Build();
+        var (folded, r) = Fold(original);
+        Assert.Equal(n, r.Log.Decisions.Count);
+        Assert.All(r.Log.Decisions, d => Assert.Equal(Outcome.Replaced, d.Outcome));
+        Assert.Equal(n, Count(folded, "Mul"));
+        Assert.Equal(n, Count(folded, "Add"));
+        Assert.Equal(0, Count(folded, "BatchNormalization"));
+        Assert.Equal(2 * n, AssertAuditPasses(original, folded, r).Tensors);
+    }
+
     [Fact]
     public void Folding_is_idempotent()
     {
