@@ -143,6 +143,32 @@ public class ReportFormatTests
     }
 
     [Fact]
+    public void Require_all_folded_counts_an_affine_candidate_left_and_not_a_plain_mul()
+    {
+        // Conv → Mul(per-channel constant) whose Conv output is also read by a Relu: the Mul is a candidate, left.
+        var g = NormFold.Tests.Rewriting.Affine.AffineTestGraphs.Conv();
+        NormFold.Tests.Rewriting.Affine.AffineTestGraphs.Op(g, "Mul", "c", [6, 1, 1], "m");
+        g.Node("Relu", ["c"], "r", "relu");
+        g.Output("m", F32, null);
+        g.Output("r", F32, null);
+        string model = Path.Combine(TempDir(), "conv_mul.onnx");
+        File.WriteAllBytes(model, Google.Protobuf.MessageExtensions.ToByteArray(g.Proto));
+        var (code, _, stderr) = Run("inspect", model, "--require-all-folded", "-q");
+        Assert.Equal(ExitCodes.GateFailed, code);
+        Assert.Contains("Mul 'm_node'", stderr);
+        Assert.Contains("ProducerHasOtherConsumers", stderr);
+
+        // A Mul by a constant with no linear op beside it is no candidate: nothing to gate.
+        var plain = new GraphBuilder(15);
+        plain.Input("x", F32, [2, 4, 3, 3]);
+        plain.Node("Relu", ["x"], "r", "relu");
+        NormFold.Tests.Rewriting.Affine.AffineTestGraphs.Op(plain, "Mul", "r", [4, 1, 1], "m");
+        plain.Output("m", F32, null);
+        File.WriteAllBytes(model, Google.Protobuf.MessageExtensions.ToByteArray(plain.Proto));
+        Assert.Equal(0, Run("inspect", model, "--require-all-folded", "-q").Code);
+    }
+
+    [Fact]
     public void Drift_gates_fail_with_exit_4_and_write_nothing_when_the_drift_is_beyond_them()
     {
         string dir = TempDir();
@@ -286,6 +312,28 @@ public class ReportFormatTests
         var label = Assert.Single(ByClass(doc, "text", "label"));
         Assert.StartsWith("first drift: ", label.Value);
         Assert.NotEmpty(ByClass(doc, "circle", "fail"));
+    }
+
+    [Fact]
+    public void Html_report_shows_the_per_channel_findings_of_a_planted_one_channel_error()
+    {
+        // γ of one channel of one BN 1% off, folded: the check's channel detector flags that channel.
+        var original = OnnxModel.Load(Model("resnet_tiny.onnx"));
+        var proto = original.Proto.Clone();
+        var gamma = proto.Graph.Initializer.Single(t => t.Name == "layers.1.bn1.weight");
+        var v = original.ReadDoubles(original.Proto.Graph.Initializer.Single(t => t.Name == "layers.1.bn1.weight"));
+        v[Array.IndexOf(v, v.MaxBy(Math.Abs))] *= 1.01;
+        proto.Graph.Initializer[proto.Graph.Initializer.IndexOf(gamma)] = NormFold.Tensors.TensorData.Create(gamma.Name, 1, gamma.Dims, v);
+        string dir = TempDir(), planted = Path.Combine(dir, "planted.onnx"), broken = Path.Combine(dir, "broken.onnx"), html = Path.Combine(dir, "r.html");
+        File.WriteAllBytes(planted, Google.Protobuf.MessageExtensions.ToByteArray(proto));
+        Assert.Equal(0, Run("fold", planted, "-o", broken, "-q").Code);
+        var (code, stdout, _) = Run("check", Model("resnet_tiny.onnx"), broken, "--html", html, "--json", "-");
+        Assert.Equal(ExitCodes.CheckFailed, code);
+        AssertValid("check-report", stdout);
+        var doc = AssertSelfContainedHtml(File.ReadAllText(html));
+        var findings = Assert.Single(ByClass(doc, "table", "channels"));
+        Assert.Contains("layers.1/bn1", findings.Value);
+        Assert.Single(ByClass(doc, "circle", "first-failure"));
     }
 
     [Fact]
