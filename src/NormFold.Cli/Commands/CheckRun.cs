@@ -31,7 +31,7 @@ public static class CheckRun
             CandidateLabel = candidateLabel ?? $"the rewritten model ({candidatePath})",
         };
         using var reference = OnnxModel.Load(referencePath);
-        using var candidate = OnnxModel.Load(candidatePath);
+        using var candidate = OnnxModel.Load(candidatePath, candidateLabel); // a staged file is named as the output it becomes
         if (request.InputsDir == null && request.InputFiles.Count == 0)
         {
             var generated = EquivalenceChecker.Check(reference, candidate, options, null, Both(SaveOutputs(request, options), observe));

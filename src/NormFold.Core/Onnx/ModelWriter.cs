@@ -81,7 +81,7 @@ public static class ModelWriter
         foreach (var t in model.AllTensors())
             if (!movedSet.Contains(t) && !OnnxModel.IsExternal(t)) inlineBytes += model.RawLength(t);
         if (inlineBytes > ProtobufLimit - (64 << 20))
-            throw new InvalidModelException($"{path}: the model's inline tensors hold {inlineBytes} bytes, more than protobuf's 2 GB limit; save with --external-data");
+            throw new InvalidModelException($"{path}: the model's inline tensors hold {inlineBytes} bytes, more than protobuf's 2 GB limit; save it with external data");
 
         string tmpModel = TempName(full);
         string? tmpData = dataPath is null ? null : TempName(dataPath);

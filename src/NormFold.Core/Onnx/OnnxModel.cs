@@ -30,6 +30,10 @@ public sealed class OnnxModel : IDisposable
     /// <summary>Tensors NormFold created (fold results). Saving puts large ones beside existing external data.</summary>
     internal HashSet<TensorProto> Created { get; } = new(ReferenceEqualityComparer.Instance);
 
+    /// <summary>How messages name the model: the user's path (or words around it), never a temporary file NormFold
+    /// wrote it to. Defaults to <see cref="SourcePath"/>.</summary>
+    public string? DisplayName { get; init; }
+
     public OnnxModel(ModelProto proto, string? sourcePath = null)
     {
         Proto = proto;
@@ -39,16 +43,21 @@ public sealed class OnnxModel : IDisposable
 
     /// <summary>Parses a model file without copying its weights (they stay in the mapped file until
     /// <see cref="Dispose"/>). External data files are mapped when first read.</summary>
-    public static OnnxModel Load(string path)
+    public static OnnxModel Load(string path) => Load(path, null);
+
+    /// <summary>As <see cref="Load(string)"/>; messages name the model <paramref name="displayName"/> (e.g. the output
+    /// path of a model staged in a temporary folder) instead of <paramref name="path"/>.</summary>
+    public static OnnxModel Load(string path, string? displayName)
     {
+        string name = displayName ?? path;
         var kind = PathGuard.Kind(path); // stat, not open: opening a FIFO blocks
         if (kind == PathGuard.FileKind.Missing || kind == PathGuard.FileKind.Unknown && !File.Exists(path))
-            throw new InvalidModelException($"{path}: file not found");
-        if (PathGuard.NotRegular(kind) is { } what) throw new InvalidModelException($"{path}: is {what}, not a model file");
+            throw new InvalidModelException($"{name}: file not found");
+        if (PathGuard.NotRegular(kind) is { } what) throw new InvalidModelException($"{name}: is {what}, not a model file");
         long length = PathGuard.Length(path); // through a symbolic link
-        if (length == 0) throw new InvalidModelException($"{path}: file is empty");
+        if (length == 0) throw new InvalidModelException($"{name}: file is empty");
         if (length > int.MaxValue)
-            throw new InvalidModelException($"{path}: {length} bytes is past protobuf's 2 GB limit; a model that large must keep its weights as external data");
+            throw new InvalidModelException($"{name}: {length} bytes is past protobuf's 2 GB limit; a model that large must keep its weights as external data");
         // Weights stay in the file's mapped pages (see ZeroCopyParser); a plain parse, which copies, is the fallback.
         FileBytes? file = FileBytes.Open(path);
         OnnxModel? model = null;
@@ -63,8 +72,8 @@ public sealed class OnnxModel : IDisposable
                 file = null;
             }
             if (proto.Graph is null)
-                throw new InvalidModelException($"{path}: not an ONNX model (it has no graph)");
-            model = new OnnxModel(proto, path) { _file = file };
+                throw new InvalidModelException($"{name}: not an ONNX model (it has no graph)");
+            model = new OnnxModel(proto, path) { _file = file, DisplayName = displayName };
             file = null; // the model's now
             Graph.ModelValidator.Validate(model);
             model.ValidateExternalReferences();
@@ -75,7 +84,7 @@ public sealed class OnnxModel : IDisposable
         }
         catch (InvalidProtocolBufferException e)
         {
-            throw new InvalidModelException($"{path}: not an ONNX model (protobuf parse failed: {e.Message})", e);
+            throw new InvalidModelException($"{name}: not an ONNX model (protobuf parse failed: {e.Message})", e);
         }
         finally
         {
@@ -204,7 +213,7 @@ public sealed class OnnxModel : IDisposable
         catch (FormatException e) { throw new InvalidModelException($"{Describe()}: {e.Message}", e); }
     }
 
-    internal string Describe() => SourcePath ?? "<model>";
+    internal string Describe() => DisplayName ?? SourcePath ?? "<in-memory model>";
 
     public readonly record struct ExternalLocation(string Location, long Offset, long Length);
 

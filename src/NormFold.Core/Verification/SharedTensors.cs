@@ -33,7 +33,7 @@ public static class SharedTensors
         var proto = model.Proto.Clone();
         var outputs = new HashSet<string>(proto.Graph.Output.Select(o => o.Name));
         foreach (var n in names) if (outputs.Add(n)) proto.Graph.Output.Add(new ValueInfoProto { Name = n });
-        using var exposed = new OnnxModel(proto, model.SourcePath);
+        using var exposed = new OnnxModel(proto, model.SourcePath) { DisplayName = model.DisplayName };
         label ??= model.SourcePath ?? "<in-memory model>";
         if (!exposed.HasExternalData) return new OrtRunner(proto.ToByteArray(), level, label: label);
         string dir = Path.Combine(Path.GetTempPath(), $"normfold-check-{Guid.NewGuid():N}");

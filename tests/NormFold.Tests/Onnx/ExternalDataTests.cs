@@ -12,7 +12,7 @@ namespace NormFold.Tests.Onnx;
 public class ExternalDataTests
 {
     /// <summary>A model whose 4×4 float MatMul weight 'w' is external data with the given entries, in a fresh folder.</summary>
-    static (string Dir, string Model) ModelWithExternal(params (string Key, string Value)[] entries)
+    internal static (string Dir, string Model) ModelWithExternal(params (string Key, string Value)[] entries)
     {
         var g = new GraphBuilder(15);
         g.Input("x", GraphBuilder.F32, [1, 4]);
@@ -145,5 +145,27 @@ public class ExternalDataTests
         File.WriteAllBytes(Path.Combine(dir, "w.bin"), new byte[256]);
         using var m = OnnxModel.Load(model);
         Assert.Equal(64, m.RawBytes(m.Proto.Graph.Initializer[0]).Length);
+    }
+}
+
+public class DisplayNameTests
+{
+    /// <summary>A model loaded from a staging file is named in messages as the user's output, not the temporary path.</summary>
+    [Fact]
+    public void Load_messages_name_the_display_name_not_the_staged_path()
+    {
+        var (_, staged) = ExternalDataTests.ModelWithExternal(("location", "missing.bin")); // stands for a staged file
+        var e = Assert.Throws<InvalidModelException>(() => OnnxModel.Load(staged, "the folded model (out.onnx)"));
+        Assert.StartsWith("the folded model (out.onnx): tensor 'w'", e.Message);
+        Assert.DoesNotContain(staged, e.Message);
+        File.WriteAllBytes(staged, []);
+        e = Assert.Throws<InvalidModelException>(() => OnnxModel.Load(staged, "the folded model (out.onnx)"));
+        Assert.Equal("the folded model (out.onnx): file is empty", e.Message);
+        // A model built in memory is named as such.
+        var bad = new GraphBuilder(15);
+        bad.Input("x", GraphBuilder.F32, [1, 4]);
+        bad.Input("x", GraphBuilder.F32, [1, 4]);
+        e = Assert.Throws<InvalidModelException>(() => Folding.Fold(bad.Build()));
+        Assert.StartsWith("<in-memory model>: graph 'main'", e.Message);
     }
 }
