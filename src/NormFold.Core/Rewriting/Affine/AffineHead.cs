@@ -10,7 +10,8 @@ namespace NormFold.Rewriting.Affine;
 ///   BN's piece: the nodes before it back to the run's start (unless a BN comes earlier in the run), the BN, and the
 ///   nodes after it up to the next BN.   Other nodes are no candidates: their fate is their anchor's.
 /// A lone Add/Sub after a MatMul is its bias, no candidate either; nor is a piece without a BN that no rule could act on
-/// (no linear op next to it, and merging would not shrink it: GELU's Add of 1, a LayerNorm's γ and β).
+/// (no linear op next to it, nothing that changes no value in it, and merging would not shrink it: GELU's Add of 1,
+/// a LayerNorm's γ and β).
 /// </summary>
 internal static class AffineHead
 {
@@ -50,12 +51,16 @@ internal static class AffineHead
         x = piece[0].Input[DataSlot(g, piece[0])];
         if (piece is [{ OpType: "Add" or "Sub" } lone] && g.Producer(x) is { OpType: "MatMul" } matmul && Attributes.IsDefaultDomain(matmul))
             return new Match.NoCandidate($"the bias add of {Attributes.Describe(matmul)}: nothing to fold, a MatMul has no bias of its own");
-        if (!piece.Any(IsBn) && !NextToLinear(g, x, piece[^1].Output[0]) && !MergeCouldShrink(g, piece))
+        if (!piece.Any(IsBn) && !NextToLinear(g, x, piece[^1].Output[0]) && !MergeCouldShrink(g, piece) && !piece.Any(n => IsIdentity(g, n)))
             return new Match.NoCandidate("no linear op next to it and nothing to merge it with");
         return null;
     }
 
     static bool IsBn(NodeProto n) => n.OpType == "BatchNormalization";
+
+    /// <summary>x·1, x/1, x + 0, x − 0: an op that changes no value (it may still broadcast).</summary>
+    public static bool IsIdentity(GraphIndex g, NodeProto n) => AffineOp.TryRead(g, n, out _) is { } op &&
+        (op.Kind is "Mul" or "Div" && op.C.Values.All(v => v == 1.0) || op.Kind is "Add" or "Sub" && op.C.Values.All(v => v == 0.0));
 
     static readonly HashSet<string> LinearOps = new(StringComparer.Ordinal) { "Conv", "ConvTranspose", "Gemm", "MatMul" };
 

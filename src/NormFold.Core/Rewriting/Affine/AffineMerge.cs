@@ -7,6 +7,7 @@ namespace NormFold.Rewriting.Affine;
 /// <summary>
 /// X → n₁ → n₂ → … → n_k (per-channel affine ops in a row that nothing could fold: Mul/Div/Add/Sub by constants, at
 /// most one BN: a piece, see <see cref="AffineHead"/>)   ⇒   X → Mul(s) → Add(t)   (or just one of them)
+/// Ops that change no value at all (x·1 + 0) go, their readers reading X, when no broadcast widens X.
 /// Conditions: k greater than the nodes that replace it; X's rank known; every constant varies along one and the same
 /// axis (BN: axis 1) or is a scalar; the element type known; each intermediate read by the next node alone.
 /// Algebra: the chain composed in double, y = s·x + t; s and t rounded once to X's type.
@@ -14,11 +15,12 @@ namespace NormFold.Rewriting.Affine;
 /// </summary>
 internal sealed class AffineMerge : RewriteRule<AffineMerge.MergePlan>
 {
-    public sealed record MergePlan(NodeProto Anchor, IReadOnlyList<NodeProto> Chain, string X, ChannelAffine Map, int Rank, int Axis, int DataType)
-        : Plan(Anchor, null)
+    public sealed record MergePlan(NodeProto Anchor, IReadOnlyList<NodeProto> Chain, string X, ChannelAffine Map, int Rank, int Axis, int DataType,
+        bool Remove) : Plan(Anchor, null)
     {
         public override string Describe() =>
-            $"merged {string.Join(" → ", Chain.Select(n => n.OpType))} into {(AffineNodes.Count(Map) == 2 ? "Mul + Add" : Map.Shifts ? "Add" : "Mul")}";
+            Remove ? $"removed {string.Join(" → ", Chain.Select(n => n.OpType))}: it changes no value"
+            : $"merged {string.Join(" → ", Chain.Select(n => n.OpType))} into {(AffineNodes.Count(Map) == 2 ? "Mul + Add" : Map.Shifts ? "Add" : "Mul")}";
     }
 
     public override string Name => "AffineMerge";
@@ -28,14 +30,22 @@ internal sealed class AffineMerge : RewriteRule<AffineMerge.MergePlan>
     {
         var g = context.Graph;
         if (AffineHead.Piece(g, anchor, out string x, out var piece) is { } notAnchor) return notAnchor;
-        if (!AffineHead.MergeCouldShrink(g, piece)) return new Match.NoCandidate("merging would not make fewer nodes");
+        if (!AffineHead.MergeCouldShrink(g, piece) && !piece.Any(n => AffineHead.IsIdentity(g, n)))
+            return new Match.NoCandidate("merging would not make fewer nodes");
         if (g.Rank(x) is not { } rank)
             return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' is not declared in the model");
         int axis = piece.Any(n => n.OpType == "BatchNormalization") ? 1 : piece.Select(n => Axis(g, n, rank)).FirstOrDefault(a => a is not null) ?? 1;
         var chain = AffineChain.Walk(g, x, rank, axis, -1, anchor, out var stop);
-        if (!chain.Nodes.Contains(anchor) || chain.Count < 2) return (Match?)stop ?? new Match.NoCandidate("no other affine op next to it");
-        if (AffineNodes.Count(chain.Map) >= chain.Count + chain.Nodes.Count(n => n.OpType == "BatchNormalization"))
-            return new Match.NoCandidate("already as few nodes as a merge would make");
+        if (!chain.Nodes.Contains(anchor)) return (Match?)stop ?? new Match.NoCandidate("no other affine op next to it");
+        bool identity = !chain.Map.Scales && !chain.Map.Shifts;
+        if ((identity ? 0 : AffineNodes.Count(chain.Map)) >= chain.Count + chain.Nodes.Count(n => n.OpType == "BatchNormalization"))
+            return (Match?)stop ?? new Match.NoCandidate("already as few nodes as a merge would make");
+        // Ops changing no value go; when their output must keep its name (or X's shape is not known), one stays.
+        if (identity && RemovalRefusal(g, x, rank, chain) is { } keep)
+        {
+            if (chain.Count == 1) return keep;
+            identity = false;
+        }
         if (chain.Map.FirstNonFinite() is { } nonFinite)
             return Match.Refuse(SkipReason.FoldedValueNotFinite, $"the merged {nonFinite}");
         int? type = g.ElemType(x) ?? g.ElemType(chain.Nodes[^1].Output[0]);
@@ -43,7 +53,31 @@ internal sealed class AffineMerge : RewriteRule<AffineMerge.MergePlan>
             return Match.Refuse(SkipReason.UnsupportedDataType, $"the element type of '{x}' is {(type is null ? "not declared in the model" : ElementType.Name(type.Value))}");
         if (FoldedValues.FirstNotFinite(chain.Map.Scale, type.Value) is not null || FoldedValues.FirstNotFinite(chain.Map.Shift, type.Value) is not null)
             return Match.Refuse(SkipReason.FoldedValueNotFinite, $"a merged scale or shift is not finite as {ElementType.Name(type.Value)}");
-        return new Match.Planned(new MergePlan(anchor, chain.Nodes, x, chain.Map, rank, axis, type.Value));
+        return new Match.Planned(new MergePlan(anchor, chain.Nodes, x, chain.Map, rank, axis, type.Value, identity));
+    }
+
+    /// <summary>
+    /// Ops that change no value can go (their readers read X) unless they shape the result: X's dims along every axis a
+    /// constant spans must be known to equal it (no broadcast widens X), the output is no graph output, and every reader
+    /// names it as an input (a body capturing it would need renaming inside).
+    /// </summary>
+    static Match.Refused? RemovalRefusal(GraphIndex g, string x, int rank, AffineChain chain)
+    {
+        string y = chain.Nodes[^1].Output[0];
+        if (g.IsGraphOutput(y))
+            return Match.Refuse(SkipReason.ProducerOutputIsGraphOutput, $"'{y}' is a graph output: the ops change no value but name it");
+        if (g.Consumers(y).Any(c => !c.Input.Contains(y)))
+            return Match.Refuse(SkipReason.IntermediateUsedOutside, $"'{y}' is read inside a subgraph");
+        var shape = g.Shape(x);
+        foreach (var n in chain.Nodes)
+        {
+            if (AffineOp.TryRead(g, n, out _) is not { } op) continue;
+            var d = op.C.Dims;
+            for (int i = 0; i < d.Length; i++)
+                if (d[i] != 1 && (shape is null || shape[rank - d.Length + i] != d[i]))
+                    return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(n)} changes no value, but its constant {op.C.Shape} may widen '{x}' (shape {(shape is null ? "unknown" : "[" + string.Join(",", shape) + "]")})");
+        }
+        return null;
     }
 
     /// <summary>The axis along which a node's constant varies (BN: 1), or null for a scalar.</summary>
@@ -62,6 +96,13 @@ internal sealed class AffineMerge : RewriteRule<AffineMerge.MergePlan>
         string y = plan.Chain[^1].Output[0];
         string baseName = plan.Anchor.Name.Length > 0 ? plan.Anchor.Name : y;
         foreach (var n in plan.Chain) editor.RemoveNode(n);
+        if (plan.Remove)
+        {
+            foreach (var reader in editor.Index.Consumers(y).ToList())
+                for (int k = 0; k < reader.Input.Count; k++)
+                    if (reader.Input[k] == y) editor.SetInput(reader, k, plan.X);
+            return new Applied([], []);
+        }
         return AffineNodes.Emit(editor, plan.X, y, plan.Map, plan.Rank, plan.Axis, plan.DataType, baseName + "_merged");
     }
 }

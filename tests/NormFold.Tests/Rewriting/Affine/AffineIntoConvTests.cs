@@ -70,18 +70,8 @@ public class AffineIntoConvTests
     [InlineData("Add", "Mul")]
     public void Ort_fusion_graphs_in_float16_fold_completely(string first, string second)
     {
-        var g = Conv(type: F16, opset: 13);
-        g.Bn("c", 6, "bn", F16);
-        string Unsqueezed(string name)
-        {
-            g.Init(name, F16, [6], 0.5, 1.5);
-            g.Node("Unsqueeze", [name, g.Int64s(name + ".axes", 1, 2)], name + "_u", name + "_unsqueeze");
-            return name + "_u";
-        }
-        g.Node(first, ["bn", Unsqueezed("k1")], "m", "op1");
-        g.Node(second, ["m", Unsqueezed("k2")], "y", "op2");
-        g.Output("y", F16, null);
-        var (folded, r) = FoldChecked(g.Build());
+        var original = OrtStyle(first, second);
+        var (folded, r) = FoldChecked(original);
         var d = Single(r);
         Assert.Equal("bn_bn", d.Anchor);
         Assert.Equal("AffineIntoConv", d.Rule);

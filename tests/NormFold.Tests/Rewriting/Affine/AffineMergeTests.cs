@@ -113,4 +113,46 @@ public class AffineMergeTests
             Assert.Equal([4L], folded.Proto.Graph.Initializer.Single(t => t.Name == n.Input[1]).Dims);
         }
     }
+
+    [Fact]
+    public void An_op_that_changes_no_value_is_removed()
+    {
+        var g = Relu();
+        Op(g, "Mul", "r", [1, 4, 1, 1], "m");
+        g.SetInit("m.c", F32, [1, 4, 1, 1], [1, 1, 1, 1]);
+        g.Node("Sigmoid", ["m"], "y", "sigmoid");
+        g.Output("y", F32, null);
+        var (folded, r) = FoldChecked(g.Build());
+        Assert.Equal(Outcome.Replaced, Single(r).Outcome);
+        Assert.Contains("changes no value", Single(r).Detail);
+        Assert.Equal(["Relu", "Sigmoid"], folded.Proto.Graph.Node.Select(n => n.OpType));
+    }
+
+    [Fact]
+    public void A_scale_of_ones_before_a_shift_leaves_the_shift()
+    {
+        var g = Relu(F16);
+        Op(g, "Mul", "r", [4, 1, 1], "m", type: F16);
+        g.SetInit("m.c", F16, [4, 1, 1], [1, 1, 1, 1]);
+        Op(g, "Add", "m", [4, 1, 1], "a", -1, 1, F16);
+        g.Node("Sigmoid", ["a"], "y", "sigmoid");
+        g.Output("y", F16, null);
+        var (folded, _) = FoldChecked(g.Build());
+        Assert.Equal(["Relu", "Add", "Sigmoid"], folded.Proto.Graph.Node.Select(n => n.OpType));
+    }
+
+    [Fact]
+    public void An_op_of_ones_that_widens_its_input_stays()
+    {
+        var g = new GraphBuilder();
+        g.Input("x", F32, [2, 1, 5, 5]);
+        g.Node("Relu", ["x"], "r", "relu");
+        Op(g, "Mul", "r", [1, 4, 1, 1], "m");
+        g.SetInit("m.c", F32, [1, 4, 1, 1], [1, 1, 1, 1]);
+        g.Node("Sigmoid", ["m"], "y", "sigmoid");
+        g.Output("y", F32, null);
+        var (folded, r) = FoldChecked(g.Build());
+        Assert.Contains("widen", AssertLeft(r, SkipReason.ShapeMismatch).Detail);
+        Assert.Equal(1, Count(folded, "Mul"));
+    }
 }

@@ -45,4 +45,22 @@ internal static class AffineTestGraphs
         g.Node("Conv", inputs, "c", "conv", ("group", group), ("pads", new[] { pad, pad, pad, pad }));
         return g;
     }
+
+    /// <summary>ONNX Runtime's own fusion test models: Conv → BN → first → second in float16, the Mul/Add constants
+    /// through Unsqueeze (opset 13: axes as an input).</summary>
+    public static OnnxModel OrtStyle(string first, string second)
+    {
+        var g = Conv(type: F16, opset: 13);
+        g.Bn("c", 6, "bn", F16);
+        string Unsqueezed(string name)
+        {
+            g.Init(name, F16, [6], 0.5, 1.5);
+            g.Node("Unsqueeze", [name, g.Int64s(name + ".axes", 1, 2)], name + "_u", name + "_unsqueeze");
+            return name + "_u";
+        }
+        g.Node(first, ["bn", Unsqueezed("k1")], "m", "op1");
+        g.Node(second, ["m", Unsqueezed("k2")], "y", "op2");
+        g.Output("y", F16, null);
+        return g.Build();
+    }
 }
