@@ -1,0 +1,47 @@
+using NormFold.Onnx.Proto;
+
+namespace NormFold.Tests.Fuzz;
+
+/// <summary>What a `check` of the case's pair may answer: a pair known to differ must never pass.</summary>
+public enum PairTruth { Unknown, Equivalent, Different }
+
+/// <summary>One CLI run of a case: which command, with which extra options.</summary>
+public enum RunKind { Fold, FoldCheck, Inspect, CheckTwin, CheckPair }
+
+/// <summary>Folders of one case: the model's own folder, the output folder, and the outside world (canary).</summary>
+public sealed record CaseDirs(string Root, string Model, string Out, string Outside, string Canary)
+{
+    public string Subject => Path.Combine(Model, "subject.onnx");
+    public string Twin => Path.Combine(Model, "twin.onnx");
+    public string Other => Path.Combine(Model, "other.onnx");
+}
+
+/// <summary>
+/// A hostile-but-valid model (valid protobuf, hostile content) made from a seed: regenerate it from (family, seed).
+/// </summary>
+public sealed class FuzzCase
+{
+    public required string Family { get; init; }
+    public required int Seed { get; init; }
+    public string Base { get; set; } = "";
+    public string Mutation { get; set; } = "";
+    public required ModelProto Model { get; set; }
+    /// <summary>The second model of a `check` pair (CheckPair runs), and what comparing it may answer.</summary>
+    public ModelProto? Other { get; set; }
+    public PairTruth Truth { get; set; } = PairTruth.Unknown;
+    /// <summary>Extra files made after the models are written: data files, links, FIFOs.</summary>
+    public List<Action<CaseDirs>> Setup { get; } = [];
+    /// <summary>Options given to fold and inspect (swaps, target opset, …).</summary>
+    public List<string> Options { get; } = [];
+    public List<RunKind> Runs { get; set; } = [RunKind.Fold, RunKind.FoldCheck, RunKind.Inspect, RunKind.CheckTwin];
+    /// <summary>Could kill or wedge the process (deep recursion, native crashes, FIFOs): run in a child process.</summary>
+    public bool Risky { get; set; }
+    /// <summary>The model names data outside its folder: succeeding means it was read.</summary>
+    public bool Escapes { get; set; }
+    /// <summary>Running the input in ORT in this process is unsafe or pointless.</summary>
+    public bool SkipOracle { get; set; }
+    public TimeSpan? Timeout { get; set; }
+
+    public string Id => $"{Family}:{Seed}";
+    public override string ToString() => $"{Family}:{Seed} ({Base}/{Mutation}{(Options.Count > 0 ? " " + string.Join(' ', Options) : "")})";
+}

@@ -1,0 +1,346 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text;
+using Google.Protobuf;
+
+namespace NormFold.Tests.Fuzz;
+
+/// <summary>How one CLI run ended. Everything from <see cref="InternalError"/> on is a defect.</summary>
+public enum Outcome
+{
+    Exit0Equivalent, Exit0, Exit0InputNotRunnable, Exit2, Exit3,
+    InternalError, Crash, Hang, StackTrace, MultiLineError, UnnamedError, LeftFiles, ModifiedInput, ReadOutside,
+    SilentlyWrong, BrokenOutput, FalseAlarm, FalsePass, UnexpectedExit,
+}
+
+public sealed record RunResult(FuzzCase Case, RunKind Kind, Outcome Outcome, int Exit, string Detail, string[] Args, TimeSpan Took)
+{
+    public bool Bad => Outcome >= Outcome.InternalError;
+
+    public string Repro => $"[{Case}] {Kind}: {Outcome} (exit {Exit}) {Detail}\n    repro: NORMFOLD_FUZZ_CASE={Case.Id} " +
+        "dotnet test NormFold.sln -c Release --filter FullyQualifiedName~StructureFuzz --logger \"console;verbosity=detailed\"" +
+        $"\n    command: normfold {string.Join(' ', Args.Select(a => a.Contains(' ') || a.Length == 0 ? $"'{a}'" : a))}";
+}
+
+/// <summary>
+/// Writes a case into its own folder (model folder, output folder, a canary file and a folder outside the model's
+/// folder), runs the CLI on it — in this process with a timeout, or as a child process for cases that could kill it —
+/// and classifies every run: an allowed outcome, or the defect it shows.
+/// </summary>
+public sealed class Harness(string root)
+{
+    /// <summary>Compare exit-0 outputs with the input in ORT for every case whose seed is a multiple of this.</summary>
+    public int OracleEvery { get; init; } = 1;
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
+    public bool KeepFolders { get; init; }
+    static readonly byte[][] Secrets = [Encoding.ASCII.GetBytes("NFCANARY"), Encoding.ASCII.GetBytes("root:x:0:0"), Encoding.ASCII.GetBytes("PATH=/")];
+
+    public CaseDirs Prepare(FuzzCase c)
+    {
+        string dir = Path.Combine(root, c.Family + "-" + c.Seed);
+        if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        var d = new CaseDirs(dir, Path.Combine(dir, "model"), Path.Combine(dir, "out"), Path.Combine(dir, "outside"), Path.Combine(dir, "canary.bin"));
+        Directory.CreateDirectory(d.Model);
+        Directory.CreateDirectory(d.Out);
+        Directory.CreateDirectory(d.Outside);
+        File.WriteAllBytes(d.Canary, Families.Canary(1 << 20));
+        byte[] bytes = c.Model.ToByteArray();
+        File.WriteAllBytes(d.Subject, bytes);
+        File.WriteAllBytes(d.Twin, bytes);
+        if (c.Other != null) File.WriteAllBytes(d.Other, c.Other.ToByteArray());
+        foreach (var s in c.Setup) s(d);
+        return d;
+    }
+
+    /// <summary>Appends "start"/"end" per case, to find the case a killed or wedged run was on.</summary>
+    public string? TraceFile { get; init; }
+
+    void Trace(string line)
+    {
+        if (TraceFile != null) lock (this) File.AppendAllText(TraceFile, $"{DateTime.UtcNow:HH:mm:ss.fff} {line}\n");
+    }
+
+    public List<RunResult> Run(FuzzCase c)
+    {
+        Trace("start " + c);
+        var d = Prepare(c);
+        var results = new List<RunResult>();
+        try
+        {
+            var before = Snapshot(d.Model);
+            bool sampled = c.Seed % OracleEvery == 0 && !c.SkipOracle;
+            Oracle.Result? foldVerdict = null;
+            string foldOut = "";
+            int i = 0;
+            foreach (var kind in c.Runs)
+            {
+                string outDir = Path.Combine(d.Out, $"{i++}-{kind}");
+                Directory.CreateDirectory(outDir);
+                string output = Path.Combine(outDir, "folded.onnx");
+                string[] args = kind switch
+                {
+                    RunKind.Fold => ["fold", d.Subject, "-o", output, .. c.Options],
+                    RunKind.FoldCheck => ["fold", d.Subject, "-o", output, "--check", .. c.Options, .. ShapeBindings(c)],
+                    RunKind.Inspect => ["inspect", d.Subject, .. c.Options],
+                    RunKind.CheckTwin => ["check", d.Subject, d.Twin, .. ShapeBindings(c)],
+                    _ => ["check", d.Subject, d.Other, .. ShapeBindings(c)],
+                };
+                Trace($"  {kind}");
+                var sw = Stopwatch.StartNew();
+                var (code, err, timedOut) = c.Risky ? Child(args, c.Timeout ?? TimeSpan.FromSeconds(60)) : InProcess(args, c.Timeout ?? Timeout);
+                sw.Stop();
+                var (outcome, detail) = Classify(c, d, kind, code, err, timedOut, outDir, output);
+                if (outcome == Outcome.Exit0 && kind is RunKind.Fold or RunKind.FoldCheck && sampled)
+                {
+                    var v = Oracle.Compare(d.Subject, output, c.Seed);
+                    if (kind == RunKind.Fold) { foldVerdict = v; foldOut = output; }
+                    (outcome, detail) = v.Verdict switch
+                    {
+                        Oracle.Verdict.Equivalent => (Outcome.Exit0Equivalent, ""),
+                        Oracle.Verdict.NotRunnable => (Outcome.Exit0InputNotRunnable, v.Detail),
+                        Oracle.Verdict.Different => (Outcome.SilentlyWrong, v.Detail),
+                        _ => (Outcome.BrokenOutput, "the input runs in ORT, the output does not: " + v.Detail),
+                    };
+                }
+                else if (outcome == Outcome.Exit0 && kind == RunKind.Fold) foldOut = output;
+                if (outcome == Outcome.Exit2 && kind == RunKind.FoldCheck && !c.SkipOracle && foldOut.Length > 0)
+                {
+                    // A failed check of a fold our own judge finds exact (to 1e-5 of the output's magnitude) is a false alarm.
+                    foldVerdict ??= Oracle.Compare(d.Subject, foldOut, c.Seed);
+                    if (foldVerdict is { Verdict: Oracle.Verdict.Equivalent, Tight: true, ReferenceFinite: true })
+                        (outcome, detail) = (Outcome.FalseAlarm, "plain fold output is equivalent to 1e-5; " + FirstLine(err));
+                }
+                var after = Snapshot(d.Model);
+                if (outcome < Outcome.InternalError && !SameSnapshot(before, after, out string diff))
+                    (outcome, detail) = (Outcome.ModifiedInput, diff);
+                results.Add(new RunResult(c, kind, outcome, code, detail, args, sw.Elapsed));
+            }
+        }
+        finally
+        {
+            Trace("end " + c.Id);
+            if (!KeepFolders) try { Directory.Delete(d.Root, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+        return results;
+    }
+
+    /// <summary>Binds every symbolic input dim to 2 so that `--check` can run dynamic models.</summary>
+    static IEnumerable<string> ShapeBindings(FuzzCase c)
+    {
+        foreach (var i in c.Model.Graph.Input)
+        {
+            var shape = i.Type?.TensorType?.Shape;
+            if (shape == null || shape.Dim.All(x => x.HasDimValue) || c.Model.Graph.Initializer.Any(t => t.Name == i.Name)) continue;
+            if (i.Name.Contains(':') || i.Name.Length == 0 || c.Model.Graph.Input.Count(x => x.Name == i.Name) > 1) continue;
+            yield return "--shape";
+            yield return i.Name + ":" + string.Join('x', shape.Dim.Select(x => x.HasDimValue ? x.DimValue : 2));
+        }
+    }
+
+    (Outcome, string) Classify(FuzzCase c, CaseDirs d, RunKind kind, int code, string err, bool timedOut, string outDir, string output)
+    {
+        string first = FirstLine(err);
+        if (timedOut) return (Outcome.Hang, $"no exit after {(c.Timeout ?? Timeout).TotalSeconds:0} s");
+        if (code is < 0 or > 3) return (Outcome.Crash, $"exit {code}: {first}");
+        if (code == 1) return (Outcome.InternalError, first);
+        if (err.Contains("\n   at ") || err.Contains("Exception:") || err.Contains("Stack overflow")) return (Outcome.StackTrace, first);
+        var written = Directory.EnumerateFileSystemEntries(outDir, "*", SearchOption.AllDirectories).Select(p => Path.GetRelativePath(outDir, p)).ToList();
+        if (code != 0 && written.Count > 0) return (Outcome.LeftFiles, $"exit {code} left {string.Join(", ", written)}");
+        if (code == 3)
+        {
+            var lines = err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            if (lines.Length != 1) return (Outcome.MultiLineError, $"{lines.Length} lines: {string.Join(" | ", lines.Take(3))}");
+            string[] names = ["subject.onnx", "twin.onnx", "other.onnx", "folded.onnx"];
+            if (!names.Any(first.Contains) || first.Contains("<in-memory") || first.Contains(".normfold-"))
+                return (Outcome.UnnamedError, first);
+            return (Outcome.Exit3, first);
+        }
+        if (code == 2)
+        {
+            if (kind is RunKind.Fold or RunKind.Inspect) return (Outcome.UnexpectedExit, "exit 2 without a check: " + first);
+            if (kind == RunKind.CheckTwin || (kind == RunKind.CheckPair && c.Truth == PairTruth.Equivalent))
+                return (Outcome.FalseAlarm, "identical models: " + first);
+            return (Outcome.Exit2, first);
+        }
+        // Exit 0.
+        if (c.Escapes && kind != RunKind.Inspect) return (Outcome.ReadOutside, $"exit 0 with data outside the model's folder ({c.Mutation})");
+        foreach (var f in written)
+        {
+            string p = Path.Combine(outDir, f);
+            if (!File.Exists(p)) continue;
+            var bytes = File.ReadAllBytes(p);
+            foreach (var s in Secrets)
+                if (bytes.AsSpan().IndexOf(s) >= 0) return (Outcome.ReadOutside, $"{f} holds '{Encoding.ASCII.GetString(s)}'");
+        }
+        switch (kind)
+        {
+            case RunKind.Fold or RunKind.FoldCheck:
+                if (!File.Exists(output)) return (Outcome.UnexpectedExit, "exit 0 but no output written");
+                var extra = written.Where(f => f is not ("folded.onnx" or "folded.onnx.data")).ToList();
+                if (extra.Count > 0) return (Outcome.LeftFiles, "beside the output: " + string.Join(", ", extra));
+                break;
+            case RunKind.Inspect:
+                if (written.Count > 0) return (Outcome.LeftFiles, "inspect wrote " + string.Join(", ", written));
+                break;
+            case RunKind.CheckPair when c.Truth == PairTruth.Different:
+                return (Outcome.FalsePass, $"models differ ({c.Mutation}) but check passed");
+        }
+        return (Outcome.Exit0, "");
+    }
+
+    public static string FirstLine(string s) => s.Split('\n', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault() ?? "";
+
+    // ---- running the CLI ----------------------------------------------------------------------------------------
+
+    /// <summary>Console.Error for the CLI in this process, one writer per run (runs may overlap on two threads).</summary>
+    sealed class ErrorRouter(TextWriter fallback) : TextWriter
+    {
+        public static readonly AsyncLocal<StringWriter?> Current = new();
+        public override Encoding Encoding => Encoding.UTF8;
+        TextWriter Target => (TextWriter?)Current.Value ?? fallback;
+        public override void Write(char value) => Target.Write(value);
+        public override void Write(string? value) => Target.Write(value);
+        public override void WriteLine(string? value) => Target.WriteLine(value);
+    }
+
+    static readonly object RouterLock = new();
+    static ErrorRouter? _router;
+
+    /// <summary>Routes Console.Error per run until disposed.</summary>
+    public static IDisposable RouteConsoleError()
+    {
+        lock (RouterLock)
+        {
+            var saved = Console.Error;
+            _router = new ErrorRouter(saved);
+            Console.SetError(_router);
+            return new Restore(() => Console.SetError(saved));
+        }
+    }
+
+    sealed class Restore(Action a) : IDisposable { public void Dispose() => a(); }
+
+    (int, string, bool) InProcess(string[] args, TimeSpan timeout)
+    {
+        var task = Task.Factory.StartNew(() =>
+        {
+            var err = new StringWriter();
+            ErrorRouter.Current.Value = err;
+            try { return (NormFold.Cli.Cli.Run(args, new StringWriter()), err.ToString()); }
+            catch (Exception e) { return (1, $"escaped Cli.Run: {e.GetType().Name}: {e.Message}"); }
+        }, TaskCreationOptions.LongRunning);
+        if (!task.Wait(timeout)) return (-1, "", true);
+        var (code, text) = task.Result;
+        return (code, text, false);
+    }
+
+    static string DotnetHost() =>
+        Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet";
+
+    static (int, string, bool) Child(string[] args, TimeSpan timeout)
+    {
+        var psi = new ProcessStartInfo(DotnetHost())
+        {
+            RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false,
+        };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "normfold.dll"));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        var outp = p.StandardOutput.ReadToEndAsync();
+        if (!p.WaitForExit(timeout))
+        {
+            try { p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+            p.WaitForExit();
+            return (-1, "", true);
+        }
+        p.WaitForExit();
+        string text = err.Result;
+        _ = outp.Result;
+        return (p.ExitCode, text.Length > 20000 ? text[..20000] : text, false);
+    }
+
+    // ---- the model's folder, before and after ------------------------------------------------------------------
+
+    static Dictionary<string, string> Snapshot(string dir)
+    {
+        var map = new Dictionary<string, string>();
+        var stack = new Stack<string>();
+        stack.Push(dir);
+        while (stack.Count > 0)
+        {
+            var cur = stack.Pop();
+            foreach (var e in new DirectoryInfo(cur).EnumerateFileSystemInfos())
+            {
+                string rel = Path.GetRelativePath(dir, e.FullName);
+                if (e.LinkTarget != null) map[rel] = "link:" + e.LinkTarget;
+                else if (e is DirectoryInfo) { map[rel] = "dir"; stack.Push(e.FullName); }
+                else if (e.Name.StartsWith("fifo")) map[rel] = "fifo";
+                else map[rel] = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(e.FullName)));
+            }
+        }
+        return map;
+    }
+
+    static bool SameSnapshot(Dictionary<string, string> a, Dictionary<string, string> b, out string diff)
+    {
+        var changes = a.Keys.Union(b.Keys).Where(k => a.GetValueOrDefault(k) != b.GetValueOrDefault(k))
+            .Select(k => !a.ContainsKey(k) ? "+" + k : !b.ContainsKey(k) ? "-" + k : "~" + k).ToList();
+        diff = "model folder changed: " + string.Join(", ", changes);
+        return changes.Count == 0;
+    }
+}
+
+/// <summary>Runs many cases (two at a time) and tallies outcomes per family.</summary>
+public static class Campaign
+{
+    public static List<RunResult> Run(IReadOnlyList<FuzzCase> cases, Harness h, int parallel = 2)
+    {
+        var bag = new ConcurrentBag<List<RunResult>>();
+        using (Harness.RouteConsoleError())
+            Parallel.ForEach(cases, new ParallelOptions { MaxDegreeOfParallelism = parallel }, c =>
+            {
+                try { bag.Add(h.Run(c)); }
+                catch (Exception e)
+                {
+                    bag.Add([new RunResult(c, RunKind.Fold, Outcome.UnexpectedExit, -1, $"harness: {e.GetType().Name}: {e.Message}", [], TimeSpan.Zero)]);
+                }
+            });
+        return bag.SelectMany(x => x).OrderBy(r => r.Case.Family).ThenBy(r => r.Case.Seed).ThenBy(r => r.Kind).ToList();
+    }
+
+    /// <summary>Counts per family and outcome, the slowest run per family, then every defect with its repro.</summary>
+    public static string Summary(IReadOnlyList<RunResult> results, TimeSpan took)
+    {
+        var sb = new StringBuilder();
+        var outcomes = Enum.GetValues<Outcome>().Where(o => results.Any(r => r.Outcome == o)).ToList();
+        sb.AppendLine($"{results.Count} runs of {results.Select(r => r.Case.Id).Distinct().Count()} models in {took.TotalSeconds:0.0} s; " +
+                      $"{results.Count(r => r.Bad)} defects");
+        sb.Append($"{"family",-14}{"runs",6}");
+        foreach (var o in outcomes) sb.Append($"{Short(o),10}");
+        sb.AppendLine($"{"slowest",10}");
+        foreach (var fam in results.GroupBy(r => r.Case.Family).OrderBy(g => g.Key))
+        {
+            sb.Append($"{fam.Key,-14}{fam.Count(),6}");
+            foreach (var o in outcomes) sb.Append($"{fam.Count(r => r.Outcome == o),10}");
+            sb.AppendLine($"{fam.Max(r => r.Took.TotalSeconds),9:0.0}s");
+        }
+        sb.Append($"{"total",-14}{results.Count,6}");
+        foreach (var o in outcomes) sb.Append($"{results.Count(r => r.Outcome == o),10}");
+        sb.AppendLine();
+        sb.AppendLine("by command: " + string.Join(", ", results.GroupBy(r => r.Kind).Select(g => $"{g.Key} {g.Count()}")));
+        foreach (var bad in results.Where(r => r.Bad).GroupBy(r => (r.Case.Family, r.Case.Mutation, r.Kind, r.Outcome)).Take(200))
+            sb.AppendLine($"{bad.Count()}× " + bad.First().Repro);
+        return sb.ToString();
+    }
+
+    static string Short(Outcome o) => o switch
+    {
+        Outcome.Exit0Equivalent => "0-equiv",
+        Outcome.Exit0 => "0",
+        Outcome.Exit0InputNotRunnable => "0-no-ort",
+        Outcome.Exit2 => "2",
+        Outcome.Exit3 => "3",
+        _ => o.ToString()[..Math.Min(10, o.ToString().Length)],
+    };
+}

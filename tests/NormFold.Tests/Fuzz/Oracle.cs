@@ -1,0 +1,154 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+
+namespace NormFold.Tests.Fuzz;
+
+/// <summary>
+/// The fuzzer's own equivalence judge, independent of NormFold's checker: both models in ORT (optimisations off, one
+/// thread) on the same seeded inputs; outputs compared by name with a loose tolerance (it hunts wrong answers, not
+/// rounding). Non-finite elements must match in kind.
+/// </summary>
+public static class Oracle
+{
+    public enum Verdict { NotRunnable, Equivalent, Different, CandidateFails }
+
+    public sealed record Result(Verdict Verdict, string Detail, bool Tight = false, bool ReferenceFinite = false);
+
+    const long MaxElements = 4_000_000;
+
+    public static Result Compare(string original, string candidate, int seed)
+    {
+        Dictionary<string, Out> reference;
+        List<(string Name, OrtValue Value)> inputs;
+        try
+        {
+            using var s = Session(original);
+            inputs = Inputs(s, seed);
+            if (inputs.Count == 0 && s.InputMetadata.Count > 0) return new(Verdict.NotRunnable, "inputs not generable");
+            reference = Run(s, inputs);
+        }
+        catch (Exception e) when (e is OnnxRuntimeException or NotSupportedException or ArgumentException or InvalidOperationException or OverflowException or OutOfMemoryException)
+        {
+            return new(Verdict.NotRunnable, e.Message.Split('\n')[0]);
+        }
+        try
+        {
+            Dictionary<string, Out> actual;
+            try
+            {
+                using var s = Session(candidate);
+                actual = Run(s, inputs);
+            }
+            catch (Exception e) when (e is OnnxRuntimeException or NotSupportedException or ArgumentException or InvalidOperationException)
+            {
+                return new(Verdict.CandidateFails, e.Message.Split('\n')[0]);
+            }
+            bool tight = true, finite = true;
+            foreach (var (name, r) in reference)
+            {
+                if (!actual.TryGetValue(name, out var a)) return new(Verdict.Different, $"output '{name}' missing");
+                if (!r.Shape.SequenceEqual(a.Shape)) return new(Verdict.Different, $"'{name}' shape [{string.Join(',', r.Shape)}] became [{string.Join(',', a.Shape)}]");
+                if (r.Type != a.Type) return new(Verdict.Different, $"'{name}' type {r.Type} became {a.Type}");
+                if (r.Strings != null)
+                {
+                    if (!r.Strings.SequenceEqual(a.Strings!)) return new(Verdict.Different, $"'{name}' strings differ");
+                    continue;
+                }
+                double max = 0;
+                foreach (var v in r.Values!) if (double.IsFinite(v)) max = Math.Max(max, Math.Abs(v)); else finite = false;
+                bool coarse = r.Type is TensorElementType.Float16 or TensorElementType.BFloat16;
+                double k = coarse ? 5e-2 : 1e-3, kTight = coarse ? 1e-2 : 1e-5;
+                for (int i = 0; i < r.Values!.Length; i++)
+                {
+                    double x = r.Values[i], y = a.Values![i];
+                    if (!double.IsFinite(x) || !double.IsFinite(y))
+                    {
+                        if (!(double.IsNaN(x) && double.IsNaN(y)) && x != y)
+                            return new(Verdict.Different, $"'{name}'[{i}]: {y} where the original gives {x}");
+                        continue;
+                    }
+                    double err = Math.Abs(x - y);
+                    if (r.Integral ? err != 0 : err > k * max + k * Math.Abs(x))
+                        return new(Verdict.Different, $"'{name}'[{i}]: {y:G6} where the original gives {x:G6} (max |ref| {max:G4})");
+                    if (err > kTight * max + kTight * Math.Abs(x)) tight = false;
+                }
+            }
+            return new(Verdict.Equivalent, "", tight, finite);
+        }
+        finally
+        {
+            foreach (var (_, v) in inputs) v.Dispose();
+        }
+    }
+
+    static InferenceSession Session(string path)
+    {
+        using var o = new SessionOptions
+        {
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL,
+            LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL,
+            IntraOpNumThreads = 1,
+            InterOpNumThreads = 1,
+        };
+        return new InferenceSession(path, o);
+    }
+
+    static List<(string, OrtValue)> Inputs(InferenceSession s, int seed)
+    {
+        var list = new List<(string, OrtValue)>();
+        int k = 0;
+        foreach (var (name, meta) in s.InputMetadata)
+        {
+            if (!meta.IsTensor) throw new NotSupportedException($"input '{name}' is not a tensor");
+            long[] shape = meta.Dimensions.Select(d => d < 0 ? 2L : d).ToArray();
+            long n = shape.Aggregate(1L, (a, b) => a * b);
+            if (n > MaxElements) throw new NotSupportedException("input too large");
+            var r = new Random(seed * 31 + k++);
+            double[] v = new double[n];
+            for (int i = 0; i < n; i++) v[i] = r.NextDouble() * 2 - 1;
+            list.Add((name, meta.ElementDataType switch
+            {
+                TensorElementType.Float => OrtValue.CreateTensorValueFromMemory(v.Select(x => (float)x).ToArray(), shape),
+                TensorElementType.Double => OrtValue.CreateTensorValueFromMemory(v, shape),
+                TensorElementType.Float16 => OrtValue.CreateTensorValueFromMemory(v.Select(x => (Float16)(float)x).ToArray(), shape),
+                TensorElementType.BFloat16 => OrtValue.CreateTensorValueFromMemory(v.Select(x => (BFloat16)(float)x).ToArray(), shape),
+                TensorElementType.Int64 => OrtValue.CreateTensorValueFromMemory(v.Select(x => (long)(x * 2 + 2)).ToArray(), shape),
+                TensorElementType.Int32 => OrtValue.CreateTensorValueFromMemory(v.Select(x => (int)(x * 2 + 2)).ToArray(), shape),
+                TensorElementType.Bool => OrtValue.CreateTensorValueFromMemory(v.Select(x => x > 0).ToArray(), shape),
+                var t => throw new NotSupportedException($"input type {t}"),
+            }));
+        }
+        return list;
+    }
+
+    sealed record Out(TensorElementType Type, long[] Shape, double[]? Values, string[]? Strings, bool Integral);
+
+    static Dictionary<string, Out> Run(InferenceSession s, List<(string Name, OrtValue Value)> inputs)
+    {
+        var names = s.OutputMetadata.Keys.ToList();
+        using var opts = new RunOptions();
+        using var results = s.Run(opts, inputs.Select(i => i.Name).ToList(), inputs.Select(i => i.Value).ToList(), names);
+        var outs = new Dictionary<string, Out>();
+        for (int i = 0; i < names.Count; i++)
+        {
+            var v = results[i];
+            if (!v.IsTensor) throw new NotSupportedException($"output '{names[i]}' is not a tensor");
+            var info = v.GetTensorTypeAndShape();
+            var t = info.ElementDataType;
+            long[] shape = info.Shape;
+            outs[names[i]] = t switch
+            {
+                TensorElementType.String => new(t, shape, null, v.GetStringTensorAsArray(), false),
+                TensorElementType.Float => new(t, shape, v.GetTensorDataAsSpan<float>().ToArray().Select(x => (double)x).ToArray(), null, false),
+                TensorElementType.Double => new(t, shape, v.GetTensorDataAsSpan<double>().ToArray(), null, false),
+                TensorElementType.Float16 => new(t, shape, v.GetTensorDataAsSpan<Float16>().ToArray().Select(x => (double)(float)x).ToArray(), null, false),
+                TensorElementType.BFloat16 => new(t, shape, v.GetTensorDataAsSpan<BFloat16>().ToArray().Select(x => (double)(float)x).ToArray(), null, false),
+                TensorElementType.Int64 => new(t, shape, v.GetTensorDataAsSpan<long>().ToArray().Select(x => (double)x).ToArray(), null, true),
+                TensorElementType.Int32 => new(t, shape, v.GetTensorDataAsSpan<int>().ToArray().Select(x => (double)x).ToArray(), null, true),
+                TensorElementType.Bool => new(t, shape, v.GetTensorDataAsSpan<bool>().ToArray().Select(x => x ? 1.0 : 0).ToArray(), null, true),
+                _ => throw new NotSupportedException($"output type {t}"),
+            };
+        }
+        return outs;
+    }
+}
