@@ -694,7 +694,10 @@ public static class Families
                 for (int i = 0; i < 300; i++)
                 {
                     var wrap = new GraphProto { Name = $"wrap{i}" };
-                    wrap.Node.Add(new NodeProto { OpType = "If", Name = $"if{i}", Input = { "cond" }, Output = { inner.Output[0].Name }, Attribute = { Attr("then_branch", inner), Attr("else_branch", inner.Clone()) } });
+                    // The else branch stays small (a clone of the then branch would double the model at every level).
+                    var other = new GraphProto { Name = $"else{i}", Output = { inner.Output[0].Clone() } };
+                    other.Node.Add(new NodeProto { OpType = "Identity", Name = $"else_id{i}", Input = { c.Model.Graph.Input[0].Name }, Output = { inner.Output[0].Name } });
+                    wrap.Node.Add(new NodeProto { OpType = "If", Name = $"if{i}", Input = { "cond" }, Output = { inner.Output[0].Name }, Attribute = { Attr("then_branch", inner), Attr("else_branch", other) } });
                     wrap.Output.Add(inner.Output[0].Clone());
                     inner = wrap;
                 }

@@ -18,7 +18,7 @@ public sealed record RunResult(FuzzCase Case, RunKind Kind, Outcome Outcome, int
     public bool Bad => Outcome >= Outcome.InternalError;
 
     public string Repro => $"[{Case}] {Kind}: {Outcome} (exit {Exit}) {Detail}\n    repro: NORMFOLD_FUZZ_CASE={Case.Id} " +
-        "dotnet test NormFold.sln -c Release --filter FullyQualifiedName~StructureFuzz --logger \"console;verbosity=detailed\"" +
+        "dotnet test tests/NormFold.Tests -c Release --filter FullyQualifiedName~StructureFuzzTests.Hostile --logger \"console;verbosity=detailed\"" +
         $"\n    command: normfold {string.Join(' ', Args.Select(a => a.Contains(' ') || a.Length == 0 ? $"'{a}'" : a))}";
 }
 
@@ -150,8 +150,12 @@ public sealed class Harness(string root)
         {
             var lines = err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
             if (lines.Length != 1) return (Outcome.MultiLineError, $"{lines.Length} lines: {string.Join(" | ", lines.Take(3))}");
-            string[] names = ["subject.onnx", "twin.onnx", "other.onnx", "folded.onnx"];
-            if (!names.Any(first.Contains) || first.Contains("<in-memory") || first.Contains(".normfold-"))
+            string[] files = ["subject.onnx", "twin.onnx", "other.onnx", "folded.onnx"];
+            // It names the user's file, a tensor/node/input in quotes, or (usage errors) the option; never a stand-in
+            // for the file, a staging path, or .NET's own words ("(Parameter 'index')", "Key: x").
+            bool names = files.Any(first.Contains) || first.Contains(" --") || QuotedName.IsMatch(first);
+            if (!names || first.Contains("<in-memory") || first.Contains(".normfold-") || first.Contains("/normfold-check-") ||
+                first.Contains("(Parameter '") || first.Contains("same key"))
                 return (Outcome.UnnamedError, first);
             return (Outcome.Exit3, first);
         }
@@ -187,6 +191,8 @@ public sealed class Harness(string root)
         }
         return (Outcome.Exit0, "");
     }
+
+    static readonly System.Text.RegularExpressions.Regex QuotedName = new("'[^']+'");
 
     public static string FirstLine(string s) => s.Split('\n', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault() ?? "";
 
@@ -328,7 +334,7 @@ public static class Campaign
         sb.Append($"{"total",-14}{results.Count,6}");
         foreach (var o in outcomes) sb.Append($"{results.Count(r => r.Outcome == o),10}");
         sb.AppendLine();
-        sb.AppendLine("by command: " + string.Join(", ", results.GroupBy(r => r.Kind).Select(g => $"{g.Key} {g.Count()}")));
+        sb.AppendLine("by command: " + string.Join(", ", results.GroupBy(r => r.Kind).OrderBy(g => g.Key).Select(g => $"{g.Key} {g.Count()} (mean {g.Average(r => r.Took.TotalMilliseconds):0} ms)")));
         foreach (var bad in results.Where(r => r.Bad).GroupBy(r => (r.Case.Family, r.Case.Mutation, r.Kind, r.Outcome)).Take(200))
             sb.AppendLine($"{bad.Count()}× " + bad.First().Repro);
         return sb.ToString();

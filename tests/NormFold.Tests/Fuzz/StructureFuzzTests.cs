@@ -16,11 +16,22 @@ public class StructureFuzzTests(ITestOutputHelper log)
 {
     static int Env(string name, int fallback) => int.TryParse(Environment.GetEnvironmentVariable(name), out int v) ? v : fallback;
 
-    /// <summary>The deep/wide graphs the bounded run includes (one seed each of the scale family's kinds).</summary>
-    static readonly int[] BoundedScaleSeeds = [0, 1, 2, 3, 4];
+    /// <summary>The deep/wide graphs the bounded run includes: seed % 5 picks the kind (0 deep Relu, 1 deep BN chain,
+    /// 2 deep Conv+BN, 3 wide BN, 4 wide Conv+BN). Bounded: fold and inspect only (ORT on 10,000 nodes is ORT's time).</summary>
+    static readonly int[] BoundedScaleSeeds = [0, 2, 4];
 
-    /// <summary>Mutations still failing on main, left out of the bounded run only (the long campaign keeps them).</summary>
-    static readonly (string Family, string Mutation, string Finding)[] KnownFailing = [];
+    /// <summary>Mutations still failing on main, left out of the bounded run only (the long campaign keeps them);
+    /// each names its entry in /work/wt/FINDINGS.md. Remove a line when its fix lands.</summary>
+    static readonly (string Family, string Mutation, string Finding)[] KnownFailing =
+    [
+        ("bn-params", "no-outputs", "[load] A BatchNormalization without outputs or inputs is an internal error"),
+        ("bn-params", "inputs=0", "[load] A BatchNormalization without outputs or inputs is an internal error"),
+        ("bn-params", "gamma=3e38", "[rewrite] gamma=3e38: folded weights overflow, output NaN where the original gives Inf"),
+        ("structure", "duplicate-graph-input", "[load] A duplicated graph input is an internal error in check"),
+        ("weights", "duplicate-initializer", "[load] Two initializers with one name: silently wrong output"),
+        ("attributes", "convtranspose-group=0", "[load] ConvTranspose group=0 kills the process (SIGFPE in ORT)"),
+        ("attributes", "ConvTranspose-group=0", "[load] ConvTranspose group=0 kills the process (SIGFPE in ORT)"),
+    ];
 
     static bool Excluded(FuzzCase c) => KnownFailing.Any(k => k.Family == c.Family && c.Mutation.StartsWith(k.Mutation));
 
@@ -39,7 +50,14 @@ public class StructureFuzzTests(ITestOutputHelper log)
             cases.Add(c);
             total += c.Runs.Count;
         }
-        if (bounded) cases.AddRange(BoundedScaleSeeds.Select(s => Families.Generate(Families.Get("scale"), s)));
+        // Deep BN chains and wide BN rows (scale seeds 1 and 3) are left out: "[rewrite] Mul+Add replacement of many BNs hangs".
+        if (bounded)
+            foreach (int s in BoundedScaleSeeds)
+            {
+                var c = Families.Generate(Families.Get("scale"), s);
+                c.Runs = [RunKind.Fold, RunKind.Inspect];
+                cases.Add(c);
+            }
         return cases;
     }
 
