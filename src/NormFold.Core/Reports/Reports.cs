@@ -20,6 +20,10 @@ public sealed record FoldReport(
     CheckResults? Check,
     GateResults? Gates)
 {
+    /// <summary>The report of a fold (<paramref name="output"/>: where it was written, or null), with its check if one ran.</summary>
+    public static FoldReport Of(string input, string? output, FoldResult result, Verification.CheckReport? check = null) =>
+        ReportBuilder.Fold(input, output, result, check);
+
     public string ToJson() => ReportJson.Serialize(this, ReportJsonContext.Default.FoldReport);
 }
 
@@ -126,6 +130,10 @@ public sealed record CheckFileReport(
     CheckResults Check,
     GateResults? Gates)
 {
+    /// <summary>The report of a check of <paramref name="candidate"/> against <paramref name="reference"/>.</summary>
+    public static CheckFileReport Of(string reference, string candidate, Verification.CheckReport check) =>
+        new(ReportBuilder.Tool, ReportBuilder.Version, null, check.Passed ? 0 : 2, reference, candidate, ReportBuilder.Check(check), null);
+
     public string ToJson() => ReportJson.Serialize(this, ReportJsonContext.Default.CheckFileReport);
 }
 

@@ -423,3 +423,26 @@ public class ReadmeTests
         Assert.Equal(2, XDocument.Parse(File.ReadAllText(Path.Combine(work, "reports", "normfold.xml"))).Descendants("testcase").Count());
     }
 }
+
+public class LibraryReportTests
+{
+    [Fact]
+    public void The_library_makes_the_same_reports_and_they_match_the_schemas()
+    {
+        string dir = TempDir(), input = Path.Combine(ModelsDir, "mlp_bn1d.onnx"), output = Path.Combine(dir, "o.onnx");
+        using var model = OnnxModel.Load(input);
+        var result = NormFold.Folding.Fold(model);
+        ModelWriter.Save(model, output);
+        using var reference = OnnxModel.Load(input);
+        using var candidate = OnnxModel.Load(output);
+        var check = NormFold.Verification.EquivalenceChecker.Check(reference, candidate,
+            new NormFold.Verification.CheckOptions { Shapes = new Dictionary<string, long[]> { ["input"] = [4, 32] } });
+        Assert.True(check.Passed);
+        string json = NormFold.Reports.FoldReport.Of(input, output, result, check).ToJson();
+        ReportFormatTests.AssertValid("fold-report", json);
+        using var doc = JsonDocument.Parse(json);
+        Assert.Equal(2, doc.RootElement.GetProperty("summary").GetProperty("folded").GetInt32());
+        Assert.False(doc.RootElement.TryGetProperty("commandLine", out _));
+        ReportFormatTests.AssertValid("check-report", NormFold.Reports.CheckFileReport.Of(input, output, check).ToJson());
+    }
+}
