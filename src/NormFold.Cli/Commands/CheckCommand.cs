@@ -53,7 +53,8 @@ public sealed class CheckCommand : Command
             args.Positionals[0], args.Positionals[1], ReportBuilder.Check(report, [.. histograms.Select(h => (ErrorHistogram?)h.Build())]), gate));
         var o = report.Options;
         stdout.WriteLine(report.Passed
-            ? $"Equivalent: {report.Outputs.Count} output(s) within tolerance ({o.InputProvenance}, {o.Iterations} iteration(s), ONNX Runtime {report.OrtVersion}, {(o.Level == OrtLevel.Disable ? "optimisations disabled" : $"optimisation level {o.Level.ToString().ToLowerInvariant()}")})."
+            ? report.NothingToCheck ? "Equivalent: every output is computed by the same nodes from the same weights in both models (nothing to check; ONNX Runtime not run)."
+            : $"Equivalent: {report.Outputs.Count} output(s) within tolerance ({o.InputProvenance}, {o.Iterations} iteration(s), ONNX Runtime {report.OrtVersion}, {(o.Level == OrtLevel.Disable ? "optimisations disabled" : $"optimisation level {o.Level.ToString().ToLowerInvariant()}")})."
             : $"NOT equivalent: {report.Outputs.Count(x => !x.Passed)} of {report.Outputs.Count} output(s) and {report.Intermediates.Count(x => !x.Passed)} of {report.Intermediates.Count} shared intermediate tensor(s) beyond tolerance" +
               (report.Audit is { Passed: false } ? "; the weight audit failed." : "."));
         if (gate is { Passed: false } && report.Passed)

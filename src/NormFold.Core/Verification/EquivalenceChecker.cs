@@ -26,6 +26,18 @@ public sealed record CheckOptions
     /// <summary>Also test every channel of every compared floating-point tensor for systematic drift (gain or offset
     /// beyond rounding noise; see <see cref="ChannelDriftDetector"/>).</summary>
     public bool DetectDrift { get; init; } = true;
+    /// <summary>Also compare tensors whose producing subgraph is identical in both models (identical by construction
+    /// when optimisations are disabled; skipped by default).</summary>
+    public bool CompareUnchanged { get; init; }
+    /// <summary>Intermediates compared per batch: both models run in segments that expose one batch at a time, so
+    /// memory holds one batch, not every intermediate (0: one run exposing all of them).</summary>
+    public int BatchTensors { get; init; } = 2;
+    /// <summary>Compare in batches when the intermediates may hold more than this many bytes (estimated as the
+    /// inputs' bytes times the number of intermediates compared); below it, one run is faster.</summary>
+    public long SegmentAboveBytes { get; init; } = 256L << 20;
+    /// <summary>Called with each stage ("running …", "comparing batch k of n"), for progress display.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public Action<string>? Progress { get; init; }
     /// <summary>Where the inputs came from, for the report.</summary>
     public string InputProvenance { get; init; } = "generated";
     /// <summary>How messages name the two models (default: "the original (PATH)", "the rewritten model (PATH)").</summary>
@@ -43,6 +55,13 @@ public sealed record CheckReport(
     int? FirstFailingIteration = null,
     WeightAuditResult? Audit = null)
 {
+    /// <summary>Tensors (outputs and intermediates) not compared because their producing subgraph is the same in both
+    /// models: equal by construction.</summary>
+    public int SkippedUnchanged { get; init; }
+    /// <summary>Every output is unchanged by construction: nothing was run (ONNX Runtime was not started).</summary>
+    public bool NothingToCheck { get; init; }
+    /// <summary>Batches the intermediates were compared in (each model run in as many segments); 1 for one run.</summary>
+    public int Batches { get; init; } = 1;
     public OutputComparison? FirstFailure => Outputs.FirstOrDefault(o => !o.Passed) ?? FirstDrifting;
     /// <summary>The first intermediate, in the reference's node order, whose drift breaks its tolerance.</summary>
     public OutputComparison? FirstDrifting => Intermediates.FirstOrDefault(o => !o.Passed);
@@ -74,15 +93,39 @@ public static class EquivalenceChecker
             inputsFor = generator.Generate;
         }
         var shared = options.CompareIntermediates ? SharedTensors.Names(reference, candidate) : [];
-        using var a = SharedTensors.Runner(reference, shared, options.Level, ReferenceLabel(options, reference));
-        using var b = SharedTensors.Runner(candidate, shared, options.Level, CandidateLabel(options, candidate));
+        int skipped = 0;
+        var graphOutputs = reference.Proto.Graph.Output.Select(o => o.Name).ToList();
+        CheckTolerancesNameTensors(options, [.. graphOutputs, .. shared], graphOutputs);
+        if (options.Level == OrtLevel.Disable && !options.CompareUnchanged)
+        {
+            // Identical producing subgraphs give identical values (with optimisations disabled ORT runs the same kernels).
+            var same = Unchanged.Tensors(reference, candidate);
+            skipped = shared.Count(same.Contains) + graphOutputs.Count(same.Contains);
+            shared = shared.Where(n => !same.Contains(n)).ToList();
+            if (shared.Count == 0 && graphOutputs.All(same.Contains) && candidate.Proto.Graph.Output.Select(o => o.Name).SequenceEqual(graphOutputs))
+                return NothingToCheck(reference, candidate, options, notes, skipped);
+        }
         CheckReport report;
-        try { report = Check(a, b, options, inputsFor, onOutputs, shared); }
+        try
+        {
+            long inputBytes = shared.Count > 0 ? inputsFor(0).Sum(i => (long)i.Data.Length + (i.Strings?.Sum(x => (long)x.Length) ?? 0)) : 0;
+            if (shared.Count > 0 && options.Level == OrtLevel.Disable && options.BatchTensors > 0
+                && inputBytes * shared.Count > options.SegmentAboveBytes
+                && SegmentedModel.CanSegment(reference) && SegmentedModel.CanSegment(candidate))
+                report = Segmented(reference, candidate, options, inputsFor, onOutputs, shared, graphOutputs);
+            else
+            {
+                using var a = SharedTensors.Runner(reference, shared, options.Level, ReferenceLabel(options, reference));
+                using var b = SharedTensors.Runner(candidate, shared, options.Level, CandidateLabel(options, candidate));
+                report = Check(a, b, options, inputsFor, onOutputs, shared, validateTolerances: false);
+            }
+        }
         catch (InvalidModelException e) when (e.InnerException is OnnxRuntimeException && notes.Count > 0)
         {
             // ORT failed on generated inputs: the dims NormFold chose may be why.
             throw new InvalidModelException($"{e.Message} (inputs were generated: {string.Join("; ", notes)})", e.InnerException);
         }
+        report = report with { SkippedUnchanged = skipped };
         var audit = options.AuditWeights && options.FoldLog is { } log ? WeightAudit.Run(reference, candidate, log) : null;
         if (options.AuditWeights && options.FoldLog is null)
             notes.Add("weight audit skipped: it replays the records of a fold, and two models given without the log of the fold between them have none");
@@ -93,7 +136,12 @@ public static class EquivalenceChecker
     public static CheckReport Check(OrtRunner reference, OrtRunner candidate, CheckOptions? options = null,
         Func<int, List<NamedTensor>>? inputsFor = null,
         Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? onOutputs = null,
-        IReadOnlyList<string>? intermediates = null)
+        IReadOnlyList<string>? intermediates = null) => Check(reference, candidate, options, inputsFor, onOutputs, intermediates, validateTolerances: true);
+
+    static CheckReport Check(OrtRunner reference, OrtRunner candidate, CheckOptions? options,
+        Func<int, List<NamedTensor>>? inputsFor,
+        Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? onOutputs,
+        IReadOnlyList<string>? intermediates, bool validateTolerances)
     {
         options ??= new CheckOptions();
         var notes = new List<string>();
@@ -110,22 +158,82 @@ public static class EquivalenceChecker
         var graphOutputs = reference.Outputs.Where(o => !extra.Contains(o.Name)).Select(o => o.Name).ToList();
         var shared = (intermediates ?? []).Where(tensorsInBoth.Contains).ToList();
         var referenceNames = graphOutputs.Concat(shared).ToList();
-        foreach (var named in options.Atol.Keys.Concat(options.Rtol.Keys))
-            if (named.Length > 0 && !referenceNames.Contains(named))
-                throw new InvalidUsageException($"a tolerance is given for '{named}', which is neither an output nor a tensor both models share (outputs: {string.Join(", ", graphOutputs)})");
+        if (validateTolerances) CheckTolerancesNameTensors(options, referenceNames, graphOutputs);
         var candidateNames = candidate.Outputs.Select(o => o.Name).ToHashSet();
 
-        var worst = new Dictionary<string, OutputComparison>();
-        // Systematic drift is decided once over every iteration's elements: more elements, a surer decision.
-        var driftSums = new Dictionary<string, ChannelDriftDetector.Accumulator>();
-        int? firstFailing = null;
+        var tally = new Tally(options);
         for (int it = 0; it < options.Iterations; it++)
         {
             var inputs = inputsFor(it);
+            options.Progress?.Invoke($"iteration {it + 1} of {options.Iterations}: running both models");
             using var expected = reference.RunInPlace(inputs, referenceNames);
             using var candidateOutputs = candidate.RunInPlace(inputs, referenceNames.Where(candidateNames.Contains).ToList());
             var actual = candidateOutputs.ToDictionary(t => t.Name);
             onOutputs?.Invoke(it, inputs, expected.Take(graphOutputs.Count).ToList(), actual.Where(kv => !extra.Contains(kv.Key)).ToDictionary());
+            options.Progress?.Invoke($"iteration {it + 1} of {options.Iterations}: comparing {expected.Count} tensors");
+            tally.Add(it, expected, actual);
+        }
+        return tally.Report(graphOutputs, shared, notes);
+    }
+
+    /// <summary>
+    /// The intermediates in batches of <see cref="CheckOptions.BatchTensors"/> (in the reference's node order), the
+    /// graph outputs last: each model runs segment by segment (<see cref="SegmentedModel"/>), and batch k is compared
+    /// and freed before segment k + 1 runs.
+    /// </summary>
+    static CheckReport Segmented(OnnxModel reference, OnnxModel candidate, CheckOptions options,
+        Func<int, List<NamedTensor>> inputsFor,
+        Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? onOutputs,
+        List<string> shared, List<string> graphOutputs)
+    {
+        var batches = shared.Chunk(options.BatchTensors).Select(b => (IReadOnlyList<string>)b).Append(graphOutputs).ToList();
+        using var a = new SegmentedModel(reference, batches, options.Level, ReferenceLabel(options, reference));
+        using var b = new SegmentedModel(candidate, batches, options.Level, CandidateLabel(options, candidate));
+        var tally = new Tally(options);
+        for (int it = 0; it < options.Iterations; it++)
+        {
+            var inputs = inputsFor(it);
+            a.Begin(inputs);
+            b.Begin(inputs);
+            for (int k = 0; k < batches.Count; k++)
+            {
+                options.Progress?.Invoke($"iteration {it + 1} of {options.Iterations}: batch {k + 1} of {batches.Count}");
+                var expected = a.Run(k);
+                var actual = b.Run(k).ToDictionary(t => t.Name);
+                if (k == batches.Count - 1) onOutputs?.Invoke(it, inputs, expected, actual);
+                tally.Add(it, expected, actual);
+                a.Release(k);
+                b.Release(k);
+            }
+        }
+        return tally.Report(graphOutputs, shared, []) with { Batches = batches.Count };
+    }
+
+    static void CheckTolerancesNameTensors(CheckOptions options, List<string> names, List<string> graphOutputs)
+    {
+        foreach (var named in options.Atol.Keys.Concat(options.Rtol.Keys))
+            if (named.Length > 0 && !names.Contains(named))
+                throw new InvalidUsageException($"a tolerance is given for '{named}', which is neither an output nor a tensor both models share (outputs: {string.Join(", ", graphOutputs)})");
+    }
+
+    /// <summary>Every output unchanged by construction: a passing report, nothing run.</summary>
+    static CheckReport NothingToCheck(OnnxModel reference, OnnxModel candidate, CheckOptions options, List<string> notes, int skipped)
+    {
+        var audit = options.AuditWeights && options.FoldLog is { } log ? WeightAudit.Run(reference, candidate, log) : null;
+        notes.Add($"nothing to check: every output's producing subgraph is the same in both models ({skipped} tensor(s) equal by construction); ONNX Runtime was not run");
+        return new CheckReport(audit?.Passed ?? true, [], [], notes, options, "not run", null, audit) { NothingToCheck = true, SkippedUnchanged = skipped, Batches = 0 };
+    }
+
+    /// <summary>Per tensor the worst iteration's comparison, and the drift sums of every iteration.</summary>
+    sealed class Tally(CheckOptions options)
+    {
+        readonly Dictionary<string, OutputComparison> _worst = new(StringComparer.Ordinal);
+        // Systematic drift is decided once over every iteration's elements: more elements, a surer decision.
+        readonly Dictionary<string, ChannelDriftDetector.Accumulator> _driftSums = new(StringComparer.Ordinal);
+        int? _firstFailing;
+
+        public void Add(int iteration, IReadOnlyList<NamedTensor> expected, IReadOnlyDictionary<string, NamedTensor> actual)
+        {
             // Tensors are independent: compare them on every core.
             var compared = new OutputComparison[expected.Count];
             Parallel.For(0, expected.Count, k => compared[k] = Comparator.Compare(expected[k], actual.GetValueOrDefault(expected[k].Name),
@@ -133,15 +241,19 @@ public static class EquivalenceChecker
             foreach (var c in compared)
             {
                 if (c.DriftSums is { } s)
-                    if (driftSums.TryGetValue(c.Name, out var merged)) merged.Merge(s); else driftSums[c.Name] = s;
-                if (!c.Passed) firstFailing ??= it;
-                if (!worst.TryGetValue(c.Name, out var w) || Worse(c, w)) worst[c.Name] = c;
+                    if (_driftSums.TryGetValue(c.Name, out var merged)) merged.Merge(s); else _driftSums[c.Name] = s;
+                if (!c.Passed) _firstFailing ??= iteration;
+                if (!_worst.TryGetValue(c.Name, out var w) || Worse(c, w)) _worst[c.Name] = c;
             }
         }
-        foreach (var (name, sums) in driftSums) worst[name] = Comparator.WithDrift(worst[name], sums);
-        var outputs = graphOutputs.Select(n => worst[n]).ToList();
-        var inner = shared.Select(n => worst[n]).ToList();
-        return new CheckReport(outputs.All(o => o.Passed) && inner.All(o => o.Passed), outputs, inner, notes, options, OrtVersion, firstFailing);
+
+        public CheckReport Report(List<string> graphOutputs, List<string> shared, List<string> notes)
+        {
+            foreach (var (name, sums) in _driftSums) _worst[name] = Comparator.WithDrift(_worst[name], sums);
+            var outputs = graphOutputs.Select(n => _worst[n]).ToList();
+            var inner = shared.Select(n => _worst[n]).ToList();
+            return new CheckReport(outputs.All(o => o.Passed) && inner.All(o => o.Passed), outputs, inner, notes, options, OrtVersion, _firstFailing);
+        }
     }
 
     static string ReferenceLabel(CheckOptions o, OnnxModel m) =>

@@ -29,7 +29,12 @@ public sealed class OrtRunner : IDisposable
     public OrtRunner(byte[] model, OrtLevel level = OrtLevel.Disable, int intraOpThreads = 0, string? label = null)
         : this(o => new InferenceSession(model, o), label ?? "<in-memory model>", level, intraOpThreads) { }
 
-    OrtRunner(Func<SessionOptions, InferenceSession> create, string label, OrtLevel level, int intraOpThreads)
+    /// <param name="arena">false: no CPU memory arena, so what a run allocates goes back to the system when freed
+    /// (many small sessions, each of which would otherwise keep its high-water mark).</param>
+    internal OrtRunner(string? modelPath, byte[]? model, OrtLevel level, string label, bool arena)
+        : this(o => modelPath != null ? new InferenceSession(modelPath, o) : new InferenceSession(model!, o), label, level, 0, arena) { }
+
+    OrtRunner(Func<SessionOptions, InferenceSession> create, string label, OrtLevel level, int intraOpThreads, bool arena = true)
     {
         Label = label;
         _ = OrtEnvironment.Instance; // silent logger, before any session exists
@@ -45,6 +50,7 @@ public sealed class OrtRunner : IDisposable
             LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL,
         };
         if (intraOpThreads > 0) options.IntraOpNumThreads = intraOpThreads;
+        if (!arena) options.EnableCpuMemArena = false;
         try { _session = create(options); }
         catch (OnnxRuntimeException e) { throw new InvalidModelException($"{label}: ONNX Runtime cannot load it: {OrtEnvironment.OneLine(e.Message)}", e); }
         Inputs = Signatures(_session.InputMetadata);
@@ -75,30 +81,47 @@ public sealed class OrtRunner : IDisposable
         outputNames ??= Outputs.Select(o => o.Name).ToList();
         if (outputNames.Count == 0) return new OrtOutputs(null); // ORT refuses a run that asks for nothing
         var values = new List<OrtValue>(inputs.Count);
+        try
+        {
+            foreach (var input in inputs) values.Add(Value(input));
+            return RunValues(inputs.Select(i => i.Name).ToList(), values, outputNames);
+        }
+        finally
+        {
+            foreach (var v in values) v.Dispose();
+        }
+    }
+
+    /// <summary>An ORT value holding a copy of <paramref name="input"/> (the caller disposes it).</summary>
+    internal static OrtValue Value(NamedTensor input)
+    {
+        if (input.Strings is { } strings)
+        {
+            var text = OrtValue.CreateTensorWithEmptyStrings(OrtAllocator.DefaultInstance, input.Shape);
+            for (int i = 0; i < strings.Length; i++) text.StringTensorSetElementAt(strings[i].AsSpan(), i);
+            return text;
+        }
+        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, (TensorElementType)input.ElementType, input.Shape);
+        input.Data.Span.CopyTo(value.GetTensorMutableRawData());
+        return value;
+    }
+
+    /// <summary>Runs on ORT values (not copied, still the caller's); the outputs as <see cref="RunInPlace"/>.</summary>
+    internal OrtOutputs RunValues(IReadOnlyList<string> inputNames, IReadOnlyList<OrtValue> inputs, IReadOnlyList<string> outputNames)
+    {
+        if (outputNames.Count == 0) return new OrtOutputs(null);
         IDisposableReadOnlyCollection<OrtValue>? results = null;
         try
         {
-            foreach (var input in inputs)
-            {
-                if (input.Strings is { } strings)
-                {
-                    var text = OrtValue.CreateTensorWithEmptyStrings(OrtAllocator.DefaultInstance, input.Shape);
-                    values.Add(text);
-                    for (int i = 0; i < strings.Length; i++) text.StringTensorSetElementAt(strings[i].AsSpan(), i);
-                    continue;
-                }
-                var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, (TensorElementType)input.ElementType, input.Shape);
-                values.Add(value);
-                input.Data.Span.CopyTo(value.GetTensorMutableRawData());
-            }
             using var runOptions = new RunOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
-            results = _session.Run(runOptions, inputs.Select(i => i.Name).ToList(), values, outputNames);
+            results = _session.Run(runOptions, inputNames, inputs, outputNames);
             var outputs = new OrtOutputs(results);
             int k = 0;
             foreach (var r in results)
             {
                 string name = outputNames[k++];
-                if (!r.IsTensor) throw new InvalidModelException($"output '{name}' is not a tensor; only tensors can be compared");
+                outputs.Values[name] = r;
+                if (!r.IsTensor) throw new InvalidModelException($"{Label}: output '{name}' is not a tensor; only tensors can be compared");
                 var info = r.GetTensorTypeAndShape();
                 outputs.Add(info.ElementDataType == TensorElementType.String
                     ? new NamedTensor(name, (int)info.ElementDataType, info.Shape, ReadOnlyMemory<byte>.Empty) { Strings = r.GetStringTensorAsArray() }
@@ -114,7 +137,6 @@ public sealed class OrtRunner : IDisposable
         finally
         {
             results?.Dispose();
-            foreach (var v in values) v.Dispose();
         }
     }
 
@@ -128,6 +150,9 @@ public sealed class OrtOutputs : System.Collections.ObjectModel.Collection<Named
     bool _disposed;
 
     internal OrtOutputs(IDisposableReadOnlyCollection<OrtValue>? values) => _values = values;
+
+    /// <summary>The ORT value of each output, by name (to feed another session without a copy).</summary>
+    internal Dictionary<string, OrtValue> Values { get; } = new(StringComparer.Ordinal);
 
     internal ReadOnlyMemory<byte> View(OrtValue value)
     {
