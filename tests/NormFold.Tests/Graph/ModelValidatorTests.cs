@@ -243,7 +243,18 @@ public class ModelValidatorTests
         string dir = TempDir();
         string path = Path.Combine(dir, "deep.onnx");
         File.WriteAllBytes(path, g.Proto.ToByteArray());
-        var result = Folding.FoldFile(path, Path.Combine(dir, "out.onnx"));
+        // On a thread with a 256 KB stack: recursion along the chain (10,000 frames) would overflow it and kill the process.
+        FoldResult? result = null;
+        Exception? failure = null;
+        var thread = new Thread(() =>
+        {
+            try { result = Folding.FoldFile(path, Path.Combine(dir, "out.onnx")); }
+            catch (Exception e) { failure = e; }
+        }, maxStackSize: 256 * 1024);
+        thread.Start();
+        thread.Join();
+        Assert.Null(failure);
+        Assert.NotNull(result);
         Assert.Equal(Outcome.Folded, result.Log.Decisions.Single(d => d.Anchor == "bn").Outcome);
         Assert.Equal(Outcome.Replaced, result.Log.Decisions.Single(d => d.Anchor == "bn_last").Outcome);
         using var folded = OnnxModel.Load(Path.Combine(dir, "out.onnx"));
