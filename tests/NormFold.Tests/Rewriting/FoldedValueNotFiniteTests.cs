@@ -20,6 +20,11 @@ public class FoldedValueNotFiniteTests
                 g.Init("w", type, [4, 3, 3, 3], 0.5, 1);
                 g.Node("Conv", ["x", "w"], "c", "conv");
                 break;
+            case "ConvTranspose": // the fuzzer's case (bn-params:1000119): NaN where the original gives +Inf
+                g.Input("x", type, [1, 3, 5, 5]);
+                g.Init("w", type, [3, 4, 3, 3], 0.5, 1);
+                g.Node("ConvTranspose", ["x", "w"], "c", "convT");
+                break;
             case "Gemm":
                 g.Input("x", type, [2, 3]);
                 g.Init("w", type, [3, 4], 0.5, 1);
@@ -41,6 +46,7 @@ public class FoldedValueNotFiniteTests
 
     [Theory]
     [InlineData("Conv")]
+    [InlineData("ConvTranspose")]
     [InlineData("Gemm")]
     public void Weights_that_overflow_float_are_refused(string producer)
     {
