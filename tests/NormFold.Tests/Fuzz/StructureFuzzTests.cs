@@ -25,7 +25,6 @@ public class StructureFuzzTests(ITestOutputHelper log)
     /// each names its entry in /work/wt/FINDINGS.md. Remove a line when its fix lands.</summary>
     static readonly (string Family, string Mutation, string Finding)[] KnownFailing =
     [
-        ("bn-params", "gamma=3e38", "[rewrite] gamma=3e38: folded weights overflow, output NaN where the original gives Inf"),
     ];
 
     static bool Excluded(FuzzCase c) => KnownFailing.Any(k => k.Family == c.Family && c.Mutation.StartsWith(k.Mutation));
