@@ -4,7 +4,7 @@ using NormFold.Onnx;
 namespace NormFold.Cli;
 
 /// <summary>Dispatch and the error policy: one line naming the file/node/tensor and the problem; a stack trace only with --verbose.</summary>
-public static class Cli
+internal static class Cli
 {
     public static IReadOnlyList<Command> Commands { get; } = [new FoldCommand(), new InspectCommand(), new CheckCommand()];
 

@@ -2,13 +2,13 @@ namespace NormFold.Cli;
 
 /// <summary>An option a command accepts: its name, whether it takes a value, and its help line. <paramref name="Writes"/>
 /// marks an option naming a report file ("-" = stdout), and says what it writes ("JSON report").</summary>
-public sealed record OptionSpec(string Name, string? ValueName, string Help, bool Repeatable = false, string? Alias = null, string? Writes = null);
+internal sealed record OptionSpec(string Name, string? ValueName, string Help, bool Repeatable = false, string? Alias = null, string? Writes = null);
 
 /// <summary>
 /// Parsed arguments of one command. Options may be written "--name value" or "--name=value"; anything not
 /// declared is an error naming the option, never silently ignored.
 /// </summary>
-public sealed class ParsedArgs
+internal sealed class ParsedArgs
 {
     readonly Dictionary<string, List<string>> _values = new(StringComparer.Ordinal);
     public List<string> Positionals { get; } = [];

@@ -9,7 +9,7 @@ namespace NormFold.Cli;
 /// CI gates: conditions on the decisions and the check statistics that fail a run with exit 4
 /// (<see cref="ExitCodes.GateFailed"/>) and write no model, listing each failure with its reason.
 /// </summary>
-public sealed record Gates(bool RequireAllFolded, double? MaxDrift, double? MinCosine)
+internal sealed record Gates(bool RequireAllFolded, double? MaxDrift, double? MinCosine)
 {
     public static readonly OptionSpec RequireAllFoldedOption = new("--require-all-folded", null,
         "fail (exit 4, nothing written) when any BatchNormalization (or per-channel Mul/Div/Add/Sub candidate) is left or replaced instead of folded; each is listed with its reason");

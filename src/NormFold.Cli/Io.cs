@@ -7,7 +7,7 @@ namespace NormFold.Cli;
 /// to stdout when given as "-" (or /dev/stdout); then stdout carries that report alone and every human line goes to
 /// stderr, so the report can be piped and parsed.
 /// </summary>
-public sealed class Io
+internal sealed class Io
 {
     readonly ParsedArgs _args;
     readonly IReadOnlyList<OptionSpec> _reports;
@@ -97,7 +97,7 @@ public sealed class Io
 }
 
 /// <summary>Checks that an output can be written before any work, and writes report files atomically.</summary>
-public static class OutputProbe
+internal static class OutputProbe
 {
     /// <summary>Refuses a path whose folder is missing or does not take a new file (probed by creating one), a folder,
     /// or an over-long name. A device or a pipe is accepted (written into). <paramref name="what"/> names the output

@@ -6,7 +6,7 @@ using NormFold.Verification;
 namespace NormFold.Cli;
 
 /// <summary>Console text: tables that fit the terminal, summaries, numbers. Views of the decision log and the check.</summary>
-public static class Printing
+internal static class Printing
 {
     /// <summary>The model file and its data files, resolved (<see cref="NormFold.Onnx.OnnxModel.InputFiles"/>); just the
     /// model file when it cannot be loaded (the command itself will say why).</summary>

@@ -5,7 +5,7 @@ namespace NormFold.Cli;
 
 /// <summary>The report options every command takes besides its JSON report, and writing them all: views of one
 /// report record.</summary>
-public static class ReportSettings
+internal static class ReportSettings
 {
     public static readonly OptionSpec[] Options =
     [

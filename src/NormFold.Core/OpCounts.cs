@@ -3,7 +3,7 @@ using NormFold.Onnx;
 namespace NormFold;
 
 /// <summary>How many nodes of each op type the model has, over the main graph and every subgraph.</summary>
-public static class OpCounts
+internal static class OpCounts
 {
     public static SortedDictionary<string, int> Of(OnnxModel model)
     {

@@ -54,7 +54,7 @@ public static class TestSupport
     }
 
     /// <summary>A session over the model as it is in memory (written to a temp folder when it has external data).</summary>
-    public static OrtRunner Runner(OnnxModel m) => SharedTensors.Runner(m, [], OrtLevel.Disable);
+    internal static OrtRunner Runner(OnnxModel m) => SharedTensors.Runner(m, [], OrtLevel.Disable);
 
     public static string TempDir()
     {

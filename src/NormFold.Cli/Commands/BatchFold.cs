@@ -8,7 +8,7 @@ namespace NormFold.Cli.Commands;
 /// `normfold fold FOLDER -o OUTFOLDER`: every .onnx below FOLDER, folded into the same relative path under OUTFOLDER,
 /// <c>jobs</c> at a time. Progress goes to stderr as models finish; a summary table to stdout.
 /// </summary>
-public static class BatchFold
+internal static class BatchFold
 {
     /// <summary>Every .onnx file below the folder; links to folders are not followed (a link to a parent would loop).</summary>
     static IEnumerable<string> Models(string root) =>

@@ -3,7 +3,7 @@ using NormFold.Verification;
 
 namespace NormFold.Cli.Commands;
 
-public sealed class CheckCommand : Command
+internal sealed class CheckCommand : Command
 {
     public override string Name => "check";
     public override string Usage => "normfold check ORIGINAL.onnx REWRITTEN.onnx [options]";

@@ -5,7 +5,7 @@ namespace NormFold.Cli.Commands;
 
 /// <summary>One check as `check` and `fold --check` run it: inputs generated or read from files, outputs saved on
 /// request, intermediates compared unless --outputs-only.</summary>
-public static class CheckRun
+internal static class CheckRun
 {
     /// <param name="candidateLabel">How messages name the candidate (fold --check: the output path, not the staged file).</param>
     /// <param name="observe">Also called with each iteration's outputs (the reports' error histograms).</param>

@@ -4,7 +4,7 @@ using NormFold.Verification;
 namespace NormFold.Cli.Commands;
 
 /// <summary>Options shared by `check` and `fold --check`, and their translation into <see cref="CheckOptions"/>.</summary>
-public static class CheckSettings
+internal static class CheckSettings
 {
     public static readonly OptionSpec[] Options =
     [

@@ -3,7 +3,7 @@ using System.Text;
 namespace NormFold.Cli.Commands;
 
 /// <summary>A subcommand: its usage, options and body. `--help`, `--quiet` and `--verbose` are handled here for every command.</summary>
-public abstract class Command
+internal abstract class Command
 {
     public abstract string Name { get; }
     public abstract string Usage { get; }

@@ -5,7 +5,7 @@ using NormFold.Verification;
 
 namespace NormFold.Cli.Commands;
 
-public sealed class FoldCommand : Command
+internal sealed class FoldCommand : Command
 {
     public override string Name => "fold";
     public override string Usage => "normfold fold MODEL.onnx -o OUTPUT.onnx [options]   |   normfold fold FOLDER -o OUTFOLDER [options]";

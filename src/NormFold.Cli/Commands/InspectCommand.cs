@@ -3,7 +3,7 @@ using NormFold.Rewriting;
 
 namespace NormFold.Cli.Commands;
 
-public sealed class InspectCommand : Command
+internal sealed class InspectCommand : Command
 {
     public override string Name => "inspect";
     public override string Usage => "normfold inspect MODEL.onnx [options]";

@@ -3,7 +3,7 @@ using NormFold.Rewriting;
 namespace NormFold.Cli.Commands;
 
 /// <summary>Options shared by `fold` and `inspect` that choose what the pipeline does.</summary>
-public static class PipelineSettings
+internal static class PipelineSettings
 {
     public static readonly OptionSpec[] Options =
     [

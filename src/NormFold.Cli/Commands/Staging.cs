@@ -7,7 +7,7 @@ namespace NormFold.Cli.Commands;
 /// `fold --check`: the folded model is written into a staging folder beside the output (same file names, so
 /// external data locations stay valid), checked there, and moved into place only if the check passes.
 /// </summary>
-public static class Staging
+internal static class Staging
 {
     /// <param name="accept">Whether to move the checked model into place (default: the check passed).</param>
     /// <param name="observe">Passed to the check (each iteration's outputs).</param>

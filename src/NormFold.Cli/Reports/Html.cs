@@ -9,7 +9,7 @@ namespace NormFold.Cli.Reports;
 /// op counts before and after, per-output statistics, the drift along the network, an error histogram per output, the
 /// per-channel findings, the gates. Written as well-formed XML, so tests can parse it.
 /// </summary>
-public static class Html
+internal static class Html
 {
     public static string Encode(string s) => System.Net.WebUtility.HtmlEncode(JUnit.Clean(s));
 

@@ -11,7 +11,7 @@ namespace NormFold.Cli.Reports;
 /// lines, and skipped for a stage that did not run. One test case per stage (fold, check, audit) for one model, one per
 /// model for a folder.
 /// </summary>
-public static class JUnit
+internal static class JUnit
 {
     /// <summary>A test case: its name, verdict (null = passed), the reason lines, and what it printed.</summary>
     sealed record Case(string ClassName, string Name, double Seconds, Verdict? Verdict, string? Output);

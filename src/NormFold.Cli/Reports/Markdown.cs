@@ -6,7 +6,7 @@ namespace NormFold.Cli.Reports;
 
 /// <summary>A Markdown summary for a CI job's summary page (e.g. appended to $GITHUB_STEP_SUMMARY): the verdict, the
 /// counts, every candidate not folded with its reason, the outputs' drift, the gates.</summary>
-public static class Markdown
+internal static class Markdown
 {
     public static string Of(FoldReport r)
     {

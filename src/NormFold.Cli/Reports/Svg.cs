@@ -6,7 +6,7 @@ namespace NormFold.Cli.Reports;
 
 /// <summary>Charts as inline SVG, drawn here (no script, no library): the drift along the network and an error
 /// histogram per output.</summary>
-public static class Svg
+internal static class Svg
 {
     static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
     static string F(double v) => v.ToString("0.##", Inv);

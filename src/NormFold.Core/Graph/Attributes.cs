@@ -3,7 +3,7 @@ using NormFold.Onnx.Proto;
 namespace NormFold.Graph;
 
 /// <summary>Attribute lookups with the operator's default when absent.</summary>
-public static class Attributes
+internal static class Attributes
 {
     public static AttributeProto? Find(NodeProto node, string name)
     {

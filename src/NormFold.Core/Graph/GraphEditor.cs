@@ -6,7 +6,7 @@ namespace NormFold.Graph;
 /// Every mutation of a graph goes through here, so the index stays true. Removed nodes are only marked;
 /// <see cref="Cleanup.GraphCleanup"/> compacts the node and initializer lists once at the end.
 /// </summary>
-public sealed class GraphEditor(GraphIndex index, NameAllocator names, bool deferWeightArithmetic = false)
+internal sealed class GraphEditor(GraphIndex index, NameAllocator names, bool deferWeightArithmetic = false)
 {
     /// <summary>Rules may leave new weights to be computed when the model is saved (see PipelineOptions).</summary>
     public bool DeferWeightArithmetic { get; } = deferWeightArithmetic;

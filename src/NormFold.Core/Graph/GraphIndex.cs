@@ -9,7 +9,7 @@ namespace NormFold.Graph;
 /// A node with subgraphs (If/Loop/Scan) counts as a consumer of every outer name its bodies read.
 /// Names not defined here are looked up in the enclosing graph's index.
 /// </summary>
-public sealed class GraphIndex
+internal sealed class GraphIndex
 {
     public GraphProto Graph { get; }
     public OnnxModel Model { get; }

@@ -6,7 +6,7 @@ namespace NormFold.Graph;
 /// Fresh, model-wide unique names for tensors and nodes. Names are derived deterministically from a base
 /// ("w" → "w_bnfold", "w_bnfold_1", …) so the same input always gives the same output.
 /// </summary>
-public sealed class NameAllocator
+internal sealed class NameAllocator
 {
     readonly HashSet<string> _values = new(StringComparer.Ordinal);
     readonly HashSet<string> _nodes = new(StringComparer.Ordinal);

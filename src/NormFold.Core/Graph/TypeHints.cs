@@ -10,7 +10,7 @@ namespace NormFold.Graph;
 /// used where propagation knows nothing, ignored where they contradict it (a value_info of rank 2 for a 4-D
 /// activation must never steer a broadcast). Unknown stays unknown: rules that need a rank refuse rather than guess.
 /// </summary>
-public sealed class TypeHints
+internal sealed class TypeHints
 {
     /// <summary>Propagated shapes; -1 for a dim that is not known.</summary>
     readonly Dictionary<string, long[]> _shape = new(StringComparer.Ordinal);

@@ -26,12 +26,12 @@ public sealed record SaveOptions
 public static class ModelWriter
 {
     /// <summary>Protobuf's hard limit for one message.</summary>
-    public const long ProtobufLimit = int.MaxValue;
+    internal const long ProtobufLimit = int.MaxValue;
     const int Alignment = 4096;
     static readonly byte[] Zeros = new byte[Alignment];
 
     /// <summary>Refuses an output path that is a folder or lies in a folder that does not exist.</summary>
-    public static void CheckOutputPath(string path)
+    internal static void CheckOutputPath(string path)
     {
         string full = Path.GetFullPath(path);
         if (Directory.Exists(full) || path.EndsWith('/') || path.EndsWith(Path.DirectorySeparatorChar))

@@ -137,16 +137,16 @@ public sealed class OnnxModel : IDisposable
 
     /// <summary>Whether the file kept weights as external data when loaded (saving keeps that layout even if every
     /// external tensor was since replaced).</summary>
-    public bool LoadedWithExternalData { get; private set; }
+    internal bool LoadedWithExternalData { get; private set; }
 
-    public static bool IsExternal(TensorProto t) => t.DataLocation == TensorProto.Types.DataLocation.External;
+    internal static bool IsExternal(TensorProto t) => t.DataLocation == TensorProto.Types.DataLocation.External;
 
     /// <summary>Bytes of a tensor's data in raw little-endian layout (raw_data, external file or a deferred
     /// result, which this computes); empty when the tensor uses the typed fields (float_data, int32_data, …).</summary>
-    public ReadOnlySpan<byte> RawBytes(TensorProto t) => RawMemory(t).Span;
+    internal ReadOnlySpan<byte> RawBytes(TensorProto t) => RawMemory(t).Span;
 
     /// <summary>The same bytes as <see cref="RawBytes"/>, as memory (for work split across threads).</summary>
-    public ReadOnlyMemory<byte> RawMemory(TensorProto t)
+    internal ReadOnlyMemory<byte> RawMemory(TensorProto t)
     {
         lock (_deferred)
             if (_deferred.Remove(t, out var deferred))
@@ -201,13 +201,13 @@ public sealed class OnnxModel : IDisposable
         foreach (var t in list) RawMemory(t);
     }
 
-    public double[] ReadDoubles(TensorProto t)
+    internal double[] ReadDoubles(TensorProto t)
     {
         try { return TensorData.ReadDoubles(t, RawBytes(t)); }
         catch (FormatException e) { throw new InvalidModelException($"{Describe()}: {e.Message}", e); }
     }
 
-    public long[] ReadInt64s(TensorProto t)
+    internal long[] ReadInt64s(TensorProto t)
     {
         try { return TensorData.ReadInt64s(t, RawBytes(t)); }
         catch (FormatException e) { throw new InvalidModelException($"{Describe()}: {e.Message}", e); }
@@ -215,11 +215,11 @@ public sealed class OnnxModel : IDisposable
 
     internal string Describe() => DisplayName ?? SourcePath ?? "<in-memory model>";
 
-    public readonly record struct ExternalLocation(string Location, long Offset, long Length);
+    internal readonly record struct ExternalLocation(string Location, long Offset, long Length);
 
     /// <summary>A tensor's external_data entries; refuses a missing or NUL-holding location and offsets or lengths
     /// that are not integers in 0..2^63-1.</summary>
-    public static ExternalLocation ParseExternal(TensorProto t) => ParseExternal(t, "");
+    internal static ExternalLocation ParseExternal(TensorProto t) => ParseExternal(t, "");
 
     static ExternalLocation ParseExternal(TensorProto t, string where)
     {
@@ -256,7 +256,7 @@ public sealed class OnnxModel : IDisposable
 
     /// <summary>Absolute real path of a tensor's external file (every symbolic link followed); refuses locations
     /// that are absolute or lead out of the model's real folder, through links to files or folders included.</summary>
-    public string ExternalPath(TensorProto t)
+    internal string ExternalPath(TensorProto t)
     {
         var loc = ParseExternal(t, Where);
         lock (_resolvedLocations)
@@ -360,7 +360,7 @@ public sealed class OnnxModel : IDisposable
 
     /// <summary>Every dense tensor in the model: initializers, Constant/attribute tensors, in subgraphs and
     /// functions and training graphs too.</summary>
-    public IEnumerable<TensorProto> AllTensors()
+    internal IEnumerable<TensorProto> AllTensors()
     {
         foreach (var g in AllGraphs())
         {
@@ -382,7 +382,7 @@ public sealed class OnnxModel : IDisposable
     }
 
     /// <summary>The main graph, the training graphs and every nested subgraph (If/Loop/Scan bodies, functions' subgraphs).</summary>
-    public IEnumerable<GraphProto> AllGraphs()
+    internal IEnumerable<GraphProto> AllGraphs()
     {
         var stack = new Stack<GraphProto>();
         if (Proto.Graph != null) stack.Push(Proto.Graph);
@@ -401,7 +401,7 @@ public sealed class OnnxModel : IDisposable
         }
     }
 
-    public static IEnumerable<GraphProto> Subgraphs(NodeProto n)
+    internal static IEnumerable<GraphProto> Subgraphs(NodeProto n)
     {
         foreach (var a in n.Attribute)
         {

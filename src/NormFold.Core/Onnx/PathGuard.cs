@@ -6,7 +6,7 @@ namespace NormFold.Onnx;
 /// input is to rename over its own directory entry. So paths are compared after making them absolute and following
 /// symbolic links to the file they finally name.
 /// </summary>
-public static class PathGuard
+internal static class PathGuard
 {
     /// <summary>The absolute path of the file <paramref name="path"/> finally names: every symbolic link followed, in the
     /// folders on the way as in the last name (realpath(3)); for a path that does not exist yet, its folder's real path

@@ -12,7 +12,7 @@ public static class TempFiles
     static readonly ConcurrentDictionary<string, bool> Live = new(StringComparer.Ordinal);
     static PosixSignalRegistration[]? _handlers;
 
-    public static void Track(string path, bool folder = false)
+    internal static void Track(string path, bool folder = false)
     {
         if (_handlers is null)
             lock (Live)
@@ -21,7 +21,7 @@ public static class TempFiles
         Live[path] = folder;
     }
 
-    public static void Untrack(string path) => Live.TryRemove(path, out _);
+    internal static void Untrack(string path) => Live.TryRemove(path, out _);
 
     static void DeleteAll()
     {

@@ -7,7 +7,7 @@ namespace NormFold.Rewriting;
 /// One rewrite: a pure match step (a plan, a named refusal, or "not a candidate") and an apply step that never refuses.
 /// A rule is registered in one phase of <see cref="RuleRegistry"/>; the pipeline offers it only anchors of its op types.
 /// </summary>
-public interface IRewriteRule
+internal interface IRewriteRule
 {
     /// <summary>Shown in reports; the name users pass to switch the rule off.</summary>
     string Name { get; }
@@ -20,10 +20,10 @@ public interface IRewriteRule
 }
 
 /// <summary>What an apply step made: every tensor it created, and for each computed weight how to recompute it.</summary>
-public sealed record Applied(IReadOnlyList<string> Created, IReadOnlyList<WeightRecord> Weights);
+internal sealed record Applied(IReadOnlyList<string> Created, IReadOnlyList<WeightRecord> Weights);
 
 /// <summary>Base for rules with a typed plan.</summary>
-public abstract class RewriteRule<TPlan> : IRewriteRule where TPlan : Plan
+internal abstract class RewriteRule<TPlan> : IRewriteRule where TPlan : Plan
 {
     public abstract string Name { get; }
     public abstract IReadOnlyCollection<string> AnchorOpTypes { get; }

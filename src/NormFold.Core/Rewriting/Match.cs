@@ -5,7 +5,7 @@ namespace NormFold.Rewriting;
 
 /// <summary>What a rule's match step concluded: a plan to apply, a named reason not to, or that the anchor is no
 /// candidate of this rule at all (no decision is logged for it unless another rule has something to say).</summary>
-public abstract record Match
+internal abstract record Match
 {
     public sealed record Planned(Plan Plan) : Match;
     public sealed record Refused(SkipReason Reason, string Detail) : Match;
@@ -17,7 +17,7 @@ public abstract record Match
 }
 
 /// <summary>Everything an apply step needs, computed by the match step. Subclassed per rule.</summary>
-public abstract record Plan(NodeProto Anchor, NodeProto? Target)
+internal abstract record Plan(NodeProto Anchor, NodeProto? Target)
 {
     /// <summary>What the rewrite does, for the report ("folded into Conv 'c1'", "replaced by Mul + Add").</summary>
     public virtual string Describe() => Target is null ? "rewritten" : $"folded into {Attributes.Describe(Target)}";

@@ -45,7 +45,7 @@ public sealed record PipelineOptions
 ///   with another reason (the last obstacle). The same reason again keeps the earlier decision (it is about the anchor
 ///   itself).
 /// </summary>
-public sealed class Pipeline(PipelineOptions? options = null)
+internal sealed class Pipeline(PipelineOptions? options = null)
 {
     readonly PipelineOptions _options = options ?? new PipelineOptions();
 

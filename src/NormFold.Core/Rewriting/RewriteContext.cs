@@ -6,7 +6,7 @@ using NormFold.Rewriting.Normalization;
 namespace NormFold.Rewriting;
 
 /// <summary>What a rule's match step may read and ask: the graph, and the services the pipeline provides.</summary>
-public sealed class RewriteContext(GraphIndex graph, OpsetService opsets)
+internal sealed class RewriteContext(GraphIndex graph, OpsetService opsets)
 {
     public GraphIndex Graph { get; } = graph;
     /// <summary>Whether a rewrite may use an operator version newer than the model imports.</summary>
@@ -19,7 +19,7 @@ public sealed class RewriteContext(GraphIndex graph, OpsetService opsets)
 /// surveys every anchor (each <see cref="Require"/> is answered yes and remembered), then settles once: raise to the
 /// highest version asked for, excusing the nodes the surveyed rewrites replace; then the real pass gets the verdict.
 /// </summary>
-public sealed class OpsetService(OnnxModel model, long target)
+internal sealed class OpsetService(OnnxModel model, long target)
 {
     bool _surveying;
     long _asked;

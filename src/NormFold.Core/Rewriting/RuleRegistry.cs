@@ -4,7 +4,7 @@ using NormFold.Rewriting.Normalization;
 namespace NormFold.Rewriting;
 
 /// <summary>How often a phase runs over a graph.</summary>
-public enum Repeat
+internal enum Repeat
 {
     /// <summary>One pass over the anchors.</summary>
     Once,
@@ -18,7 +18,7 @@ public enum Repeat
 /// <paramref name="Enabled"/>: whether the options switch it on. <paramref name="WhenOff"/>: appended to the detail of
 /// anchors an earlier phase left, when this phase is switched off (so the report says why they stay as they are).
 /// </summary>
-public sealed record Phase(string Name, Repeat Repeat, IReadOnlyList<IRewriteRule> Rules,
+internal sealed record Phase(string Name, Repeat Repeat, IReadOnlyList<IRewriteRule> Rules,
     Func<PipelineOptions, bool>? Enabled = null, string? WhenOff = null)
 {
     public bool IsOn(PipelineOptions o) => Enabled?.Invoke(o) ?? true;
@@ -28,7 +28,7 @@ public sealed record Phase(string Name, Repeat Repeat, IReadOnlyList<IRewriteRul
 /// Every rule NormFold has, in the order the pipeline runs them. Adding a rule: one file (match → plan or named refusal;
 /// apply), one line here, one test class.
 /// </summary>
-public static class RuleRegistry
+internal static class RuleRegistry
 {
     public static IReadOnlyList<Phase> Phases { get; } =
     [

@@ -59,7 +59,7 @@ public enum SkipReason
     NothingSaved,
 }
 
-public static class SkipReasons
+internal static class SkipReasons
 {
     /// <summary>Reasons that only say "the anchor's neighbourhood is not this rule's pattern" (another rule may well
     /// recognise it): any other refusal is preferred when several rules refuse one anchor.</summary>

@@ -22,7 +22,7 @@ public abstract record ChannelLayout
 /// W'[i] = W[i]·s[channel(i)], computed in double from the stored elements and rounded once to the stored type,
 /// streaming from the source bytes into the destination: no intermediate array of doubles.
 /// </summary>
-public static class ChannelScaling
+internal static class ChannelScaling
 {
     /// <summary>W' as a new array, computed now (on every core for large weights).</summary>
     public static ArraySegment<byte> Scale(OnnxModel model, TensorProto weight, ChannelLayout layout, double[] s)

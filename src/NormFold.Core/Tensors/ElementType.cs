@@ -3,7 +3,7 @@ using NormFold.Onnx.Proto;
 namespace NormFold.Tensors;
 
 /// <summary>ONNX element types as stored in TensorProto.data_type, with their byte sizes.</summary>
-public static class ElementType
+internal static class ElementType
 {
     public const int Float = (int)TensorProto.Types.DataType.Float;
     public const int Double = (int)TensorProto.Types.DataType.Double;

@@ -10,7 +10,7 @@ namespace NormFold.Tensors;
 /// midpoint — and for a normal float16 result, rounding z is adding its bit 12 to its top bits. Blocks with a midpoint,
 /// or inputs or results outside float16's normal range (zeros aside), are left to the scalar path.
 /// </summary>
-public static class HalfVector
+internal static class HalfVector
 {
     /// <summary>Scales <paramref name="src"/> into <paramref name="dst"/> (which may be the same memory): vector blocks
     /// where they qualify, element by element elsewhere. Returns the number of elements done by the vector path.</summary>

@@ -4,7 +4,7 @@ namespace NormFold.Tensors;
 /// Correct rounding of a double to narrower IEEE-style binary formats, round-to-nearest-even, once.
 /// (A double→float→half cast would round twice and can be off by one ulp.)
 /// </summary>
-public static class Rounding
+internal static class Rounding
 {
     /// <summary>
     /// Rounds x to the nearest value with <paramref name="mantissaBits"/> fraction bits and exponents in

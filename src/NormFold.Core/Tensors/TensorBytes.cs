@@ -5,7 +5,7 @@ using T = NormFold.Onnx.Proto.TensorProto.Types.DataType;
 namespace NormFold.Tensors;
 
 /// <summary>A TensorProto's elements as raw little-endian bytes, whichever field holds them.</summary>
-public static class TensorBytes
+internal static class TensorBytes
 {
     public static byte[] ToRaw(TensorProto t)
     {

@@ -9,7 +9,7 @@ namespace NormFold.Tensors;
 /// Reads tensor elements of the floating-point types as double, and writes double arrays back into a new
 /// TensorProto of a given stored type, rounding each element exactly once.
 /// </summary>
-public static class TensorData
+internal static class TensorData
 {
     /// <summary>Product of the dims; a FormatException naming the tensor for a negative dim or a product past int64.</summary>
     public static long ElementCount(TensorProto t)

@@ -1,6 +1,6 @@
 namespace NormFold.Tensors;
 
-public static class Transposition
+internal static class Transposition
 {
     /// <summary>Transposes a row-major array: output dim d is input dim perm[d].</summary>
     public static (double[] Values, long[] Dims) Apply(double[] values, long[] dims, int[] perm)

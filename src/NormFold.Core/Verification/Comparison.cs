@@ -51,7 +51,7 @@ public sealed record OutputComparison
 /// <summary>What <see cref="Comparator"/> does about systematic drift.</summary>
 internal enum DriftMode { None, Accumulate, Decide }
 
-public static class Comparator
+internal static class Comparator
 {
     /// <summary>Compares one output. <paramref name="toleranceFor"/> maps (element type, reference magnitude) to the
     /// tolerance; null means <see cref="Tolerance.Default"/>.</summary>

@@ -9,7 +9,7 @@ namespace NormFold.Verification;
 /// Every tensor is checked against the model's declared type and fixed dims; a problem is an
 /// <see cref="InvalidUsageException"/> naming the file or folder.
 /// </summary>
-public static class InputFiles
+internal static class InputFiles
 {
     /// <summary>Inputs for each iteration, and a line saying where they came from.</summary>
     public static (List<List<NamedTensor>> Sets, string Provenance) Load(IReadOnlyList<TensorSignature> inputs,

@@ -10,7 +10,7 @@ public sealed record ValueRange(string? Name, double Low, double High);
 /// Seeded random inputs matching a session's declared inputs. Dynamic dims are bound from --shape; a symbolic
 /// dim shared by several inputs gets one value; an unbound dynamic dim becomes 1 and is reported.
 /// </summary>
-public sealed class InputGenerator
+internal sealed class InputGenerator
 {
     readonly IReadOnlyList<TensorSignature> _inputs;
     readonly IReadOnlyDictionary<string, long[]> _shapes;

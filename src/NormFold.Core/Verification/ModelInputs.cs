@@ -2,7 +2,7 @@ using NormFold.Onnx;
 
 namespace NormFold.Verification;
 
-public static class ModelInputs
+internal static class ModelInputs
 {
     /// <summary>The model's declared inputs (graph inputs that are not initializers): type, dims (-1 dynamic), symbols.</summary>
     public static List<TensorSignature> Of(OnnxModel model)

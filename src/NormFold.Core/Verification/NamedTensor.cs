@@ -5,7 +5,7 @@ namespace NormFold.Verification;
 
 /// <summary>A tensor value by name: ONNX element type, shape, and its elements as raw little-endian bytes (string
 /// tensors: <see cref="Strings"/>, and no bytes).</summary>
-public sealed record NamedTensor(string Name, int ElementType, long[] Shape, ReadOnlyMemory<byte> Data)
+internal sealed record NamedTensor(string Name, int ElementType, long[] Shape, ReadOnlyMemory<byte> Data)
 {
     /// <summary>The elements of a string tensor, in order; null for every other type.</summary>
     public string[]? Strings { get; init; }

@@ -7,7 +7,7 @@ using T = NormFold.Onnx.Proto.TensorProto.Types.DataType;
 namespace NormFold.Verification;
 
 /// <summary>NumPy .npy files, format versions 1.0, 2.0 and 3.0; C or Fortran order; either byte order.</summary>
-public static partial class Npy
+internal static partial class Npy
 {
     static readonly byte[] Magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 

@@ -7,14 +7,14 @@ namespace NormFold.Verification;
 public enum OrtLevel { Disable, Basic, Extended, All }
 
 /// <summary>Declared input or output of a session: element type and dims (-1 where dynamic, with its symbol).</summary>
-public sealed record TensorSignature(string Name, int ElementType, long[] Dims, string[] Symbols);
+internal sealed record TensorSignature(string Name, int ElementType, long[] Dims, string[] Symbols);
 
 /// <summary>
 /// One ONNX Runtime CPU session over a model, created once and reused for every run. Graph optimisations are
 /// disabled unless asked otherwise: at any other level ORT folds BatchNormalization itself, and a check against
 /// such a baseline would compare NormFold with ORT's fold rather than with the model.
 /// </summary>
-public sealed class OrtRunner : IDisposable
+internal sealed class OrtRunner : IDisposable
 {
     readonly InferenceSession _session;
     /// <summary>How messages name the model: "the original (a.onnx)", or its path.</summary>
@@ -144,7 +144,7 @@ public sealed class OrtRunner : IDisposable
 }
 
 /// <summary>A run's outputs, their bytes in ORT's own buffers until disposed (reading them afterwards throws).</summary>
-public sealed class OrtOutputs : System.Collections.ObjectModel.Collection<NamedTensor>, IDisposable
+internal sealed class OrtOutputs : System.Collections.ObjectModel.Collection<NamedTensor>, IDisposable
 {
     readonly IDisposableReadOnlyCollection<OrtValue>? _values;
     bool _disposed;

@@ -9,7 +9,7 @@ namespace NormFold.Verification;
 /// (the BN outputs the producers took over, and everything downstream), so comparing them finds drift that the
 /// final outputs can hide (a 1% error in one channel deep in a network can shrink below any output tolerance).
 /// </summary>
-public static class SharedTensors
+internal static class SharedTensors
 {
     /// <summary>Node outputs of the reference's main graph that the candidate's main graph also produces,
     /// in the reference's node order, excluding graph outputs (compared anyway).</summary>

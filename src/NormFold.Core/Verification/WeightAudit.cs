@@ -20,7 +20,7 @@ public sealed record WeightAuditResult(int Tensors, long Elements, long Inexact,
 /// fold rounded twice, or computed in float16, drifts less than float16 execution noise); this sees every one. It
 /// never guesses what a fold did: without the log there is nothing to replay.
 /// </summary>
-public static class WeightAudit
+internal static class WeightAudit
 {
     public static WeightAuditResult Run(OnnxModel reference, OnnxModel candidate, RewriteLog log)
     {

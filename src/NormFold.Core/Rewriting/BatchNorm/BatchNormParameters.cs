@@ -9,7 +9,7 @@ namespace NormFold.Rewriting.BatchNorm;
 ///   y = γ·(x − mean)/sqrt(var + ε) + β = s·x + t,   s = γ/sqrt(var + ε),   t = β − mean·s.
 /// Shared by every BN rule, so they all accept and refuse the same BNs for the same reasons.
 /// </summary>
-public sealed record BatchNormParameters(
+internal sealed record BatchNormParameters(
     int Channels, double[] Scale, double[] Shift, float Epsilon, int Version, int ParameterType)
 {
     /// <summary>Schema versions of BatchNormalization (ai.onnx) and the highest opset whose meaning is known.</summary>

@@ -7,7 +7,7 @@ namespace NormFold.Rewriting.BatchNorm;
 /// b may be a scalar, [1], [N], [1,N], [M,1] or [M,N] (broadcast over the last axis as it was); the result keeps
 /// its leading axis and widens its last axis to N.
 /// </summary>
-public static class ChannelBias
+internal static class ChannelBias
 {
     public static bool TryFold(TensorProto? bias, double[]? values, double factor, double[] s, double[] t,
         out double[] result, out long[] dims, out string whyNot)

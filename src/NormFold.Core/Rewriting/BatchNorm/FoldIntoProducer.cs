@@ -11,7 +11,7 @@ namespace NormFold.Rewriting.BatchNorm;
 /// the producer has the expected op type, its output is read by the BN alone and is not a graph output,
 /// and the BN is an eval-mode BN with usable parameters. Then the rule's own checks run.
 /// </summary>
-public abstract class FoldIntoProducer<TPlan> : RewriteRule<TPlan> where TPlan : Plan
+internal abstract class FoldIntoProducer<TPlan> : RewriteRule<TPlan> where TPlan : Plan
 {
     public override IReadOnlyCollection<string> AnchorOpTypes { get; } = ["BatchNormalization"];
     /// <summary>Op types (default domain) this rule can fold into.</summary>

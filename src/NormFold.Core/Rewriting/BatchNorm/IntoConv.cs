@@ -9,7 +9,7 @@ namespace NormFold.Rewriting.BatchNorm;
 /// Conditions: W (and b) constant, floating point; W is [M, C/g, k…] (1-D/2-D/3-D, any group) with M = BN channels.
 /// Algebra, per output channel m:  W'[m, …] = W[m, …]·s[m],   b'[m] = b[m]·s[m] + t[m]   (b = 0 when absent).
 /// </summary>
-public sealed class IntoConv : FoldIntoProducer<IntoConv.ConvPlan>
+internal sealed class IntoConv : FoldIntoProducer<IntoConv.ConvPlan>
 {
     /// <summary>The new weight is computed when applied (streaming, see <see cref="ChannelScaling"/>); the bias now.</summary>
     public sealed record ConvPlan(NodeProto Anchor, NodeProto Target, TensorProto Weight, ChannelLayout Layout, double[] Scale,

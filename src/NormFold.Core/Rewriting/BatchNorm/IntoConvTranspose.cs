@@ -10,7 +10,7 @@ namespace NormFold.Rewriting.BatchNorm;
 /// Algebra: W[i, j, …] feeds output channel m = (i / (Cin/g))·(M/g) + j, so W'[i, j, …] = W[i, j, …]·s[m];
 ///          b'[m] = b[m]·s[m] + t[m]   (b = 0 when absent).
 /// </summary>
-public sealed class IntoConvTranspose : FoldIntoProducer<IntoConv.ConvPlan>
+internal sealed class IntoConvTranspose : FoldIntoProducer<IntoConv.ConvPlan>
 {
     public override string Name => "BatchNormIntoConvTranspose";
     protected override IReadOnlyCollection<string> ProducerOpTypes { get; } = ["ConvTranspose"];

@@ -12,7 +12,7 @@ namespace NormFold.Rewriting.BatchNorm;
 /// Algebra: column n of op(B) scaled by s[n] (row n of B when transB = 1, column n otherwise);
 ///          C'[…, n] = s[n]·β·C[…, n] + t[n]; β written as 1. α is unchanged.
 /// </summary>
-public sealed class IntoGemm : FoldIntoProducer<IntoGemm.GemmPlan>
+internal sealed class IntoGemm : FoldIntoProducer<IntoGemm.GemmPlan>
 {
     public sealed record GemmPlan(NodeProto Anchor, NodeProto Target, TensorProto B, ChannelLayout Layout, double[] Scale,
         double[] Shift, double Beta, int CType, double[] NewC, long[] CDims) : Plan(Anchor, Target);

@@ -11,7 +11,7 @@ namespace NormFold.Rewriting.BatchNorm;
 /// the optional bias is constant and broadcasts along N; each intermediate is read only by the next node.
 /// Algebra: B'[k, n] = B[k, n]·s[n];  bias'[…, n] = s[n]·bias[…, n] + t[n]  (bias = 0 when absent: a new Add).
 /// </summary>
-public sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
+internal sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
 {
     public sealed record MatMulPlan(NodeProto Anchor, NodeProto Target, NodeProto? Add, int BiasSlot,
         TensorProto B, double[] Scale, double[] Shift, int BiasType, double[] NewBias, long[] BiasDims) : Plan(Anchor, Target);

@@ -11,7 +11,7 @@ namespace NormFold.Rewriting.BatchNorm;
 /// stored in X's element type (rounded once from double); before opset 7, [C] with broadcast=1, axis=1.
 /// Runs after the fold rules, on the BNs they left.
 /// </summary>
-public sealed class ToMulAdd : RewriteRule<ToMulAdd.MulAddPlan>
+internal sealed class ToMulAdd : RewriteRule<ToMulAdd.MulAddPlan>
 {
     public sealed record MulAddPlan(NodeProto Anchor, int DataType, long[] Dims, double[] Scale, double[] Shift) : Plan(Anchor, null)
     {

@@ -8,7 +8,7 @@ namespace NormFold.Rewriting.Cleanup;
 /// dead code the model already had is not our business), drops value_info of vanished tensors, and sorts the nodes
 /// topologically — keeping the original order wherever it is already valid.
 /// </summary>
-public static class GraphCleanup
+internal static class GraphCleanup
 {
     /// <summary>Runs cleanup; returns orphan names this graph does not define (for the enclosing graph).</summary>
     public static HashSet<string> Run(GraphEditor editor)

@@ -8,7 +8,7 @@ namespace NormFold.Rewriting.Cleanup;
 /// an already sorted list comes back unchanged, and an appended node lands just before its first reader.
 /// Iterative, so deep chains cannot overflow the stack.
 /// </summary>
-public static class TopologicalSort
+internal static class TopologicalSort
 {
     public static List<NodeProto> Sort(List<NodeProto> nodes, GraphIndex index)
     {

@@ -12,7 +12,7 @@ namespace NormFold.Rewriting.Normalization;
 /// tensors (graph inputs, computed) declared 1-D of X's type, reshaped to [C, 1, …] at run time (per-group ones through
 /// Reshape [G, 1] → Expand [G, C/G] first).
 /// </summary>
-public sealed class GroupNormLowering : RewriteRule<GroupNormLowering.LoweringPlan>
+internal sealed class GroupNormLowering : RewriteRule<GroupNormLowering.LoweringPlan>
 {
     public sealed record LoweringPlan(NodeProto Anchor, string X, string Output, long Groups, float Epsilon, int DataType,
         int Rank, double[]? Scale, double[]? Bias, long Channels = 0, string? ScaleTensor = null, string? BiasTensor = null) : Plan(Anchor, null)

@@ -14,7 +14,7 @@ namespace NormFold.Rewriting.Normalization;
 /// Emits GroupNormalization-21 (γ, β per channel) when the opset is or may be raised to ≥ 21; GroupNormalization-18
 /// (per group) only when γ and β are constant within each group — exact in both cases.
 /// </summary>
-public sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
+internal sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
 {
     public sealed record GroupNormPlan(NodeProto Anchor, string X, string Output, IReadOnlyList<NodeProto> Removed, long Groups,
         float Epsilon, int DataType, double[] Scale, double[] Bias, int Version) : Plan(Anchor, null)

@@ -17,7 +17,7 @@ namespace NormFold.Rewriting.Normalization;
 /// the new node, one on a graph input of unknown shape is refused); opset ≥ 17 or may be raised to it.
 /// Algebra: LayerNormalization computes (X − E[X]) / √(E[(X − E[X])²] + ε) · γ + β over A, exactly the decomposition.
 /// </summary>
-public sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
+internal sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
 {
     const long Version = 17;
 

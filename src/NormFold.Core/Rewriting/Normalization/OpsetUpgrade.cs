@@ -11,7 +11,7 @@ namespace NormFold.Rewriting.Normalization;
 /// at F, or one deprecated by T: the node blocks the raise. Every If/Loop/Scan body counts; nodes of other domains
 /// (com.microsoft, …) do not depend on the default-domain opset.
 /// </summary>
-public static class OpsetUpgrade
+internal static class OpsetUpgrade
 {
     /// <summary>The newest default-domain opset the table covers.</summary>
     public const long HighestKnown = OnnxOpVersions.Highest;

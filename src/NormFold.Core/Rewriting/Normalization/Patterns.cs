@@ -5,7 +5,7 @@ namespace NormFold.Rewriting.Normalization;
 
 /// <summary>Small facts about tensors that the normalization rules need: constant values seen through Unsqueeze,
 /// per-channel broadcasting, channel counts.</summary>
-public static class Patterns
+internal static class Patterns
 {
     /// <summary>A constant's values and dims, also when it reaches its reader through Unsqueeze nodes.</summary>
     public static bool TryConstant(GraphIndex g, string name, out double[] values, out long[] dims)
