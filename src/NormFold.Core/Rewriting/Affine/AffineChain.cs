@@ -40,8 +40,17 @@ internal sealed record AffineChain(IReadOnlyList<NodeProto> Nodes, ChannelAffine
             if (nodes.Count > 0 && n.OpType == "BatchNormalization" && !ReferenceEquals(n, bn)) break; // one BN per piece
             var step = Step(g, n, x, rank, axis, channels, out stop);
             if (step is null) break;
+            var next = map.Then(step);
+            // A factor the original cannot hold in its type overflows there for ordinary inputs (x / 1e-39 in float):
+            // composed in double, the folded model would stay finite where the original gives ±Inf.
+            int type = StepType(g, n);
+            if (FoldedValues.FirstNotFinite(next.Scale, type) is not null || FoldedValues.FirstNotFinite(next.Shift, type) is not null)
+            {
+                stop = Match.Refuse(SkipReason.NonFiniteParameter, $"after {Attributes.Describe(n)} the running {next.FirstNotFiniteIn(type)} is not finite as {Tensors.ElementType.Name(type)}: the original overflows there");
+                break;
+            }
             nodes.Add(n);
-            map = map.Then(step);
+            map = next;
             if (channels < 0 && map.Channels > 1) channels = map.Channels;
             x = n.Output[0];
         }
@@ -75,6 +84,11 @@ internal sealed record AffineChain(IReadOnlyList<NodeProto> Nodes, ChannelAffine
         if (op is null || op.Data != x) { if (op is not null) refusal = null; return null; }
         return op.PerChannel(g, rank, axis, channels, out var affine) is { } r ? Fail(r, out refusal) : affine;
     }
+
+    /// <summary>The type a node computes in: its constant's (the data's, by ONNX's type rules); a BN's scale's.</summary>
+    static int StepType(GraphIndex g, NodeProto n) =>
+        AffineOp.TryRead(g, n, out _) is { } op ? op.C.DataType
+        : g.TryGetConstant(n.Input[1], out var t, out _) ? t.DataType : Tensors.ElementType.Double;
 
     static ChannelAffine? Fail(Match.Refused r, out Match.Refused? refusal) { refusal = r; return null; }
 }

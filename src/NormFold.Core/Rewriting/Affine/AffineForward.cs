@@ -59,9 +59,14 @@ internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
             return Match.Refuse(SkipReason.ProducerNotFoldable, $"'{end}' is not {Attributes.Describe(consumer)}'s data input alone");
         if (ReadConsumer(g, consumer, end, out var L) is { } refused) return refused;
 
+        // The chain must keep X's rank: a constant of higher rank would add axes the folded model loses.
+        if (g.Rank(x) != L.Rank)
+            return Match.Refuse(SkipReason.ShapeMismatch, $"'{x}' has rank {g.Rank(x)?.ToString() ?? "unknown"}, {Attributes.Describe(consumer)} reads rank {L.Rank}: the ops change the rank");
         var chain = AffineChain.Walk(g, x, L.Rank, L.Axis, L.InputChannels, anchor, out var stop);
         if (chain.Count < nodes.Count) return stop ?? Match.Refuse(SkipReason.PatternMismatch, $"{Attributes.Describe(nodes[chain.Count])} is not a per-channel affine op");
-        if (chain.Map.Channels > 1 && !chain.Nodes.Any(n => n.OpType == "BatchNormalization")
+        // X must already have the channels the consumer reads (a per-channel constant could widen 1 to C); a BN first
+        // in the chain proves it (it needs C channels in), one later proves nothing about X.
+        if (chain.Map.Channels > 1 && chain.Nodes[0].OpType != "BatchNormalization"
             && ChannelCount(g, x, L.Rank, L.Axis) != L.InputChannels)
             return Match.Refuse(SkipReason.ShapeMismatch, $"the channel count of '{x}' along axis {L.Axis} is not known to be {L.InputChannels}: a per-channel constant could be widening it");
         if (chain.Map.Shifts && ShiftRefusal(g, consumer, L.Weight) is { } padded) return padded;
@@ -120,13 +125,9 @@ internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
         return new Applied(created, records);
     }
 
-    /// <summary>The size of axis <paramref name="axis"/> of a tensor: declared, or (axis 1) from the conv that made it.</summary>
-    static long? ChannelCount(GraphIndex g, string name, int rank, int axis)
-    {
-        if (g.DeclaredType(name) is { TensorType.Shape: { } shape } && shape.Dim.Count == rank && shape.Dim[axis].HasDimValue)
-            return shape.Dim[axis].DimValue;
-        return axis == 1 ? Normalization.Patterns.Channels(g, name) : null;
-    }
+    /// <summary>The size of axis <paramref name="axis"/> of a tensor of that rank, when its best known shape says it.</summary>
+    static long? ChannelCount(GraphIndex g, string name, int rank, int axis) =>
+        g.Shape(name) is { } shape && shape.Length == rank && shape[axis] >= 0 ? shape[axis] : null;
 }
 
 /// <summary>Which channel element i of a weight belongs to, under a <see cref="ChannelLayout"/>.</summary>

@@ -43,6 +43,13 @@ internal sealed record ChannelAffine(double[] Scale, double[] Shift)
         return i >= 0 ? $"shift[{i}] = {Shift[i]}" : null;
     }
 
+    /// <summary>The first scale or shift not finite once rounded to <paramref name="type"/>, described.</summary>
+    public string FirstNotFiniteIn(int type)
+    {
+        if (FoldedValues.FirstNotFinite(Scale, type) is { } i) return $"scale[{i}] = {Scale[i]:G6}";
+        return FoldedValues.FirstNotFinite(Shift, type) is { } j ? $"shift[{j}] = {Shift[j]:G6}" : "value";
+    }
+
     static double At(double[] v, int c) => v.Length == 1 ? v[0] : v[c];
 
     static double[] Expand(double[] v, long channels) =>

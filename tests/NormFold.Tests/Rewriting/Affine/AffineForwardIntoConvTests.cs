@@ -126,4 +126,34 @@ public class AffineForwardIntoConvTests
         Assert.Empty(r.Log.Decisions);
         Assert.Equal(1, Count(folded, "Mul"));
     }
+
+    /// <summary>x [4, 4, 5] (no batch axis) · c [1, 4, 1, 1] is [1, 4, 4, 5]: a conv input only after the Mul.</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void A_constant_that_adds_the_batch_axis_is_not_folded_forward(bool perChannel)
+    {
+        var g = new GraphBuilder(13);
+        g.Input("x", F32, [4, 4, 5]);
+        Op(g, "Mul", "x", perChannel ? [1, 4, 1, 1] : [1, 1, 1, 1], "z");
+        Conv(g, "z");
+        var (folded, r) = FoldChecked(g.Build());
+        AssertLeft(r, SkipReason.ShapeMismatch);
+        Assert.Equal(1, Count(folded, "Mul"));
+    }
+
+    /// <summary>x [2, 1, 5, 5] · c [1, 4, 1, 1] → BN(4) → Conv: the BN proves 4 channels after the Mul, not in x.</summary>
+    [Fact]
+    public void A_mul_widening_one_channel_before_a_bn_is_not_folded_forward()
+    {
+        var g = new GraphBuilder(13);
+        g.Input("x", F32, [2, 1, 5, 5]);
+        Op(g, "Mul", "x", [1, 4, 1, 1], "m");
+        g.Bn("m", 4, "z");
+        g.Node("Conv", ["z", g.Init("w", F32, [6, 4, 1, 1])], "y", "conv");
+        g.Output("y", F32, null);
+        var (folded, r) = Fold(g.Build());
+        AssertEquivalent(g.Build(), folded);
+        Assert.DoesNotContain(r.Log.Decisions, d => d.Rule == "AffineForwardIntoConv");
+    }
 }

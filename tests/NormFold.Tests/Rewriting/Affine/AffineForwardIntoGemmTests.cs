@@ -40,4 +40,18 @@ public class AffineForwardIntoGemmTests
         var (_, r) = FoldChecked(g.Build());
         AssertLeft(r, SkipReason.ShapeMismatch);
     }
+
+    /// <summary>x [4] · c [1, 1] is [1, 4], which Gemm takes; Gemm would not take x.</summary>
+    [Fact]
+    public void A_scalar_that_makes_a_vector_2d_is_not_folded_forward()
+    {
+        var g = new GraphBuilder(13);
+        g.Input("a", F32, [4]);
+        Op(g, "Mul", "a", [1, 1], "z");
+        g.Node("Gemm", ["z", g.Init("B", F32, [4, 5])], "y", "gemm");
+        g.Output("y", F32, null);
+        var (folded, r) = FoldChecked(g.Build());
+        AssertLeft(r, SkipReason.ShapeMismatch);
+        Assert.Equal(1, Count(folded, "Mul"));
+    }
 }

@@ -53,4 +53,17 @@ public class AffineForwardIntoMatMulTests
         var (_, r) = FoldChecked(g.Build());
         Assert.Contains("no node would be saved", AssertLeft(r, SkipReason.NothingSaved).Detail);
     }
+
+    /// <summary>x [3, 4] · c [1, 1, 1] is [1, 3, 4]; MatMul gives [1, 3, 5]. Folding c into B would give [3, 5].</summary>
+    [Fact]
+    public void A_scalar_of_higher_rank_is_not_folded_forward()
+    {
+        var g = new GraphBuilder(13);
+        g.Input("a", F32, [3, 4]);
+        Op(g, "Mul", "a", [1, 1, 1], "z");
+        MatMul(g, "z");
+        var (folded, r) = FoldChecked(g.Build());
+        Assert.Contains("change the rank", AssertLeft(r, SkipReason.ShapeMismatch).Detail);
+        Assert.Equal(1, Count(folded, "Mul"));
+    }
 }

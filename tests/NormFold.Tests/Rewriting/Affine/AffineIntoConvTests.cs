@@ -237,4 +237,19 @@ public class AffineIntoConvTests
         var (_, r) = Fold(g.Build(), new PipelineOptions { DisabledRules = new HashSet<string> { "AffineIntoConv" } });
         AssertLeft(r, SkipReason.RuleDisabled);
     }
+
+    /// <summary>x / 1e-39 overflows float for |x| > 0.34 in the original; composed with · 1e-10 in double it would not.</summary>
+    [Fact]
+    public void A_step_whose_factor_overflows_the_type_is_refused()
+    {
+        var g = Conv();
+        Op(g, "Div", "c", [6, 1, 1], "d");
+        g.SetInit("d.c", F32, [6, 1, 1], Enumerable.Repeat(1e-39, 6).ToArray());
+        Op(g, "Mul", "d", [6, 1, 1], "y");
+        g.SetInit("y.c", F32, [6, 1, 1], Enumerable.Repeat(1e-10, 6).ToArray());
+        g.Output("y", F32, null);
+        var (folded, r) = Fold(g.Build());
+        Assert.Contains("overflows", AssertLeft(r, SkipReason.NonFiniteParameter).Detail);
+        Assert.Equal(1, Count(folded, "Div"));
+    }
 }
