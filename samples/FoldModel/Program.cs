@@ -18,7 +18,7 @@ try
     foreach (var d in result.Log.Decisions)
         Console.WriteLine($"{d.Anchor}: {d.Outcome}{(d.Reason is { } r ? $" ({r})" : "")} {d.Detail}");
 
-    CheckReport report = EquivalenceChecker.Check(original, model, new CheckOptions { Iterations = 2, AuditWeights = true });
+    CheckReport report = EquivalenceChecker.Check(original, model, new CheckOptions { Iterations = 2, AuditWeights = true, FoldLog = result.Log });
     if (!report.Passed)
     {
         Console.Error.WriteLine($"not equivalent (first difference: {report.FirstFailure?.Name ?? "the weight audit"}); nothing written");
