@@ -118,10 +118,16 @@ static class ProcessBench
         string package = Path.Combine(Environment.GetEnvironmentVariable("NUGET_PACKAGES")
             ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages"), "microsoft.ml.onnxruntime", "1.31.1");
         string lib = Path.Combine(package, "runtimes", rid, "native");
+        // The library's SONAME is libonnxruntime.so.1; the package ships it as libonnxruntime.so.
+        string libDir = Path.Combine(dir, "ort-lib");
+        Directory.CreateDirectory(libDir);
+        string soname = Path.Combine(libDir, "libonnxruntime.so.1");
+        if (File.Exists(soname)) File.Delete(soname);
+        File.CreateSymbolicLink(soname, Path.Combine(lib, "libonnxruntime.so"));
         string exe = Path.Combine(dir, "ort_optimize");
         var psi = new ProcessStartInfo("cc") { RedirectStandardError = true };
         foreach (var a in new[] { "-O2", "-I", Path.Combine(package, "build", "native", "include"), Path.Combine(repo, "bench", "probe", "ort_optimize.c"),
-                     "-L", lib, "-lonnxruntime", $"-Wl,-rpath,{lib}", "-o", exe })
+                     "-L", lib, "-lonnxruntime", $"-Wl,-rpath,{libDir}", "-o", exe })
             psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         string err = p.StandardError.ReadToEnd();
