@@ -27,6 +27,7 @@ internal static class Cli
             Console.Error.WriteLine($"normfold: unknown command '{args[0]}' (commands: {string.Join(", ", Commands.Select(c => c.Name))}; see normfold --help)");
             return ExitCodes.InvalidInput;
         }
+        Signals.Install();
         try
         {
             return command.Run(args.Skip(1).ToList(), stdout);
@@ -36,6 +37,12 @@ internal static class Cli
             Console.Error.WriteLine($"normfold: {(e is InvalidUsageException ? "" : command.Name + ": ")}{e.Message}");
             if (verbose) Console.Error.WriteLine(e);
             return ExitCodes.InvalidInput;
+        }
+        catch (DllNotFoundException e) // ONNX Runtime's library missing: the installation, not NormFold or the input
+        {
+            Console.Error.WriteLine($"normfold: {command.Name}: {e.Message}");
+            if (verbose) Console.Error.WriteLine(e);
+            return ExitCodes.InternalError;
         }
         catch (Exception e)
         {

@@ -4,7 +4,7 @@ namespace NormFold.Graph;
 
 /// <summary>
 /// Every mutation of a graph goes through here, so the index stays true. Removed nodes are only marked;
-/// <see cref="Cleanup.GraphCleanup"/> compacts the node and initializer lists once at the end.
+/// <see cref="Rewriting.Cleanup.GraphCleanup"/> compacts the node and initializer lists once at the end.
 /// </summary>
 internal sealed class GraphEditor(GraphIndex index, NameAllocator names, bool deferWeightArithmetic = false)
 {

@@ -17,23 +17,29 @@ internal static class OrtEnvironment
     {
         get
         {
-            lock (Gate)
+            try { return Create(); }
+            catch (Exception e) when (OrtLibrary.IsMissing(e)) { throw OrtLibrary.Missing(e); } // one line, not a type initializer's
+        }
+    }
+
+    static OrtEnv Create()
+    {
+        lock (Gate)
+        {
+            if (_env != null) return _env;
+            if (OrtEnv.IsCreated) _env = OrtEnv.Instance(); // someone in this process made it first
+            else
             {
-                if (_env != null) return _env;
-                if (OrtEnv.IsCreated) _env = OrtEnv.Instance(); // someone in this process made it first
-                else
+                var options = new EnvironmentCreationOptions
                 {
-                    var options = new EnvironmentCreationOptions
-                    {
-                        logId = "normfold",
-                        logLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL,
-                        loggingFunction = Silent,
-                    };
-                    _env = OrtEnv.CreateInstanceWithOptions(ref options);
-                }
-                _env.EnvLogLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL;
-                return _env;
+                    logId = "normfold",
+                    logLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL,
+                    loggingFunction = Silent,
+                };
+                _env = OrtEnv.CreateInstanceWithOptions(ref options);
             }
+            _env.EnvLogLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL;
+            return _env;
         }
     }
 
