@@ -21,6 +21,7 @@ if (args.Length > 1 && args[0] == "--phases") return Phases(args[1]);
 if (args.Length > 1 && args[0] == "--scaling") return Scaling(args[1]);
 if (args.Length > 0 && args[0] == "--half-kernel") return HalfKernel();
 if (args.Length > 0 && args[0] == "--many-bns") return ManyBns(args.Skip(1).Select(int.Parse).DefaultIfEmpty(10_000).ToArray());
+if (args.Length > 1 && args[0] == "--large-activations") return LargeActivations(args[1]);
 if (args.Length > 1 && args[0] == "--checker") return Checker(args[1], args.Length > 2 ? int.Parse(args[2]) : 5);
 if (args.Length > 1 && args[0] == "--fold-samples") return FoldSamples(args[1], args.Length > 2 ? int.Parse(args[2]) : 9);
 string outDir = Path.GetFullPath(args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault() ?? "bench-out");
@@ -342,6 +343,15 @@ static int Scaling(string path)
 }
 
 /// <summary>§5 alone, per iteration: ORT runs (outputs left in ORT's buffers), comparison, and the old copy-out.</summary>
+/// <summary>ResNet-50 at 1/8 width with dynamic spatial dims (bind 1x3x1024x1024): large activations, small weights.</summary>
+static int LargeActivations(string path)
+{
+    var m = new ModelFactory(1).ResNet50(8);
+    foreach (int d in new[] { 2, 3 }) { var dim = m.Graph.Input[0].Type.TensorType.Shape.Dim[d]; dim.ClearDimValue(); dim.DimParam = d == 2 ? "H" : "W"; }
+    ModelFactory.Write(m, path);
+    return 0;
+}
+
 static int Checker(string path, int iterations)
 {
     string folded = Path.Combine(ScratchDir(), "checker_folded.onnx");

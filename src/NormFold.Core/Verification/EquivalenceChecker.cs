@@ -76,14 +76,14 @@ public static class EquivalenceChecker
 {
     public static string OrtVersion => OrtEnvironment.Instance.GetVersionString();
 
-    /// <summary>Checks two loaded models: sessions are created here, once, and reused for every iteration.</summary>
-    /// <param name="inputsFor">Inputs of iteration i; null generates them from the options' seed, shapes and ranges.</param>
-    /// <param name="onOutputs">Called with each iteration's inputs, reference outputs and candidate outputs.</param>
     /// <summary>Runs both models in ONNX Runtime on the same generated inputs and compares every output and every
     /// intermediate tensor a rewrite could have changed.</summary>
     public static CheckReport Check(OnnxModel reference, OnnxModel candidate, CheckOptions? options = null) =>
         Check(reference, candidate, options, null, null);
 
+    /// <summary>Checks two loaded models: sessions are created here, once, and reused for every iteration.</summary>
+    /// <param name="inputsFor">Inputs of iteration i; null generates them from the options' seed, shapes and ranges.</param>
+    /// <param name="onOutputs">Called with each iteration's inputs, reference outputs and candidate outputs.</param>
     internal static CheckReport Check(OnnxModel reference, OnnxModel candidate, CheckOptions? options,
         Func<int, List<NamedTensor>>? inputsFor,
         Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? onOutputs = null)
