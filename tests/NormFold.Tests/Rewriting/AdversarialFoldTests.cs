@@ -112,7 +112,7 @@ public class AdversarialFoldTests
     }
 
     /// <summary>Dividing by tiny (subnormal) values: the reciprocal alone overflows float, the composed scale does not.</summary>
-    [Fact(Skip = "FINDINGS: Composing a chain removes an intermediate overflow")]
+    [Fact]
     public void Division_by_a_subnormal_followed_by_a_tiny_scale_keeps_the_outputs()
     {
         var g = Conv();
@@ -421,7 +421,7 @@ public class AdversarialFoldTests
     // ---------------------------------------------------------------- forward: broadcasting that changes shapes
 
     /// <summary>x [2, 1, 5, 5] · c [1, 4, 1, 1] is [2, 4, 5, 5]: the BN after it hides the widening from the channel check.</summary>
-    [Fact(Skip = "FINDINGS: Forward fold: a BN in the chain hides a Mul that widens 1 channel to C")]
+    [Fact]
     public void A_mul_widening_one_channel_to_four_before_a_bn_and_conv_is_not_folded_forward()
     {
         var g = new GraphBuilder(13);
@@ -435,7 +435,7 @@ public class AdversarialFoldTests
     }
 
     /// <summary>x [3, 4] · c [1, 1, 1] is [1, 3, 4]; MatMul gives [1, 3, 5]. Folding c into B would give [3, 5].</summary>
-    [Fact(Skip = "FINDINGS: Forward fold drops a rank raised by the chain")]
+    [Fact]
     public void A_scalar_of_higher_rank_before_a_matmul_is_not_folded_forward()
     {
         var g = new GraphBuilder(13);
@@ -448,7 +448,7 @@ public class AdversarialFoldTests
     }
 
     /// <summary>x [4] · c [1, 1] is [1, 4], which Gemm takes; Gemm would not take x.</summary>
-    [Fact(Skip = "FINDINGS: Forward fold drops a rank raised by the chain")]
+    [Fact]
     public void A_scalar_that_makes_a_vector_2d_before_a_gemm_is_not_folded_forward()
     {
         var g = new GraphBuilder(13);
@@ -461,7 +461,7 @@ public class AdversarialFoldTests
     }
 
     /// <summary>x [4, 4, 5] (no batch axis) · c [1, 4, 1, 1] is [1, 4, 4, 5]: a conv input only after the Mul.</summary>
-    [Theory(Skip = "FINDINGS: Forward fold drops a rank raised by the chain")]
+    [Theory]
     [InlineData(true)]
     [InlineData(false)]
     public void A_constant_that_adds_the_batch_axis_before_a_conv_is_not_folded_forward(bool perChannel)
