@@ -25,7 +25,15 @@ internal static class Staging
         {
             string staged = Path.Combine(staging, Path.GetFileName(full));
             ModelWriter.Save(model, staged, save);
-            var report = CheckRun.Run(input, staged, request, $"the folded model ({output})", observe);
+            string label = $"the folded model ({output})";
+            CheckReport report;
+            try { report = CheckRun.Run(input, staged, request, label, observe); }
+            catch (InvalidModelException e) when (e.Message.StartsWith(label, StringComparison.Ordinal))
+            {
+                // The original's session was made (and run) first, so ORT rejects what NormFold wrote: NormFold's bug
+                // (exit 1), not bad input.
+                throw new InvalidOperationException($"{e.Message} — the model NormFold wrote is not valid", e);
+            }
             if (accept?.Invoke(report) ?? report.Passed)
                 foreach (var file in Directory.GetFiles(staging))
                     File.Move(file, Path.Combine(dir, Path.GetFileName(file)), overwrite: true);
