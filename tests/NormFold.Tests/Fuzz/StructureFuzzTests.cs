@@ -52,6 +52,19 @@ public class StructureFuzzTests(ITestOutputHelper log)
         return cases;
     }
 
+    /// <summary>Cases the long campaign found, kept as regression tests (each failed before its fix).</summary>
+    [Theory]
+    [InlineData("bn-params:7004099")] // MatMul + BN with zero channels: IndexOutOfRange composing the affine chain
+    public void Campaign_findings_stay_fixed(string id)
+    {
+        string root = Path.Combine(Path.GetTempPath(), "normfold-fuzz", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(root);
+        var parts = id.Split(':');
+        var results = Campaign.Run([Families.Generate(Families.Get(parts[0]), int.Parse(parts[1]))], new Harness(root) { OracleEvery = 1 });
+        try { Directory.Delete(root, true); } catch (IOException) { }
+        Assert.True(results.All(r => !r.Bad), string.Join("\n", results.Select(r => $"{r.Kind}: {r.Outcome} exit {r.Exit} {r.Detail}")));
+    }
+
     [Fact]
     public void Hostile_models_end_in_an_allowed_outcome()
     {

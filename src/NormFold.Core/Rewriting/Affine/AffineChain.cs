@@ -40,6 +40,11 @@ internal sealed record AffineChain(IReadOnlyList<NodeProto> Nodes, ChannelAffine
             if (nodes.Count > 0 && n.OpType == "BatchNormalization" && !ReferenceEquals(n, bn)) break; // one BN per piece
             var step = Step(g, n, x, rank, axis, channels, out stop);
             if (step is null) break;
+            if (step.Channels == 0) // an empty per-channel constant (zero channels): nothing to compose
+            {
+                stop = Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(n)} has zero channels");
+                break;
+            }
             var next = map.Then(step);
             // A factor the original cannot hold in its type overflows there for ordinary inputs (x / 1e-39 in float):
             // composed in double, the folded model would stay finite where the original gives ±Inf.
