@@ -31,8 +31,7 @@ public static class TestSupport
     public static Decision AssertLeft(FoldResult r, SkipReason reason, string? anchor = null)
     {
         var d = anchor is null ? Single(r) : r.Log.Decisions.Single(x => x.Anchor == anchor);
-        Assert.Equal(Outcome.Left, d.Outcome);
-        Assert.Equal(reason, d.Reason);
+        Assert.True(d.Outcome == Outcome.Left && d.Reason == reason, $"expected left for {reason}, got {d.Outcome} {d.Reason}: {d.Detail}");
         Assert.False(string.IsNullOrWhiteSpace(d.Detail));
         return d;
     }

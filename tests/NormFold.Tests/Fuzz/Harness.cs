@@ -8,7 +8,7 @@ namespace NormFold.Tests.Fuzz;
 /// <summary>How one CLI run ended. Everything from <see cref="InternalError"/> on is a defect.</summary>
 public enum Outcome
 {
-    Exit0Equivalent, Exit0, Exit0InputNotRunnable, Exit2, Exit3,
+    Exit0Equivalent, Exit0, Exit0InputNotRunnable, Exit0OverflowEdge, Exit2, Exit3,
     InternalError, Crash, Hang, StackTrace, MultiLineError, UnnamedError, LeftFiles, ModifiedInput, ReadOutside,
     SilentlyWrong, BrokenOutput, FalseAlarm, FalsePass, UnexpectedExit,
 }
@@ -98,6 +98,7 @@ public sealed class Harness(string root)
                     {
                         Oracle.Verdict.Equivalent => (Outcome.Exit0Equivalent, ""),
                         Oracle.Verdict.NotRunnable => (Outcome.Exit0InputNotRunnable, v.Detail),
+                        Oracle.Verdict.OverflowEdge => (Outcome.Exit0OverflowEdge, v.Detail),
                         Oracle.Verdict.Different => (Outcome.SilentlyWrong, v.Detail),
                         _ => (Outcome.BrokenOutput, "the input runs in ORT, the output does not: " + v.Detail),
                     };
@@ -345,6 +346,7 @@ public static class Campaign
         Outcome.Exit0Equivalent => "0-equiv",
         Outcome.Exit0 => "0",
         Outcome.Exit0InputNotRunnable => "0-no-ort",
+        Outcome.Exit0OverflowEdge => "0-edge",
         Outcome.Exit2 => "2",
         Outcome.Exit3 => "3",
         _ => o.ToString()[..Math.Min(10, o.ToString().Length)],

@@ -55,6 +55,8 @@ public class StructureFuzzTests(ITestOutputHelper log)
     /// <summary>Cases the long campaign found, kept as regression tests (each failed before its fix).</summary>
     [Theory]
     [InlineData("bn-params:7004099")] // MatMul + BN with zero channels: IndexOutOfRange composing the affine chain
+    [InlineData("bn-params:7001571")] // ConvTranspose + BN, γ = 3e38: the BN's own factor overflows float, fold was finite
+    [InlineData("weights:7002651")] // weights of ±3e38: −Inf vs −3.07e38 at the range's edge (the oracle now calls it OverflowEdge)
     public void Campaign_findings_stay_fixed(string id)
     {
         string root = Path.Combine(Path.GetTempPath(), "normfold-fuzz", Guid.NewGuid().ToString("N"));

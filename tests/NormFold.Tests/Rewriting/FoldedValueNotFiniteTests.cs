@@ -10,24 +10,25 @@ namespace NormFold.Tests.Rewriting;
 public class FoldedValueNotFiniteTests
 {
     /// <summary>Producer → BN (BN "y" on "c"), γ[0] and var[0] and β[0], mean[0] set as given, all of <paramref name="type"/>.</summary>
-    static GraphBuilder WithBn(string producer, int type, double gamma, double variance, double beta = 0, double mean = 0)
+    static GraphBuilder WithBn(string producer, int type, double gamma, double variance, double beta = 0, double mean = 0,
+        double w = 1)
     {
         var g = new GraphBuilder(15);
         switch (producer)
         {
             case "Conv":
                 g.Input("x", type, [1, 3, 5, 5]);
-                g.Init("w", type, [4, 3, 3, 3], 0.5, 1);
+                g.Init("w", type, [4, 3, 3, 3], 0.5 * w, w);
                 g.Node("Conv", ["x", "w"], "c", "conv");
                 break;
             case "ConvTranspose": // the fuzzer's case (bn-params:1000119): NaN where the original gives +Inf
                 g.Input("x", type, [1, 3, 5, 5]);
-                g.Init("w", type, [3, 4, 3, 3], 0.5, 1);
+                g.Init("w", type, [3, 4, 3, 3], 0.5 * w, w);
                 g.Node("ConvTranspose", ["x", "w"], "c", "convT");
                 break;
             case "Gemm":
                 g.Input("x", type, [2, 3]);
-                g.Init("w", type, [3, 4], 0.5, 1);
+                g.Init("w", type, [3, 4], 0.5 * w, w);
                 g.Node("Gemm", ["x", "w"], "c", "gemm");
                 break;
             default:
@@ -50,11 +51,50 @@ public class FoldedValueNotFiniteTests
     [InlineData("Gemm")]
     public void Weights_that_overflow_float_are_refused(string producer)
     {
-        var (folded, r) = Fold(WithBn(producer, F32, gamma: 3e38, variance: 0.01).Build());
-        var d = AssertLeft(r, SkipReason.FoldedValueNotFinite);
+        // s = 1e38/√(1 − 1e-5 + 1e-5) = 1e38 is finite in float; W·s with W in [4, 8] is not. The BN stays out of
+        // the weights (as a BN, or as Mul + Add by s and t, which are finite).
+        var original = WithBn(producer, F32, gamma: 1e38, variance: 1 - 1e-5, w: 8).Build();
+        var (folded, r) = Fold(original);
+        var d = AssertNotFolded(r, SkipReason.FoldedValueNotFinite);
         Assert.Contains("'w'", d.Detail);
-        Assert.Equal(1, Count(folded, "BatchNormalization"));
+        Assert.Contains(folded.Proto.Graph.Initializer, t => t.Name == "w");
         Assert.All(folded.Proto.Graph.Initializer, t => Assert.All(folded.ReadDoubles(t), v => Assert.True(double.IsFinite(v))));
+        AssertEquivalent(original, folded);
+    }
+
+    /// <summary>The decision for the only anchor: not folded into a weight, for <paramref name="reason"/>.</summary>
+    static Decision AssertNotFolded(FoldResult r, SkipReason reason)
+    {
+        var d = Single(r);
+        Assert.True(d.Outcome != Outcome.Folded && d.Reason == reason, $"expected {reason}, got {d.Outcome} {d.Reason}: {d.Detail}");
+        return d;
+    }
+
+    /// <summary>The long fuzz campaign's bn-params:7001571: ConvTranspose + BN with γ = 3e38, var = 0.01. s = 3e39 overflows
+    /// float, so ONNX Runtime's BN gives ±Inf/NaN on that channel, while W·s with small weights is finite: the fold gave
+    /// finite values where the original gives NaN, exit 0. Every BN rule now leaves such a BN (and the original's output).</summary>
+    [Theory]
+    [InlineData("Conv")]
+    [InlineData("ConvTranspose")]
+    [InlineData("Gemm")]
+    [InlineData("Relu")]
+    public void A_bn_whose_own_factor_overflows_is_left_as_it_is(string producer)
+    {
+        var original = WithBn(producer, F32, gamma: 3e38, variance: 0.01, w: 1e-3).Build();
+        var (folded, r) = Fold(original);
+        var d = AssertLeft(r, SkipReason.FoldedValueNotFinite);
+        Assert.Contains("γ/√(var + ε)", d.Detail);
+        Assert.Contains("the original computes ±Inf or NaN", d.Detail);
+        Assert.Equal(1, Count(folded, "BatchNormalization"));
+        AssertEquivalent(original, folded);
+    }
+
+    [Fact]
+    public void A_bn_whose_shift_overflows_is_left_as_it_is()
+    {
+        // s = 1e30 is finite; t = β − mean·s = −1e39 is not.
+        var (_, r) = Fold(WithBn("Conv", F32, gamma: 1e30, variance: 1 - 1e-5, mean: 1e9, w: 1e-3).Build());
+        Assert.Contains("β − mean", AssertLeft(r, SkipReason.FoldedValueNotFinite).Detail);
     }
 
     [Fact]
@@ -68,16 +108,19 @@ public class FoldedValueNotFiniteTests
     [Fact]
     public void A_bias_that_overflows_is_refused_even_when_the_weights_fit()
     {
-        // s = 1, t = β − mean·s = 3e38 + 3e38: the weights stay as they are, the new bias would be +inf.
-        var (_, r) = Fold(WithBn("Conv", F32, gamma: 1, variance: 1 - 1e-5, beta: 3e38, mean: -3e38).Build());
-        Assert.Contains("bias", AssertLeft(r, SkipReason.FoldedValueNotFinite).Detail);
+        // s = 1, t = β − mean·s = 3e38 − 1e38, finite: the conv's own bias 3e38 plus t overflows.
+        var g = WithBn("Conv", F32, gamma: 1, variance: 1 - 1e-5, beta: 2e38, mean: -1e38);
+        g.Init("b", F32, [4], [3e38, 0, 0, 0]);
+        g.Graph.Node.Single(n => n.OpType == "Conv").Input.Add("b");
+        var (_, r) = Fold(g.Build());
+        Assert.Contains("bias", AssertNotFolded(r, SkipReason.FoldedValueNotFinite).Detail);
     }
 
     [Fact]
     public void A_standalone_bn_whose_mul_constant_overflows_stays_a_bn()
     {
         var (folded, r) = Fold(WithBn("Relu", F16, gamma: 1000, variance: 0.0001).Build());
-        Assert.Contains("Mul constant", AssertLeft(r, SkipReason.FoldedValueNotFinite).Detail);
+        Assert.Contains("γ/√(var + ε)[0] = 95339", AssertLeft(r, SkipReason.FoldedValueNotFinite).Detail);
         Assert.Equal(1, Count(folded, "BatchNormalization"));
         Assert.Equal(0, Count(folded, "Mul"));
     }

@@ -89,6 +89,12 @@ internal sealed record BatchNormParameters(
             s[c] = gamma[c] / Math.Sqrt(denominator);
             t[c] = beta[c] - mean[c] * s[c];
         }
+        // ONNX Runtime evaluates the BN as y = x·s + t with s and t computed in the parameters' type: where either
+        // overflows it, the original gives ±Inf or NaN on that channel, which no fold (and no Mul + Add) reproduces.
+        if (Affine.FoldedValues.NotFinite("the BN's factor γ/√(var + ε)", tensors[0].DataType, s) is { } sOverflows)
+            return sOverflows with { Detail = sOverflows.Detail + ": the original computes ±Inf or NaN on that channel" };
+        if (Affine.FoldedValues.NotFinite("the BN's shift β − mean·γ/√(var + ε)", tensors[0].DataType, t) is { } tOverflows)
+            return tOverflows with { Detail = tOverflows.Detail + ": the original computes ±Inf or NaN on that channel" };
         parameters = new BatchNormParameters((int)channels, s, t, epsilon, version, tensors[0].DataType);
         return null;
     }
