@@ -130,22 +130,20 @@ internal static class TensorData
     /// <summary>Integer elements (int32/int64 tensors: shapes, axes) as long.</summary>
     public static long[] ReadInt64s(TensorProto t, ReadOnlySpan<byte> raw)
     {
+        bool isLong = t.DataType == (int)TensorProto.Types.DataType.Int64;
+        if (!isLong && t.DataType != (int)TensorProto.Types.DataType.Int32)
+            throw new FormatException($"tensor '{t.Name}' has element type {ElementType.Name(t.DataType)}, not an integer type");
         long count = ElementCount(t);
+        int size = isLong ? 8 : 4;
+        bool hasRaw = !raw.IsEmpty || t.HasRawData || t.DataLocation == TensorProto.Types.DataLocation.External;
+        // The data must match the dims before anything is read (a Reshape shape of dims [4] holding 2 values).
+        if (hasRaw && (count > int.MaxValue / size || raw.Length != count * size))
+            throw new FormatException($"tensor '{t.Name}' holds {raw.Length} bytes of data, expected {count * size} for {count} {ElementType.Name(t.DataType)} elements");
+        if (!hasRaw) CheckCount(t, isLong ? t.Int64Data.Count : t.Int32Data.Count, count);
         var result = new long[count];
-        bool hasRaw = !raw.IsEmpty || t.HasRawData;
-        switch ((TensorProto.Types.DataType)t.DataType)
-        {
-            case TensorProto.Types.DataType.Int64:
-                if (hasRaw) for (int i = 0; i < count; i++) result[i] = BinaryPrimitives.ReadInt64LittleEndian(raw[(i * 8)..]);
-                else for (int i = 0; i < count; i++) result[i] = t.Int64Data[i];
-                break;
-            case TensorProto.Types.DataType.Int32:
-                if (hasRaw) for (int i = 0; i < count; i++) result[i] = BinaryPrimitives.ReadInt32LittleEndian(raw[(i * 4)..]);
-                else for (int i = 0; i < count; i++) result[i] = t.Int32Data[i];
-                break;
-            default:
-                throw new FormatException($"tensor '{t.Name}' has element type {ElementType.Name(t.DataType)}, not an integer type");
-        }
+        for (int i = 0; i < count; i++)
+            result[i] = hasRaw ? (isLong ? BinaryPrimitives.ReadInt64LittleEndian(raw[(i * 8)..]) : BinaryPrimitives.ReadInt32LittleEndian(raw[(i * 4)..]))
+                : isLong ? t.Int64Data[i] : t.Int32Data[i];
         return result;
     }
 }
