@@ -231,6 +231,17 @@ internal sealed class GraphIndex
     /// <summary>Rank from propagation, constants, or declarations that nothing contradicts (<see cref="TypeHints"/>).</summary>
     public int? Rank(string name) => Hints.Rank(this, name);
 
+    /// <summary>Shape (-1 for unknown dims) as the graph proves it — from constants and the main graph's declared inputs
+    /// only, never from value_info or other declarations, which may lie; null when that leaves the rank open.</summary>
+    public long[]? ProvenShape(string name) => Hints.ProvenShapeOf(this, name);
+
+    /// <summary>The declaration of a main-graph input (binding: ORT enforces it), else null.</summary>
+    internal TypeProto? BindingDeclaredType(string name) => IsBinding(name) ? _types.GetValueOrDefault(name) : null;
+
+    /// <summary>Whether the value_info of <paramref name="name"/> says something the graph contradicts (a rank or dim
+    /// other than propagated, or two declarations that disagree): such a declaration is dropped from a rewritten graph.</summary>
+    internal bool DeclarationContradicted(string name) => !IsBinding(name) && (_conflicting.Contains(name) || Hints.Contradicts(name));
+
     /// <summary>Best known shape (-1 for unknown dims), or null when even the rank is unknown.</summary>
     public long[]? Shape(string name) => Hints.ShapeOf(this, name);
 

@@ -15,6 +15,8 @@ internal sealed class TypeHints
     /// <summary>Propagated shapes; -1 for a dim that is not known.</summary>
     readonly Dictionary<string, long[]> _shape = new(StringComparer.Ordinal);
     readonly Dictionary<string, int> _type = new(StringComparer.Ordinal);
+    /// <summary>Shapes propagated from proof only (constants, the main graph's declared inputs); see <see cref="ProvenShapeOf"/>.</summary>
+    readonly Dictionary<string, long[]> _proven = new(StringComparer.Ordinal);
     /// <summary>Names whose declaration contradicts the propagated shape.</summary>
     readonly HashSet<string> _contradicted = new(StringComparer.Ordinal);
 
@@ -67,13 +69,29 @@ internal sealed class TypeHints
             _contradicted.Add(name);
     }
 
-    /// <summary>What one node's output shape and type follow from its inputs'; true when something new was learned.</summary>
+    /// <summary>What one node's output shape and type follow from its inputs' — once from everything known (hints
+    /// included), once from proof only; true when something new was learned.</summary>
     bool Learn(GraphIndex index, NodeProto n)
     {
         if (n.Output.Count == 0 || n.Output[0].Length == 0 || !Attributes.IsDefaultDomain(n)) return false;
+        var (shape, type) = Infer(index, n, name => ShapeOf(index, name));
+        bool learned = false;
+        if (shape != null && _shape.TryAdd(n.Output[0], shape)) learned = true;
+        if (type is { } tp && tp > 0 && _type.TryAdd(n.Output[0], tp)) learned = true;
+        if (!_proven.ContainsKey(n.Output[0]) && Infer(index, n, name => ProvenShapeOf(index, name)).Shape is { } proven)
+        {
+            _proven.Add(n.Output[0], proven);
+            learned = true;
+        }
+        return learned;
+    }
+
+    /// <summary>A node's output shape and type from its inputs' shapes as <paramref name="shapeOf"/> gives them.</summary>
+    (long[]? Shape, int? Type) Infer(GraphIndex index, NodeProto n, Func<string, long[]?> shapeOf)
+    {
         long[]? shape = null;
         int? type = null;
-        long[]? S(int i) => i < n.Input.Count && n.Input[i].Length > 0 ? ShapeOf(index, n.Input[i]) : null;
+        long[]? S(int i) => i < n.Input.Count && n.Input[i].Length > 0 ? shapeOf(n.Input[i]) : null;
         int? T(int i) => i < n.Input.Count && n.Input[i].Length > 0 ? ElemType(index, n.Input[i]) : null;
         if (SameShape.Contains(n.OpType)) { shape = S(0); type = T(0); }
         else if (SameRank.Contains(n.OpType)) { shape = Unknown(S(0)?.Length); type = T(0); }
@@ -117,13 +135,10 @@ internal sealed class TypeHints
                 if (n.Input.Count > 1 && index.TryGetConstant(n.Input[1], out var target, out _) && target.Dims.Count == 1)
                     shape = ReshapeShape(index.Model.ReadInt64s(target), S(0), Attributes.Int(n, "allowzero", 0) != 0);
                 else if (n.Input.Count > 1 && index.Producer(n.Input[1]) is { OpType: "Shape" } s && s.Attribute.Count == 0 && s.Input.Count == 1)
-                    shape = ShapeOf(index, s.Input[0]);
+                    shape = shapeOf(s.Input[0]);
                 break;
         }
-        bool learned = false;
-        if (shape != null && _shape.TryAdd(n.Output[0], shape)) learned = true;
-        if (type is { } tp && tp > 0 && _type.TryAdd(n.Output[0], tp)) learned = true;
-        return learned;
+        return (shape, type);
     }
 
     static long[]? Unknown(int? rank) => rank is { } r ? Enumerable.Repeat(-1L, r).ToArray() : null;
@@ -219,6 +234,16 @@ internal sealed class TypeHints
     }
 
     public int? Rank(GraphIndex index, string name) => ShapeOf(index, name)?.Length;
+
+    /// <summary>The shape as the graph proves it: propagated from constants and the main graph's declared inputs (which
+    /// ORT enforces) only, never from a value_info, output or body-input declaration; null when that leaves the rank open.</summary>
+    public long[]? ProvenShapeOf(GraphIndex index, string name)
+    {
+        if (_proven.TryGetValue(name, out var s)) return s;
+        if (index.Defines(name) || index.Parent is null)
+            return index.TryGetConstant(name, out var t, out _) ? t.Dims.ToArray() : Shape(index.BindingDeclaredType(name));
+        return index.Parent.ProvenShape(name);
+    }
 
     public int? ElemType(GraphIndex index, string name) =>
         _type.TryGetValue(name, out int t) ? t : index.DeclaredElemType(name);

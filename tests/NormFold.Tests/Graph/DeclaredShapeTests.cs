@@ -90,4 +90,55 @@ public class DeclaredShapeTests
         Assert.Equal(0, Count(folded, "GroupNormalization"));
         AssertEquivalent(g.Build(), folded);
     }
+
+    /// <summary>Campaign value-info:7001222: decoder_convtranspose (ConvTranspose → BN → Relu → ConvTranspose → BN) with a
+    /// value_info of the wrong rank on every intermediate. ORT merges the lies leniently in the original graph; once the
+    /// BNs are folded it fed Relu's declared rank 2 to the second ConvTranspose and refused the model. A rewritten graph
+    /// drops the declarations the graph contradicts.</summary>
+    [Fact]
+    public void A_rewritten_graph_drops_the_value_info_the_graph_contradicts()
+    {
+        var original = NormFold.Onnx.OnnxModel.Load(Path.Combine(ModelsDir, "decoder_convtranspose.onnx"));
+        var graph = original.Proto.Graph;
+        var internals = graph.Node.SelectMany(n => n.Output).Where(o => graph.Output.All(x => x.Name != o)).ToList();
+        Assert.Equal(4, internals.Count);
+        for (int i = 0; i < internals.Count; i++) graph.ValueInfo.Add(Value(internals[i], F32, i < 2 ? [2] : [2, 2]));
+        var (folded, r) = Fold(original);
+        Assert.Equal(2, r.Log.Decisions.Count(d => d.Outcome == Outcome.Folded));
+        Assert.Empty(folded.Proto.Graph.ValueInfo);
+        AssertEquivalent(original, folded, shapes: new Dictionary<string, long[]> { ["input"] = [2, 8, 5, 5] });
+    }
+
+    [Fact]
+    public void A_value_info_the_graph_does_not_contradict_stays_in_a_rewritten_graph()
+    {
+        var g = ReluBnWithLyingValueInfo([1, 3, 4, 4]);
+        var (folded, r) = Fold(g.Build());
+        Assert.Equal(Outcome.Replaced, Single(r).Outcome);
+        Assert.Equal("r", Assert.Single(folded.Proto.Graph.ValueInfo).Name);
+    }
+
+    /// <summary>A proven shape comes from the main graph's inputs and constants only: a value_info (uncontradicted, as
+    /// nothing propagates to it) is a hint for <see cref="GraphIndex.Rank"/> but no proof.</summary>
+    [Fact]
+    public void Proven_shapes_come_from_inputs_and_constants_never_from_value_info()
+    {
+        foreach (bool inputShaped in new[] { false, true })
+        {
+            var g = new GraphBuilder(17);
+            g.Input("x", F32, [2, 5, 8]);
+            if (!inputShaped) g.Graph.Input[0].Type.TensorType.Shape = null;
+            g.Node("Identity", ["x"], "i", "identity");
+            g.Graph.ValueInfo.Add(Value("i", F32, [2, 5, 8]));
+            g.Init("w", F32, [8, 3]);
+            g.Node("MatMul", ["i", "w"], "y", "matmul");
+            g.Output("y", F32, null);
+            var index = new GraphIndex(g.Proto.Graph, g.Build());
+            Assert.Equal(3, index.Rank("i"));
+            Assert.Equal(3, index.Rank("y"));
+            Assert.Equal(inputShaped ? new long[] { 2, 5, 8 } : null, index.ProvenShape("i"));
+            Assert.Equal(inputShaped ? 3 : null, index.ProvenShape("y")?.Length);
+            Assert.Equal(new long[] { 8, 3 }, index.ProvenShape("w"));
+        }
+    }
 }

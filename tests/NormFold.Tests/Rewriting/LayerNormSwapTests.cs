@@ -232,4 +232,35 @@ public class LayerNormSwapTests
         Assert.Contains("LayerNormSwap", AssertLeft(r, SkipReason.RuleDisabled, "mean").Detail);
         Assert.Equal(0, Count(folded, "LayerNormalization"));
     }
+
+    /// <summary>Campaign layernorm:7000315 / 7000483: X's shape undeclared (and, in the second, value_info for
+    /// intermediates): LayerNormalization(axis −1) was written for an X ORT then fed as a scalar. The axis counts from a
+    /// rank that must follow from the graph, not be assumed.</summary>
+    [Fact]
+    public void Refuses_when_the_rank_of_the_input_is_not_known()
+    {
+        var g = LayerNorm([2, 5, 8], [-1]);
+        g.Graph.Input.Single(i => i.Name == "x").Type.TensorType.Shape = null;
+        var (folded, r) = Fold(g.Build(), Swap);
+        Assert.Contains("rank of 'x'", AssertLeft(r, SkipReason.UnknownRank, "mean").Detail);
+        Assert.Equal(0, Count(folded, "LayerNormalization"));
+    }
+
+    [Fact]
+    public void Refuses_when_only_a_value_info_declares_the_rank()
+    {
+        var g = LayerNorm([2, 5, 8], [-1]);
+        var input = g.Graph.Input.Single(i => i.Name == "x");
+        input.Name = "x0";
+        input.Type.TensorType.Shape = null;
+        g.Node("Identity", ["x0"], "x", "identity");
+        var identity = g.Graph.Node[^1];
+        g.Graph.Node.RemoveAt(g.Graph.Node.Count - 1);
+        g.Graph.Node.Insert(0, identity);
+        g.Graph.ValueInfo.Add(Value("x", F32, [2, 5, 8]));
+        g.Graph.ValueInfo.Add(Value("m", F32, [2, 5, 1]));
+        var (folded, r) = Fold(g.Build(), Swap);
+        Assert.Contains("value_info", AssertLeft(r, SkipReason.UnknownRank, "mean").Detail);
+        Assert.Equal(0, Count(folded, "LayerNormalization"));
+    }
 }

@@ -5,8 +5,8 @@ namespace NormFold.Rewriting.Cleanup;
 
 /// <summary>
 /// After rewriting one graph: removes what the rewrites left unread (starting from the editor's orphans only, so
-/// dead code the model already had is not our business), drops value_info of vanished tensors, and sorts the nodes
-/// topologically — keeping the original order wherever it is already valid.
+/// dead code the model already had is not our business), drops value_info of vanished tensors and value_info the graph
+/// contradicts, and sorts the nodes topologically — keeping the original order wherever it is already valid.
 /// </summary>
 internal static class GraphCleanup
 {
@@ -46,6 +46,10 @@ internal static class GraphCleanup
         }
         if (editor.VanishedValues.Count > 0)
             RemoveWhere(graph.ValueInfo, v => editor.VanishedValues.Contains(v.Name) && !index.Defines(v.Name));
+        // A value_info the graph contradicts goes from a rewritten graph: ORT's shape inference merges such a lie
+        // leniently in one graph and feeds it to a node in another (a rank-2 ConvTranspose input once a BN is folded).
+        if (editor.Changed)
+            RemoveWhere(graph.ValueInfo, v => index.DeclarationContradicted(v.Name));
         if (editor.Changed)
         {
             var kept = new List<NodeProto>(graph.Node.Count);

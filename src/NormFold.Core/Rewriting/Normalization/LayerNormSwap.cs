@@ -10,9 +10,10 @@ namespace NormFold.Rewriting.Normalization;
 /// Variants: d computed by one Sub or two; Cast to float/double on d (before Pow and/or Div) with a Cast back to X's
 /// type after Sqrt, Div, Mul or Add; axes as attribute or (opset ≥ 18) constant input; constants seen through
 /// Unsqueeze; Mul/Add operands in either order.
-/// Conditions: A is the trailing contiguous axes, keepdims = 1 on both reductions; the exponent is a constant 2 and ε a
+/// Conditions: X's rank follows from the graph's inputs and constants (never from a value_info); A is the trailing
+/// contiguous axes, keepdims = 1 on both reductions; the exponent is a constant 2 and ε a
 /// constant scalar; every intermediate is read only inside the pattern; γ, β are constants broadcasting to the
-/// normalized shape, or tensors (graph inputs, computed) whose declared shape is the normalized shape, of X's type,
+/// normalized shape, or tensors (graph inputs, computed) whose proven shape is the normalized shape, of X's type,
 /// not computed from the pattern (absent ones are 1 and 0; a Mul/Add on a computed tensor of unknown shape stays after
 /// the new node, one on a graph input of unknown shape is refused); opset ≥ 17 or may be raised to it.
 /// Algebra: LayerNormalization computes (X − E[X]) / √(E[(X − E[X])²] + ε) · γ + β over A, exactly the decomposition.
@@ -47,7 +48,11 @@ internal sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
         if (g.IsGraphOutput(m) || g.Consumers(m).Count != subs.Count)
             return Outside(m);
 
-        int? rank = g.Rank(x);
+        // LayerNormalization's axis counts from X's rank: it must follow from the graph (its inputs and constants), not
+        // from a value_info, which may lie (an axis −1 on an X of rank 0 is a model ORT rejects).
+        if (g.ProvenShape(x) is not { } xShape)
+            return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' does not follow from the graph's inputs and constants (a declared value_info is no proof)");
+        int rank = xShape.Length;
         if (TrailingAxes(g, mean, rank, out int k) is { } badAxes) return badAxes;
 
         // d and its Casts: read only by one Pow (or Mul(d, d)) and one Div.
@@ -82,7 +87,7 @@ internal sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
         {
             if (!Patterns.TryConstant(g, square.Input[1], out var e, out var eDims))
                 return Match.Refuse(SkipReason.PatternMismatch, $"{Attributes.Describe(square)}'s exponent is not a constant");
-            if (e.Length != 1 || e[0] != 2 || (rank is { } r && eDims.Length > r))
+            if (e.Length != 1 || e[0] != 2 || eDims.Length > rank)
                 return Match.Refuse(SkipReason.PatternMismatch, $"{Attributes.Describe(square)}'s exponent is [{string.Join(", ", e.Take(4))}], not the scalar 2");
         }
         removed.Add(square);
@@ -96,7 +101,7 @@ internal sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
         string epsName = addEps.Input[0] == varMean.Output[0] ? addEps.Input[1] : addEps.Input[0];
         if (!Patterns.TryConstant(g, epsName, out var eps, out var epsDims))
             return Match.Refuse(SkipReason.ParameterNotConstant, $"ε ('{epsName}', added to the variance by {Attributes.Describe(addEps)}) is not a constant");
-        if (eps.Length != 1 || (rank is { } rr && epsDims.Length > rr))
+        if (eps.Length != 1 || epsDims.Length > rank)
             return Match.Refuse(SkipReason.PatternMismatch, $"ε ('{epsName}') is not a scalar");
         removed.Add(addEps);
         if (Follow(g, addEps.Output[0], "Sqrt") is not { } sqrt) return NotFollowed(g, addEps.Output[0], "Sqrt");
@@ -138,7 +143,7 @@ internal sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
             {
                 // Not a constant: LayerNormalization takes γ/β as inputs all the same, when their shape is known to be
                 // the normalized shape (checked below), their type is X's, and they do not come out of the pattern.
-                if (Patterns.DeclaredDims(g, other) is { } otherDims && g.ElemType(other) == type && !Patterns.DependsOn(g, other, removed))
+                if (g.ProvenShape(other) is { } otherDims && otherDims.All(d => d >= 0) && g.ElemType(other) == type && !Patterns.DependsOn(g, other, removed))
                 {
                     tensors.Add((other, otherDims, node));
                     if (op == "Mul") gammaTensor = other; else betaTensor = other;
@@ -159,15 +164,11 @@ internal sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
             return Match.Refuse(SkipReason.PatternMismatch,
                 $"the pattern computes in {ElementType.Name(current)} and its result '{output}' is not cast back to {ElementType.Name(type)}, the type of '{x}'");
 
-        // Normalized shape: from X's declared shape, else from γ/β.
+        // Normalized shape: from X's proven shape, else from γ/β.
         var shape = new long[k];
-        if (g.DeclaredType(x)?.TensorType?.Shape is { } declared && declared.Dim.Count >= k)
-            for (int j = 0; j < k; j++)
-                if (declared.Dim[declared.Dim.Count - k + j] is { HasDimValue: true, DimValue: > 0 } dim) shape[j] = dim.DimValue;
+        for (int j = 0; j < k; j++) shape[j] = Math.Max(0, xShape[rank - k + j]);
         foreach (var (_, dims, node) in affine)
         {
-            if (rank is null && dims.Length > k)
-                return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' is not known and {Attributes.Describe(node)}'s constant has rank {dims.Length}");
             if (dims.Length > rank)
                 return Match.Refuse(SkipReason.NotPerChannel, $"{Attributes.Describe(node)}'s constant has rank {dims.Length}, more than '{x}' ({rank})");
             for (int j = 0; j < k; j++)
@@ -213,7 +214,7 @@ internal sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
         Match.Refuse(SkipReason.IntermediateUsedOutside, $"'{name}' is also read outside the LayerNorm pattern (or is a graph output)");
 
     /// <summary>Checks keepdims and that the reduced axes are the last <paramref name="k"/> ones.</summary>
-    static Match.Refused? TrailingAxes(GraphIndex g, NodeProto rm, int? rank, out int k)
+    static Match.Refused? TrailingAxes(GraphIndex g, NodeProto rm, int rank, out int k)
     {
         k = 0;
         string who = Attributes.Describe(rm);
@@ -230,18 +231,17 @@ internal sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
         if (axes.Length == 0)
         {
             if (Attributes.Int(rm, "noop_with_empty_axes", 0) != 0) return Match.Refuse(SkipReason.PatternMismatch, $"{who} reduces no axis");
-            if (rank is null) return Match.Refuse(SkipReason.UnknownRank, $"{who} reduces all axes and the rank of its input is not known");
-            axes = Enumerable.Range(0, rank.Value).Select(a => (long)a).ToArray();
+            axes = Enumerable.Range(0, rank).Select(a => (long)a).ToArray();
         }
         var normalized = new HashSet<long>();
         foreach (long a in axes)
         {
-            if (a >= 0 && rank is null) return Match.Refuse(SkipReason.UnknownRank, $"{who} has axis {a} and the rank of its input is not known");
-            long n = a >= 0 ? a - rank!.Value : a;
-            if (rank is { } r && (n < -r || n >= 0)) return Match.Refuse(SkipReason.PatternMismatch, $"{who}'s axis {a} is out of range for rank {r}");
+            long n = a >= 0 ? a - rank : a;
+            if (n < -rank || n >= 0) return Match.Refuse(SkipReason.PatternMismatch, $"{who}'s axis {a} is out of range for rank {rank}");
             normalized.Add(n);
         }
         k = normalized.Count;
+        if (k == 0) return Match.Refuse(SkipReason.PatternMismatch, $"{who} reduces no axis (its input is a scalar)");
         if (k != axes.Length || normalized.Min() != -k)
             return Match.Refuse(SkipReason.PatternMismatch, $"{who} reduces axes [{string.Join(", ", axes)}], not the trailing contiguous axes");
         return null;
