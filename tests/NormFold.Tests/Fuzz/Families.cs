@@ -976,10 +976,17 @@ public static class Families
             }
             case 14:
             {
+                // The same ArgMax, plus 1 on one side: every element differs whatever the inputs (ArgMax over two
+                // different axes does not: both are all zeros when both axes have size 1, campaign check-pairs:7000071).
                 c.Mutation = "int-output-differs";
-                foreach (var (m, axis) in new[] { (c.Model, 1L), (other, 0L) })
+                foreach (var (m, plusOne) in new[] { (c.Model, false), (other, true) })
                 {
-                    m.Graph.Node.Add(new NodeProto { OpType = "ArgMax", Name = "argmax", Input = { m.Graph.Input[0].Name }, Output = { "am" }, Attribute = { Attr("axis", axis), Attr("keepdims", 0L) } });
+                    m.Graph.Node.Add(new NodeProto { OpType = "ArgMax", Name = "argmax", Input = { m.Graph.Input[0].Name }, Output = { plusOne ? "am0" : "am" }, Attribute = { Attr("axis", 0L), Attr("keepdims", 1L) } });
+                    if (plusOne)
+                    {
+                        m.Graph.Initializer.Add(Make("am_one", 7, [], [1]));
+                        m.Graph.Node.Add(new NodeProto { OpType = "Add", Name = "argmax_plus_one", Input = { "am0", "am_one" }, Output = { "am" } });
+                    }
                     m.Graph.Output.Add(Info("am", 7, null));
                 }
                 break;
