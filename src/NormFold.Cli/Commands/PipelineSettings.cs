@@ -7,7 +7,7 @@ internal static class PipelineSettings
 {
     public static readonly OptionSpec[] Options =
     [
-        new("--keep-standalone-bn", null, "leave BNs that cannot be folded as BatchNormalization instead of Mul + Add"),
+        new("--keep-standalone-bn", null, "leave BNs that cannot be folded as BatchNormalization (not Mul + Add, not merged with the affine ops next to them; other affine ops still merge)"),
         new("--disable", "RULE[,RULE]", "switch rules off (names as in the table's Rule column)", Repeatable: true),
         new("--swap-groupnorm", null, "replace decomposed GroupNorm (Reshape→InstanceNormalization→Reshape→Mul→Add) by GroupNormalization"),
         new("--swap-layernorm", null, "replace decomposed LayerNorm (ReduceMean→Sub→Pow→ReduceMean→Add→Sqrt→Div→Mul→Add) by LayerNormalization"),

@@ -61,8 +61,9 @@ internal static class RuleRegistry
             new Affine.AffineForwardIntoMatMul(),
         ]),
         // Affine ops nothing could absorb, next to each other, become one Mul + Add; before "standalone", so a BN among
-        // them merges with its neighbours instead of becoming a Mul + Add of its own (off when standalone BNs are kept).
-        new("merge", Repeat.Once, [new Affine.AffineMerge()], o => !o.KeepStandaloneBatchNorm),
+        // them merges with its neighbours instead of becoming a Mul + Add of its own (when standalone BNs are kept, a
+        // run with a BN in it is left as it is: the rule asks the option).
+        new("merge", Repeat.Once, [new Affine.AffineMerge()]),
         // Only the BNs nothing could absorb or merge: must run after "fold", "forward" and "merge".
         new("standalone", Repeat.Once,
         [

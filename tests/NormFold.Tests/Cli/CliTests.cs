@@ -180,6 +180,20 @@ public class CliTests
         foreach (var o in cmd.Options) Assert.Contains(o.Name, stdout);
         Assert.Contains("Exit codes", stdout);
     }
+
+    /// <summary>--help, the README and the library agree on what --keep-standalone-bn keeps: the BNs (and the affine
+    /// ops next to them), while other affine ops still merge.</summary>
+    [Fact]
+    public void Keep_standalone_bn_is_described_alike_in_help_and_readme()
+    {
+        var (_, stdout, _) = Run("fold", "--help");
+        string readme = File.ReadAllText(Path.Combine(TestSupport.RepoRoot, "README.md"));
+        foreach (var text in new[] { System.Text.RegularExpressions.Regex.Replace(stdout, @"\s+", " "), readme })
+        {
+            Assert.Contains("not merged with the affine ops next to them", text);
+            Assert.Contains("other affine ops still merge", text);
+        }
+    }
 }
 
 [Collection("Console")]

@@ -11,7 +11,8 @@ namespace NormFold.Rewriting.Affine;
 /// Conditions: k greater than the nodes that replace it; X's rank known; every constant varies along one and the same
 /// axis (BN: axis 1) or is a scalar; the element type known; each intermediate read by the next node alone.
 /// Algebra: the chain composed in double, y = s·x + t; s and t rounded once to X's type.
-/// Runs after the folds (whatever they could absorb is gone) and before standalone BNs become Mul + Add.
+/// Runs after the folds (whatever they could absorb is gone) and before standalone BNs become Mul + Add. When standalone
+/// BNs are kept, a piece with a BN is no candidate (the BN stays, and so do the ops merged with it otherwise).
 /// </summary>
 internal sealed class AffineMerge : RewriteRule<AffineMerge.MergePlan>
 {
@@ -30,6 +31,8 @@ internal sealed class AffineMerge : RewriteRule<AffineMerge.MergePlan>
     {
         var g = context.Graph;
         if (AffineHead.Piece(g, anchor, out string x, out var piece) is { } notAnchor) return notAnchor;
+        if (context.Options.KeepStandaloneBatchNorm && piece.Any(n => n.OpType == "BatchNormalization"))
+            return new Match.NoCandidate("standalone BNs are kept, with the affine ops next to them");
         if (!AffineHead.MergeCouldShrink(g, piece) && !piece.Any(n => AffineHead.IsIdentity(g, n)))
             return new Match.NoCandidate("merging would not make fewer nodes");
         if (g.Rank(x) is not { } rank)

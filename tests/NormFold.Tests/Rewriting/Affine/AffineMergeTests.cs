@@ -84,6 +84,7 @@ public class AffineMergeTests
         Assert.Empty(r.Log.Decisions); // nothing any rule could do: no candidate
     }
 
+    /// <summary>Keeping standalone BNs keeps each as a BatchNormalization, with the affine ops next to it as they are.</summary>
     [Fact]
     public void Kept_standalone_bns_are_not_merged()
     {
@@ -91,8 +92,28 @@ public class AffineMergeTests
         g.Bn("r", 4, "bn");
         Op(g, "Mul", "bn", [1, 4, 1, 1], "y");
         g.Output("y", F32, null);
-        var (folded, _) = Fold(g.Build(), new PipelineOptions { KeepStandaloneBatchNorm = true });
-        Assert.Equal(1, Count(folded, "BatchNormalization"));
+        var (folded, r) = Fold(g.Build(), new PipelineOptions { KeepStandaloneBatchNorm = true });
+        AssertEquivalent(g.Build(), folded);
+        Assert.Equal(["Relu", "BatchNormalization", "Mul"], folded.Proto.Graph.Node.Select(n => n.OpType));
+        Assert.Contains("standalone BNs are kept", AssertLeft(r, SkipReason.ProducerNotFoldable, "bn_bn").Detail);
+    }
+
+    /// <summary>Keeping standalone BNs does not switch merging off: affine ops without a BN among them still merge
+    /// (the option used to disable the whole merge phase).</summary>
+    [Fact]
+    public void Other_affine_ops_still_merge_when_standalone_bns_are_kept()
+    {
+        var g = Relu();
+        Op(g, "Mul", "r", [4, 1, 1], "m1");
+        Op(g, "Add", "m1", [4, 1, 1], "a1", -1, 1);
+        Op(g, "Mul", "a1", [4, 1, 1], "m2");
+        Op(g, "Add", "m2", [4, 1, 1], "y", -1, 1);
+        g.Output("y", F32, null);
+        var keep = new PipelineOptions { KeepStandaloneBatchNorm = true };
+        var (folded, r) = FoldChecked(g.Build(), keep);
+        Assert.Equal(["Relu", "Mul", "Add"], folded.Proto.Graph.Node.Select(n => n.OpType));
+        Assert.Equal("AffineMerge", Single(r).Rule);
+        Assert.Equal(Outcome.Replaced, Single(r).Outcome);
     }
 
     [Fact]
