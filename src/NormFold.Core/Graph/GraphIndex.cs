@@ -302,8 +302,11 @@ internal sealed class Readers : IReadOnlyList<NodeProto>
         if (_removed == 0) return;
         var quota = new Dictionary<NodeProto, int>(_count, ReferenceEqualityComparer.Instance);
         int kept = 0;
-        foreach (var n in _items)
+        for (int i = 0; i < _items.Count; i++) // not foreach: writing an element invalidates a List enumerator
+        {
+            var n = _items[i];
             if (quota.TryGetValue(n, out int q) && q > 0) { quota[n] = q - 1; _items[kept++] = n; }
+        }
         _items.RemoveRange(kept, _items.Count - kept);
         _removed = 0;
     }

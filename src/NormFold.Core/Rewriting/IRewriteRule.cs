@@ -19,8 +19,9 @@ internal interface IRewriteRule
     Applied Apply(GraphEditor editor, Plan plan);
 }
 
-/// <summary>What an apply step made: every tensor it created, and for each computed weight how to recompute it.</summary>
-internal sealed record Applied(IReadOnlyList<string> Created, IReadOnlyList<WeightRecord> Weights);
+/// <summary>What an apply step made: every tensor it created, and for each computed weight how to recompute it; for a
+/// fold, the target's weights relative to the original's (kept for later folds into it).</summary>
+internal sealed record Applied(IReadOnlyList<string> Created, IReadOnlyList<WeightRecord> Weights, Affine.LinearState? State = null);
 
 /// <summary>Base for rules with a typed plan.</summary>
 internal abstract class RewriteRule<TPlan> : IRewriteRule where TPlan : Plan

@@ -7,7 +7,8 @@ namespace NormFold.Rewriting;
 
 public sealed record PipelineOptions
 {
-    /// <summary>Leave BNs that cannot be folded as they are, instead of turning them into Mul + Add.</summary>
+    /// <summary>Leave BNs that cannot be folded as BatchNormalization nodes: not turned into Mul + Add, not merged with
+    /// the affine ops next to them (which then stay as they are too); other adjacent affine ops still merge.</summary>
     public bool KeepStandaloneBatchNorm { get; init; }
     /// <summary>Rule names switched off (any name in <see cref="RuleRegistry.RuleNames"/>).</summary>
     public IReadOnlySet<string> DisabledRules { get; init; } = new HashSet<string>();
@@ -85,7 +86,7 @@ internal sealed class Pipeline(PipelineOptions? options = null)
 
         var editor = new GraphEditor(index, names, _options.DeferWeightArithmetic);
         editor.Orphans.UnionWith(orphansFromBodies);
-        var context = new RewriteContext(index, opsets);
+        var context = new RewriteContext(index, opsets, _options);
         var decisions = new Decisions(path);
         for (int p = 0; p < RuleRegistry.Phases.Count; p++)
         {
@@ -150,6 +151,7 @@ internal sealed class Pipeline(PipelineOptions? options = null)
                 string description = planned.Plan.Describe();
                 string? target = planned.Plan.Target is { } t ? Attributes.Describe(t) : null;
                 var applied = rule.Apply(editor, planned.Plan);
+                if (applied.State is { } state && planned.Plan.Target is { } folded) context.Folds[folded] = state;
                 return new Decision(path, NodeLabel(anchor), anchor.OpType, planned.Plan.Target is null ? Outcome.Replaced : Outcome.Folded,
                     rule.Name, target, null, description, applied.Created, applied.Weights);
             }

@@ -6,11 +6,16 @@ using NormFold.Rewriting.Normalization;
 namespace NormFold.Rewriting;
 
 /// <summary>What a rule's match step may read and ask: the graph, and the services the pipeline provides.</summary>
-internal sealed class RewriteContext(GraphIndex graph, OpsetService opsets)
+internal sealed class RewriteContext(GraphIndex graph, OpsetService opsets, PipelineOptions? options = null)
 {
+    /// <summary>What the user asked for (rules read the switches that change what they may do, e.g. keeping BNs).</summary>
+    public PipelineOptions Options { get; } = options ?? new PipelineOptions();
     public GraphIndex Graph { get; } = graph;
     /// <summary>Whether a rewrite may use an operator version newer than the model imports.</summary>
     public OpsetService Opsets { get; } = opsets;
+    /// <summary>Linear ops folded into so far in this graph, with their weights relative to the original's (a later
+    /// fold into the same op composes with it and rounds once).</summary>
+    public Dictionary<NodeProto, Affine.LinearState> Folds { get; } = new(ReferenceEqualityComparer.Instance);
 }
 
 /// <summary>

@@ -48,12 +48,15 @@ internal static class WeightAudit
 
         public WeightAuditResult Run()
         {
-            // Results a later record reads (a BN folded into a Conv an earlier BN was folded into) are intermediates:
-            // replayed as sources, but cleanup removed them from the candidate.
+            // Results a later record reads, or replaces (a BN folded into a Conv an earlier BN was folded into: the later
+            // record computes both from the original), are intermediates: cleanup removed them from the candidate.
             var intermediate = new HashSet<(string, string)>();
             foreach (var ((graph, _), w) in _records)
+            {
                 foreach (var source in Sources(w))
                     if (_records.ContainsKey((graph, source))) intermediate.Add((graph, source));
+                if (w.Replaces is { } replaced) intermediate.Add((graph, replaced));
+            }
             foreach (var ((graph, name), w) in _records)
             {
                 if (intermediate.Contains((graph, name))) continue;
@@ -136,17 +139,26 @@ internal static class WeightAudit
                 }
                 case ForwardBias f:
                 {
+                    // f[o] = Σ W[i]·Shift[in(i)] from 0 in element order; b'[r, o] = Scale[o]·(F·b[r, o] + f[o]) + OutShift[o].
                     var (wt, wv) = Source(graph, f.Weight);
-                    int outputs = (int)Count(Index(_candidateIndex, _candidateGraphs, candidate, graph), f.Result);
-                    var result = new double[outputs];
-                    if (f.Source is { } name)
-                    {
-                        var (_, bv) = Source(graph, name);
-                        Array.Copy(bv, result, Math.Min(bv.Length, outputs));
-                    }
+                    var resultTensor = Index(_candidateIndex, _candidateGraphs, candidate, graph) is { } ci && ci.TryGetConstant(f.Result, out var rt, out _) ? rt
+                        : throw new AuditException($"'{f.Result}' ({graph}): the rewritten model has no such tensor");
+                    int n = (int)(resultTensor.Dims.Count == 0 ? 1 : resultTensor.Dims[^1]);
+                    var forward = new double[n];
                     for (long i = 0; i < wv.Length; i++)
-                        result[Channel(f.Outputs, i, wv.Length, outputs)] += wv[i] * f.Shift[Channel(f.Inputs, i, wv.Length, f.Shift.Length)];
-                    return Rounded(f.Source is { } s2 ? Source(graph, s2).Tensor.DataType : wt.DataType, [outputs], result);
+                        forward[Channel(f.Outputs, i, wv.Length, n)] += wv[i] * f.Shift[Channel(f.Inputs, i, wv.Length, f.Shift.Length)];
+                    TensorProto? src = null;
+                    double[]? v = null;
+                    if (f.Source is { } name) (src, v) = Source(graph, name);
+                    long rows = src is { Dims.Count: 2 } ? src.Dims[0] : 1, srcCols = src is null || src.Dims.Count == 0 ? 1 : src.Dims[^1];
+                    var result = new double[rows * n];
+                    for (long r = 0; r < rows; r++)
+                        for (int o = 0; o < n; o++)
+                        {
+                            double inner = v is null ? forward[o] : f.SourceFactor * v[r * srcCols + (srcCols == 1 ? 0 : o)] + forward[o];
+                            result[r * n + o] = (f.Scale?[o] ?? 1.0) * inner + (f.OutShift?[o] ?? 0.0);
+                        }
+                    return Rounded(src?.DataType ?? wt.DataType, rows > 1 || src is { Dims.Count: 2 } ? [rows, n] : [n], result);
                 }
                 case NewConstant c:
                 {

@@ -22,9 +22,9 @@ internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
     protected sealed record Linear(NodeProto Node, TensorProto Weight, ChannelLayout Outputs, ChannelLayout Inputs,
         long OutputChannels, long InputChannels, int Rank, int Axis, int BiasSlot, TensorProto? Bias, double BiasFactor, double ShiftScale);
 
+    /// <summary><paramref name="State"/>: the consumer's weights after the fold, relative to the original's.</summary>
     public sealed record ForwardPlan(NodeProto Anchor, NodeProto Target, IReadOnlyList<NodeProto> Chain, string X,
-        TensorProto Weight, ChannelLayout Outputs, ChannelLayout Inputs, double[] Scale, double[] Shift, int BiasSlot,
-        TensorProto? Bias, double BiasFactor, int BiasType, double[]? NewBias, long[] BiasDims) : Plan(Anchor, Target)
+        LinearState State, bool Rescale, int BiasSlot, int BiasType, double[]? NewBias, long[] BiasDims) : Plan(Anchor, Target)
     {
         public override string Describe() =>
             $"folded {string.Join(" → ", Chain.Select(n => n.OpType))} forward into {Attributes.Describe(Target!)}";
@@ -73,27 +73,18 @@ internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
         if (NeedsNodeForBias && chain.Map.Shifts && chain.Count == 1)
             return Match.Refuse(SkipReason.NothingSaved, $"moving the shift through {Attributes.Describe(consumer)} needs an Add after it: no node would be saved");
 
-        double[] s = chain.Map.ScaleFor(L.InputChannels), t = chain.Map.ShiftFor(L.InputChannels);
+        // Composed with what earlier folds of this run did to the consumer: computed from the original's tensors.
+        var state = LinearState.Of(context, consumer, L.Weight, L.Bias, L.BiasFactor, L.Outputs, L.OutputChannels)
+            .AfterInput(chain.Map, L.Inputs, L.InputChannels, L.ShiftScale);
         double[]? newBias = null;
-        long[] biasDims = [L.OutputChannels];
-        double[] shift = t.Select(v => v * L.ShiftScale).ToArray();
-        if (chain.Map.Shifts)
-        {
-            // b'[o] = b[o] + Σ W·shift, accumulated in element order from b (the weight audit replays it so).
-            if (L.Bias is not null && (L.BiasFactor != 1 || L.Bias.Dims.Count != 1 || L.Bias.Dims[0] != L.OutputChannels))
-                return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(consumer)} bias '{L.Bias.Name}' has shape {LinearWeights.Dims(L.Bias)} and factor {L.BiasFactor}: a shift folds forward only into a bias of shape [{L.OutputChannels}] taken once");
-            newBias = L.Bias is null ? new double[L.OutputChannels] : g.Model.ReadDoubles(L.Bias);
-            var weight = g.Model.ReadDoubles(L.Weight);
-            for (long i = 0; i < weight.Length; i++)
-                newBias[ChannelIndex.Of(L.Outputs, i, weight.Length, L.OutputChannels)] += weight[i] * shift[ChannelIndex.Of(L.Inputs, i, weight.Length, L.InputChannels)];
-        }
+        long[] biasDims = [];
+        if (chain.Map.Shifts && !state.TryBias(g.Model, out newBias, out biasDims, out string whyNot))
+            return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(consumer)}: {whyNot}");
         int biasType = L.Bias?.DataType ?? L.Weight.DataType;
         if (FoldedValues.FirstNotFinite(newBias ?? [], biasType) is { } badBias)
             return Match.Refuse(SkipReason.FoldedValueNotFinite, $"the folded bias of {Attributes.Describe(consumer)}[{badBias}] = {newBias![badBias]:G6} is not finite as {ElementType.Name(biasType)}");
-        if (chain.Map.Scales && FoldedValues.ScaledWeightNotFinite(g.Model, L.Weight, L.Inputs, s) is { } badWeight)
-            return Match.Refuse(SkipReason.FoldedValueNotFinite, $"{Attributes.Describe(consumer)} weight '{L.Weight.Name}'[{badWeight}] times the folded scale is not finite as {ElementType.Name(L.Weight.DataType)}");
-        return new Match.Planned(new ForwardPlan(anchor, consumer, chain.Nodes, x, L.Weight, L.Outputs, L.Inputs, s,
-            shift, L.BiasSlot, L.Bias, L.BiasFactor, biasType, newBias, biasDims));
+        if (chain.Map.Scales && state.WeightNotFinite(g.Model, consumer) is { } badWeight) return badWeight;
+        return new Match.Planned(new ForwardPlan(anchor, consumer, chain.Nodes, x, state, chain.Map.Scales, L.BiasSlot, biasType, newBias, biasDims));
     }
 
     protected override Applied Apply(GraphEditor editor, ForwardPlan plan)
@@ -101,14 +92,10 @@ internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
         var node = plan.Target!;
         var created = new List<string>();
         var records = new List<WeightRecord>();
-        FoldedValues.ScaleInput(editor, node, plan.Weight, plan.Inputs, plan.Scale, created, records);
+        var state = plan.State.Write(editor, node, plan.Rescale, plan.NewBias, plan.BiasDims, plan.BiasType, "_affinefold", created, records, out string? bias);
         foreach (var n in plan.Chain) editor.RemoveNode(n);
         editor.SetInput(node, 0, plan.X);
-        if (plan.NewBias is not { } values) return new Applied(created, records);
-        string baseName = plan.Bias is null ? plan.Weight.Name + "_bias_affinefold" : plan.Bias.Name + "_affinefold";
-        string bias = editor.AddInitializer(TensorData.Create("", plan.BiasType, plan.BiasDims, values), baseName);
-        created.Add(bias);
-        records.Add(new ForwardBias(plan.Bias?.Name, plan.Weight.Name, bias, plan.Outputs, plan.Inputs, plan.Shift));
+        if (bias is null) return new Applied(created, records, state);
         if (plan.BiasSlot >= 0)
         {
             editor.SetInput(node, plan.BiasSlot, bias);
@@ -122,7 +109,7 @@ internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
             editor.SetOutput(node, 0, product);
             editor.AddNode(new NodeProto { OpType = "Add", Input = { product, bias }, Output = { y } }, (node.Name.Length > 0 ? node.Name : y) + "_bias");
         }
-        return new Applied(created, records);
+        return new Applied(created, records, state);
     }
 
     /// <summary>The size of axis <paramref name="axis"/> of a tensor of that rank, when its best known shape says it.</summary>

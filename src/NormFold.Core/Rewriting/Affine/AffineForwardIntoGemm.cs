@@ -7,8 +7,10 @@ namespace NormFold.Rewriting.Affine;
 /// <summary>
 /// A → (BN | Mul/Div/Add/Sub by per-column constants)… → Gemm(·, B, C?; α, β, transA, transB)   ⇒   Gemm(A, B', C'; β = 1)
 /// The channel axis of A is the reduction axis K: axis 1, or axis 0 when transA = 1 (a BN needs axis 1).
-/// Conditions: Gemm-7 or later; B (and C) constant, floating point, B 2-D.
-/// Algebra: row k of op(B) scaled by s[k]; C'[…, n] = β·C[…, n] + α·Σ_k t[k]·op(B)[k, n]; β written as 1.
+/// Conditions: Gemm-7 or later; B (and C) constant, floating point, B 2-D; C absent, scalar, [1], [N], [1,N], [M,1] or
+/// [M,N] (every shape Gemm broadcasts); any α, β (0 too), transA, transB: always exact.
+/// Algebra: row k of op(B) scaled by s[k]; C'[…, n] = β·C[…, n] + α·Σ_k t[k]·op(B)[k, n] (C absent: 0; C' is [N], or
+/// [M,N] when C has M rows); β written as 1.
 /// </summary>
 internal sealed class AffineForwardIntoGemm : AffineForward
 {

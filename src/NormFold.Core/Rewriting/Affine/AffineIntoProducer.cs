@@ -22,9 +22,9 @@ internal abstract class AffineIntoProducer : RewriteRule<AffineIntoProducer.Fold
     protected sealed record Linear(NodeProto Node, TensorProto Weight, ChannelLayout Layout, long Channels, int Rank, int Axis,
         int BiasSlot, TensorProto? Bias, double BiasFactor);
 
-    public sealed record FoldPlan(NodeProto Anchor, NodeProto Target, IReadOnlyList<NodeProto> Chain, TensorProto Weight,
-        ChannelLayout Layout, double[] Scale, double[] Shift, int BiasSlot, TensorProto? Bias, double BiasFactor,
-        int BiasType, double[]? NewBias, long[] BiasDims) : Plan(Anchor, Target)
+    /// <summary><paramref name="State"/>: the producer's weights after the fold, relative to the original's.</summary>
+    public sealed record FoldPlan(NodeProto Anchor, NodeProto Target, IReadOnlyList<NodeProto> Chain, LinearState State,
+        bool Rescale, int BiasSlot, int BiasType, double[]? NewBias, long[] BiasDims) : Plan(Anchor, Target)
     {
         public override string Describe() =>
             $"folded {string.Join(" → ", Chain.Select(n => n.OpType))} into {Attributes.Describe(Target!)}";
@@ -59,22 +59,18 @@ internal abstract class AffineIntoProducer : RewriteRule<AffineIntoProducer.Fold
         if (p.BiasSlot < 0 && !chain.Map.Scales && chain.Count == 1)
             return new Match.NoCandidate($"the bias add of {Attributes.Describe(producer)}");
 
-        double[] s = chain.Map.ScaleFor(p.Channels), t = chain.Map.ShiftFor(p.Channels);
+        // Composed with what earlier folds of this run did to the producer: computed from the original's tensors.
+        var state = LinearState.Of(context, producer, p.Weight, p.Bias, p.BiasFactor, p.Layout, p.Channels).ThenOutput(chain.Map);
         bool needBias = chain.Map.Shifts || (p.Bias is not null && (chain.Map.Scales || p.BiasFactor != 1));
         double[]? newBias = null;
         long[] biasDims = [];
-        if (needBias)
-        {
-            if (!ChannelBias.TryFold(p.Bias, p.Bias is null ? null : g.Model.ReadDoubles(p.Bias), p.BiasFactor, s, t, out newBias, out biasDims, out string whyNot))
-                return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(producer)}: {whyNot}");
-        }
+        if (needBias && !state.TryBias(g.Model, out newBias, out biasDims, out string whyNot))
+            return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(producer)}: {whyNot}");
         int biasType = p.Bias?.DataType ?? p.Weight.DataType;
         if (FoldedValues.FirstNotFinite(newBias ?? [], biasType) is { } badBias)
             return Match.Refuse(SkipReason.FoldedValueNotFinite, $"the folded bias of {Attributes.Describe(producer)}[{badBias}] = {newBias![badBias]:G6} is not finite as {ElementType.Name(biasType)}");
-        if (chain.Map.Scales && FoldedValues.ScaledWeightNotFinite(g.Model, p.Weight, p.Layout, s) is { } badWeight)
-            return Match.Refuse(SkipReason.FoldedValueNotFinite, $"{Attributes.Describe(producer)} weight '{p.Weight.Name}'[{badWeight}] times the folded scale is not finite as {ElementType.Name(p.Weight.DataType)}");
-        return new Match.Planned(new FoldPlan(anchor, producer, chain.Nodes, p.Weight, p.Layout, s, t, p.BiasSlot, p.Bias, p.BiasFactor,
-            biasType, newBias, biasDims));
+        if (chain.Map.Scales && state.WeightNotFinite(g.Model, producer) is { } badWeight) return badWeight;
+        return new Match.Planned(new FoldPlan(anchor, producer, chain.Nodes, state, chain.Map.Scales, p.BiasSlot, biasType, newBias, biasDims));
     }
 
     protected override Applied Apply(GraphEditor editor, FoldPlan plan)
@@ -82,17 +78,9 @@ internal abstract class AffineIntoProducer : RewriteRule<AffineIntoProducer.Fold
         var node = plan.Target!;
         var created = new List<string>();
         var records = new List<WeightRecord>();
-        FoldedValues.ScaleInput(editor, node, plan.Weight, plan.Layout, plan.Scale, created, records);
+        var state = plan.State.Write(editor, node, plan.Rescale, plan.NewBias, plan.BiasDims, plan.BiasType, "_affinefold", created, records, out string? bias);
         string y = plan.Chain[^1].Output[0];
         foreach (var n in plan.Chain) editor.RemoveNode(n);
-        string? bias = null;
-        if (plan.NewBias is { } values)
-        {
-            string baseName = plan.Bias is null ? plan.Weight.Name + "_bias_affinefold" : plan.Bias.Name + "_affinefold";
-            bias = editor.AddInitializer(TensorData.Create("", plan.BiasType, plan.BiasDims, values), baseName);
-            created.Add(bias);
-            records.Add(new FoldedBias(plan.Bias?.Name, bias, plan.BiasFactor, plan.Scale, plan.Shift));
-        }
         if (plan.BiasSlot >= 0)
         {
             if (bias is not null)
@@ -110,6 +98,6 @@ internal abstract class AffineIntoProducer : RewriteRule<AffineIntoProducer.Fold
             editor.SetOutput(node, 0, product);
             editor.AddNode(new NodeProto { OpType = "Add", Input = { product, bias }, Output = { y } }, (node.Name.Length > 0 ? node.Name : y) + "_bias");
         }
-        return new Applied(created, records);
+        return new Applied(created, records, state);
     }
 }

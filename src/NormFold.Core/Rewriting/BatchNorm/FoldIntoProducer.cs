@@ -25,10 +25,31 @@ internal abstract class FoldIntoProducer<TPlan> : RewriteRule<TPlan> where TPlan
             return Match.Refuse(SkipReason.ProducerNotFoldable, ProducerDescription(g, bn));
         if (SoleReaderRefusal(g, bn.Input[0], bn) is { } refused) return refused;
         if (BatchNormParameters.TryRead(g, bn, out var p) is { } bnRefused) return bnRefused;
-        return MatchProducer(g, bn, producer, p);
+        return MatchProducer(context, bn, producer, p);
     }
 
-    protected abstract Match MatchProducer(GraphIndex g, NodeProto bn, NodeProto producer, BatchNormParameters p);
+    protected abstract Match MatchProducer(RewriteContext context, NodeProto bn, NodeProto producer, BatchNormParameters p);
+
+    /// <summary>The producer's weights after folding the BN, composed with what earlier folds of this run did to it;
+    /// the new bias, or a refusal (bias shape, values not finite in their types).</summary>
+    protected static Match.Refused? Compose(RewriteContext context, NodeProto producer, TensorProto weight, TensorProto? bias, double biasFactor,
+        ChannelLayout layout, long channels, BatchNormParameters p, out LinearState state, out double[] newBias, out long[] biasDims)
+    {
+        var g = context.Graph;
+        state = LinearState.Of(context, producer, weight, bias, biasFactor, layout, channels).ThenOutput(new ChannelAffine(p.Scale, p.Shift));
+        if (!state.TryBias(g.Model, out newBias, out biasDims, out string whyNot))
+            return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(producer)}: {whyNot}");
+        return FoldedValues.NotFinite($"the folded bias of {Attributes.Describe(producer)}", bias?.DataType ?? weight.DataType, newBias)
+            ?? state.WeightNotFinite(g.Model, producer);
+    }
+
+    /// <summary>Writes the composed weight and bias (see <see cref="LinearState.Write"/>); returns the bias name.</summary>
+    protected static string Write(GraphEditor editor, NodeProto producer, LinearState state, double[] newBias, long[] biasDims, int biasType,
+        List<string> created, List<WeightRecord> records, out LinearState written)
+    {
+        written = state.Write(editor, producer, true, newBias, biasDims, biasType, "_bnfold", created, records, out string? bias);
+        return bias!;
+    }
 
     // The checks and weight arithmetic every fold shares with the affine rules (Rewriting/Affine) live there once.
 
@@ -45,24 +66,6 @@ internal abstract class FoldIntoProducer<TPlan> : RewriteRule<TPlan> where TPlan
     /// <summary>The producer's optional bias (input 2): absent, or constant with shape [channels].</summary>
     protected static Match.Refused? OptionalChannelBias(GraphIndex g, NodeProto producer, int channels, out TensorProto? bias) =>
         Affine.LinearWeights.OptionalBias(g, producer, channels, out bias);
-
-    /// <summary>W' = W·s per channel, as a new initializer with a fresh name, and its record (computed while saving when
-    /// the editor defers weight arithmetic).</summary>
-    protected static ScaledWeight ScaleWeight(GraphEditor editor, TensorProto weight, ChannelLayout layout, double[] s) =>
-        Affine.FoldedValues.ScaledWeight(editor, weight, layout, s, "_bnfold");
-
-    /// <summary>b' = s·factor·b + t (see <see cref="ChannelBias"/>) as a new initializer, and its record.</summary>
-    protected static FoldedBias AddBias(GraphEditor editor, string? source, string baseName, int type, long[] dims, double[] values,
-        double factor, double[] s, double[] t) =>
-        new(source, editor.AddInitializer(TensorData.Create("", type, dims, values), baseName), factor, s, t);
-
-    /// <summary>Refusal unless W·s and the new bias are finite in their stored types.</summary>
-    protected static Match.Refused? NonFinite(GraphIndex g, NodeProto producer, TensorProto weight, ChannelLayout layout, double[] s,
-        int biasType, double[] newBias) =>
-        FoldedValues.NotFinite($"the folded bias of {Attributes.Describe(producer)}", biasType, newBias)
-        ?? (FoldedValues.ScaledWeightNotFinite(g.Model, weight, layout, s) is { } bad
-            ? Match.Refuse(SkipReason.FoldedValueNotFinite, $"{Attributes.Describe(producer)} weight '{weight.Name}'[{bad}] times the BN's scale is not finite as {ElementType.Name(weight.DataType)}")
-            : null);
 
     protected static bool HasInput(NodeProto n, int slot) => Affine.LinearWeights.HasInput(n, slot);
 

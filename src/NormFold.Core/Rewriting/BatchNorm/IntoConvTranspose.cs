@@ -15,8 +15,9 @@ internal sealed class IntoConvTranspose : FoldIntoProducer<IntoConv.ConvPlan>
     public override string Name => "BatchNormIntoConvTranspose";
     protected override IReadOnlyCollection<string> ProducerOpTypes { get; } = ["ConvTranspose"];
 
-    protected override Match MatchProducer(GraphIndex g, NodeProto bn, NodeProto convT, BatchNormParameters p)
+    protected override Match MatchProducer(RewriteContext context, NodeProto bn, NodeProto convT, BatchNormParameters p)
     {
+        var g = context.Graph;
         if (ConstantWeight(g, convT, 1, "weight", out var w) is { } refused) return refused;
         long group = Attributes.Int(convT, "group", 1);
         if (w.Dims.Count < 3 || group < 1 || w.Dims[0] % group != 0)
@@ -26,10 +27,9 @@ internal sealed class IntoConvTranspose : FoldIntoProducer<IntoConv.ConvPlan>
             return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(convT)} has {outPerGroup}×{group} output channels, the BN has {p.Channels}");
         if (OptionalChannelBias(g, convT, p.Channels, out var bias) is { } biasRefused) return biasRefused;
 
-        ChannelBias.TryFold(bias, bias is null ? null : g.Model.ReadDoubles(bias), 1.0, p.Scale, p.Shift, out var newBias, out var biasDims, out _);
         var layout = new ChannelLayout.TransposedConv(w.Dims[0], outPerGroup, group);
-        if (NonFinite(g, convT, w, layout, p.Scale, bias?.DataType ?? w.DataType, newBias) is { } overflow) return overflow;
-        return new Match.Planned(new IntoConv.ConvPlan(bn, convT, w, layout, p.Scale, p.Shift, bias?.DataType ?? w.DataType, newBias, biasDims));
+        if (Compose(context, convT, w, bias, 1.0, layout, p.Channels, p, out var state, out var newBias, out var biasDims) is { } bad) return bad;
+        return new Match.Planned(new IntoConv.ConvPlan(bn, convT, state, bias?.DataType ?? w.DataType, newBias, biasDims));
     }
 
     protected override Applied Apply(GraphEditor editor, IntoConv.ConvPlan plan) => IntoConv.Rewrite(editor, plan);

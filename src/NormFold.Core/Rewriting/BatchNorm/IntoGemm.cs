@@ -1,5 +1,6 @@
 using NormFold.Graph;
 using NormFold.Onnx.Proto;
+using NormFold.Rewriting.Affine;
 using NormFold.Tensors;
 
 namespace NormFold.Rewriting.BatchNorm;
@@ -14,14 +15,15 @@ namespace NormFold.Rewriting.BatchNorm;
 /// </summary>
 internal sealed class IntoGemm : FoldIntoProducer<IntoGemm.GemmPlan>
 {
-    public sealed record GemmPlan(NodeProto Anchor, NodeProto Target, TensorProto B, ChannelLayout Layout, double[] Scale,
-        double[] Shift, double Beta, int CType, double[] NewC, long[] CDims) : Plan(Anchor, Target);
+    public sealed record GemmPlan(NodeProto Anchor, NodeProto Target, LinearState State, int CType, double[] NewC, long[] CDims)
+        : Plan(Anchor, Target);
 
     public override string Name => "BatchNormIntoGemm";
     protected override IReadOnlyCollection<string> ProducerOpTypes { get; } = ["Gemm"];
 
-    protected override Match MatchProducer(GraphIndex g, NodeProto bn, NodeProto gemm, BatchNormParameters p)
+    protected override Match MatchProducer(RewriteContext context, NodeProto bn, NodeProto gemm, BatchNormParameters p)
     {
+        var g = context.Graph;
         if (g.Opset < 7)
             return Match.Refuse(SkipReason.UnsupportedOpsetVersion, $"{Attributes.Describe(gemm)} is Gemm-{(g.Opset < 6 ? 1 : 6)}, whose `broadcast` attribute NormFold does not rewrite");
         if (ConstantWeight(g, gemm, 1, "B", out var b) is { } refused) return refused;
@@ -35,24 +37,20 @@ internal sealed class IntoGemm : FoldIntoProducer<IntoGemm.GemmPlan>
         if (HasInput(gemm, 2) && ConstantWeight(g, gemm, 2, "C", out c) is { } cRefused) return cRefused;
 
         double beta = Attributes.Float(gemm, "beta", 1f);
-        if (!ChannelBias.TryFold(c, c is null ? null : g.Model.ReadDoubles(c), beta, p.Scale, p.Shift, out var newC, out var cDims, out string whyNot))
-            return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(gemm)}: {whyNot}");
-
         ChannelLayout layout = transB ? new ChannelLayout.Rows() : new ChannelLayout.Columns();
-        if (NonFinite(g, gemm, b, layout, p.Scale, c?.DataType ?? b.DataType, newC) is { } overflow) return overflow;
-        return new Match.Planned(new GemmPlan(bn, gemm, b, layout, p.Scale, p.Shift, beta, c?.DataType ?? b.DataType, newC, cDims));
+        if (Compose(context, gemm, b, c, beta, layout, n, p, out var state, out var newC, out var cDims) is { } bad) return bad;
+        return new Match.Planned(new GemmPlan(bn, gemm, state, c?.DataType ?? b.DataType, newC, cDims));
     }
 
     protected override Applied Apply(GraphEditor editor, GemmPlan plan)
     {
         var gemm = plan.Target!;
-        var b = ScaleWeight(editor, plan.B, plan.Layout, plan.Scale);
-        string? oldC = HasInput(gemm, 2) ? gemm.Input[2] : null;
-        var c = AddBias(editor, oldC, (oldC ?? plan.B.Name + "_bias") + "_bnfold", plan.CType, plan.CDims, plan.NewC, plan.Beta, plan.Scale, plan.Shift);
-        editor.SetInput(gemm, 1, b.Result);
-        editor.SetInput(gemm, 2, c.Result);
+        var created = new List<string>();
+        var records = new List<WeightRecord>();
+        string c = Write(editor, gemm, plan.State, plan.NewC, plan.CDims, plan.CType, created, records, out var state);
+        editor.SetInput(gemm, 2, c);
         if (Attributes.Find(gemm, "beta") != null) Attributes.SetFloat(gemm, "beta", 1f);
         Bypass(editor, plan.Anchor, gemm);
-        return new Applied([b.Result, c.Result], [b, c]);
+        return new Applied(created, records, state);
     }
 }

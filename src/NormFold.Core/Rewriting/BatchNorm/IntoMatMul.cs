@@ -1,5 +1,6 @@
 using NormFold.Graph;
 using NormFold.Onnx.Proto;
+using NormFold.Rewriting.Affine;
 using NormFold.Tensors;
 
 namespace NormFold.Rewriting.BatchNorm;
@@ -14,13 +15,14 @@ namespace NormFold.Rewriting.BatchNorm;
 internal sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
 {
     public sealed record MatMulPlan(NodeProto Anchor, NodeProto Target, NodeProto? Add, int BiasSlot,
-        TensorProto B, double[] Scale, double[] Shift, int BiasType, double[] NewBias, long[] BiasDims) : Plan(Anchor, Target);
+        LinearState State, int BiasType, double[] NewBias, long[] BiasDims) : Plan(Anchor, Target);
 
     public override string Name => "BatchNormIntoMatMul";
     protected override IReadOnlyCollection<string> ProducerOpTypes { get; } = ["MatMul", "Add"];
 
-    protected override Match MatchProducer(GraphIndex g, NodeProto bn, NodeProto producer, BatchNormParameters p)
+    protected override Match MatchProducer(RewriteContext context, NodeProto bn, NodeProto producer, BatchNormParameters p)
     {
+        var g = context.Graph;
         NodeProto matmul = producer;
         NodeProto? add = null;
         TensorProto? bias = null;
@@ -48,24 +50,19 @@ internal sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
         if (rank != 2)
             return Match.Refuse(SkipReason.ChannelAxisMismatch, $"{Attributes.Describe(matmul)} output has rank {rank}: BN normalises axis 1, B's columns are axis {rank - 1}");
 
-        if (!ChannelBias.TryFold(bias, bias is null ? null : g.Model.ReadDoubles(bias), 1.0, p.Scale, p.Shift, out var newBias, out var biasDims, out string whyNot))
-            return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(add!)}: {whyNot}");
-        if (NonFinite(g, matmul, weight, new ChannelLayout.Columns(), p.Scale, bias?.DataType ?? weight.DataType, newBias) is { } overflow) return overflow;
-        return new Match.Planned(new MatMulPlan(bn, matmul, add, biasSlot, weight, p.Scale, p.Shift, bias?.DataType ?? weight.DataType, newBias, biasDims));
+        if (Compose(context, matmul, weight, bias, 1.0, new ChannelLayout.Columns(), p.Channels, p, out var state, out var newBias, out var biasDims) is { } bad) return bad;
+        return new Match.Planned(new MatMulPlan(bn, matmul, add, biasSlot, state, bias?.DataType ?? weight.DataType, newBias, biasDims));
     }
 
     protected override Applied Apply(GraphEditor editor, MatMulPlan plan)
     {
         var matmul = plan.Target!;
-        var b = ScaleWeight(editor, plan.B, new ChannelLayout.Columns(), plan.Scale);
-        editor.SetInput(matmul, 1, b.Result);
+        var created = new List<string>();
+        var records = new List<WeightRecord>();
+        string bias = Write(editor, matmul, plan.State, plan.NewBias, plan.BiasDims, plan.BiasType, created, records, out var state);
         // The MatMul's value changes, so its output gets a new name: a name never stands for two different values.
         string product = editor.Names.FreshValue(matmul.Output[0] + "_bnfold");
         editor.SetOutput(matmul, 0, product);
-        string? oldBias = plan.Add?.Input[plan.BiasSlot];
-        var biasRecord = AddBias(editor, oldBias, (oldBias ?? plan.B.Name + "_bias") + "_bnfold", plan.BiasType, plan.BiasDims, plan.NewBias,
-            1.0, plan.Scale, plan.Shift);
-        string bias = biasRecord.Result;
         if (plan.Add is { } add)
         {
             editor.SetInput(add, 1 - plan.BiasSlot, product);
@@ -79,6 +76,6 @@ internal sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
             var newAdd = new NodeProto { OpType = "Add", Input = { product, bias }, Output = { y } };
             editor.AddNode(newAdd, (plan.Anchor.Name.Length > 0 ? plan.Anchor.Name : y) + "_bias");
         }
-        return new Applied([b.Result, bias], [b, biasRecord]);
+        return new Applied(created, records, state);
     }
 }
