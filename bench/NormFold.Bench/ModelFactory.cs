@@ -143,6 +143,20 @@ public sealed class ModelFactory(int seed)
         return copy;
     }
 
+    /// <summary>The same model with every float initializer's elements in float_data instead of raw_data (as CNTK and
+    /// other older exporters write them).</summary>
+    public static ModelProto ToFloatData(ModelProto m)
+    {
+        var copy = m.Clone();
+        foreach (var t in copy.Graph.Initializer.Where(t => t.DataType == ElementType.Float && t.HasRawData))
+        {
+            var values = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(t.RawData.Span).ToArray();
+            t.ClearRawData();
+            t.FloatData.AddRange(values);
+        }
+        return copy;
+    }
+
     public static void Write(ModelProto m, string path)
     {
         using var f = File.Create(path);

@@ -13,6 +13,7 @@ using NormFold.Verification;
 // NormFold's benchmarks: every number is a ratio taken in this one run on this one machine.
 // Usage: dotnet run --project bench/NormFold.Bench -c Release [-- --quick] [--out DIR]
 // Whole-process timings: ... -- --process [--runs N] [--no-publish] (ProcessBench.cs)
+// Peak memory, float_data vs raw_data weights: ... -- --float-data [--normfold path/to/normfold.dll] [--out DIR]
 bool quick = args.Contains("--quick");
 if (args.Length > 0 && args[0] == "--process")
     return ProcessBench.Run(FindRepo(), Path.GetFullPath(args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault() ?? "bench-out"),
@@ -23,6 +24,9 @@ if (args.Length > 0 && args[0] == "--half-kernel") return HalfKernel();
 if (args.Length > 0 && args[0] == "--many-bns") return ManyBns(args.Skip(1).Select(int.Parse).DefaultIfEmpty(10_000).ToArray());
 if (args.Length > 1 && args[0] == "--large-activations") return LargeActivations(args[1]);
 if (args.Length > 1 && args[0] == "--checker") return Checker(args[1], args.Length > 2 ? int.Parse(args[2]) : 5);
+if (args.Length > 0 && args[0] == "--float-data")
+    return FloatDataMemory(Path.GetFullPath(args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault() ?? "bench-out"),
+        args.SkipWhile(a => a != "--normfold").Skip(1).FirstOrDefault() ?? Path.Combine(AppContext.BaseDirectory, "normfold.dll"));
 if (args.Length > 1 && args[0] == "--fold-samples") return FoldSamples(args[1], args.Length > 2 ? int.Parse(args[2]) : 9);
 string outDir = Path.GetFullPath(args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault() ?? "bench-out");
 Directory.CreateDirectory(outDir);
@@ -47,6 +51,8 @@ string extDir = Path.Combine(outDir, "external");
 Directory.CreateDirectory(extDir);
 string resnet50x = Path.Combine(extDir, "resnet50_ext.onnx");
 ModelWriter.Save(OnnxModel.Load(resnet50), resnet50x, new SaveOptions { ExternalData = ExternalDataMode.All });
+string resnet50f = Path.Combine(outDir, "resnet50_float_data.onnx");
+ModelFactory.Write(ModelFactory.ToFloatData(OnnxModel.Load(resnet50).Proto), resnet50f);
 string gnNet = Path.Combine(outDir, "groupnorm_net.onnx");
 ModelFactory.Write(new ModelFactory(9).GroupNormNet(), gnNet);
 
@@ -121,7 +127,7 @@ Line($"A process that only starts the runtime (`normfold --version`) peaks at {b
 Line();
 Line("| Model | Model MB | Peak RSS MB | Peak / model | (Peak − runtime) / model |");
 Line("| --- | ---: | ---: | ---: | ---: |");
-foreach (var (name, path) in models.Skip(2))
+foreach (var (name, path) in models.Skip(2).Append(("ResNet-50 shape, float_data", resnet50f)))
 {
     long peak = PeakRss($"fold \"{path}\" -o \"{Path.Combine(outDir, "peak_out.onnx")}\" -q");
     double mb = ModelBytes(path) / 1e6;
@@ -306,6 +312,29 @@ return 0;
 
 // ---- helpers ---------------------------------------------------------------------------------------------------
 /// <summary>The float16 scaling kernel alone, on a warm 512 K-element buffer of weight-like values: ns per element.</summary>
+// Peak memory of `normfold fold` (given normfold.dll, e.g. an older build's) on a ResNet-50-shaped model stored as
+// float_data and as raw_data, medians of 3 child processes.
+static int FloatDataMemory(string outDir, string normfold)
+{
+    Directory.CreateDirectory(outDir);
+    var m = new ModelFactory(7).ResNet50();
+    string raw = Path.Combine(outDir, "resnet50.onnx"), typed = Path.Combine(outDir, "resnet50_float_data.onnx");
+    ModelFactory.Write(m, raw);
+    ModelFactory.Write(ModelFactory.ToFloatData(m), typed);
+    Console.WriteLine($"normfold: {normfold}");
+    Console.WriteLine($"runtime only (--version): {PeakRssOf(normfold, "--version") / 1024.0:F0} MB");
+    Console.WriteLine("| Weights stored as | Model MB | Peak RSS MB | Peak / model |");
+    Console.WriteLine("| --- | ---: | ---: | ---: |");
+    foreach (var (name, path) in new[] { ("raw_data", raw), ("float_data", typed) })
+    {
+        string output = Path.Combine(outDir, "peak_out.onnx");
+        var peaks = Enumerable.Range(0, 3).Select(_ => { File.Delete(output); return PeakRssOf(normfold, $"fold \"{path}\" -o \"{output}\" -q"); }).Order().ToList();
+        long size = new FileInfo(path).Length;
+        Console.WriteLine($"| {name} | {size / 1e6:F1} | {peaks[1] / 1024.0:F0} | {peaks[1] * 1024.0 / size:F2}× |");
+    }
+    return 0;
+}
+
 static int HalfKernel()
 {
     var rng = new Random(1);
@@ -589,7 +618,9 @@ static long ModelBytes(string path)
     return n;
 }
 
-long PeakRss(string arguments)
+long PeakRss(string arguments) => PeakRssOf(normfold, arguments);
+
+static long PeakRssOf(string normfold, string arguments)
 {
     var psi = new ProcessStartInfo("dotnet", $"\"{normfold}\" {arguments}") { RedirectStandardError = true, RedirectStandardOutput = true };
     psi.Environment["NORMFOLD_PEAK_RSS"] = "1";

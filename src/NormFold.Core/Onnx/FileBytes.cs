@@ -84,6 +84,31 @@ internal sealed class FileBytes : IDisposable
             memory.Span.Slice(start, destination.Length).CopyTo(destination);
     }
 
+    /// <summary>Hands <paramref name="memory"/> to <paramref name="visit"/> a chunk of at most <see cref="Chunk"/> bytes at a
+    /// time, in order: a mapped file's read into a warm pooled buffer (see <see cref="CopyTo"/>), so a pass over a
+    /// weight does not make the file's pages resident in this process.</summary>
+    public static void ForEachChunk(ReadOnlyMemory<byte> memory, ChunkVisitor visit)
+    {
+        if (!MemoryMarshal.TryGetMemoryManager(memory, out MappedMemory? _, out _, out _))
+        {
+            visit(memory.Span);
+            return;
+        }
+        var buffer = ArrayPool<byte>.Shared.Rent(Math.Min(memory.Length, Chunk));
+        try
+        {
+            for (int offset = 0; offset < memory.Length; offset += Chunk)
+            {
+                var chunk = buffer.AsSpan(0, Math.Min(Chunk, memory.Length - offset));
+                CopyTo(memory, offset, chunk);
+                visit(chunk);
+            }
+        }
+        finally { ArrayPool<byte>.Shared.Return(buffer); }
+    }
+
+    public delegate void ChunkVisitor(ReadOnlySpan<byte> chunk);
+
     /// <summary>Writes <paramref name="memory"/> to <paramref name="output"/>, a chunk at a time through a pooled buffer
     /// when it is a mapped file's (see <see cref="CopyTo"/>).</summary>
     public static void WriteTo(ReadOnlyMemory<byte> memory, Stream output)

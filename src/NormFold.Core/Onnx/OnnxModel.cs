@@ -9,6 +9,12 @@ namespace NormFold.Onnx;
 /// file held (metadata, functions, unknown fields) is written back. Tensors stored as external data stay where they
 /// are until their bytes are needed.
 /// </summary>
+/// <remarks>
+/// Weights are not copied out of the file: raw_data, and the main graph's large packed float_data / double_data
+/// (which hold the same little-endian bytes), are views of the mapped file. In <see cref="Proto"/> such a float_data or
+/// double_data tensor shows its elements as raw_data; <see cref="ModelWriter.Save"/> writes it back as the field it
+/// was. float16/bfloat16 elements stored one per int32_data entry cannot be views: they are copied.
+/// </remarks>
 public sealed class OnnxModel : IDisposable
 {
     public ModelProto Proto { get; }
@@ -26,6 +32,10 @@ public sealed class OnnxModel : IDisposable
     bool _disposed;
     /// <summary>Tensors whose bytes are computed only when saved or read (see <see cref="Defer"/>).</summary>
     readonly Dictionary<TensorProto, DeferredScaling> _deferred = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>Initializers whose raw_data is a view of a packed float_data (4) or double_data (10) field in the file:
+    /// saved back as that field while their raw_data is still that view (see <see cref="TypedViewField"/>).</summary>
+    readonly Dictionary<TensorProto, (int Field, ByteString View)> _typedViews = new(ReferenceEqualityComparer.Instance);
 
     /// <summary>Tensors NormFold created (fold results). Saving puts large ones beside existing external data.</summary>
     internal HashSet<TensorProto> Created { get; } = new(ReferenceEqualityComparer.Instance);
@@ -64,7 +74,7 @@ public sealed class OnnxModel : IDisposable
         try
         {
             var bytes = file.Range(0, (int)length);
-            var proto = ZeroCopyParser.TryParse(bytes);
+            var proto = ZeroCopyParser.TryParse(bytes, out var typed);
             if (proto is null)
             {
                 proto = ModelProto.Parser.ParseFrom(bytes.Span);
@@ -75,6 +85,7 @@ public sealed class OnnxModel : IDisposable
                 throw new InvalidModelException($"{name}: not an ONNX model (it has no graph)");
             model = new OnnxModel(proto, path) { _file = file, DisplayName = displayName };
             file = null; // the model's now
+            foreach (var (t, field) in typed) model._typedViews[t] = (field, t.RawData);
             Graph.ModelValidator.Validate(model);
             model.ValidateExternalReferences();
             model.LoadedWithExternalData = model.HasExternalData;
@@ -141,8 +152,9 @@ public sealed class OnnxModel : IDisposable
 
     internal static bool IsExternal(TensorProto t) => t.DataLocation == TensorProto.Types.DataLocation.External;
 
-    /// <summary>Bytes of a tensor's data in raw little-endian layout (raw_data, external file or a deferred
-    /// result, which this computes); empty when the tensor uses the typed fields (float_data, int32_data, …).</summary>
+    /// <summary>Bytes of a tensor's data in raw little-endian layout (raw_data — a float_data/double_data view included —,
+    /// external file or a deferred result, which this computes); empty when the tensor uses the typed fields
+    /// (float_data, int32_data, …).</summary>
     internal ReadOnlySpan<byte> RawBytes(TensorProto t) => RawMemory(t).Span;
 
     /// <summary>The same bytes as <see cref="RawBytes"/>, as memory (for work split across threads).</summary>
@@ -161,12 +173,19 @@ public sealed class OnnxModel : IDisposable
         return IsExternal(t) ? ReadExternal(t).Length : t.RawData.Length;
     }
 
-    /// <summary>Whether the tensor's elements are raw bytes (raw_data, external, or deferred) rather than typed fields.</summary>
+    /// <summary>Whether the tensor's elements are raw bytes (raw_data, external, or deferred) rather than typed fields
+    /// (a float_data view counts as typed: it is saved as it was, inline).</summary>
     internal bool HasRawBytes(TensorProto t)
     {
         lock (_deferred) if (_deferred.ContainsKey(t)) return true;
-        return t.HasRawData || IsExternal(t);
+        return t.HasRawData && TypedViewField(t) is null || IsExternal(t);
     }
+
+    /// <summary>4 (float_data) or 10 (double_data) when <paramref name="t"/>'s raw_data is still the view of that packed
+    /// field it was loaded as (and nothing else was put in the typed fields since); else null.</summary>
+    internal int? TypedViewField(TensorProto t) =>
+        _typedViews.TryGetValue(t, out var v) && t.HasRawData && ReferenceEquals(t.RawData, v.View) && !IsExternal(t)
+        && t.FloatData.Count == 0 && t.DoubleData.Count == 0 ? v.Field : null;
 
     /// <summary>
     /// Makes <paramref name="t"/>'s raw bytes the result of <paramref name="scaling"/>, computed when the model is saved

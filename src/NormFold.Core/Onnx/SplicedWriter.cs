@@ -7,28 +7,33 @@ namespace NormFold.Onnx;
 /// Serialises a model to the same bytes as Google.Protobuf's WriteTo, but writes the main graph's large initializer
 /// payloads straight from where they are (the mapped input file) or computes them into the output (deferred folds),
 /// instead of copying them through protobuf's buffer. The mirror image of <see cref="ZeroCopyParser"/>:
-/// protobuf serialises the model with those raw_data fields empty (a few KB to MB, each field a two-byte placeholder
-/// exactly where protobuf puts raw_data), and the walk below replaces each placeholder by the real field, fixing the
-/// length prefixes of the tensor, graph and model fields around it.
+/// protobuf serialises the model with those fields holding a placeholder (raw_data empty; a float_data / double_data
+/// view, one zero element — so protobuf puts each field where it belongs, before unknown fields too), and the walk
+/// below replaces each placeholder by the real field, fixing the length prefixes of the tensor, graph and model
+/// fields around it.
 /// </summary>
 internal static class SplicedWriter
 {
     const int ModelGraph = 7, GraphInitializer = 5, TensorRawData = 9;
-    /// <summary>Payloads below this are left to protobuf.</summary>
+    /// <summary>Payloads below this are left to protobuf (float_data / double_data views are always spliced).</summary>
     internal const int MinSpliced = 1 << 12;
+
+    /// <summary>A spliced initializer: its bytes (null when deferred), their length, and the field they are written as.</summary>
+    readonly record struct Spliced(TensorProto Tensor, ByteString? Raw, long Length, int Field);
 
     public static void Write(OnnxModel model, Stream output, int minSpliced = MinSpliced)
     {
         var graph = model.Proto.Graph;
-        var spliced = new Dictionary<int, (TensorProto Tensor, ByteString? Raw, long Length)>();
+        var spliced = new Dictionary<int, Spliced>();
         if (graph != null)
             for (int i = 0; i < graph.Initializer.Count; i++)
             {
                 var t = graph.Initializer[i];
                 if (OnnxModel.IsExternal(t)) continue;
                 bool deferred = model.IsDeferred(t);
-                if (deferred || t.HasRawData && t.RawData.Length >= minSpliced)
-                    spliced[i] = (t, deferred ? null : t.RawData, model.RawLength(t));
+                int? typed = deferred ? null : model.TypedViewField(t);
+                if (deferred || typed != null || t.HasRawData && t.RawData.Length >= minSpliced)
+                    spliced[i] = new(t, deferred ? null : t.RawData, model.RawLength(t), typed ?? TensorRawData);
             }
         if (spliced.Count == 0)
         {
@@ -36,13 +41,22 @@ internal static class SplicedWriter
             return;
         }
         byte[] skeleton;
-        foreach (var (t, _, _) in spliced.Values) t.RawData = ByteString.Empty;
+        foreach (var s in spliced.Values)
+        {
+            s.Tensor.RawData = ByteString.Empty;
+            if (s.Field == ZeroCopyParser.TensorFloatData) { s.Tensor.ClearRawData(); s.Tensor.FloatData.Add(0f); }
+            if (s.Field == ZeroCopyParser.TensorDoubleData) { s.Tensor.ClearRawData(); s.Tensor.DoubleData.Add(0d); }
+        }
         try { skeleton = model.Proto.ToByteArray(); }
         finally
         {
-            foreach (var (t, raw, _) in spliced.Values)
-                if (raw != null) t.RawData = raw;
-                else t.ClearRawData(); // deferred
+            foreach (var s in spliced.Values)
+            {
+                if (s.Field == ZeroCopyParser.TensorFloatData) s.Tensor.FloatData.Clear();
+                if (s.Field == ZeroCopyParser.TensorDoubleData) s.Tensor.DoubleData.Clear();
+                if (s.Raw != null) s.Tensor.RawData = s.Raw;
+                else s.Tensor.ClearRawData(); // deferred
+            }
         }
         foreach (var piece in Splice(skeleton, spliced))
         {
@@ -64,7 +78,7 @@ internal static class SplicedWriter
         }
     }
 
-    static List<Piece> Splice(byte[] skeleton, Dictionary<int, (TensorProto Tensor, ByteString? Raw, long Length)> spliced)
+    static List<Piece> Splice(byte[] skeleton, Dictionary<int, Spliced> spliced)
     {
         // The graph field of the model (protobuf writes it once, in field order).
         var (graphTag, graphStart, graphEnd) = FindField(skeleton, 0, skeleton.Length, ModelGraph)
@@ -78,12 +92,12 @@ internal static class SplicedWriter
             var (field, wire, payload, end) = NextField(skeleton, ref pos, graphEnd);
             if (field == GraphInitializer && wire == 2 && spliced.TryGetValue(initializer++, out var s))
             {
-                var (placeholder, _, after) = FindField(skeleton, payload, end, TensorRawData)
-                    ?? throw new InvalidOperationException($"tensor '{s.Tensor.Name}': no raw_data placeholder");
+                var (placeholder, _, after) = FindField(skeleton, payload, end, s.Field)
+                    ?? throw new InvalidOperationException($"tensor '{s.Tensor.Name}': no placeholder for field {s.Field}");
                 long tensorLength = end - payload - (after - placeholder) + 1 + VarintSize((ulong)s.Length) + s.Length;
                 graphPieces.Add(Piece.Framing(GraphInitializer << 3 | 2, tensorLength));
                 graphPieces.Add(new Piece(skeleton, payload, placeholder - payload));
-                graphPieces.Add(Piece.Framing(TensorRawData << 3 | 2, s.Length));
+                graphPieces.Add(Piece.Framing(s.Field << 3 | 2, s.Length));
                 graphPieces.Add(Piece.Payload(s.Tensor));
                 graphPieces.Add(new Piece(skeleton, after, end - after));
                 graphLength += 1 + VarintSize((ulong)tensorLength) + tensorLength;

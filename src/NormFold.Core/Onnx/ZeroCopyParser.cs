@@ -9,14 +9,23 @@ namespace NormFold.Onnx;
 /// and each initializer's raw_data is then set to a view of the buffer. Serialising writes the same bytes as a plain
 /// parse would (fields are written in field-number order either way). Anything unusual — group wire types, malformed
 /// varints — returns null, and the caller parses the plain way.
+/// A packed float_data (double_data) payload of at least SplicedWriter.MinSpliced bytes holds the same little-endian
+/// bytes as raw_data: it is cut out too and becomes a raw_data view, listed in <c>typed</c> with its field number so the
+/// writer puts it back as that field. Only when it is the tensor's one data field and matches its data_type; anything
+/// else (float16 in int32_data, unpacked or repeated fields, raw_data beside it) is left to protobuf, which copies.
 /// </summary>
 internal static class ZeroCopyParser
 {
     const int ModelGraph = 7, GraphInitializer = 5, TensorRawData = 9;
+    internal const int TensorFloatData = 4, TensorDoubleData = 10;
 
-    public static ModelProto? TryParse(ReadOnlyMemory<byte> buffer)
+    public static ModelProto? TryParse(ReadOnlyMemory<byte> buffer) => TryParse(buffer, out _);
+
+    /// <param name="typed">Initializers whose raw_data view was a packed float_data (4) or double_data (10) field.</param>
+    public static ModelProto? TryParse(ReadOnlyMemory<byte> buffer, out List<(TensorProto Tensor, int Field)> typed)
     {
-        var slices = new List<(int Offset, int Length)?>();
+        typed = [];
+        var slices = new List<Slice?>();
         var stripped = new MemoryStream(buffer.Length / 64 + 1024);
         try
         {
@@ -30,21 +39,35 @@ internal static class ZeroCopyParser
         if (model.Graph is null ? slices.Count != 0 : model.Graph.Initializer.Count != slices.Count) return null;
         for (int i = 0; i < slices.Count; i++)
             if (slices[i] is { } s)
-                model.Graph!.Initializer[i].RawData = UnsafeByteOperations.UnsafeWrap(buffer.Slice(s.Offset, s.Length));
+            {
+                var t = model.Graph!.Initializer[i];
+                if (s.Field != TensorRawData)
+                {
+                    // The view stands for float_data / double_data only where protobuf would have read the same elements.
+                    if (t.DataType != (s.Field == TensorFloatData ? (int)TensorProto.Types.DataType.Float : (int)TensorProto.Types.DataType.Double)) return null;
+                    typed.Add((t, s.Field));
+                }
+                t.RawData = UnsafeByteOperations.UnsafeWrap(buffer.Slice(s.Offset, s.Length));
+            }
         return model;
     }
 
+    /// <summary>A payload cut out of an initializer: raw_data (9), or a packed float_data (4) / double_data (10).</summary>
+    readonly record struct Slice(int Field, int Offset, int Length);
+
     /// <summary>Copies the fields of a message; depth 0 = ModelProto, 1 = GraphProto, 2 = an initializer TensorProto.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    static bool CopyMessage(ReadOnlySpan<byte> b, int start, int end, MemoryStream output, int depth, List<(int, int)?> slices)
+    static bool CopyMessage(ReadOnlySpan<byte> b, int start, int end, MemoryStream output, int depth, List<Slice?> slices)
     {
         int pos = start;
-        (int, int)? raw = null;
+        Slice? raw = null, packed = null;
+        int dataFields = 0; // occurrences of the data fields (4–7, 9–11) in a tensor
         while (pos < end)
         {
             int fieldStart = pos;
             if (!ReadVarint(b, ref pos, end, out ulong tag)) return false;
             int field = (int)(tag >> 3), wire = (int)(tag & 7);
+            if (depth == 2 && field is >= 4 and <= 7 or >= 9 and <= 11) dataFields++;
             switch (wire)
             {
                 case 0: if (!ReadVarint(b, ref pos, end, out _)) return false; break;
@@ -67,7 +90,13 @@ internal static class ZeroCopyParser
                     }
                     if (depth == 2 && field == TensorRawData)
                     {
-                        raw = (payload, (int)length); // last one wins, as in protobuf
+                        raw = new Slice(field, payload, (int)length); // last one wins, as in protobuf
+                        continue;
+                    }
+                    if (depth == 2 && field is TensorFloatData or TensorDoubleData && length >= SplicedWriter.MinSpliced
+                        && length % (field == TensorFloatData ? 4ul : 8ul) == 0)
+                    {
+                        packed = new Slice(field, payload, (int)length);
                         continue;
                     }
                     break;
@@ -77,7 +106,11 @@ internal static class ZeroCopyParser
             if (pos > end) return false;
             output.Write(b.Slice(fieldStart, pos - fieldStart));
         }
-        if (depth == 2) slices.Add(raw);
+        if (depth == 2)
+        {
+            if (packed != null && dataFields != 1) return false; // a packed field beside other data: protobuf merges them
+            slices.Add(raw ?? packed);
+        }
         return pos == end;
     }
 

@@ -70,15 +70,30 @@ internal static class FoldedValues
         created.Add(scaled.Result);
         records.Add(scaled);
     }
-    /// <summary>max|W| over the stored elements; NaN when one is NaN.</summary>
+    /// <summary>max|W| over the stored elements; NaN when one is NaN. Read a chunk at a time (FileBytes.ForEachChunk):
+    /// the pass does not make a mapped weight resident.</summary>
     static double MaxAbs(OnnxModel model, TensorProto t)
     {
-        var raw = model.RawBytes(t);
+        var raw = model.RawMemory(t);
         if (raw.IsEmpty && TensorData.ElementCount(t) > 0)
             return model.ReadDoubles(t).Aggregate(0.0, (m, v) => double.IsNaN(v) || double.IsNaN(m) ? double.NaN : Math.Max(m, Math.Abs(v)));
         double max = 0;
         bool nan = false;
-        switch (t.DataType)
+        int type = t.DataType;
+        FileBytes.ForEachChunk(raw, chunk =>
+        {
+            var (m, n) = MaxAbs(chunk, type);
+            max = Math.Max(max, m);
+            nan |= n;
+        });
+        return nan ? double.NaN : max;
+    }
+
+    static (double Max, bool NaN) MaxAbs(ReadOnlySpan<byte> raw, int type)
+    {
+        double max = 0;
+        bool nan = false;
+        switch (type)
         {
             case ElementType.Float:
                 float fm = 0;
@@ -95,6 +110,6 @@ internal static class FoldedValues
                 foreach (ushort v in MemoryMarshal.Cast<byte, ushort>(raw)) { double a = Math.Abs(Rounding.FromBFloat16Bits(v)); if (a > max) max = a; nan |= double.IsNaN(a); }
                 break;
         }
-        return nan ? double.NaN : max;
+        return (max, nan);
     }
 }
