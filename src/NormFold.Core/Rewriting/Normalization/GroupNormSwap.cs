@@ -10,7 +10,8 @@ namespace NormFold.Rewriting.Normalization;
 /// Conditions: rank ≥ 3 known; the first Reshape's shape is constant [0 or N, G, −1] (or Concat of X's batch dim, G, −1);
 /// the second restores X's shape (Shape(X), or X's static shape as a constant); IN's scale/bias are 1/0; every
 /// intermediate is read only by the next node; γ, β are constants broadcasting per channel (Mul/Add on anything else
-/// stay after the new node; absent ones are 1 and 0); G divides C.
+/// stay after the new node; absent ones are 1 and 0); G divides C, known from X (its shape, or the conv that made it),
+/// never from γ/β (which may widen one channel to C).
 /// Emits GroupNormalization-21 (γ, β per channel) when the opset is or may be raised to ≥ 21; GroupNormalization-18
 /// (per group) only when γ and β are constant within each group — exact in both cases.
 /// </summary>
@@ -53,19 +54,20 @@ internal sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
 
         var removed = new List<NodeProto> { r1, inorm, r2 };
         string output = r2.Output[0];
-        long? channels = Patterns.Channels(g, x);
+        // From X alone: γ/β of C channels on an X of one channel would widen it, which GroupNormalization does not.
+        long? channels = Patterns.Channels(g, x) ?? (g.Shape(x) is { Length: >= 2 } xs && xs[1] > 0 ? xs[1] : null);
         double[]? gamma = null, beta = null;
         // Absorb Mul(γ) and then Add(β) when they are per-channel constants and the only readers.
-        if (Patterns.SoleReader(g, output) is { OpType: "Mul" } mul && Affine(g, mul, output, rank.Value, ref channels) is { } gv)
+        if (Patterns.SoleReader(g, output) is { OpType: "Mul" } mul && Affine(g, mul, output, rank.Value, channels) is { } gv)
         {
             gamma = gv; removed.Add(mul); output = mul.Output[0];
         }
-        if (Patterns.SoleReader(g, output) is { OpType: "Add" } add && Affine(g, add, output, rank.Value, ref channels) is { } bv)
+        if (Patterns.SoleReader(g, output) is { OpType: "Add" } add && Affine(g, add, output, rank.Value, channels) is { } bv)
         {
             beta = bv; removed.Add(add); output = add.Output[0];
         }
         if (channels is not { } c)
-            return Match.Refuse(SkipReason.UnknownRank, $"the channel count of '{x}' is not known (no static shape, no conv weight to read it from)");
+            return Match.Refuse(SkipReason.UnknownRank, $"the channel count of '{x}' is not known (no static shape, no conv weight to read it from; γ/β's would not do: they may widen one channel)");
         if (c % groups != 0)
             return Match.Refuse(SkipReason.GroupsDoNotDivideChannels, $"{groups} groups do not divide {c} channels");
         gamma ??= Enumerable.Repeat(1.0, (int)c).ToArray();
@@ -134,15 +136,13 @@ internal sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
         return false;
     }
 
-    /// <summary>The per-channel constant the node applies to <paramref name="input"/>, or null. Learns the channel
-    /// count from the constant's axis 1 when it was not known.</summary>
-    static double[]? Affine(GraphIndex g, NodeProto node, string input, int rank, ref long? channels)
+    /// <summary>The per-channel constant the node applies to <paramref name="input"/>, or null (also when X's channel
+    /// count is not known).</summary>
+    static double[]? Affine(GraphIndex g, NodeProto node, string input, int rank, long? channels)
     {
         if (!Attributes.IsDefaultDomain(node) || node.Input.Count != 2) return null;
         string other = node.Input[0] == input ? node.Input[1] : node.Input[0];
         if (!Patterns.TryConstant(g, other, out var values, out var dims) || dims.Length > rank) return null;
-        long axis1 = dims.Length >= rank - 1 ? dims[dims.Length - (rank - 1)] : 1;
-        channels ??= axis1 > 1 ? axis1 : null;
         return channels is { } c ? Patterns.PerChannel(values, dims, rank, c) : null;
     }
 

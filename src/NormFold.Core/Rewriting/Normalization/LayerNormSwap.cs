@@ -15,7 +15,9 @@ namespace NormFold.Rewriting.Normalization;
 /// constant scalar; every intermediate is read only inside the pattern; γ, β are constants broadcasting to the
 /// normalized shape, or tensors (graph inputs, computed) whose proven shape is the normalized shape, of X's type,
 /// not computed from the pattern (absent ones are 1 and 0; a Mul/Add on a computed tensor of unknown shape stays after
-/// the new node, one on a graph input of unknown shape is refused); opset ≥ 17 or may be raised to it.
+/// the new node, one on a graph input of unknown shape is refused); X's normalized dims are known where γ/β are wider
+/// than 1 (else they might widen a dim of 1); a double X is computed in double with an ε that is a float (LayerNormalization
+/// computes double in double, with a float epsilon); opset ≥ 17 or may be raised to it.
 /// Algebra: LayerNormalization computes (X − E[X]) / √(E[(X − E[X])²] + ε) · γ + β over A, exactly the decomposition.
 /// </summary>
 internal sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
@@ -118,6 +120,12 @@ internal sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
 
         if (g.ElemType(x) is not { } type || !ElementType.IsFoldable(type))
             return Match.Refuse(SkipReason.UnsupportedDataType, $"the element type of '{x}' is not known or not floating point");
+        // LayerNormalization on double computes in double, with a float ε: a pattern in float, or a double ε that is no
+        // float, gives other values.
+        if (type == ElementType.Double && castTo.Values.Any(t => t != ElementType.Double))
+            return Match.Refuse(SkipReason.PatternMismatch, $"the pattern computes '{x}' (double) in float; LayerNormalization would compute it in double");
+        if (type == ElementType.Double && (double)(float)eps[0] != eps[0])
+            return Match.Refuse(SkipReason.PatternMismatch, $"ε = {eps[0]:R} is added in double; LayerNormalization's float epsilon would round it to {(float)eps[0]:R}");
 
         // Tail: [Cast back] [Mul(γ)] [Cast back] [Add(β)] [Cast back].
         string output = div.Output[0];
@@ -167,6 +175,7 @@ internal sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
         // Normalized shape: from X's proven shape, else from γ/β.
         var shape = new long[k];
         for (int j = 0; j < k; j++) shape[j] = Math.Max(0, xShape[rank - k + j]);
+        var fromX = (long[])shape.Clone();
         foreach (var (_, dims, node) in affine)
         {
             if (dims.Length > rank)
@@ -188,6 +197,10 @@ internal sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
         }
         if (shape.Any(d => d == 0))
             return Match.Refuse(SkipReason.UnknownRank, $"the normalized shape (last {k} dims) of '{x}' is not known from its declared shape or from γ/β");
+        // γ/β of D > 1 on a dim of X that is not known: a dim of 1 would be widened to D by the Mul/Add, not by LayerNormalization.
+        for (int j = 0; j < k; j++)
+            if (fromX[j] == 0 && shape[j] > 1)
+                return Match.Refuse(SkipReason.UnknownRank, $"dim {j - k} of '{x}' is not known: γ/β have {shape[j]} there and would broadcast a dim of 1 to {shape[j]}, which LayerNormalization does not");
         double[]? scale = gamma is null && gammaTensor is null ? Fill(shape, 1) : null, bias = beta is null && betaTensor is null ? Fill(shape, 0) : null;
         foreach (var (values, dims, node) in affine)
         {

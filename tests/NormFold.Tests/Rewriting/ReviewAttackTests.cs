@@ -1,0 +1,278 @@
+using NormFold.Onnx;
+using NormFold.Onnx.Proto;
+using NormFold.Rewriting;
+using NormFold.Tests.Builders;
+using static NormFold.Tests.Builders.GraphBuilder;
+using static NormFold.Tests.TestSupport;
+
+namespace NormFold.Tests.Rewriting;
+
+/// <summary>Review attacks (session 4): small models at the edges of the swaps and folds. Each either is rewritten and
+/// equivalent in ORT, or is left with a named reason.</summary>
+public class ReviewAttackTests
+{
+    /// <summary>Whatever was rewritten must be equivalent; returns the fold.</summary>
+    static (OnnxModel Folded, FoldResult Result) FoldSafely(OnnxModel original, PipelineOptions? options = null,
+        IReadOnlyDictionary<string, long[]>? shapes = null)
+    {
+        var (folded, r) = Fold(original, options);
+        AssertEquivalent(original, folded, shapes: shapes);
+        return (folded, r);
+    }
+
+    static readonly PipelineOptions LnSwap = new() { SwapLayerNorm = true, TargetOpset = 17 };
+
+    /// <summary>X → mean/var over the last axis, in <paramref name="compute"/> (Cast of d when it is not X's type).</summary>
+    static GraphBuilder LayerNorm(int type, int compute, long[] xDims, bool mulSquare = false, double epsilon = 1e-5)
+    {
+        var g = new GraphBuilder(17);
+        g.Input("x", type, xDims);
+        g.Node("ReduceMean", ["x"], "m", "mean", ("axes", new long[] { -1 }));
+        g.Node("Sub", ["x", "m"], "d", "sub");
+        string dc = "d";
+        if (compute != type) { g.Node("Cast", ["d"], "dc", "cast_up", ("to", (long)compute)); dc = "dc"; }
+        if (mulSquare) g.Node("Mul", [dc, dc], "p", "square");
+        else { g.Init("two", compute, [], [2]); g.Node("Pow", [dc, "two"], "p", "pow"); }
+        g.Node("ReduceMean", ["p"], "v", "var", ("axes", new long[] { -1 }));
+        g.Init("eps", compute, [], [epsilon]);
+        g.Node("Add", ["v", "eps"], "ve", "add_eps");
+        g.Node("Sqrt", ["ve"], "s", "sqrt");
+        g.Node("Div", [dc, "s"], compute != type ? "nc" : "n", "div");
+        if (compute != type) g.Node("Cast", ["nc"], "n", "cast_back", ("to", (long)type));
+        long[] norm = [xDims[^1]];
+        g.Init("gamma", type, norm, 0.5, 1.5);
+        g.Init("beta", type, norm, -0.5, 0.5);
+        g.Node("Mul", ["n", "gamma"], "scaled", "mul");
+        g.Node("Add", ["scaled", "beta"], "y", "add_beta");
+        g.Output("y", type, xDims);
+        return g;
+    }
+
+    [Fact]
+    public void LayerNorm_with_mul_square_swaps_and_is_equivalent()
+    {
+        var (folded, r) = FoldSafely(LayerNorm(F32, F32, [2, 5, 8], mulSquare: true).Build(), LnSwap);
+        Assert.Equal(Outcome.Replaced, r.Log.Decisions.Single(d => d.Anchor == "mean").Outcome);
+        Assert.Equal(1, Count(folded, "LayerNormalization"));
+    }
+
+    /// <summary>A double model whose LayerNorm is computed in float (d cast down, the quotient cast back): the result has
+    /// float precision, LayerNormalization on double computes in double.</summary>
+    [Fact]
+    public void LayerNorm_of_double_computed_in_float_is_not_swapped_into_a_double_layernorm()
+    {
+        var (folded, r) = FoldSafely(LayerNorm(F64, F32, [2, 5, 8], epsilon: 1.0 / 65536).Build(), LnSwap);
+        Assert.Contains("in float", AssertLeft(r, SkipReason.PatternMismatch, "mean").Detail);
+        Assert.Equal(0, Count(folded, "LayerNormalization"));
+    }
+
+    [Fact]
+    public void LayerNorm_of_float_computed_in_double_is_equivalent()
+    {
+        FoldSafely(LayerNorm(F32, F64, [2, 5, 8]).Build(), LnSwap);
+    }
+
+    [Fact]
+    public void LayerNorm_of_double_with_an_epsilon_that_is_a_float_swaps_and_is_equivalent()
+    {
+        var (folded, _) = FoldSafely(LayerNorm(F64, F64, [2, 5, 8], epsilon: 1.0 / 65536).Build(), LnSwap);
+        Assert.Equal(1, Count(folded, "LayerNormalization"));
+    }
+
+    /// <summary>ε = 1e-5 added in double; the float attribute would be 9.99999974737875e-06 (a drift ORT shows at 1e-13).</summary>
+    [Fact]
+    public void LayerNorm_of_double_with_an_epsilon_that_is_no_float_is_not_swapped()
+    {
+        var (_, r) = FoldSafely(LayerNorm(F64, F64, [2, 5, 8]).Build(), LnSwap);
+        Assert.Contains("float epsilon", AssertLeft(r, SkipReason.PatternMismatch, "mean").Detail);
+    }
+
+    /// <summary>X's shape undeclared, X's last dim 1 at run time, γ of 4: the Mul widens [2, 1] to [2, 4].</summary>
+    [Fact]
+    public void LayerNorm_whose_gamma_widens_an_undeclared_last_axis_is_not_swapped()
+    {
+        var g = LayerNorm(F32, F32, [2, 4]);
+        g.Graph.Input[0].Type.TensorType.Shape.Dim[1].ClearDimValue();
+        g.Graph.Input[0].Type.TensorType.Shape.Dim[1].DimParam = "D";
+        g.Graph.Output[0].Type.TensorType.Shape = null;
+        var (folded, r) = FoldSafely(g.Build(), LnSwap, new Dictionary<string, long[]> { ["x"] = [2, 1] });
+        Assert.Contains("broadcast a dim of 1", AssertLeft(r, SkipReason.UnknownRank, "mean").Detail);
+        Assert.Equal(0, Count(folded, "LayerNormalization"));
+    }
+
+    static readonly PipelineOptions GnSwap21 = new() { SwapGroupNorm = true, TargetOpset = 21 };
+
+    /// <summary>GroupNorm decomposition on an X whose channel count is not declared; γ/β have <paramref name="c"/> channels.</summary>
+    static GraphBuilder GroupNormUnknownChannels(long c, long groups)
+    {
+        var g = new GraphBuilder(21);
+        g.Input("x", F32, [-1, -1, -1, -1]);
+        g.Int64s("gshape", 0, groups, -1);
+        g.Node("Reshape", ["x", "gshape"], "r1", "reshape1");
+        g.Init("in_scale", F32, [groups], Enumerable.Repeat(1.0, (int)groups).ToArray());
+        g.Init("in_bias", F32, [groups], new double[groups]);
+        g.Node("InstanceNormalization", ["r1", "in_scale", "in_bias"], "in", "instnorm", ("epsilon", 1e-3f));
+        g.Node("Shape", ["x"], "xshape", "shape");
+        g.Node("Reshape", ["in", "xshape"], "r2", "reshape2");
+        g.Init("gamma", F32, [c, 1, 1], 0.5, 1.5);
+        g.Init("beta", F32, [c, 1, 1], -0.5, 0.5);
+        g.Node("Mul", ["r2", "gamma"], "m", "mul");
+        g.Node("Add", ["m", "beta"], "y", "add");
+        g.Output("y", F32, null);
+        return g;
+    }
+
+    [Fact]
+    public void GroupNorm_on_undeclared_channels_is_left_even_when_they_match()
+    {
+        var (_, r) = FoldSafely(GroupNormUnknownChannels(4, 2).Build(), GnSwap21, new Dictionary<string, long[]> { ["x"] = [2, 4, 3, 3] });
+        AssertLeft(r, SkipReason.UnknownRank, "instnorm");
+    }
+
+    /// <summary>X has 1 channel at run time; γ/β of 4 channels widen it. GroupNormalization(X, γ[4]) is not that.</summary>
+    [Fact]
+    public void GroupNorm_whose_gamma_widens_one_undeclared_channel_is_not_swapped()
+    {
+        var (folded, r) = FoldSafely(GroupNormUnknownChannels(4, 1).Build(), GnSwap21, new Dictionary<string, long[]> { ["x"] = [2, 1, 3, 3] });
+        Assert.Contains("widen one channel", AssertLeft(r, SkipReason.UnknownRank, "instnorm").Detail);
+        Assert.Equal(0, Count(folded, "GroupNormalization"));
+    }
+
+    [Fact]
+    public void GroupNorm_lowering_of_18_with_per_group_scale_is_equivalent()
+    {
+        var g = new GraphBuilder(18);
+        g.Input("x", F32, [2, 6, 3, 3]);
+        g.Init("scale", F32, [3], [0.5, 1.5, 2]);
+        g.Init("bias", F32, [3], [0.1, -0.2, 0.3]);
+        g.Node("GroupNormalization", ["x", "scale", "bias"], "y", "gn", ("num_groups", 3L), ("epsilon", 1e-2f));
+        g.Output("y", F32, [2, 6, 3, 3]);
+        var (folded, r) = FoldSafely(g.Build(), new PipelineOptions { LowerGroupNorm = true });
+        Assert.Equal(Outcome.Replaced, Single(r).Outcome);
+        Assert.Equal(0, Count(folded, "GroupNormalization"));
+    }
+
+    [Fact]
+    public void GroupNorm_lowering_of_21_float16_is_equivalent()
+    {
+        var g = new GraphBuilder(21);
+        g.Input("x", F16, [2, 6, 5]);
+        g.Init("scale", F16, [6], 0.5, 1.5);
+        g.Init("bias", F16, [6], -0.5, 0.5);
+        g.Node("GroupNormalization", ["x", "scale", "bias"], "y", "gn", ("num_groups", 2L));
+        g.Output("y", F16, [2, 6, 5]);
+        var (folded, r) = FoldSafely(g.Build(), new PipelineOptions { LowerGroupNorm = true });
+        Assert.Equal(Outcome.Replaced, Single(r).Outcome);
+    }
+
+    // ---- BatchNormalization: MatMul shapes, constant on the left, ConvTranspose attributes ----
+
+    /// <summary>MatMul → BN where B's columns are not BN's axis 1, or the constant is A: the BN cannot go into the
+    /// weight and becomes Mul + Add. (A[2,3,4]·B[4,3]: axis 1 has 3 channels by coincidence, B's columns are axis 2.)</summary>
+    [Theory]
+    [InlineData(new long[] { 2, 3, 4 }, new long[] { 4, 3 }, false)]
+    [InlineData(new long[] { 2, 3, 4 }, new long[] { 2, 4, 3 }, false)]
+    [InlineData(new long[] { 5, 3 }, new long[] { 4, 5 }, true)]
+    [InlineData(new long[] { 4, 4 }, new long[] { 4, 4 }, true)]
+    public void Bn_after_matmul_it_cannot_fold_into_becomes_mul_add(long[] x, long[] w, bool constantFirst)
+    {
+        var g = new GraphBuilder(13);
+        g.Input("x", F32, x);
+        g.Init("w", F32, w);
+        g.Node("MatMul", constantFirst ? ["w", "x"] : ["x", "w"], "mm", "matmul");
+        g.Bn("mm", constantFirst ? x[^1] : 3, "y");
+        g.Output("y", F32, null);
+        var (folded, r) = FoldSafely(g.Build());
+        Assert.Equal(Outcome.Replaced, Single(r).Outcome);
+        Assert.Equal(["MatMul", "Mul", "Add"], folded.Proto.Graph.Node.Select(n => n.OpType));
+    }
+
+    [Fact]
+    public void Bn_after_rank_2_matmul_with_rank_3_broadcast_bias_is_equivalent()
+    {
+        var g = new GraphBuilder(13);
+        g.Input("a", F32, [3, 4]);
+        g.Init("b", F32, [4, 3]);
+        g.Node("MatMul", ["a", "b"], "mm", "matmul");
+        g.Init("bias", F32, [2, 1, 3]);
+        g.Node("Add", ["mm", "bias"], "add", "add");
+        g.Bn("add", 3, "y");
+        g.Output("y", F32, [2, 3, 3]);
+        FoldSafely(g.Build());
+    }
+
+    /// <summary>Gemm(A, B) → BN with C [M, 1] where M = 1 broadcast to more rows by... C [3,1] with A [3,K].</summary>
+    [Theory]
+    [InlineData(true, true)]
+    [InlineData(false, true)]
+    [InlineData(true, false)]
+    public void Bn_after_gemm_with_column_c_is_folded_and_equivalent(bool transA, bool transB)
+    {
+        var g = new GraphBuilder(13);
+        g.Input("a", F32, transA ? [5, 3] : [3, 5]);
+        g.Init("b", F32, transB ? [4, 5] : [5, 4]);
+        g.Init("c", F32, [3, 1]);
+        g.Node("Gemm", ["a", "b", "c"], "gm", "gemm", ("transA", (long)(transA ? 1 : 0)), ("transB", (long)(transB ? 1 : 0)),
+            ("alpha", 0.7f), ("beta", 1.3f));
+        g.Bn("gm", 4, "y");
+        g.Output("y", F32, [3, 4]);
+        FoldAndCheck(g.Build());
+    }
+
+    [Theory]
+    [InlineData(1, "NOTSET", false)]
+    [InlineData(2, "NOTSET", true)]
+    [InlineData(2, "SAME_UPPER", false)]
+    [InlineData(3, "SAME_LOWER", false)]
+    public void Bn_after_convtranspose_with_attributes_folds_and_is_equivalent(long group, string autoPad, bool outputShape)
+    {
+        var g = new GraphBuilder(13);
+        long cin = 6, outPerGroup = 2;
+        g.Input("x", F32, [1, cin, 4, 5]);
+        g.Init("w", F32, [cin, outPerGroup, 3, 2]);
+        g.Init("bias", F32, [outPerGroup * group]);
+        var attrs = new List<(string, object)> { ("group", group), ("strides", new long[] { 2, 3 }), ("dilations", new long[] { 2, 1 }) };
+        if (autoPad != "NOTSET") attrs.Add(("auto_pad", autoPad));
+        else attrs.Add(("pads", new long[] { 1, 0, 0, 1 }));
+        if (outputShape) attrs.Add(("output_shape", new long[] { 10, 15 }));
+        else attrs.Add(("output_padding", new long[] { 1, 2 }));
+        g.Node("ConvTranspose", ["x", "w", "bias"], "ct", "convt", [.. attrs]);
+        g.Bn("ct", outPerGroup * group, "y");
+        g.Output("y", F32, null);
+        FoldAndCheck(g.Build());
+    }
+
+    // ---- BatchNormalization in bodies, shared weights ----
+
+    /// <summary>An If whose branches each hold Conv → BN on the same outer weight W; W is also used by a Conv outside.</summary>
+    [Fact]
+    public void Bns_in_both_branches_on_one_outer_weight_fold_into_new_tensors()
+    {
+        var g = new GraphBuilder(13);
+        g.Input("x", F32, [1, 3, 4, 4]);
+        g.Input("cond", ElementTypeBool, []);
+        g.Init("w", F32, [4, 3, 3, 3]);
+        GraphProto Branch(string name)
+        {
+            var b = g.Body(name);
+            b.Node("Conv", ["x", "w"], name + "_c", name + "_conv", ("pads", new long[] { 1, 1, 1, 1 }));
+            b.Bn(name + "_c", 4, name + "_y");
+            b.Output(name + "_y", F32, [1, 4, 4, 4]);
+            return b.Graph;
+        }
+        // The branches read the outer BN parameters of their own.
+        g.Node("If", ["cond"], "branch", "if", ("then_branch", Branch("then")), ("else_branch", Branch("else")));
+        g.Node("Conv", ["x", "w"], "plain", "outer_conv", ("pads", new long[] { 1, 1, 1, 1 }));
+        g.Node("Add", ["branch", "plain"], "y", "sum");
+        g.Output("y", F32, [1, 4, 4, 4]);
+        var original = g.Build();
+        var (folded, r) = Fold(original);
+        Assert.Equal(2, r.Log.Count(Outcome.Folded));
+        var w0 = original.ReadDoubles(original.Proto.Graph.Initializer.Single(t => t.Name == "w"));
+        Assert.Equal(w0, folded.ReadDoubles(folded.Proto.Graph.Initializer.Single(t => t.Name == "w")));
+        AssertEquivalent(original, folded);
+        AssertAuditPasses(original, folded, r);
+    }
+
+    const int ElementTypeBool = 9;
+}
