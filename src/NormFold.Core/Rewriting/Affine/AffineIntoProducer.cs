@@ -60,8 +60,15 @@ internal abstract class AffineIntoProducer : RewriteRule<AffineIntoProducer.Fold
             return new Match.NoCandidate($"the bias add of {Attributes.Describe(producer)}");
 
         // Composed with what earlier folds of this run did to the producer: computed from the original's tensors.
-        var state = LinearState.Of(context, producer, p.Weight, p.Bias, p.BiasFactor, p.Layout, p.Channels).ThenOutput(chain.Map);
+        var state = LinearState.Of(context, producer, p.Weight, p.Bias, p.BiasFactor, p.Layout, p.Channels);
         bool needBias = chain.Map.Shifts || (p.Bias is not null && (chain.Map.Scales || p.BiasFactor != 1));
+        if (p.BiasSlot < 0 && EarlierBiasAdd(context, producer, p, chain) is { } earlier)
+        {
+            // MatMul → Add(b) where an earlier fold made the Add: b is that fold's bias, not a constant to compose again.
+            (state, needBias) = (earlier.State, true);
+            state = state.ThenOutput(earlier.After);
+        }
+        else state = state.ThenOutput(chain.Map);
         double[]? newBias = null;
         long[] biasDims = [];
         if (needBias && !state.TryBias(g.Model, out newBias, out biasDims, out string whyNot))
@@ -71,6 +78,19 @@ internal abstract class AffineIntoProducer : RewriteRule<AffineIntoProducer.Fold
             return Match.Refuse(SkipReason.FoldedValueNotFinite, $"the folded bias of {Attributes.Describe(producer)}[{badBias}] = {newBias![badBias]:G6} is not finite as {ElementType.Name(biasType)}");
         if (chain.Map.Scales && state.WeightNotFinite(g.Model, producer) is { } badWeight) return badWeight;
         return new Match.Planned(new FoldPlan(anchor, producer, chain.Nodes, state, chain.Map.Scales, p.BiasSlot, biasType, newBias, biasDims));
+    }
+
+    /// <summary>When the chain starts with the Add an earlier fold into this MatMul made (its bias), that fold's state
+    /// and the map of the rest of the chain.</summary>
+    static (LinearState State, ChannelAffine After)? EarlierBiasAdd(RewriteContext context, NodeProto matmul, Linear p, AffineChain chain)
+    {
+        var first = chain.Nodes[0];
+        if (first.OpType != "Add" || !context.Folds.TryGetValue(matmul, out var state) || state.Weight != p.Weight.Name
+            || state.Bias is not { } bias || !first.Input.Contains(bias))
+            return null;
+        var rest = AffineChain.Walk(context.Graph, first.Output[0], p.Rank, p.Axis, p.Channels, chain.Nodes.FirstOrDefault(n => n.OpType == "BatchNormalization"), out _);
+        if (rest.Count != chain.Count - 1) return null;
+        return (state, rest.Map);
     }
 
     protected override Applied Apply(GraphEditor editor, FoldPlan plan)

@@ -165,4 +165,32 @@ public class SingleRoundingTests
         Assert.Equal(Bits(once), Bits(folded, gemm.Input[1]));
         Assert.Equal(Bits(C.Select((v, n) => s2[n] * s1[n] * 0.75 * v + (s2[n] * t1[n] + t2[n])).ToArray()), Bits(folded, gemm.Input[2]));
     }
+
+    /// <summary>MatMul → BN → BN → Mul (rank 2): the first BN makes MatMul → Add(b); then Add → BN → Mul folds with
+    /// that Add taken as the MatMul's bias (the earlier fold's unrounded state), not as a constant to compose.</summary>
+    [Fact]
+    public void MatMul_then_two_BNs_and_a_mul_round_once()
+    {
+        var g = new GraphBuilder(15);
+        g.Input("a", F16, [3, 5]);
+        g.Init("B", F16, [5, 4]);
+        g.Node("MatMul", ["a", "B"], "mm", "matmul");
+        g.Bn("mm", 4, "b1", F16);
+        g.Bn("b1", 4, "b2", F16);
+        Op(g, "Mul", "b2", [4], "y", type: F16);
+        g.Output("y", F16, null);
+        var original = g.Build();
+        var (s1, t1) = Bn(original, "b1");
+        var (s2, t2) = Bn(original, "b2");
+        double[] k = Init(original, "y.c"), B = Init(original, "B");
+        var s = s1.Select((v, n) => k[n] * (s2[n] * v)).ToArray();
+        var t = t1.Select((v, n) => k[n] * (s2[n] * v + t2[n])).ToArray();
+        var twice = t1.Select((v, n) => H(k[n] * H(s2[n] * H(v) + t2[n]))).ToArray();
+        Assert.NotEqual(Bits(t), Bits(twice));
+        var (folded, matmul, r) = FoldOne(original, "MatMul");
+        Assert.Equal(["BatchNormIntoMatMul", "AffineIntoMatMul"], r.Log.Decisions.Select(d => d.Rule));
+        Assert.Equal(Bits(B.Select((v, i) => v * s[i % 4]).ToArray()), Bits(folded, matmul.Input[1]));
+        var add = Assert.Single(folded.Proto.Graph.Node, n => n.OpType == "Add");
+        Assert.Equal(Bits(t), Bits(folded, add.Input[1]));
+    }
 }
