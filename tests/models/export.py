@@ -2,13 +2,15 @@
 """Exports the small real models NormFold's tests use, with reference outputs.
 
 Run with Debian's Python (apt: python3-torch python3-torchvision python3-onnx):
-    /usr/bin/python3 tests/models/export.py
+    /usr/bin/python3 tests/models/export.py            (every model)
+    /usr/bin/python3 tests/models/export.py affine     (only the affine_stem_* models)
 
 torch 1.13 fuses Conv+BN itself during the default export; TrainingMode.PRESERVE with do_constant_folding=False
 keeps BatchNormalization in the graph (in eval mode, since every model is put in eval()), which is what a user's
 export looks like when BN must be folded afterwards. Deterministic: fixed seeds, fixed inputs.
 """
 import os
+import sys
 import numpy as np
 import onnx
 from onnx import numpy_helper, helper, TensorProto
@@ -158,6 +160,33 @@ class LayerNormNet(nn.Module):
         return self.ln(torch.relu(self.fc(x)))
 
 
+class AffineStem(nn.Module):
+    """Affine ops next to linear ops, as exporters leave them: input normalisation (x − mean) / std (buffers) before
+    the first Conv; a Conv followed by `* 0.5 + 1`; a Linear followed by `x * γ + β` (nn.Parameter). `padded`: the
+    stem Conv pads (ResNet style, 3×3 pad 1: the normalisation cannot fold forward exactly); else it is a patchify
+    stem (ConvNeXt style, 4×4 stride 4, no padding: it can), followed by a BN."""
+
+    def __init__(self, padded):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.padded = padded
+        self.stem = nn.Conv2d(3, 8, 3, padding=1) if padded else nn.Conv2d(3, 8, 4, stride=4, bias=False)
+        self.bn = nn.Identity() if padded else nn.BatchNorm2d(8)
+        self.conv = nn.Conv2d(8, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+        g = torch.Generator().manual_seed(11)
+        self.gamma = nn.Parameter(torch.randn(10, generator=g) * 0.5 + 1)
+        self.beta = nn.Parameter(torch.randn(10, generator=g) * 0.2)
+
+    def forward(self, x):
+        x = (x - self.mean) / self.std
+        x = torch.relu(self.bn(self.stem(x)))
+        x = torch.relu(self.conv(x) * 0.5 + 1)
+        x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return self.fc(x) * self.gamma + self.beta
+
+
 def constants_as_nodes(src, dst):
     """paddle2onnx-style: every initializer becomes a Constant node feeding the graph."""
     m = onnx.load(src)
@@ -228,7 +257,15 @@ def test_data_set(model_name):
         f.write(numpy_helper.from_array(y, "output").SerializeToString())
 
 
+def affine_models():
+    export("affine_stem_padded", AffineStem(padded=True), torch.rand(2, 3, 16, 16), opset=13, seed=12)
+    export("affine_stem_patchify", AffineStem(padded=False), torch.rand(2, 3, 16, 16), opset=13, seed=13)
+
+
 def main():
+    if sys.argv[1:] == ["affine"]:  # only the affine models (the others stay as they are)
+        affine_models()
+        return
     torch.manual_seed(0)
     resnet = export("resnet_tiny", TinyResNet(), torch.randn(2, 3, 32, 32), opset=13)
     export("resnet_tiny_op15", TinyResNet(), torch.randn(2, 3, 32, 32), opset=15, seed=3)
@@ -245,6 +282,7 @@ def main():
     external(mlp, os.path.join(HERE, "external"))
     npy_samples()
     test_data_set("mlp_bn1d")
+    affine_models()
 
 
 if __name__ == "__main__":
