@@ -64,29 +64,51 @@ public class DeclaredShapeTests
         Assert.Null(index.DeclaredType("c"));
     }
 
-    /// <summary>Reshape(x, [0, 2, −1]) → IN → Reshape(to x's declared shape) → Mul γ → Add β, where x's value_info
-    /// [2,8,144,1] lies (x is [2,8,12,12]): the second Reshape does not restore x, so this is not a GroupNorm.</summary>
-    [Fact]
-    public void The_groupnorm_swap_does_not_trust_a_lying_value_info()
+    /// <summary>in0 [shape] → op (Relu, or Expand by ones) → x (value_info <paramref name="declared"/>) → Reshape([0, 2, −1])
+    /// → IN → Reshape(to <paramref name="declared"/>) → Mul γ → Add β.</summary>
+    static GraphBuilder GroupNormAfter(string op, long[] shape, long[] declared)
     {
         var g = new GraphBuilder(21);
-        g.Input("in0", F32, [2, 8, 12, 12]);
-        g.Node("Relu", ["in0"], "x", "relu");
-        g.Graph.ValueInfo.Add(Value("x", F32, [2, 8, 144, 1]));
+        g.Input("in0", F32, shape);
+        if (op == "Expand") g.Node("Expand", ["in0", g.Int64s("ones", 1, 1, 1, 1)], "x", "expand");
+        else g.Node(op, ["in0"], "x", "relu");
+        g.Graph.ValueInfo.Add(Value("x", F32, declared));
         g.Int64s("gshape", 0, 2, -1);
         g.Node("Reshape", ["x", "gshape"], "r1", "reshape1");
         g.Init("in_scale", F32, [2], [1, 1]);
         g.Init("in_bias", F32, [2], [0, 0]);
         g.Node("InstanceNormalization", ["r1", "in_scale", "in_bias"], "in", "instnorm");
-        g.Int64s("back", 2, 8, 144, 1);
+        g.Int64s("back", declared);
         g.Node("Reshape", ["in", "back"], "r2", "reshape2");
         g.Init("gamma", F32, [8, 1, 1], 0.5, 1.5);
         g.Init("beta", F32, [8, 1, 1], -0.5, 0.5);
         g.Node("Mul", ["r2", "gamma"], "m", "mul");
         g.Node("Add", ["m", "beta"], "y", "add");
         g.Output("y", F32, null);
+        return g;
+    }
+
+    /// <summary>Reshape(x, [0, 2, −1]) → IN → Reshape(to x's declared shape) → Mul γ → Add β, where x's value_info
+    /// [2,8,144,1] lies (x is [2,8,12,12]): the second Reshape does not restore x, so this is not a GroupNorm.</summary>
+    [Fact]
+    public void The_groupnorm_swap_does_not_trust_a_lying_value_info()
+    {
+        var g = GroupNormAfter("Relu", [2, 8, 12, 12], [2, 8, 144, 1]);
         var (folded, r) = Fold(g.Build(), new PipelineOptions { SwapGroupNorm = true });
         Assert.Equal(Outcome.Left, Single(r).Outcome);
+        Assert.Equal(0, Count(folded, "GroupNormalization"));
+        AssertEquivalent(g.Build(), folded);
+    }
+
+    /// <summary>The same lie where nothing contradicts it (x comes out of an Expand, which propagation does not follow):
+    /// a value_info is no proof of X's shape, so the constant Reshape back is not known to restore it. The original's
+    /// output is [2,8,12,12]; a GroupNormalization would keep x's [2,8,144,1].</summary>
+    [Fact]
+    public void The_groupnorm_swap_does_not_trust_an_uncontradicted_value_info()
+    {
+        var g = GroupNormAfter("Expand", [2, 8, 144, 1], [2, 8, 12, 12]);
+        var (folded, r) = Fold(g.Build(), new PipelineOptions { SwapGroupNorm = true });
+        Assert.Contains("value_info", AssertLeft(r, SkipReason.UnknownRank, "instnorm").Detail);
         Assert.Equal(0, Count(folded, "GroupNormalization"));
         AssertEquivalent(g.Build(), folded);
     }

@@ -7,8 +7,8 @@ namespace NormFold.Rewriting.Normalization;
 /// <summary>
 /// X[N,C,…] → Reshape([0,G,−1]) → InstanceNormalization(scale = 1, B = 0, ε) → Reshape(Shape(X)) [→ Mul(γ)] [→ Add(β)]
 ///   ⇒   GroupNormalization(X, γ, β; num_groups = G, epsilon = ε)
-/// Conditions: rank ≥ 3 known; the first Reshape's shape is constant [0 or N, G, −1] (or Concat of X's batch dim, G, −1);
-/// the second restores X's shape (Shape(X), or X's static shape as a constant); IN's scale/bias are 1/0; every
+/// Conditions: rank ≥ 3 proven (from the graph's inputs and constants, never from a value_info); the first Reshape's shape is constant [0 or N, G, −1] (or Concat of X's batch dim, G, −1);
+/// the second restores X's shape (Shape(X), or X's proven static shape as a constant); IN's scale/bias are 1/0; every
 /// intermediate is read only by the next node; γ, β are constants broadcasting per channel (Mul/Add on anything else
 /// stay after the new node; absent ones are 1 and 0); G divides C, known from X (its shape, or the conv that made it),
 /// never from γ/β (which may widen one channel to C).
@@ -33,8 +33,11 @@ internal sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
         if (r1 is not { OpType: "Reshape" } || !Attributes.IsDefaultDomain(r1))
             return new Match.NoCandidate($"input '{inorm.Input.FirstOrDefault()}' is not reshaped: a plain InstanceNormalization");
         string x = r1.Input[0];
-        int? rank = g.Rank(x);
-        if (rank is null) return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' is not known");
+        // X's rank and dims as the graph proves them (inputs, constants), never as a value_info says: a lying one would
+        // make a Reshape to a different shape look like a restore.
+        if (g.ProvenShape(x) is not { } xShape)
+            return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' does not follow from the graph's inputs and constants (a declared value_info is no proof)");
+        int? rank = xShape.Length;
         if (rank < 3) return Match.Refuse(SkipReason.PatternMismatch, $"'{x}' has rank {rank}; GroupNormalization needs rank ≥ 3");
         if (GroupCount(g, r1, x) is not { } groups)
             return Match.Refuse(SkipReason.PatternMismatch, $"{Attributes.Describe(r1)} does not reshape '{x}' to [N, G, −1] with a constant G");
@@ -102,7 +105,7 @@ internal sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
         if (g.TryGetConstant(reshape.Input[1], out var t, out _))
         {
             var s = g.Model.ReadInt64s(t);
-            bool batchOk = s.Length == 3 && (s[0] == 0 || (g.DeclaredType(x)?.TensorType?.Shape?.Dim is { Count: > 0 } d && d[0].HasDimValue && d[0].DimValue == s[0]));
+            bool batchOk = s.Length == 3 && (s[0] == 0 || (g.ProvenShape(x) is [var n, ..] && n >= 0 && n == s[0]));
             return batchOk && s[1] > 0 && s[2] == -1 ? s[1] : null;
         }
         if (g.Producer(reshape.Input[1]) is { OpType: "Concat" } concat && concat.Input.Count == 3)
@@ -130,9 +133,8 @@ internal sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
         if (g.Producer(reshape.Input[1]) is { OpType: "Shape" } shape && shape.Input[0] == x
             && Attributes.Int(shape, "start", 0) == 0 && Attributes.Find(shape, "end") is null)
             return true;
-        if (g.TryGetConstant(reshape.Input[1], out var t, out _) && g.DeclaredType(x)?.TensorType?.Shape is { } declared
-            && declared.Dim.All(d => d.HasDimValue))
-            return g.Model.ReadInt64s(t).SequenceEqual(declared.Dim.Select(d => d.DimValue));
+        if (g.TryGetConstant(reshape.Input[1], out var t, out _) && g.ProvenShape(x) is { } proven && proven.All(d => d >= 0))
+            return g.Model.ReadInt64s(t).SequenceEqual(proven);
         return false;
     }
 

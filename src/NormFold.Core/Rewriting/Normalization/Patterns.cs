@@ -49,14 +49,14 @@ internal static class Patterns
         return result;
     }
 
-    /// <summary>The channel count (dim 1) of a tensor: declared, or from the weights of the conv that made it
+    /// <summary>The channel count (dim 1) of a tensor: proven (never from a value_info), or from the weights of the conv that made it
     /// (through elementwise ops), or null.</summary>
     public static long? Channels(GraphIndex g, string name)
     {
         for (int step = 0; step < 1000; step++)
         {
-            if (g.DeclaredType(name) is { TensorType.Shape: { } shape } && shape.Dim.Count >= 2 && shape.Dim[1].HasDimValue)
-                return shape.Dim[1].DimValue;
+            if (g.ProvenShape(name) is [_, var c, ..] && c >= 0)
+                return c;
             var p = g.Producer(name);
             if (p is null || !Attributes.IsDefaultDomain(p)) return null;
             switch (p.OpType)
