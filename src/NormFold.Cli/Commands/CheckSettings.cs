@@ -21,7 +21,7 @@ internal static class CheckSettings
         new("--localize", null, "print every shared intermediate tensor's statistics, not only the first that drifts"),
         new("--audit-weights", null, "require every weight a fold made to equal the exact fold bit for bit; replays the fold's log, so only fold --check has one (on there by default); check notes it is skipped"),
         new("--outputs-only", null, "compare graph outputs only, not the intermediate tensors both models name"),
-        new("--batch", "N", "intermediates compared per batch when the check is large (default 2; 0: all in one run, which needs memory for all of them)"),
+        new("--batch", "MIB", "memory for each batch of intermediates when the check is large (default: half the larger model's weights plus the inputs, at least 32; 0: all in one run, which needs memory for all of them)"),
         new("--no-channel-drift", null, "do not test each channel for a systematic gain or offset beyond rounding noise (README: systematic drift)"),
     ];
 
@@ -104,7 +104,7 @@ internal static class CheckSettings
             InputProvenance = $"generated (seed {seed})",
             CompareIntermediates = !args.Has("--outputs-only"),
             DetectDrift = !args.Has("--no-channel-drift"),
-            BatchTensors = args.Int(command, "--batch", 2, min: 0),
+            BatchBytes = args.Int(command, "--batch", -1, min: 0) switch { -1 => 0, 0 => -1, var mib => (long)mib << 20 },
             // fold --check audits its own folds; check only when asked (other tools' folds are rarely exact).
             AuditWeights = args.Has("--audit-weights") || command == "fold",
 

@@ -1,3 +1,4 @@
+using System.Numerics;
 using T = NormFold.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace NormFold.Verification;
@@ -184,10 +185,7 @@ internal static class ChannelDriftDetector
     public static Accumulator? Accumulate<TV, TE>(ReadOnlySpan<TV> r, ReadOnlySpan<TV> a, long[] shape, int elementType)
         where TV : unmanaged where TE : struct, Comparator.IElement<TV>
     {
-        if (shape.Length < 2 || UnitRoundoff(elementType) == 0 || shape[1] <= 0) return null;
-        int channels = (int)shape[1];
-        long inner = 1;
-        for (int d = 2; d < shape.Length; d++) inner *= shape[d];
+        if (!Layout(shape, elementType, out int channels, out long inner)) return null;
         long outer = shape[0];
         var sums = new Sums[channels];
         int i = 0;
@@ -195,18 +193,71 @@ internal static class ChannelDriftDetector
             for (int c = 0; c < channels; c++)
             {
                 ref var s = ref sums[c];
-                for (long j = 0; j < inner; j++, i++)
-                {
-                    double ri = TE.Get(r[i]), ai = TE.Get(a[i]);
-                    // Exact zeros say nothing about gain or noise: clipped by a ReLU, padding, masks.
-                    if (!double.IsFinite(ri) || !double.IsFinite(ai) || ri == 0 || ai == 0) continue;
-                    if (!s.Started) { s.Shift = ri; s.Started = true; }
-                    double x = ri - s.Shift, dl = ai - ri;
-                    s.N++; s.R += x; s.RR += x * x; s.D += dl; s.DD += dl * dl; s.RD += x * dl;
-                    if (Math.Abs(dl) > s.MaxAbs) s.MaxAbs = Math.Abs(dl);
-                }
+                for (long j = 0; j < inner; j++, i++) Add(ref s, TE.Get(r[i]), TE.Get(a[i]));
             }
         return new Accumulator(elementType, sums);
+    }
+
+    /// <summary>The tensor's channel layout [outer, C, inner…]; false when it has no channel axis.</summary>
+    internal static bool Layout(long[] shape, int elementType, out int channels, out long inner)
+    {
+        channels = 0;
+        inner = 1;
+        if (shape.Length < 2 || UnitRoundoff(elementType) == 0 || shape[1] <= 0) return false;
+        channels = (int)shape[1];
+        for (int d = 2; d < shape.Length; d++) inner *= shape[d];
+        return true;
+    }
+
+    /// <summary><see cref="Accumulate"/>'s step over a contiguous run of one channel's float32 elements,
+    /// Vector&lt;double&gt; lanes at a time (skipped elements masked to zero); a block holding NaN or ∞ goes element by
+    /// element.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    internal static void AddFloats(ref Sums s, ReadOnlySpan<float> r, ReadOnlySpan<float> a)
+    {
+        int n = r.Length, i = 0;
+        // The shift: the channel's first element that counts.
+        for (; i < n && !s.Started; i++) Add(ref s, r[i], a[i]);
+        int lanes = Vector<float>.Count;
+        var shift = new Vector<double>(s.Shift);
+        Vector<double> sx = default, sxx = default, sd = default, sdd = default, sxd = default, max = default;
+        Vector<long> count = default;
+        for (; i <= n - lanes; i += lanes)
+        {
+            if (!Comparator.Widened(r, a, i, out var r0, out var r1, out var a0, out var a1))
+            {
+                for (int j = i; j < i + lanes; j++) Add(ref s, r[j], a[j]);
+                continue;
+            }
+            for (int h = 0; h < 2; h++)
+            {
+                var rv = h == 0 ? r0 : r1;
+                var av = h == 0 ? a0 : a1;
+                var keep = ~(Vector.Equals(rv, Vector<double>.Zero) | Vector.Equals(av, Vector<double>.Zero));
+                var x = Vector.ConditionalSelect(keep, rv - shift, Vector<double>.Zero);
+                var d = Vector.ConditionalSelect(keep, av - rv, Vector<double>.Zero);
+                count -= keep;
+                sx += x; sxx += x * x; sd += d; sdd += d * d; sxd += x * d;
+                max = Vector.Max(max, Vector.Abs(d));
+            }
+        }
+        for (int j = 0; j < Vector<double>.Count; j++)
+        {
+            s.N += count[j]; s.R += sx[j]; s.RR += sxx[j]; s.D += sd[j]; s.DD += sdd[j]; s.RD += sxd[j];
+            s.MaxAbs = Math.Max(s.MaxAbs, max[j]);
+        }
+        for (; i < n; i++) Add(ref s, r[i], a[i]);
+    }
+
+    /// <summary>One element into a channel's sums.</summary>
+    static void Add(ref Sums s, double ri, double ai)
+    {
+        // Exact zeros say nothing about gain or noise: clipped by a ReLU, padding, masks.
+        if (!double.IsFinite(ri) || !double.IsFinite(ai) || ri == 0 || ai == 0) return;
+        if (!s.Started) { s.Shift = ri; s.Started = true; }
+        double x = ri - s.Shift, dl = ai - ri;
+        s.N++; s.R += x; s.RR += x * x; s.D += dl; s.DD += dl * dl; s.RD += x * dl;
+        if (Math.Abs(dl) > s.MaxAbs) s.MaxAbs = Math.Abs(dl);
     }
 
     public sealed record Result(int Tested, int Flagged, List<ChannelDrift> Findings, ChannelDrift? Worst);

@@ -170,6 +170,21 @@ internal static class Comparator
     internal struct DoubleElement : IElement<double> { public static double Get(double v) => v; }
     internal struct HalfElement : IElement<Half> { public static double Get(Half v) => Tensors.Rounding.FromHalf(v); }
 
+    /// <summary>Vector&lt;float&gt;.Count elements of r and a from i, widened to double (two halves each); false when
+    /// one of them is NaN or ∞.</summary>
+    internal static bool Widened(ReadOnlySpan<float> r, ReadOnlySpan<float> a, int i,
+        out Vector<double> r0, out Vector<double> r1, out Vector<double> a0, out Vector<double> a1)
+    {
+        var rf = new Vector<float>(r.Slice(i, Vector<float>.Count));
+        var af = new Vector<float>(a.Slice(i, Vector<float>.Count));
+        Vector.Widen(rf, out r0, out r1);
+        Vector.Widen(af, out a0, out a1);
+        return Vector.EqualsAll((rf - rf) + (af - af), Vector<float>.Zero);
+    }
+
+    /// <summary>Elements per step of the fused statistics-and-drift pass (two float32 runs of it fit in L2).</summary>
+    const int FusedChunk = 1 << 14;
+
     /// <summary>Percentiles of tensors larger than this are estimated from this many evenly spaced elements.</summary>
     public const int PercentileSample = 1 << 12;
 
@@ -184,8 +199,29 @@ internal static class Comparator
         int n = r.Length;
         // Pass 1: everything that does not depend on the tolerance (which depends on the magnitude, known only after).
         var st = new Stats();
+        ChannelDriftDetector.Accumulator? sums = null;
         if (typeof(T) == typeof(float) && Vector.IsHardwareAccelerated)
-            st.AddFloats(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(r), System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(a));
+        {
+            var rf = System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(r);
+            var af = System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(a);
+            if (detectDrift != DriftMode.None && ChannelDriftDetector.Layout(reference.Shape, reference.ElementType, out int channels, out long inner))
+            {
+                // One pass, a cache-sized chunk at a time: the drift sums read what the statistics just loaded.
+                var channelSums = new ChannelDriftDetector.Sums[channels];
+                int i = 0;
+                for (long o = 0; o < reference.Shape[0]; o++)
+                    for (int c = 0; c < channels; c++)
+                        for (long j = 0; j < inner; j += FusedChunk)
+                        {
+                            int length = (int)Math.Min(FusedChunk, inner - j);
+                            st.AddFloats(rf.Slice(i, length), af.Slice(i, length), i);
+                            ChannelDriftDetector.AddFloats(ref channelSums[c], rf.Slice(i, length), af.Slice(i, length));
+                            i += length;
+                        }
+                sums = new ChannelDriftDetector.Accumulator(reference.ElementType, channelSums);
+            }
+            else st.AddFloats(rf, af, 0);
+        }
         else
             for (int i = 0; i < n; i++) st.Add(i, TE.Get(r[i]), TE.Get(a[i]));
         double magnitude = st.Magnitude;
@@ -215,7 +251,7 @@ internal static class Comparator
         for (int i = 0, k = 0; i < n; i += stride, k++)
             (absSample[k], relSample[k]) = Stats.Errors(TE.Get(r[i]), TE.Get(a[i]));
         double maxAbs = st.MaxAbs, maxRel = st.MaxRel, sumAbs = st.SumAbs, sumRel = st.SumRel, dot = st.Dot, normR = st.NormR, normA = st.NormA;
-        var sums = detectDrift == DriftMode.None ? null : ChannelDriftDetector.Accumulate<T, TE>(r, a, reference.Shape, reference.ElementType);
+        if (detectDrift != DriftMode.None) sums ??= ChannelDriftDetector.Accumulate<T, TE>(r, a, reference.Shape, reference.ElementType);
 
         var result = new OutputComparison
         {
@@ -283,22 +319,18 @@ internal static class Comparator
 
         /// <summary>The same, Vector&lt;double&gt; lanes at a time; a block holding NaN or ∞ goes through <see cref="Add"/>.</summary>
         [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-        public void AddFloats(ReadOnlySpan<float> r, ReadOnlySpan<float> a)
+        public void AddFloats(ReadOnlySpan<float> r, ReadOnlySpan<float> a, long offset)
         {
             int lanes = Vector<float>.Count, n = r.Length, i = 0;
             var inf = new Vector<double>(double.PositiveInfinity);
             Vector<double> sumAbs = default, sumRel = default, maxRel = default, dot = default, normR = default, normA = default, magnitude = default;
             for (; i <= n - lanes; i += lanes)
             {
-                var rf = new Vector<float>(r.Slice(i, lanes));
-                var af = new Vector<float>(a.Slice(i, lanes));
-                if (!Vector.EqualsAll((rf - rf) + (af - af), Vector<float>.Zero))
+                if (!Widened(r, a, i, out var r0, out var r1, out var a0, out var a1))
                 {
-                    for (int j = i; j < i + lanes; j++) Add(j, r[j], a[j]); // NaN or ∞ somewhere in this block
+                    for (int j = i; j < i + lanes; j++) Add(offset + j, r[j], a[j]); // NaN or ∞ somewhere in this block
                     continue;
                 }
-                Vector.Widen(rf, out var r0, out var r1);
-                Vector.Widen(af, out var a0, out var a1);
                 for (int h = 0; h < 2; h++)
                 {
                     var rv = h == 0 ? r0 : r1;
@@ -313,7 +345,7 @@ internal static class Comparator
                     dot += rv * av; normR += rv * rv; normA += av * av;
                     if (Vector.GreaterThanAny(e, new Vector<double>(MaxAbs)))
                         for (int j = 0; j < Vector<double>.Count; j++)
-                            if (e[j] > MaxAbs) { MaxAbs = e[j]; MaxAbsIndex = i + h * Vector<double>.Count + j; }
+                            if (e[j] > MaxAbs) { MaxAbs = e[j]; MaxAbsIndex = offset + i + h * Vector<double>.Count + j; }
                 }
             }
             for (int j = 0; j < Vector<double>.Count; j++)
@@ -321,7 +353,7 @@ internal static class Comparator
                 SumAbs += sumAbs[j]; SumRel += sumRel[j]; Dot += dot[j]; NormR += normR[j]; NormA += normA[j];
                 MaxRel = Math.Max(MaxRel, maxRel[j]); Magnitude = Math.Max(Magnitude, magnitude[j]);
             }
-            for (; i < n; i++) Add(i, r[i], a[i]);
+            for (; i < n; i++) Add(offset + i, r[i], a[i]);
         }
     }
 

@@ -29,9 +29,11 @@ public sealed record CheckOptions
     /// <summary>Also compare tensors whose producing subgraph is identical in both models (identical by construction
     /// when optimisations are disabled; skipped by default).</summary>
     public bool CompareUnchanged { get; init; }
-    /// <summary>Intermediates compared per batch: both models run in segments that expose one batch at a time, so
-    /// memory holds one batch, not every intermediate (0: one run exposing all of them).</summary>
-    public int BatchTensors { get; init; } = 2;
+    /// <summary>Bytes of intermediates compared per batch and model when the check runs in batches: both models run
+    /// in segments that expose one batch at a time, so memory holds one batch of each, not every intermediate. 0 (the
+    /// default) derives it from the models (<see cref="EquivalenceChecker.BatchBudget"/>); negative: every
+    /// intermediate in one run (memory for all of them at once).</summary>
+    public long BatchBytes { get; init; }
     /// <summary>Compare in batches when the intermediates may hold more than this many bytes (estimated as the
     /// inputs' bytes times the number of intermediates compared); below it, one run is faster.</summary>
     public long SegmentAboveBytes { get; init; } = 256L << 20;
@@ -97,6 +99,10 @@ public static class EquivalenceChecker
             notes.AddRange(generator.Notes);
             inputsFor = generator.Generate;
         }
+        // Iteration 0's inputs are read up to three times (size, batch sizes, the run): made once.
+        var generate = inputsFor;
+        List<NamedTensor>? first = null;
+        inputsFor = i => i == 0 ? first ??= generate(0) : (first = null) ?? generate(i);
         var shared = options.CompareIntermediates ? SharedTensors.Names(reference, candidate) : [];
         int skipped = 0;
         var graphOutputs = reference.Proto.Graph.Output.Select(o => o.Name).ToList();
@@ -114,10 +120,11 @@ public static class EquivalenceChecker
         try
         {
             long inputBytes = shared.Count > 0 ? inputsFor(0).Sum(i => (long)i.Data.Length + (i.Strings?.Sum(x => (long)x.Length) ?? 0)) : 0;
-            if (shared.Count > 0 && options.Level == OrtLevel.Disable && options.BatchTensors > 0
+            if (shared.Count > 0 && options.Level == OrtLevel.Disable && options.BatchBytes >= 0
                 && inputBytes * shared.Count > options.SegmentAboveBytes
                 && SegmentedModel.CanSegment(reference) && SegmentedModel.CanSegment(candidate))
-                report = Segmented(reference, candidate, options, inputsFor, onOutputs, shared, graphOutputs);
+                report = Segmented(reference, candidate, options, inputsFor, onOutputs, shared, graphOutputs,
+                    options.BatchBytes > 0 ? options.BatchBytes : BatchBudget(reference, candidate, inputBytes), inputBytes);
             else
             {
                 using var a = SharedTensors.Runner(reference, shared, options.Level, ReferenceLabel(options, reference));
@@ -182,36 +189,76 @@ public static class EquivalenceChecker
     }
 
     /// <summary>
-    /// The intermediates in batches of <see cref="CheckOptions.BatchTensors"/> (in the reference's node order), the
-    /// graph outputs last: each model runs segment by segment (<see cref="SegmentedModel"/>), and batch k is compared
-    /// and freed before segment k + 1 runs.
+    /// Bytes of intermediates per batch and model: half the models' own footprint (the larger model's weights plus
+    /// the inputs, which an outputs-only check holds too), at least 32 MiB. Both models hold one batch at a time, so
+    /// the intermediates add about that footprint to the peak: an outputs-only check holds it and ORT's working set.
+    /// </summary>
+    internal static long BatchBudget(OnnxModel reference, OnnxModel candidate, long inputBytes) =>
+        Math.Max(32L << 20, (Math.Max(WeightBytes(reference), WeightBytes(candidate)) + inputBytes) / 2);
+
+    static long WeightBytes(OnnxModel m) =>
+        m.Proto.Graph.Initializer.Sum(t => t.Dims.Aggregate(1L, (p, d) => p * Math.Max(d, 0)) * Math.Max(Tensors.ElementType.Size(t.DataType), 1));
+
+    /// <summary>
+    /// The intermediates in batches of about <paramref name="budget"/> bytes (in the reference's node order, sizes
+    /// estimated by <see cref="TensorSizes"/>), the graph outputs last: each model runs segment by segment
+    /// (<see cref="SegmentedModel"/>), and batch k is compared and freed before segment k + 1 runs.
     /// </summary>
     static CheckReport Segmented(OnnxModel reference, OnnxModel candidate, CheckOptions options,
         Func<int, List<NamedTensor>> inputsFor,
         Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? onOutputs,
-        List<string> shared, List<string> graphOutputs)
+        List<string> shared, List<string> graphOutputs, long budget, long inputBytes)
     {
-        var batches = shared.Chunk(options.BatchTensors).Select(b => (IReadOnlyList<string>)b).Append(graphOutputs).ToList();
-        using var a = new SegmentedModel(reference, batches, options.Level, ReferenceLabel(options, reference));
-        using var b = new SegmentedModel(candidate, batches, options.Level, CandidateLabel(options, candidate));
+        var compared = shared.Concat(graphOutputs).ToList();
+        using var a = new SegmentedModel(reference, compared, options.Level, ReferenceLabel(options, reference));
+        using var b = new SegmentedModel(candidate, compared, options.Level, CandidateLabel(options, candidate));
         var tally = new Tally(options);
+        var size = TensorSizes.Estimate(reference, inputsFor(0));
+        int next = 0;             // shared tensors batched so far
+        bool complete = false;    // the graph outputs' batch is defined
         for (int it = 0; it < options.Iterations; it++)
         {
             var inputs = inputsFor(it);
-            a.Begin(inputs);
-            b.Begin(inputs);
-            for (int k = 0; k < batches.Count; k++)
+            // Copied into ORT values once, read by both models' segments.
+            var values = inputs.ToDictionary(i => i.Name, OrtRunner.Value, StringComparer.Ordinal);
+            try
             {
-                options.Progress?.Invoke($"iteration {it + 1} of {options.Iterations}: batch {k + 1} of {batches.Count}");
-                var expected = a.Run(k);
-                var actual = b.Run(k).ToDictionary(t => t.Name);
-                if (k == batches.Count - 1) onOutputs?.Invoke(it, inputs, expected, actual);
-                tally.Add(it, expected, actual);
-                a.Release(k);
-                b.Release(k);
+                a.Begin(values);
+                b.Begin(values);
+                for (int k = 0; k < a.Count || !complete; k++)
+                {
+                    if (k == a.Count)
+                    {
+                        List<string> batch;
+                        if (next < shared.Count)
+                        {
+                            int first = next;
+                            for (long bytes = 0; next < shared.Count && (next == first || bytes + size.GetValueOrDefault(shared[next], 1) <= budget); next++)
+                                bytes += size.GetValueOrDefault(shared[next], 1);
+                            batch = shared.GetRange(first, next - first);
+                        }
+                        else { batch = graphOutputs; complete = true; }
+                        a.Define(batch);
+                        b.Define(batch);
+                    }
+                    options.Progress?.Invoke($"iteration {it + 1} of {options.Iterations}: batch {k + 1}{(complete ? $" of {a.Count}" : "")}");
+                    var expected = a.Run(k);
+                    var actual = b.Run(k).ToDictionary(t => t.Name);
+                    bool last = complete && k == a.Count - 1;
+                    if (last) onOutputs?.Invoke(it, inputs, expected, actual);
+                    tally.Add(it, expected, actual);
+                    a.Release(k);
+                    b.Release(k);
+                }
+            }
+            finally
+            {
+                a.End();
+                b.End();
+                foreach (var v in values.Values) v.Dispose();
             }
         }
-        return tally.Report(graphOutputs, shared, []) with { Batches = batches.Count };
+        return tally.Report(graphOutputs, shared, []) with { Batches = a.Count };
     }
 
     static void CheckTolerancesNameTensors(CheckOptions options, List<string> names, List<string> graphOutputs)

@@ -43,6 +43,27 @@ internal static class OrtEnvironment
         }
     }
 
+    static bool _sharedArena;
+
+    /// <summary>
+    /// Registers, once per process, a CPU arena that sessions made with "session.use_env_allocators" share: the
+    /// segments of a batched check run one after another, and one arena lets each reuse what the one before freed
+    /// (with an arena per session each keeps its own high-water mark; with none, the C allocator keeps freed blocks
+    /// fragmented, and fresh pages cost a fault each). It grows by what is asked (no doubling) and keeps its peak.
+    /// </summary>
+    public static void EnsureSharedArena()
+    {
+        var env = Instance;
+        lock (Gate)
+        {
+            if (_sharedArena) return;
+            using var memory = new OrtMemoryInfo(OrtMemoryInfo.allocatorCPU, OrtAllocatorType.ArenaAllocator, 0, OrtMemType.Default);
+            using var arena = new OrtArenaCfg(0, 1, -1, -1); // no limit, kSameAsRequested, default chunk and dead bytes
+            env.CreateAndRegisterAllocator(memory, arena);
+            _sharedArena = true;
+        }
+    }
+
     /// <summary>ORT's exception text on one line: every line of it, whitespace collapsed.</summary>
     public static string OneLine(string message) =>
         string.Join(' ', message.Split((char[])['\n', '\r', '\t', ' '], StringSplitOptions.RemoveEmptyEntries));

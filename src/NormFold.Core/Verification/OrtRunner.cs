@@ -29,12 +29,13 @@ internal sealed class OrtRunner : IDisposable
     public OrtRunner(byte[] model, OrtLevel level = OrtLevel.Disable, int intraOpThreads = 0, string? label = null)
         : this(o => new InferenceSession(model, o), label ?? "<in-memory model>", level, intraOpThreads) { }
 
-    /// <param name="arena">false: no CPU memory arena, so what a run allocates goes back to the system when freed
-    /// (many small sessions, each of which would otherwise keep its high-water mark).</param>
-    internal OrtRunner(string? modelPath, byte[]? model, OrtLevel level, string label, bool arena)
-        : this(o => modelPath != null ? new InferenceSession(modelPath, o) : new InferenceSession(model!, o), label, level, 0, arena) { }
+    /// <param name="sharedArena">true: allocate from the process's shared CPU arena (<see
+    /// cref="OrtEnvironment.EnsureSharedArena"/>), not an arena of its own (many sessions run one after another, each
+    /// of which would otherwise keep its own high-water mark).</param>
+    internal OrtRunner(string? modelPath, byte[]? model, OrtLevel level, string label, bool sharedArena)
+        : this(o => modelPath != null ? new InferenceSession(modelPath, o) : new InferenceSession(model!, o), label, level, 0, sharedArena) { }
 
-    OrtRunner(Func<SessionOptions, InferenceSession> create, string label, OrtLevel level, int intraOpThreads, bool arena = true)
+    OrtRunner(Func<SessionOptions, InferenceSession> create, string label, OrtLevel level, int intraOpThreads, bool sharedArena = false)
     {
         Label = label;
         _ = OrtEnvironment.Instance; // silent logger, before any session exists
@@ -50,7 +51,14 @@ internal sealed class OrtRunner : IDisposable
             LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL,
         };
         if (intraOpThreads > 0) options.IntraOpNumThreads = intraOpThreads;
-        if (!arena) options.EnableCpuMemArena = false;
+        if (sharedArena)
+        {
+            OrtEnvironment.EnsureSharedArena();
+            options.AddSessionConfigEntry("session.use_env_allocators", "1");
+        }
+        // Idle intra-op threads sleep rather than spin: spinning burns a core after every run (5x the CPU of a check
+        // that runs many small segments), and CI runners share their cores.
+        options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         try { _session = create(options); }
         catch (OnnxRuntimeException e) { throw new InvalidModelException($"{label}: ONNX Runtime cannot load it: {OrtEnvironment.OneLine(e.Message)}", e); }
         Inputs = Signatures(_session.InputMetadata);
@@ -164,11 +172,20 @@ internal sealed class OrtOutputs : System.Collections.ObjectModel.Collection<Nam
         }
     }
 
+    readonly HashSet<OrtValue> _freed = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>Frees one output before the others (its tensor's view must not be read afterwards).</summary>
+    internal void Free(string name)
+    {
+        if (Values.Remove(name, out var value) && _freed.Add(value)) value.Dispose();
+    }
+
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
-        _values?.Dispose();
+        if (_values is null) return;
+        foreach (var v in _values) if (!_freed.Contains(v)) v.Dispose();
     }
 
     sealed unsafe class NativeView(OrtOutputs owner, byte* pointer, int length) : System.Buffers.MemoryManager<byte>

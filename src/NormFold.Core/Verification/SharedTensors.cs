@@ -33,22 +33,22 @@ internal static class SharedTensors
         var proto = model.Proto.Clone();
         var outputs = new HashSet<string>(proto.Graph.Output.Select(o => o.Name));
         foreach (var n in names) if (outputs.Add(n)) proto.Graph.Output.Add(new ValueInfoProto { Name = n });
-        return Session(proto, model.SourcePath, level, label ?? model.SourcePath ?? "<in-memory model>", arena: true, model.DisplayName);
+        return Session(proto, model.SourcePath, level, label ?? model.SourcePath ?? "<in-memory model>", sharedArena: false, model.DisplayName);
     }
 
     /// <summary>A session over <paramref name="proto"/>, whose external data (if any) lies beside
     /// <paramref name="sourcePath"/>: such a model is first written (with its own data file) to a temporary folder.</summary>
-    internal static OrtRunner Session(ModelProto proto, string? sourcePath, OrtLevel level, string label, bool arena, string? displayName = null)
+    internal static OrtRunner Session(ModelProto proto, string? sourcePath, OrtLevel level, string label, bool sharedArena, string? displayName = null)
     {
         using var exposed = new OnnxModel(proto, sourcePath) { DisplayName = displayName };
-        if (!exposed.HasExternalData) return new OrtRunner(null, proto.ToByteArray(), level, label, arena);
+        if (!exposed.HasExternalData) return new OrtRunner(null, proto.ToByteArray(), level, label, sharedArena);
         string dir = Path.Combine(Path.GetTempPath(), $"normfold-check-{Guid.NewGuid():N}");
         Directory.CreateDirectory(dir);
         try
         {
             string path = Path.Combine(dir, "model.onnx");
             ModelWriter.Save(exposed, path);
-            return new OrtRunner(path, null, level, label, arena); // ORT has read the data once the session exists
+            return new OrtRunner(path, null, level, label, sharedArena); // ORT has read the data once the session exists
         }
         finally
         {

@@ -91,7 +91,7 @@ public class CheckWorkTests
         var original = OnnxModel.Load(Path.Combine(ModelsDir, "resnet_tiny.onnx"));
         var (folded, _) = Fold(original);
         var one = EquivalenceChecker.Check(original, folded, new CheckOptions { Iterations = 2 });
-        var batched = EquivalenceChecker.Check(original, folded, new CheckOptions { Iterations = 2, SegmentAboveBytes = 0, BatchTensors = batch });
+        var batched = EquivalenceChecker.Check(original, folded, new CheckOptions { Iterations = 2, SegmentAboveBytes = 0, BatchBytes = batch });
         Assert.Equal(1, one.Batches);
         Assert.True(batched.Batches > 2);
         Assert.True(batched.Passed);
@@ -105,7 +105,7 @@ public class CheckWorkTests
         v[0] += 0.5;
         broken.Proto.Graph.Initializer[broken.Proto.Graph.Initializer.IndexOf(bias)] = NormFold.Tensors.TensorData.Create(bias.Name, F32, bias.Dims, v);
         var a = EquivalenceChecker.Check(original, broken, new CheckOptions { Iterations = 2 });
-        var b = EquivalenceChecker.Check(original, broken, new CheckOptions { Iterations = 2, SegmentAboveBytes = 0, BatchTensors = batch });
+        var b = EquivalenceChecker.Check(original, broken, new CheckOptions { Iterations = 2, SegmentAboveBytes = 0, BatchBytes = batch });
         Assert.False(a.Passed);
         Assert.False(b.Passed);
         Assert.Equal(a.FirstDrifting?.Name, b.FirstDrifting?.Name);

@@ -95,6 +95,39 @@ public class FaultInjectionTests
 
     public static IEnumerable<object[]> CorrectModels() => Models.Select(m => new object[] { m });
 
+    public static IEnumerable<object[]> BatchCases() =>
+        from m in Models from f in new Fault?[] { null, Fault.OneChannelScaleOff, Fault.MeanSignFlipped } select new object?[] { m, f };
+
+    [Theory]
+    [MemberData(nameof(BatchCases))]
+    public void A_check_in_batches_finds_exactly_what_one_run_finds(string model, Fault? fault)
+    {
+        var original = Load(model);
+        var (candidate, _) = Fold(fault is { } f ? Plant(original, f) : original);
+        var options = new CheckOptions { Iterations = 2 };
+        var one = EquivalenceChecker.Check(original, candidate, options);
+        // A one-byte budget: every intermediate in a batch of its own, each model run in as many segments.
+        var batched = EquivalenceChecker.Check(original, candidate, options with { SegmentAboveBytes = 0, BatchBytes = 1 });
+        Assert.Equal(1, one.Batches);
+        // float16 is never cut: ORT passes it between nodes as float32 within a session, rounded at a cut.
+        Assert.Equal(model.EndsWith("fp16") ? 1 : batched.Intermediates.Count + 1, batched.Batches);
+        Assert.Equal(fault is null, one.Passed);
+        Assert.Equal(one.Passed, batched.Passed);
+        Assert.Equal(one.FirstFailure?.Name, batched.FirstFailure?.Name);
+        Assert.Equal(one.FirstFailingIteration, batched.FirstFailingIteration);
+        var x = one.Outputs.Concat(one.Intermediates).ToList();
+        var y = batched.Outputs.Concat(batched.Intermediates).ToList();
+        Assert.Equal(x.Select(c => c.Name), y.Select(c => c.Name));
+        foreach (var (p, q) in x.Zip(y))
+        {
+            Assert.Equal((p.Passed, p.Problem, p.Shape, p.MaxAbs, p.MeanAbs, p.MedianAbs, p.P99Abs, p.MaxRel, p.Cosine, p.FailedElements),
+                (q.Passed, q.Problem, q.Shape, q.MaxAbs, q.MeanAbs, q.MedianAbs, q.P99Abs, q.MaxRel, q.Cosine, q.FailedElements));
+            Assert.Equal(p.WorstIndex, q.WorstIndex);
+            Assert.Equal((p.ChannelsTested, p.DriftingChannels, p.WorstChannel), (q.ChannelsTested, q.DriftingChannels, q.WorstChannel));
+            Assert.Equal(p.Drift, q.Drift);
+        }
+    }
+
     [Fact]
     public void Check_fails_convtranspose_scaled_along_the_wrong_axis()
     {
