@@ -1,7 +1,6 @@
 // Fold a model, check it against the original in ONNX Runtime, and write it only if they agree.
 // dotnet run --project samples/FoldModel -c Release -- tests/models/resnet_tiny.onnx resnet_tiny.folded.onnx
 using NormFold;
-using NormFold.Onnx;
 using NormFold.Rewriting;
 using NormFold.Verification;
 
@@ -12,19 +11,19 @@ if (args.Length != 2)
 }
 try
 {
-    using var original = OnnxModel.Load(args[0]);
-    using var model = OnnxModel.Load(args[0]);
-    FoldResult result = Folding.Fold(model, new PipelineOptions { KeepStandaloneBatchNorm = true });
+    // Load, fold, write beside the output under a temporary name, check in ONNX Runtime (optimisations disabled,
+    // every shared intermediate compared, every folded weight replayed bit for bit), then move into place only if
+    // equivalent: a failed check leaves no file.
+    FoldResult result = Folding.FoldFile(args[0], args[1], new PipelineOptions { KeepStandaloneBatchNorm = true },
+        check: new CheckOptions { Iterations = 2, AuditWeights = true });
     foreach (var d in result.Log.Decisions)
         Console.WriteLine($"{d.Anchor}: {d.Outcome}{(d.Reason is { } r ? $" ({r})" : "")} {d.Detail}");
-
-    CheckReport report = EquivalenceChecker.Check(original, model, new CheckOptions { Iterations = 2, AuditWeights = true, FoldLog = result.Log });
-    if (!report.Passed)
+    CheckReport report = result.Check!;
+    if (!result.Written)
     {
         Console.Error.WriteLine($"not equivalent (first difference: {report.FirstFailure?.Name ?? "the weight audit"}); nothing written");
         return 2;
     }
-    ModelWriter.Save(model, args[1]);
     Console.WriteLine($"{result.Log.Count(Outcome.Folded)} folded; equivalent; wrote {args[1]}");
     return 0;
 }

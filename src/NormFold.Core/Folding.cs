@@ -1,14 +1,22 @@
 using NormFold.Onnx;
 using NormFold.Rewriting;
+using NormFold.Verification;
 
 namespace NormFold;
 
 public sealed record FoldResult(RewriteLog Log, SortedDictionary<string, int> OpsBefore, SortedDictionary<string, int> OpsAfter)
 {
     public bool Changed => Log.Decisions.Any(d => d.Outcome != Outcome.Left);
+    /// <summary>The equivalence check of the written model against the original, when one was asked for
+    /// (<see cref="Folding.FoldFile"/> with check options).</summary>
+    public CheckReport? Check { get; init; }
+    /// <summary>Whether the output was written (<see cref="Folding.FoldFile"/>: always without a check; with one, only
+    /// when it passed).</summary>
+    public bool Written { get; init; }
 }
 
-/// <summary>The library entry point: fold a loaded model in place and say what was done.</summary>
+/// <summary>The library entry points: fold a loaded model in place, or fold a file (optionally checking the result in
+/// ONNX Runtime and writing it only if it is equivalent), and say what was done.</summary>
 public static class Folding
 {
     public static FoldResult Fold(OnnxModel model, PipelineOptions? options = null)
@@ -19,12 +27,84 @@ public static class Folding
         return new FoldResult(log, before, OpCounts.Of(model));
     }
 
-    /// <summary>Load, fold, save. The input file is never written.</summary>
-    public static FoldResult FoldFile(string input, string output, PipelineOptions? options = null, SaveOptions? save = null)
+    /// <summary>Load, fold, save. The input file is never written. With <paramref name="check"/>, the folded model is
+    /// first written beside <paramref name="output"/> under a temporary name, checked against the input in ONNX Runtime
+    /// (the weight audit replaying this fold's log when <see cref="CheckOptions.AuditWeights"/> is set), and moved into
+    /// place only if the check passes: otherwise nothing is written and <see cref="FoldResult.Written"/> is false.</summary>
+    public static FoldResult FoldFile(string input, string output, PipelineOptions? options = null, SaveOptions? save = null,
+        CheckOptions? check = null)
     {
         using var model = OnnxModel.Load(input);
         var result = Fold(model, (options ?? new PipelineOptions()) with { DeferWeightArithmetic = true }); // saved next
-        ModelWriter.Save(model, output, save);
-        return result;
+        if (check is null)
+        {
+            ModelWriter.Save(model, output, save);
+            return result with { Written = true };
+        }
+        var report = SaveIfEquivalent(model, output, save ?? new SaveOptions(), (staged, label) =>
+        {
+            using var reference = OnnxModel.Load(input);
+            using var candidate = OnnxModel.Load(staged, label);
+            return EquivalenceChecker.Check(reference, candidate, check with
+            {
+                FoldLog = result.Log,
+                ReferenceLabel = check.ReferenceLabel ?? $"the original ({input})",
+                CandidateLabel = label,
+            });
+        });
+        return result with { Check = report, Written = report.Passed };
+    }
+
+    /// <summary>
+    /// Writes <paramref name="model"/> into a staging folder beside <paramref name="output"/> (same file names, so external
+    /// data locations stay valid), runs <paramref name="check"/>(staged path, label naming the output) on it, and moves
+    /// it into place only if <paramref name="accept"/> (default: the check passed) says so. Nothing is left behind either way.
+    /// The reference's session is made first, so ONNX Runtime rejecting the staged model is NormFold's bug: an
+    /// InvalidOperationException, never InvalidModelException (bad input).
+    /// </summary>
+    internal static CheckReport SaveIfEquivalent(OnnxModel model, string output, SaveOptions save,
+        Func<string, string, CheckReport> check, Func<CheckReport, bool>? accept = null)
+    {
+        ModelWriter.CheckOutputPath(output);
+        string full = Path.GetFullPath(output);
+        string dir = Path.GetDirectoryName(full)!;
+        var inputs = model.InputFiles();
+        void Guard(string target, string name)
+        {
+            if (inputs.TryGetValue(PathGuard.Resolve(target), out var what))
+                throw new InvalidModelException($"{output}: refusing to overwrite {what} with {name}; choose another output path");
+        }
+        Guard(full, "the folded model");
+        string staging = Path.Combine(dir, $".normfold-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        TempFiles.Track(staging, folder: true);
+        try
+        {
+            try { Directory.CreateDirectory(staging); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new InvalidModelException($"{output}: cannot write in '{dir}': {NormFoldIOException.Describe(e)}", e);
+            }
+            string staged = Path.Combine(staging, Path.GetFileName(full));
+            ModelWriter.Save(model, staged, save);
+            string label = $"the folded model ({output})";
+            CheckReport report;
+            try { report = check(staged, label); }
+            catch (InvalidModelException e) when (e.Message.StartsWith(label, StringComparison.Ordinal))
+            {
+                throw new InvalidOperationException($"{e.Message} — the model NormFold wrote is not valid", e);
+            }
+            if (accept?.Invoke(report) ?? report.Passed)
+            {
+                var files = Directory.GetFiles(staging).OrderBy(f => f == staged).ToList(); // the model last, after its data
+                foreach (var file in files) Guard(Path.Combine(dir, Path.GetFileName(file)), $"'{Path.GetFileName(file)}'");
+                foreach (var file in files) File.Move(file, Path.Combine(dir, Path.GetFileName(file)), overwrite: true);
+            }
+            return report;
+        }
+        finally
+        {
+            try { Directory.Delete(staging, recursive: true); } catch (IOException) { }
+            TempFiles.Untrack(staging);
+        }
     }
 }

@@ -137,9 +137,8 @@ internal sealed class FoldCommand : Command
             if (settings.Check)
             {
                 var collect = new List<HistogramBuilder>();
-                report = Staging.SaveChecked(model, input, output, settings.Save, request,
-                    accept: r => r.Passed && foldGates.Count == 0 && !settings.Gates.Check(null, r).Any(),
-                    observe: (_, _, expected, actual) =>
+                report = Folding.SaveIfEquivalent(model, output, settings.Save,
+                    (staged, label) => CheckRun.Run(input, staged, request, label, observe: (_, _, expected, actual) =>
                     {
                         lock (collect)
                             for (int k = 0; k < expected.Count; k++)
@@ -147,7 +146,8 @@ internal sealed class FoldCommand : Command
                                 if (collect.Count <= k) collect.Add(new HistogramBuilder());
                                 if (actual.TryGetValue(expected[k].Name, out var a)) collect[k].Add(expected[k], a);
                             }
-                    });
+                    }),
+                    accept: r => r.Passed && foldGates.Count == 0 && !settings.Gates.Check(null, r).Any());
                 histograms = collect;
             }
             else if (foldGates.Count == 0) ModelWriter.Save(model, output, settings.Save);
