@@ -274,5 +274,139 @@ public class ReviewAttackTests
         AssertAuditPasses(original, folded, r);
     }
 
+    /// <summary>IR version 3 (initializers are graph inputs too, inputs with an initializer are defaulted): a BN inside
+    /// an If branch becomes Mul + Add whose constants the branch lists as inputs, as ORT requires at IR 3.</summary>
+    [Fact]
+    public void Ir3_bn_in_an_if_branch_becomes_mul_add()
+    {
+        var g = new GraphBuilder(8);
+        g.Proto.IrVersion = 3;
+        g.Input("x", F32, [2, 3, 4]);
+        g.Input("cond", ElementTypeBool, []);
+        var then = g.Body("then");
+        string[] p = g.BnParams("bn", 3); // in the main graph: IR 3 allows no initializers in a branch (it takes no inputs)
+        then.Node("BatchNormalization", ["x", .. p], "t_y", "bn");
+        then.Output("t_y", F32, [2, 3, 4]);
+        var other = g.Body("else");
+        other.Node("Relu", ["x"], "e_y", "relu");
+        other.Output("e_y", F32, [2, 3, 4]);
+        g.Node("If", ["cond"], "y", "if", ("then_branch", then.Graph), ("else_branch", other.Graph));
+        g.Output("y", F32, [2, 3, 4]);
+        foreach (var t in g.Graph.Initializer) g.Graph.Input.Add(Value(t.Name, t.DataType, [.. t.Dims])); // IR 3
+        var (folded, r) = FoldSafely(g.Build());
+        Assert.Equal(Outcome.Replaced, Single(r).Outcome);
+        var branch = folded.Proto.Graph.Node.Single(n => n.OpType == "If").Attribute.Single(a => a.Name == "then_branch").G;
+        Assert.Equal(["Mul", "Add"], branch.Node.Select(n => n.OpType));
+        Assert.Equal(branch.Initializer.Select(t => t.Name), branch.Input.Select(v => v.Name));
+    }
+
+    /// <summary>IR version 3: a BN inside a Loop body (on the loop-carried value) becomes Mul + Add; the body's new
+    /// inputs come after iteration, condition and carried value, defaulted by their initializers.</summary>
+    [Fact]
+    public void Ir3_bn_in_a_loop_body_becomes_mul_add()
+    {
+        var g = new GraphBuilder(8);
+        g.Proto.IrVersion = 3;
+        g.Input("x", F32, [2, 3, 4]);
+        g.Int64s("trips", 2);
+        string[] p = g.BnParams("bn", 3);
+        var body = g.Body("body");
+        body.Input("i", 7, []);
+        body.Input("c_in", ElementTypeBool, []);
+        body.Input("v_in", F32, [2, 3, 4]);
+        body.Node("Identity", ["c_in"], "c_out", "keep");
+        body.Node("BatchNormalization", ["v_in", .. p], "v_out", "bn");
+        body.Output("c_out", ElementTypeBool, []);
+        body.Output("v_out", F32, [2, 3, 4]);
+        g.Node("Loop", ["trips", "", "x"], "y", "loop", ("body", body.Graph));
+        g.Output("y", F32, [2, 3, 4]);
+        foreach (var t in g.Graph.Initializer) g.Graph.Input.Add(Value(t.Name, t.DataType, [.. t.Dims])); // IR 3
+        var (folded, r) = FoldSafely(g.Build());
+        Assert.Equal(Outcome.Replaced, Single(r).Outcome);
+        var b = folded.Proto.Graph.Node.Single(n => n.OpType == "Loop").Attribute.Single(a => a.Name == "body").G;
+        Assert.Equal(["i", "c_in", "v_in"], b.Input.Take(3).Select(v => v.Name));
+    }
+
+    /// <summary>LayerNorm in float16 throughout (no Cast): LayerNormalization computes in float (stash_type 1).</summary>
+    [Fact]
+    public void LayerNorm_in_float16_throughout_is_equivalent()
+    {
+        FoldSafely(LayerNorm(F16, F16, [2, 5, 64]).Build(), LnSwap);
+    }
+
+    /// <summary>A LayerNorm inside an If branch reading γ/β of the enclosing graph.</summary>
+    [Fact]
+    public void LayerNorm_in_an_if_branch_with_outer_gamma_swaps_and_is_equivalent()
+    {
+        var outer = new GraphBuilder(17);
+        outer.Input("x", F32, [2, 5, 8]);
+        outer.Input("cond", ElementTypeBool, []);
+        var ln = LayerNorm(F32, F32, [2, 5, 8]);
+        var body = ln.Graph;
+        body.Name = "then";
+        body.Input.Clear();
+        foreach (var t in body.Initializer.Where(t => t.Name is "gamma" or "beta").ToList()) { body.Initializer.Remove(t); outer.Graph.Initializer.Add(t); }
+        var other = outer.Body("else");
+        other.Node("Relu", ["x"], "e_y", "relu");
+        other.Output("e_y", F32, [2, 5, 8]);
+        outer.Node("If", ["cond"], "out", "if", ("then_branch", body), ("else_branch", other.Graph));
+        outer.Output("out", F32, [2, 5, 8]);
+        var (folded, r) = FoldSafely(outer.Build(), LnSwap);
+        Assert.Equal(Outcome.Replaced, r.Log.Decisions.Single(d => d.Anchor == "mean").Outcome);
+    }
+
+    /// <summary>BatchNormalization-15 with float16 X and scale, float mean and var (T2 ≠ T).</summary>
+    [Fact]
+    public void Bn15_with_float_statistics_on_float16_folds_into_conv_and_standalone()
+    {
+        var g = new GraphBuilder(15);
+        g.Input("x", F16, [1, 3, 5, 5]);
+        g.Init("w", F16, [4, 3, 3, 3], -0.5, 0.5);
+        g.Node("Conv", ["x", "w"], "c", "conv");
+        string[] p = [g.Init("g1", F16, [4], 0.5, 1.5), g.Init("b1", F16, [4], -0.5, 0.5), g.Init("m1", F32, [4], -0.5, 0.5), g.Init("v1", F32, [4], 0.2, 2)];
+        g.Node("BatchNormalization", ["c", .. p], "bn1", "bn_conv");
+        g.Node("Relu", ["bn1"], "r", "relu");
+        string[] q = [g.Init("g2", F16, [4], 0.5, 1.5), g.Init("b2", F16, [4], -0.5, 0.5), g.Init("m2", F32, [4], -0.5, 0.5), g.Init("v2", F32, [4], 0.2, 2)];
+        g.Node("BatchNormalization", ["r", .. q], "y", "bn_alone");
+        g.Output("y", F16, [1, 4, 3, 3]);
+        var (folded, r) = FoldSafely(g.Build());
+        Assert.Equal(0, Count(folded, "BatchNormalization"));
+    }
+
+    /// <summary>Float16 at sizes where rounding in float16 vs float shows: the swaps must still pass the check.</summary>
+    [Fact]
+    public void Large_float16_layernorm_swap_is_equivalent()
+    {
+        FoldSafely(LayerNorm(F16, F16, [2, 3, 4096]).Build(), LnSwap);
+        FoldSafely(LayerNorm(F16, F32, [2, 3, 4096]).Build(), LnSwap);
+    }
+
+    [Theory]
+    [InlineData(F16, 8)]
+    [InlineData(F16, 1)]
+    [InlineData(F32, 8)]
+    public void Large_groupnorm_swap_and_lowering_are_equivalent(int type, long groups)
+    {
+        var g = new GraphBuilder(21);
+        g.Input("x", type, [1, 32, 24, 24]);
+        g.Int64s("gshape", 0, groups, -1);
+        g.Node("Reshape", ["x", "gshape"], "r1", "reshape1");
+        g.Init("in_scale", type, [groups], Enumerable.Repeat(1.0, (int)groups).ToArray());
+        g.Init("in_bias", type, [groups], new double[groups]);
+        g.Node("InstanceNormalization", ["r1", "in_scale", "in_bias"], "in", "instnorm");
+        g.Node("Shape", ["x"], "xshape", "shape");
+        g.Node("Reshape", ["in", "xshape"], "r2", "reshape2");
+        g.Init("gamma", type, [32, 1, 1], 0.5, 1.5);
+        g.Init("beta", type, [32, 1, 1], -0.5, 0.5);
+        g.Node("Mul", ["r2", "gamma"], "m", "mul");
+        g.Node("Add", ["m", "beta"], "y", "add");
+        g.Output("y", type, [1, 32, 24, 24]);
+        var original = g.Build();
+        var (swapped, r) = FoldSafely(original, new PipelineOptions { SwapGroupNorm = true });
+        Assert.Equal(Outcome.Replaced, Single(r).Outcome);
+        var (lowered, _) = FoldSafely(swapped, new PipelineOptions { LowerGroupNorm = true });
+        AssertEquivalent(original, lowered);
+    }
+
     const int ElementTypeBool = 9;
 }
