@@ -12,6 +12,8 @@ internal static class CheckRun
     public static CheckReport Run(string referencePath, string candidatePath, CheckSettings.Request request, string? candidateLabel = null,
         Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? observe = null)
     {
+        using var progress = CheckProgress.For(candidateLabel is null ? "check" : "fold", request.Quiet);
+        if (progress is not null) request = request with { Options = request.Options with { Progress = progress.Report } };
         try { return RunCore(referencePath, candidatePath, request, candidateLabel, observe); }
         catch (InvalidModelException e) when (e.Message.Contains(InputGenerator.ShapeHint, StringComparison.Ordinal))
         {

@@ -26,7 +26,8 @@ internal static class CheckSettings
     ];
 
     /// <summary>What a check run needs beyond <see cref="CheckOptions"/>: where inputs and outputs live.</summary>
-    public sealed record Request(CheckOptions Options, Dictionary<string, string> InputFiles, string? InputsDir, string? SaveOutputs, bool Localize);
+    /// <param name="Quiet">No progress on stderr (-q).</param>
+    public sealed record Request(CheckOptions Options, Dictionary<string, string> InputFiles, string? InputsDir, string? SaveOutputs, bool Localize, bool Quiet = true);
 
     /// <summary>Refuses a --save-outputs folder whose reference/, candidate/ or iteration_N/ subfolders (where outputs are
     /// saved) hold a file the command reads or writes: the models and their data files, the input .npy files or
@@ -65,7 +66,7 @@ internal static class CheckSettings
         if (fromFiles && (args.Has("--seed") || args.Has("--value-range") || args.Has("--shape") || args.Has("--iterations")))
             throw new InvalidUsageException($"{command}: --seed, --value-range, --shape and --iterations apply to generated inputs, not to --input/--inputs");
         if (args.Has("--localize") && args.Has("--outputs-only")) throw new InvalidUsageException($"{command}: --localize needs the intermediate tensors that --outputs-only leaves out");
-        return new Request(options, files, dir, args.Value("--save-outputs"), args.Has("--localize"));
+        return new Request(options, files, dir, args.Value("--save-outputs"), args.Has("--localize"), args.Has("--quiet"));
     }
 
     public static CheckOptions Parse(string command, ParsedArgs args)

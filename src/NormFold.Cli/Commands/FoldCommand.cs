@@ -71,7 +71,8 @@ internal sealed class FoldCommand : Command
         if (!check && gates.OnCheck) throw new InvalidUsageException("fold: --max-drift and --min-cosine need --check");
         var settings = new Settings(PipelineSettings.Parse(Name, args), save, check, checkRequest, gates);
         if (Directory.Exists(input))
-            return BatchFold.Run(input, output, settings, args.Int(Name, "--jobs", Environment.ProcessorCount, min: 1), io);
+            // Checks run side by side there: no per-check progress (the folder's own progress lines say what finished).
+            return BatchFold.Run(input, output, settings with { CheckRequest = checkRequest with { Quiet = true } }, args.Int(Name, "--jobs", Environment.ProcessorCount, min: 1), io);
         if (args.Has("--jobs")) throw new InvalidUsageException("fold: --jobs applies to a folder of models");
         ModelWriter.CheckOutputPath(output);
         if (PathGuard.Same(input, output))

@@ -37,7 +37,8 @@ public sealed record CheckOptions
     /// <summary>Compare in batches when the intermediates may hold more than this many bytes (estimated as the
     /// inputs' bytes times the number of intermediates compared); below it, one run is faster.</summary>
     public long SegmentAboveBytes { get; init; } = 256L << 20;
-    /// <summary>Called with each stage ("running …", "comparing batch k of n"), for progress display.</summary>
+    /// <summary>Called with each stage, for progress display: each model's run and each comparison, per iteration and
+    /// batch ("iteration 1 of 2, batch 3 of 9: running the original", "…: comparing 4 tensor(s)").</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public Action<string>? Progress { get; init; }
     /// <summary>Where the inputs came from, for the report.</summary>
@@ -177,12 +178,14 @@ public static class EquivalenceChecker
         for (int it = 0; it < options.Iterations; it++)
         {
             var inputs = inputsFor(it);
-            options.Progress?.Invoke($"iteration {it + 1} of {options.Iterations}: running both models");
+            string stage = $"iteration {it + 1} of {options.Iterations}";
+            options.Progress?.Invoke($"{stage}: running the original");
             using var expected = reference.RunInPlace(inputs, referenceNames);
+            options.Progress?.Invoke($"{stage}: running the rewritten model");
             using var candidateOutputs = candidate.RunInPlace(inputs, referenceNames.Where(candidateNames.Contains).ToList());
             var actual = candidateOutputs.ToDictionary(t => t.Name);
             onOutputs?.Invoke(it, inputs, expected.Take(graphOutputs.Count).ToList(), actual.Where(kv => !extra.Contains(kv.Key)).ToDictionary());
-            options.Progress?.Invoke($"iteration {it + 1} of {options.Iterations}: comparing {expected.Count} tensors");
+            options.Progress?.Invoke($"{stage}: comparing {expected.Count} tensor(s)");
             tally.Add(it, expected, actual);
         }
         return tally.Report(graphOutputs, shared, notes);
@@ -241,9 +244,13 @@ public static class EquivalenceChecker
                         a.Define(batch);
                         b.Define(batch);
                     }
-                    options.Progress?.Invoke($"iteration {it + 1} of {options.Iterations}: batch {k + 1}{(complete ? $" of {a.Count}" : "")}");
+                    string stage = $"iteration {it + 1} of {options.Iterations}, batch {k + 1}" +
+                        (complete ? $" of {a.Count}" : $" ({next} of {shared.Count} intermediates)");
+                    options.Progress?.Invoke($"{stage}: running the original");
                     var expected = a.Run(k);
+                    options.Progress?.Invoke($"{stage}: running the rewritten model");
                     var actual = b.Run(k).ToDictionary(t => t.Name);
+                    options.Progress?.Invoke($"{stage}: comparing {expected.Count} tensor(s)");
                     bool last = complete && k == a.Count - 1;
                     if (last) onOutputs?.Invoke(it, inputs, expected, actual);
                     tally.Add(it, expected, actual);

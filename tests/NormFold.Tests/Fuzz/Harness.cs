@@ -140,6 +140,7 @@ public sealed class Harness(string root)
 
     (Outcome, string) Classify(FuzzCase c, CaseDirs d, RunKind kind, int code, string err, bool timedOut, string outDir, string output)
     {
+        err = ProgressLine.Replace(err, ""); // a check's progress (after 1 s, one line per stage) is not the error
         string first = FirstLine(err);
         if (timedOut) return (Outcome.Hang, $"no exit after {(c.Timeout ?? Timeout).TotalSeconds:0} s");
         if (code is < 0 or > 3) return (Outcome.Crash, $"exit {code}: {first}");
@@ -194,6 +195,7 @@ public sealed class Harness(string root)
     }
 
     static readonly System.Text.RegularExpressions.Regex QuotedName = new("'[^']+'");
+    static readonly System.Text.RegularExpressions.Regex ProgressLine = new(@"^normfold: (check|fold): iteration \d+ of \d+[^\n]*\(\d+\.\d s\)\r?\n", System.Text.RegularExpressions.RegexOptions.Multiline);
 
     public static string FirstLine(string s) => s.Split('\n', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault() ?? "";
 
