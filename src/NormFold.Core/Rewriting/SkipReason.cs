@@ -20,7 +20,8 @@ public enum SkipReason
     UnsupportedOpsetVersion,
     /// <summary>spatial=0 (opset ≤ 7): statistics per activation rather than per channel.</summary>
     NonSpatial,
-    /// <summary>A weight or parameter has an element type other than float, double, float16, bfloat16.</summary>
+    /// <summary>A weight or parameter has an element type other than float, double, float16, bfloat16; or a swap would not
+    /// keep the tensor's precision (double LayerNorm, lowering a double GroupNormalization).</summary>
     UnsupportedDataType,
     /// <summary>γ, β, mean or var do not have one value per channel, or the producer's weights have an unexpected shape.</summary>
     ShapeMismatch,

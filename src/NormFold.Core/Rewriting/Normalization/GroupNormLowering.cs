@@ -7,7 +7,8 @@ namespace NormFold.Rewriting.Normalization;
 /// <summary>
 /// GroupNormalization(X, γ, β; G, ε)   ⇒   Reshape(X, [0, G, −1]) → InstanceNormalization(1, 0, ε) → Reshape(Shape(X))
 ///                                          → Mul(γ[C,1,…,1]) → Add(β[C,1,…,1])
-/// For runtimes without GroupNormalization (or with a broken one). GroupNormalization-18 (opset 18–20) has one γ, β per
+/// For runtimes without GroupNormalization (or with a broken one); not for double X (ONNX Runtime has no double
+/// InstanceNormalization; GroupNormalization-21 computes in stash_type, float by default). GroupNormalization-18 (opset 18–20) has one γ, β per
 /// group: they are repeated over the group's C/G channels. Conditions: rank ≥ 3 known, C known; γ and β constant, or
 /// tensors (graph inputs, computed) declared 1-D of X's type, reshaped to [C, 1, …] at run time (per-group ones through
 /// Reshape [G, 1] → Expand [G, C/G] first).
@@ -35,6 +36,8 @@ internal sealed class GroupNormLowering : RewriteRule<GroupNormLowering.Lowering
         if (groups <= 0) return Match.Refuse(SkipReason.PatternMismatch, $"{Attributes.Describe(gn)} has num_groups={groups}");
         if (g.ElemType(x) is not { } type || !ElementType.IsFoldable(type))
             return Match.Refuse(SkipReason.UnsupportedDataType, $"the element type of '{x}' is not known or not floating point");
+        if (type == ElementType.Double)
+            return Match.Refuse(SkipReason.UnsupportedDataType, $"'{x}' is double: ONNX Runtime has no double InstanceNormalization, and GroupNormalization-21 computes in its stash_type");
         bool perGroup = g.Opset < 21; // GroupNormalization-18: one scale/bias per group
         long? channels = Patterns.Channels(g, x);
         // Scale and bias: constants, or tensors (graph inputs, computed) of known shape reshaped at run time.

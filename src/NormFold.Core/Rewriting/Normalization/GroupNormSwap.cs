@@ -13,7 +13,8 @@ namespace NormFold.Rewriting.Normalization;
 /// stay after the new node; absent ones are 1 and 0); G divides C, known from X (its shape, or the conv that made it),
 /// never from γ/β (which may widen one channel to C).
 /// Emits GroupNormalization-21 (γ, β per channel) when the opset is or may be raised to ≥ 21; GroupNormalization-18
-/// (per group) only when γ and β are constant within each group — exact in both cases.
+/// (per group) only when γ and β are constant within each group — exact in both cases. GroupNormalization-21 computes
+/// in stash_type (float by default): double X gets stash_type = double, as InstanceNormalization computes it.
 /// </summary>
 internal sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
 {
@@ -155,8 +156,12 @@ internal sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
         return true;
     }
 
-    protected override Applied Apply(GraphEditor editor, GroupNormPlan plan) =>
-        Patterns.ReplaceByNormalization(editor, plan.Anchor, plan.Removed, "GroupNormalization", plan.X, plan.Output, plan.DataType,
-            [plan.Scale.Length], plan.Scale, plan.Bias, Patterns.Float("epsilon", plan.Epsilon), Patterns.Int("num_groups", plan.Groups));
+    protected override Applied Apply(GraphEditor editor, GroupNormPlan plan)
+    {
+        var attributes = new List<AttributeProto> { Patterns.Float("epsilon", plan.Epsilon), Patterns.Int("num_groups", plan.Groups) };
+        if (plan.Version >= 21 && plan.DataType == ElementType.Double) attributes.Add(Patterns.Int("stash_type", ElementType.Double));
+        return Patterns.ReplaceByNormalization(editor, plan.Anchor, plan.Removed, "GroupNormalization", plan.X, plan.Output, plan.DataType,
+            [plan.Scale.Length], plan.Scale, plan.Bias, [.. attributes]);
+    }
 }
 

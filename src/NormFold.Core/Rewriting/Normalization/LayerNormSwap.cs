@@ -16,8 +16,9 @@ namespace NormFold.Rewriting.Normalization;
 /// normalized shape, or tensors (graph inputs, computed) whose proven shape is the normalized shape, of X's type,
 /// not computed from the pattern (absent ones are 1 and 0; a Mul/Add on a computed tensor of unknown shape stays after
 /// the new node, one on a graph input of unknown shape is refused); X's normalized dims are known where γ/β are wider
-/// than 1 (else they might widen a dim of 1); a double X is computed in double with an ε that is a float (LayerNormalization
-/// computes double in double, with a float epsilon); opset ≥ 17 or may be raised to it.
+/// than 1 (else they might widen a dim of 1); X is not double (LayerNormalization's stash_type, the precision of its mean
+/// and variance, is float or bfloat16, and ε a float; ONNX Runtime happens to compute double in double); opset ≥ 17 or
+/// may be raised to it.
 /// Algebra: LayerNormalization computes (X − E[X]) / √(E[(X − E[X])²] + ε) · γ + β over A, exactly the decomposition.
 /// </summary>
 internal sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
@@ -120,12 +121,9 @@ internal sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
 
         if (g.ElemType(x) is not { } type || !ElementType.IsFoldable(type))
             return Match.Refuse(SkipReason.UnsupportedDataType, $"the element type of '{x}' is not known or not floating point");
-        // LayerNormalization on double computes in double, with a float ε: a pattern in float, or a double ε that is no
-        // float, gives other values.
-        if (type == ElementType.Double && castTo.Values.Any(t => t != ElementType.Double))
-            return Match.Refuse(SkipReason.PatternMismatch, $"the pattern computes '{x}' (double) in float; LayerNormalization would compute it in double");
-        if (type == ElementType.Double && (double)(float)eps[0] != eps[0])
-            return Match.Refuse(SkipReason.PatternMismatch, $"ε = {eps[0]:R} is added in double; LayerNormalization's float epsilon would round it to {(float)eps[0]:R}");
+        // LayerNormalization computes mean and variance in stash_type, float or bfloat16 (no double), with a float ε.
+        if (type == ElementType.Double)
+            return Match.Refuse(SkipReason.UnsupportedDataType, $"'{x}' is double: LayerNormalization computes its mean and variance in float (stash_type allows no double), with a float epsilon");
 
         // Tail: [Cast back] [Mul(γ)] [Cast back] [Add(β)] [Cast back].
         string output = div.Output[0];
