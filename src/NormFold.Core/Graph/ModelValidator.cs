@@ -39,8 +39,24 @@ internal static class ModelValidator
     }
 
     /// <summary>Names defined in a graph, chained to the enclosing graph's (a body may read any outer name).</summary>
-    sealed class Scope(HashSet<string> names, Scope? outer)
+    sealed class Scope(HashSet<string> names, Scope? outer, Dictionary<string, TensorProto> initializers, Dictionary<string, NodeProto> producers)
     {
+        /// <summary>A weight's tensor when the nearest graph defining <paramref name="name"/> makes it an initializer or a
+        /// Constant node's value (a body's Conv may read its weight from the enclosing graph); dims are all that is read.</summary>
+        public TensorProto? ConstantWeight(string name)
+        {
+            for (var s = this; s != null; s = s.Outer)
+            {
+                if (s._initializers.TryGetValue(name, out var t)) return t;
+                if (s._producers.TryGetValue(name, out var p))
+                    return p.OpType == "Constant" && Attributes.IsDefaultDomain(p) ? Attributes.Find(p, "value")?.T : null;
+                if (s.Names.Contains(name)) return null;
+            }
+            return null;
+        }
+        readonly Dictionary<string, TensorProto> _initializers = initializers;
+        readonly Dictionary<string, NodeProto> _producers = producers;
+
         public bool Contains(string name)
         {
             for (var s = this; s != null; s = s.Outer) if (s.Names.Contains(name)) return true;
@@ -85,11 +101,11 @@ internal static class ModelValidator
                 producers[o] = n;
             }
         defined.UnionWith(producers.Keys);
-        var scope = new Scope(defined, outer);
+        var scope = new Scope(defined, outer, initializers, producers);
 
         foreach (var n in g.Node)
         {
-            if (Attributes.IsDefaultDomain(n)) CheckNode(where, opset, n, initializers, producers);
+            if (Attributes.IsDefaultDomain(n)) CheckNode(where, opset, n, scope);
             foreach (var name in GraphIndex.ReadNames(n))
                 if (!scope.Contains(name))
                     throw new InvalidModelException($"{where}: {Attributes.Describe(n)} reads '{name}', which no input, initializer or node defines");
@@ -167,7 +183,7 @@ internal static class ModelValidator
     static readonly string[] ConstantValues =
         ["value", "value_float", "value_floats", "value_int", "value_ints", "value_string", "value_strings", "sparse_value"];
 
-    static void CheckNode(string where, long opset, NodeProto n, Dictionary<string, TensorProto> initializers, Dictionary<string, NodeProto> producers)
+    static void CheckNode(string where, long opset, NodeProto n, Scope scope)
     {
         string who = $"{where}: {Attributes.Describe(n)}";
         if (n.Output.Count == 0 || n.Output[0].Length == 0)
@@ -192,16 +208,10 @@ internal static class ModelValidator
                     throw new InvalidModelException($"{who}: its 'value' attribute holds no tensor");
                 break;
             case "Conv" or "ConvTranspose":
-                CheckConvAttributes(who, n, ConstantWeight(n.Input[1], initializers, producers));
+                CheckConvAttributes(who, n, scope.ConstantWeight(n.Input[1]));
                 break;
         }
     }
-
-    /// <summary>The weight's tensor when it is an initializer or a Constant node's value (dims are all that is read).</summary>
-    static TensorProto? ConstantWeight(string name, Dictionary<string, TensorProto> initializers, Dictionary<string, NodeProto> producers) =>
-        initializers.TryGetValue(name, out var t) ? t
-        : producers.TryGetValue(name, out var p) && p.OpType == "Constant" && Attributes.IsDefaultDomain(p) ? Attributes.Find(p, "value")?.T
-        : null;
 
     static void CheckConvAttributes(string who, NodeProto n, TensorProto? weight)
     {

@@ -94,7 +94,17 @@ internal sealed class TypeHints
         long[]? S(int i) => i < n.Input.Count && n.Input[i].Length > 0 ? shapeOf(n.Input[i]) : null;
         int? T(int i) => i < n.Input.Count && n.Input[i].Length > 0 ? ElemType(index, n.Input[i]) : null;
         if (SameShape.Contains(n.OpType)) { shape = S(0); type = T(0); }
-        else if (SameRank.Contains(n.OpType)) { shape = Unknown(S(0)?.Length); type = T(0); }
+        else if (SameRank.Contains(n.OpType))
+        {
+            shape = Unknown(S(0)?.Length); type = T(0);
+            // ConvTranspose: N and the channels, W [C, M/g, k…] → M = W[1]·g (a BN after it must have M parameters).
+            if (n.OpType == "ConvTranspose" && shape is { Length: >= 3 } ct && S(0) is { } x && S(1) is { Length: >= 3 } w
+                && Attributes.Int(n, "group", 1) is > 0 and var group && w[1] >= 0)
+            {
+                ct[0] = x[0];
+                ct[1] = w[1] * group;
+            }
+        }
         else if (Broadcasting.Contains(n.OpType))
         {
             type = T(0);
@@ -116,7 +126,13 @@ internal sealed class TypeHints
                 type = T(0);
                 if (S(0) is { Length: >= 2 } g) shape = g.Select((d, i) => i < 2 ? d : 1).ToArray();
                 break;
-            case "Gemm": shape = [-1, -1]; type = T(0); break;
+            case "Gemm":
+                // [M, N]: A [M, K] (transposed when transA ≠ 0, as ORT reads it), B [K, N] (likewise transB).
+                type = T(0);
+                shape = [-1, -1];
+                if (S(0) is [var a0, var a1]) shape[0] = Attributes.Int(n, "transA", 0) != 0 ? a1 : a0;
+                if (S(1) is [var b0, var b1]) shape[1] = Attributes.Int(n, "transB", 0) != 0 ? b0 : b1;
+                break;
             case "Flatten": shape = [-1, -1]; type = T(0); break;
             case "MatMul":
                 type = T(0);

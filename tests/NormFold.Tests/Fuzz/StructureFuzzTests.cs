@@ -61,6 +61,12 @@ public class StructureFuzzTests(ITestOutputHelper log)
     [InlineData("layernorm:7000315")] // X's rank unknown: LayerNormalization(axis −1) ORT rejects on the scalar it is fed
     [InlineData("layernorm:7000483")] // the same, with value_info of the wrong rank on intermediates
     [InlineData("value-info:7001222")] // every value_info the wrong rank: kept after folding, ORT refused the output
+    [InlineData("bn-params:7000324")] // BN of 0 channels after a 4-channel ConvTranspose → Mul ORT refuses to load (--check exit 1)
+    [InlineData("weights:7001327")] // the same with the ConvTranspose weight's axis 1 changed
+    [InlineData("weights:7002197")] // the same on decoder_convtranspose
+    [InlineData("attributes:7004658")] // the same through ConvTranspose group = 3
+    [InlineData("attributes:7000057")] // Gemm transB = 2 (ORT transposes): BN channels contradict Gemm's N
+    [InlineData("weights:7005263")] // If-body Conv with 4 pads reading a rank-6 weight of the main graph: not validated
     [InlineData("check-pairs:7000071")] // the fuzzer's oracle: ArgMax over two size-1 axes is the same, now a real difference
     public void Campaign_findings_stay_fixed(string id)
     {

@@ -188,6 +188,24 @@ public class ModelValidatorTests
         Refused(g, "Conv 'conv'", expected);
     }
 
+    /// <summary>Campaign weights:7005263: a Conv in an If body reading a rank-6 weight from the main graph with 4 pads
+    /// passed validation (the weight was looked up in the body only); the fold wrote the weight into the body and
+    /// fold --check blamed its own output (exit 1). The weight is found in the enclosing graph too.</summary>
+    [Fact]
+    public void A_body_conv_is_validated_against_a_weight_of_the_enclosing_graph()
+    {
+        var g = new GraphBuilder(15);
+        g.Input("x", GraphBuilder.F32, [1, 3, 4, 4]);
+        g.Input("cond", (int)TensorProto.Types.DataType.Bool, []);
+        g.Init("w", GraphBuilder.F32, [4, 3, 3, 3, 1, 1]);
+        var body = g.Body("then");
+        body.Node("Conv", ["x", "w"], "c", "body_conv", ("pads", new long[] { 1, 1, 1, 1 }));
+        body.Output("c");
+        g.Node("If", ["cond"], "out", "if", ("then_branch", body.Graph), ("else_branch", body.Graph.Clone()));
+        g.Output("out");
+        Refused(g, "graph 'main/if:", "Conv 'body_conv'", "pads has 4 values", "'w' [4, 3, 3, 3, 1, 1]");
+    }
+
     /// <summary>group=0 on a ConvTranspose let a plain fold exit 0 and made ORT die of SIGFPE under --check.</summary>
     [Fact]
     public void A_convtranspose_with_group_zero_is_refused_and_check_does_not_crash()

@@ -68,4 +68,38 @@ public class ToMulAddTests
         var d = AssertLeft(r, SkipReason.UnknownRank);
         Assert.Contains("fold phase: input", d.Detail); // the fold phase's refusal is kept after the last obstacle
     }
+
+    /// <summary>Campaign bn-params:7000324 and kin: a BN whose parameter count is not the channel count its producer
+    /// gives (ConvTranspose W [2, 2, 3, 3], group 2 → 4 channels; a BN of 3) cannot fold and was replaced by a Mul whose
+    /// [3, 1, 1] constant ORT refuses to load against 4 channels (fold --check: exit 1). It is left, naming both counts.</summary>
+    [Fact]
+    public void A_bn_whose_channel_count_contradicts_its_producer_is_left()
+    {
+        var g = new GraphBuilder(15);
+        g.Input("x", F32, [1, 2, 3, 3]);
+        g.Init("w", F32, [2, 2, 3, 3]);
+        g.Node("ConvTranspose", ["x", "w"], "c", "convt", ("group", 2L));
+        g.Bn("c", 3, "y", name: "bn");
+        g.Output("y", F32, null);
+        var (folded, r) = Fold(g.Build());
+        Assert.Contains("2×2 output channels", AssertLeft(r, SkipReason.ShapeMismatch, "bn").Detail);
+        Assert.Equal(1, Count(folded, "BatchNormalization"));
+        Assert.Equal(0, Count(folded, "Mul"));
+    }
+
+    /// <summary>Gemm's output [M, N] follows from A and B as ORT reads them (transB = 2 transposes like 1): B [3, 4]
+    /// transposed gives 3 channels, not the BN's 4.</summary>
+    [Fact]
+    public void Gemm_output_channels_follow_transB_as_ort_reads_it()
+    {
+        var g = new GraphBuilder(15);
+        g.Input("x", F32, [2, 4]);
+        g.Init("b", F32, [3, 4]);
+        g.Node("Gemm", ["x", "b"], "c", "gemm", ("transB", 2L));
+        g.Bn("c", 4, "y", name: "bn");
+        g.Output("y", F32, null);
+        var (folded, r) = Fold(g.Build());
+        Assert.Contains("3 columns", AssertLeft(r, SkipReason.ShapeMismatch, "bn").Detail);
+        Assert.Equal(0, Count(folded, "Mul"));
+    }
 }

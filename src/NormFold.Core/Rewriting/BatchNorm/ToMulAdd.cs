@@ -6,7 +6,8 @@ namespace NormFold.Rewriting.BatchNorm;
 
 /// <summary>
 /// BN(X) with no producer to fold into   ⇒   Add(Mul(X, s), t)
-/// Conditions: an eval-mode BN with usable parameters; X's rank r ≥ 2 and element type known from the model.
+/// Conditions: an eval-mode BN with usable parameters; X's rank r ≥ 2 and element type known from the model; X's
+/// channel count, where the graph gives it, is the BN's.
 /// Algebra: y = s·x + t per channel; s and t are shaped [C, 1, …, 1] (r − 2 ones) to broadcast along axis 1,
 /// stored in X's element type (rounded once from double); before opset 7, [C] with broadcast=1, axis=1.
 /// Runs after the fold rules, on the BNs they left.
@@ -31,6 +32,10 @@ internal sealed class ToMulAdd : RewriteRule<ToMulAdd.MulAddPlan>
             return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' is not declared in the model, so the [C,1,…] shape of Mul/Add constants is unknown");
         if (rank < 2)
             return Match.Refuse(SkipReason.ShapeMismatch, $"'{x}' has rank {rank}; BatchNormalization needs rank ≥ 2");
+        // A channel count the graph gives (propagated, e.g. from the producer's weights) that is not the BN's: ORT
+        // rejects the BN at run time, and would reject the Mul + Add when loading — the model is not foldable as it is.
+        if (g.Shape(x) is [_, var channels, ..] && channels >= 0 && channels != p.Channels)
+            return Match.Refuse(SkipReason.ShapeMismatch, $"'{x}' has {channels} channels, the BN's parameters {p.Channels}");
         int? type = g.ElemType(x) ?? g.ElemType(bn.Output[0]) ?? (p.Version < 15 ? p.ParameterType : null);
         if (type is null)
             return Match.Refuse(SkipReason.UnsupportedDataType, $"the element type of '{x}' is not declared in the model");
