@@ -52,24 +52,26 @@ internal static class ReportBuilder
         r.FirstDrifting?.Name, r.FirstFailingIteration,
         r.Audit is { } a ? new WeightAuditSummary(a.Passed, a.Tensors, a.Elements, a.Inexact, a.MaxUlp, a.WorstTensor, a.Skipped) : null,
         r.Intermediates.Select(o => Drift(o, null)).ToList(),
-        Findings(r));
+        Findings(r), r.Options.DetectDrift, r.SkippedUnchanged, r.NothingToCheck, r.Batches);
 
     /// <summary>The drifting channels of every compared tensor (verify: the channel-drift detector's findings).</summary>
     static List<ChannelFinding>? Findings(CheckReport r)
     {
-        var list = r.Outputs.Concat(r.Intermediates).SelectMany(o => o.Drift.Select(d => new ChannelFinding(o.Name, 1, d.Channel, d.MaxAbs,
-            o.ReferenceMagnitude > 0 ? d.MaxAbs / o.ReferenceMagnitude : d.MaxAbs,
-            $"gain {d.Gain:G7} (allowed 1 ± {d.GainThreshold:G3}), offset {d.Offset:G3} (allowed ± {d.OffsetThreshold:G3}), noise {d.Noise:G3}, {d.Elements} elements",
-            d.Gain, d.GainThreshold, d.Offset, d.OffsetThreshold, d.Noise, d.Elements))).ToList();
+        var list = r.Outputs.Concat(r.Intermediates).SelectMany(o => o.Drift.Select(d => Finding(o, d))).ToList();
         return list.Count > 0 ? list : null;
     }
+
+    static ChannelFinding Finding(OutputComparison o, ChannelDrift d) => new(o.Name, 1, d.Channel, d.MaxAbs,
+        o.ReferenceMagnitude > 0 ? d.MaxAbs / o.ReferenceMagnitude : d.MaxAbs,
+        $"gain {d.Gain:G7} (allowed 1 ± {d.GainThreshold:G3}), offset {d.Offset:G3} (allowed ± {d.OffsetThreshold:G3}), noise {d.Noise:G3}, {d.Elements} elements",
+        d.Gain, d.GainThreshold, d.Offset, d.OffsetThreshold, d.Noise, d.Elements, d.Flagged);
 
     public static TensorDrift Drift(OutputComparison o, ErrorHistogram? histogram) => new(
         o.Name, o.Passed, o.Problem, o.Shape, o.ElementType, new ToleranceUsed(o.Tolerance.Atol, o.Tolerance.Rtol),
         o.MaxAbs, o.MeanAbs, o.MedianAbs, o.P99Abs, o.MaxRel, o.MeanRel, o.MedianRel, o.P99Rel,
         o.ReferenceMagnitude, o.RelativeToMagnitude, o.Cosine, o.WorstIndex, o.WorstReference, o.WorstActual,
         o.MinAtol, o.MinRtol, o.FailedElements, o.Elements, o.PercentilesSampled, histogram,
-        o.ChannelsTested, o.DriftingChannels, o.WorstChannel?.Ratio);
+        o.ChannelsTested, o.DriftingChannels, o.WorstChannel?.Ratio, o.WorstChannel is { } w ? Finding(o, w) : null);
 
     public static DriftFigures Figures(CheckResults c)
     {

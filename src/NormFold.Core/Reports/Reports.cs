@@ -63,7 +63,15 @@ public sealed record CheckResults(
     int? FirstFailingIteration,
     WeightAuditSummary? WeightAudit,
     IReadOnlyList<TensorDrift> Intermediates,
-    IReadOnlyList<ChannelFinding>? ChannelFindings);
+    IReadOnlyList<ChannelFinding>? ChannelFindings,
+    /// <summary>Whether each channel of each compared floating-point tensor was tested for systematic drift.</summary>
+    bool ChannelDrift = true,
+    /// <summary>Tensors not compared because their producing subgraph is the same in both models.</summary>
+    int SkippedUnchanged = 0,
+    /// <summary>Every output unchanged by construction: ONNX Runtime was not run.</summary>
+    bool NothingToCheck = false,
+    /// <summary>Batches the intermediates were compared in (each model run in as many segments); 1: one run.</summary>
+    int Batches = 1);
 
 /// <summary>How one tensor of the candidate differs from the reference (the worst iteration).</summary>
 public sealed record TensorDrift(
@@ -97,7 +105,9 @@ public sealed record TensorDrift(
     int ChannelsTested = 0,
     int DriftingChannels = 0,
     /// <summary>The tested channel nearest its thresholds (above 1: beyond them).</summary>
-    double? WorstChannelRatio = null);
+    double? WorstChannelRatio = null,
+    /// <summary>That channel's figures (gain, offset, their thresholds, noise), flagged or not.</summary>
+    ChannelFinding? WorstChannel = null);
 
 public sealed record ToleranceUsed(double Atol, double Rtol);
 
@@ -111,7 +121,8 @@ public sealed record WeightAuditSummary(bool Passed, int Tensors, long Elements,
 
 /// <summary>A per-channel finding of the check: a channel of a tensor whose drift stands out.</summary>
 public sealed record ChannelFinding(string Tensor, int Axis, long Channel, double MaxAbs, double RelativeToMagnitude, string? Detail,
-    double? Gain = null, double? GainThreshold = null, double? Offset = null, double? OffsetThreshold = null, double? Noise = null, long? Elements = null);
+    double? Gain = null, double? GainThreshold = null, double? Offset = null, double? OffsetThreshold = null, double? Noise = null, long? Elements = null,
+    bool? Flagged = null);
 
 /// <summary>The gates asked for and what failed them.</summary>
 public sealed record GateResults(bool Passed, IReadOnlyList<string> Gates, IReadOnlyList<GateFailure> Failures);

@@ -279,6 +279,23 @@ public class ChannelDriftCliTests
         Assert.Equal(2, finding.GetProperty("channel").GetInt64());
         Assert.InRange(finding.GetProperty("gain").GetDouble(), 1.005, 1.015);
         Assert.True(finding.GetProperty("gainThreshold").GetDouble() < 0.005);
+        Assert.True(finding.GetProperty("flagged").GetBoolean());
+        // The check's own figures: the detector ran, one run (float16 is never cut), what was skipped as unchanged.
+        var check = doc.RootElement.GetProperty("check");
+        Assert.True(check.GetProperty("channelDrift").GetBoolean());
+        Assert.Equal(1, check.GetProperty("batches").GetInt32());
+        Assert.False(check.GetProperty("nothingToCheck").GetBoolean());
+        Assert.True(check.GetProperty("skippedUnchanged").GetInt32() >= 0);
+        // Per tensor, the channel nearest its thresholds with every figure: the faulty one for the BN's output, an
+        // unflagged one (ratio below 1) for a tensor upstream of it.
+        var tensors = check.GetProperty("intermediates").EnumerateArray().ToList();
+        var faulty = tensors.Single(e => e.GetProperty("name").GetString() == bn.Output[0]).GetProperty("worstChannel");
+        Assert.Equal(2, faulty.GetProperty("channel").GetInt64());
+        Assert.True(faulty.GetProperty("flagged").GetBoolean());
+        var upstream = tensors.First().GetProperty("worstChannel");
+        Assert.False(upstream.GetProperty("flagged").GetBoolean());
+        Assert.True(upstream.GetProperty("gainThreshold").GetDouble() > 0);
+        Assert.True(tensors.First().GetProperty("worstChannelRatio").GetDouble() < 1);
         // --no-channel-drift: the elementwise check alone passes it (float16 allowance)
         Assert.Equal(0, NormFold.Tests.Cli.CliRunner.Run("check", Path.Combine(ModelsDir, "resnet_tiny_fp16.onnx"), brokenPath,
             "--shape", "input:8x3x32x32", "--iterations", "2", "--no-channel-drift").Code);
