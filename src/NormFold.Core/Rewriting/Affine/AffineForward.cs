@@ -24,7 +24,8 @@ internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
 
     /// <summary><paramref name="State"/>: the consumer's weights after the fold, relative to the original's.</summary>
     public sealed record ForwardPlan(NodeProto Anchor, NodeProto Target, IReadOnlyList<NodeProto> Chain, string X,
-        LinearState State, bool Rescale, int BiasSlot, int BiasType, double[]? NewBias, long[] BiasDims) : Plan(Anchor, Target)
+        LinearState State, bool Rescale, int BiasSlot, int BiasType, double[]? NewBias, long[] BiasDims, NodeProto? BiasAdd = null)
+        : Plan(Anchor, Target)
     {
         public override string Describe() =>
             $"folded {string.Join(" → ", Chain.Select(n => n.OpType))} forward into {Attributes.Describe(Target!)}";
@@ -70,21 +71,24 @@ internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
             && ChannelCount(g, x, L.Rank, L.Axis) != L.InputChannels)
             return Match.Refuse(SkipReason.ShapeMismatch, $"the channel count of '{x}' along axis {L.Axis} is not known to be {L.InputChannels}: a per-channel constant could be widening it");
         if (chain.Map.Shifts && ShiftRefusal(g, consumer, L.Weight) is { } padded) return padded;
-        if (NeedsNodeForBias && chain.Map.Shifts && chain.Count == 1)
+        // A MatMul whose bias an earlier fold put into the Add after it: that Add takes the new bias (no new node), and
+        // the fold composes with the earlier one.
+        var (biasAdd, bias) = L.BiasSlot < 0 && EarlierBiasAdd(context, consumer, L.Weight) is { } earlier ? earlier : (null, L.Bias);
+        if (NeedsNodeForBias && biasAdd is null && chain.Map.Shifts && chain.Count == 1)
             return Match.Refuse(SkipReason.NothingSaved, $"moving the shift through {Attributes.Describe(consumer)} needs an Add after it: no node would be saved");
 
         // Composed with what earlier folds of this run did to the consumer: computed from the original's tensors.
-        var state = LinearState.Of(context, consumer, L.Weight, L.Bias, L.BiasFactor, L.Outputs, L.OutputChannels)
+        var state = LinearState.Of(context, consumer, L.Weight, bias, L.BiasFactor, L.Outputs, L.OutputChannels)
             .AfterInput(chain.Map, L.Inputs, L.InputChannels, L.ShiftScale);
         double[]? newBias = null;
         long[] biasDims = [];
         if (chain.Map.Shifts && !state.TryBias(g.Model, out newBias, out biasDims, out string whyNot))
             return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(consumer)}: {whyNot}");
-        int biasType = L.Bias?.DataType ?? L.Weight.DataType;
+        int biasType = bias?.DataType ?? L.Weight.DataType;
         if (FoldedValues.FirstNotFinite(newBias ?? [], biasType) is { } badBias)
             return Match.Refuse(SkipReason.FoldedValueNotFinite, $"the folded bias of {Attributes.Describe(consumer)}[{badBias}] = {newBias![badBias]:G6} is not finite as {ElementType.Name(biasType)}");
         if (chain.Map.Scales && state.WeightNotFinite(g.Model, consumer) is { } badWeight) return badWeight;
-        return new Match.Planned(new ForwardPlan(anchor, consumer, chain.Nodes, x, state, chain.Map.Scales, L.BiasSlot, biasType, newBias, biasDims));
+        return new Match.Planned(new ForwardPlan(anchor, consumer, chain.Nodes, x, state, chain.Map.Scales, L.BiasSlot, biasType, newBias, biasDims, biasAdd));
     }
 
     protected override Applied Apply(GraphEditor editor, ForwardPlan plan)
@@ -101,6 +105,15 @@ internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
             editor.SetInput(node, plan.BiasSlot, bias);
             if (Attributes.Find(node, "beta") != null) Attributes.SetFloat(node, "beta", 1f);
         }
+        else if (plan.BiasAdd is { } add)
+        {
+            // MatMul → Add(b) from an earlier fold: the MatMul's value changes (new name), the Add takes the new bias.
+            string product = editor.Names.FreshValue(node.Output[0] + "_affinefold");
+            int slot = add.Input[0] == node.Output[0] ? 0 : 1;
+            editor.SetOutput(node, 0, product);
+            editor.SetInput(add, slot, product);
+            editor.SetInput(add, 1 - slot, bias);
+        }
         else
         {
             // MatMul: its value changes, so its output gets a new name; an Add adds the shift's contribution.
@@ -110,6 +123,19 @@ internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
             editor.AddNode(new NodeProto { OpType = "Add", Input = { product, bias }, Output = { y } }, (node.Name.Length > 0 ? node.Name : y) + "_bias");
         }
         return new Applied(created, records, state);
+    }
+
+    /// <summary>The Add after a MatMul that an earlier fold of this run made to carry its bias, and that bias.</summary>
+    static (NodeProto?, TensorProto?)? EarlierBiasAdd(RewriteContext context, NodeProto matmul, TensorProto weight)
+    {
+        var g = context.Graph;
+        if (!context.Folds.TryGetValue(matmul, out var state) || state.Weight != weight.Name || state.Bias is not { } bias) return null;
+        string y = matmul.Output[0];
+        if (g.IsGraphOutput(y) || g.Consumers(y) is not [{ OpType: "Add" } add] || add.Input.Count != 2
+            || !(add.Input[0] == y && add.Input[1] == bias || add.Input[1] == y && add.Input[0] == bias)
+            || !g.TryGetConstant(bias, out var tensor, out _))
+            return null;
+        return (add, tensor);
     }
 
     /// <summary>The size of axis <paramref name="axis"/> of a tensor of that rank, when its best known shape says it.</summary>

@@ -193,4 +193,42 @@ public class SingleRoundingTests
         var add = Assert.Single(folded.Proto.Graph.Node, n => n.OpType == "Add");
         Assert.Equal(Bits(t), Bits(folded, add.Input[1]));
     }
+
+    /// <summary>X → Mul/Sub → MatMul → BN (rank 2): the BN folds first (MatMul → Add(b)), then the Mul or Sub forward
+    /// into the same MatMul, composed with it (B' = B·s_bn[n]·k[k]); a shift goes into that Add, no new node.</summary>
+    [Theory]
+    [InlineData("Mul")]
+    [InlineData("Sub")]
+    public void An_op_before_a_matmul_whose_bn_folded_rounds_once(string op)
+    {
+        var g = new GraphBuilder(15);
+        g.Input("a", F16, [3, 5]);
+        Op(g, op, "a", [5], "x", type: F16);
+        g.Init("B", F16, [5, 4]);
+        g.Node("MatMul", ["x", "B"], "mm", "matmul");
+        g.Bn("mm", 4, "y", F16);
+        g.Output("y", F16, null);
+        var original = g.Build();
+        var (s, t) = Bn(original, "y");
+        double[] k = Init(original, "x.c"), B = Init(original, "B");
+        var (folded, matmul, r) = FoldOne(original, "MatMul");
+        Assert.Equal(["AffineForwardIntoMatMul", "BatchNormIntoMatMul"], r.Log.Decisions.Select(d => d.Rule).Order());
+        var add = Assert.Single(folded.Proto.Graph.Node, n => n.OpType == "Add");
+        Assert.Equal(2, folded.Proto.Graph.Node.Count);
+        if (op == "Mul")
+        {
+            var once = B.Select((v, i) => v * (s[i % 4] * (1.0 * k[i / 4]))).ToArray();
+            var twice = B.Select((v, i) => H(H(v * s[i % 4]) * k[i / 4])).ToArray();
+            Assert.NotEqual(Bits(once), Bits(twice));
+            Assert.Equal(Bits(once), Bits(folded, matmul.Input[1]));
+            Assert.Equal(Bits(t), Bits(folded, add.Input[1]));
+        }
+        else
+        {
+            var forward = new double[4];
+            for (int i = 0; i < B.Length; i++) forward[i % 4] += B[i] * (0.0 + 1.0 * (1.0 * -k[i / 4]));
+            Assert.Equal(Bits(B.Select((v, i) => v * s[i % 4]).ToArray()), Bits(folded, matmul.Input[1]));
+            Assert.Equal(Bits(forward.Select((f, n) => s[n] * f + t[n]).ToArray()), Bits(folded, add.Input[1]));
+        }
+    }
 }
