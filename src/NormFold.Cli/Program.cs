@@ -5,4 +5,8 @@ int code = Cli.Run(args, Console.Out);
 if (Environment.GetEnvironmentVariable("NORMFOLD_PEAK_RSS") == "1" && File.Exists("/proc/self/status"))
     foreach (var line in File.ReadLines("/proc/self/status"))
         if (line.StartsWith("VmHWM:")) Console.Error.WriteLine("peak_rss_kb=" + line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+// For the start-up benchmarks: methods the JIT compiled (ReadyToRun code not used or missing) and its time.
+if (Environment.GetEnvironmentVariable("NORMFOLD_JIT_STATS") == "1")
+    Console.Error.WriteLine($"jit_methods={System.Runtime.JitInfo.GetCompiledMethodCount()} jit_ms={System.Runtime.JitInfo.GetCompilationTime().TotalMilliseconds:F0} " +
+                            $"uptime_ms={(DateTime.Now - System.Diagnostics.Process.GetCurrentProcess().StartTime).TotalMilliseconds:F0}");
 return code;
