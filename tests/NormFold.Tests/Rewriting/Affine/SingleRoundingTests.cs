@@ -231,4 +231,37 @@ public class SingleRoundingTests
             Assert.Equal(Bits(forward.Select((f, n) => s[n] * f + t[n]).ToArray()), Bits(folded, add.Input[1]));
         }
     }
+
+    /// <summary>ConvTranspose (groups 2) → BN → Mul → BN and Gemm (transB) → BN → BN: the last fold's weight record
+    /// computes from the original weight with the composed factors (one rounding) and replaces the first fold's.</summary>
+    [Theory]
+    [InlineData("ConvTranspose")]
+    [InlineData("Gemm")]
+    public void Later_folds_compute_from_the_original_weight(string op)
+    {
+        var g = new GraphBuilder(15);
+        if (op == "Gemm")
+        {
+            g.Input("a", F16, [3, 5]);
+            g.Init("w", F16, [6, 5]);
+            g.Node("Gemm", ["a", "w"], "p", "lin", ("transB", 1L), ("alpha", 0.5f));
+        }
+        else
+        {
+            g.Input("a", F16, [2, 4, 5, 5]);
+            g.Init("w", F16, [4, 3, 3, 3]);
+            g.Node("ConvTranspose", ["a", "w", g.Init("b", F16, [6])], "p", "lin", ("group", 2L));
+        }
+        g.Bn("p", 6, "b1", F16);
+        string next = "b1";
+        if (op == "ConvTranspose") next = Op(g, "Mul", "b1", [6, 1, 1], "m", type: F16);
+        g.Bn(next, 6, "y", F16);
+        g.Output("y", F16, null);
+        var (_, _, r) = FoldOne(g.Build(), op);
+        Assert.Equal(2, r.Log.Decisions.Count);
+        var first = r.Log.Decisions[0].Weights.OfType<ScaledWeight>().Single();
+        var last = r.Log.Decisions[1].Weights.OfType<ScaledWeight>().Single();
+        Assert.Equal(("w", "w"), (first.Source, last.Source));
+        Assert.Equal(first.Result, last.Replaces);
+    }
 }
