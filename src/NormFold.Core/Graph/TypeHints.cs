@@ -136,8 +136,14 @@ internal sealed class TypeHints
             case "Flatten": shape = [-1, -1]; type = T(0); break;
             case "MatMul":
                 type = T(0);
-                if (S(0)?.Length is { } ra && S(1)?.Length is { } rb)
+                if (S(0) is { Length: > 0 } ma && S(1) is { Length: > 0 } mb) // a scalar operand is invalid: nothing follows
+                {
+                    int ra = ma.Length, rb = mb.Length;
                     shape = Unknown(ra == 1 && rb == 1 ? 0 : ra == 1 ? rb - 1 : rb == 1 ? ra - 1 : Math.Max(ra, rb));
+                    // The matrix dims: [.., M, N] from A [.., M, K] and B [.., K, N] (a 1-D operand drops its own).
+                    if (shape!.Length >= 1 && rb >= 2) shape[^1] = mb[^1];
+                    if (ra >= 2) shape[rb >= 2 ? ^2 : ^1] = ma[^2];
+                }
                 break;
             case "Cast": shape = S(0); type = (int)Attributes.Int(n, "to", 0); break;
             case "Unsqueeze":

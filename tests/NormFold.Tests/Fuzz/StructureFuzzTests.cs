@@ -65,6 +65,7 @@ public class StructureFuzzTests(ITestOutputHelper log)
     [InlineData("weights:7001327")] // the same with the ConvTranspose weight's axis 1 changed
     [InlineData("weights:7002197")] // the same on decoder_convtranspose
     [InlineData("attributes:7004658")] // the same through ConvTranspose group = 3
+    [InlineData("bn-params:7001569")] // the same after mlp_bn1d's MatMul (channels from Transpose(W)), second campaign
     [InlineData("attributes:7000057")] // Gemm transB = 2 (ORT transposes): BN channels contradict Gemm's N
     [InlineData("weights:7005263")] // If-body Conv with 4 pads reading a rank-6 weight of the main graph: not validated
     [InlineData("check-pairs:7000071")] // the fuzzer's oracle: ArgMax over two size-1 axes is the same, now a real difference

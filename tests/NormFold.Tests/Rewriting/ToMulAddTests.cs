@@ -102,4 +102,23 @@ public class ToMulAddTests
         Assert.Contains("3 columns", AssertLeft(r, SkipReason.ShapeMismatch, "bn").Detail);
         Assert.Equal(0, Count(folded, "Mul"));
     }
+
+    /// <summary>Campaign bn-params:7001569: mlp_bn1d's MatMul(X [N, 64], Transpose(W [48, 64])) gives 48 channels; a BN of
+    /// 0 was replaced by a Mul ORT refused to load. MatMul's output dims [.., M, N] follow from A and B.</summary>
+    [Fact]
+    public void Matmul_output_channels_follow_from_its_operands()
+    {
+        var g = new GraphBuilder(13);
+        g.Input("x", F32, [2, 64]);
+        g.Init("w", F32, [48, 64]);
+        g.Node("Transpose", ["w"], "wt", "transpose", ("perm", new long[] { 1, 0 }));
+        g.Node("MatMul", ["x", "wt"], "c", "matmul");
+        g.Bn("c", 5, "y", name: "bn");
+        g.Output("y", F32, null);
+        var (folded, r) = Fold(g.Build());
+        AssertLeft(r, SkipReason.ShapeMismatch, "bn");
+        Assert.Equal(0, Count(folded, "Mul"));
+        var index = new NormFold.Graph.GraphIndex(g.Proto.Graph, g.Build());
+        Assert.Equal(new long[] { 2, 48 }, index.Shape("c"));
+    }
 }
