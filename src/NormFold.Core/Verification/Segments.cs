@@ -178,7 +178,12 @@ internal sealed class SegmentedModel : IDisposable
         var source = _model.Proto;
         var g = source.Graph;
         var graph = new GraphProto { Name = g.Name };
-        foreach (int i in segment.Nodes) graph.Node.Add(g.Node[i]);
+        foreach (int i in segment.Nodes)
+        {
+            var node = g.Node[i].Clone();
+            SharedTensors.TrimAbsentOutputs(node);
+            graph.Node.Add(node);
+        }
         foreach (var t in g.Initializer) if (segment.Initializers.Contains(t.Name)) graph.Initializer.Add(t);
         var declared = g.Input.ToDictionary(v => v.Name, StringComparer.Ordinal);
         for (int i = 0; i < segment.Inputs.Count; i++)

@@ -31,9 +31,24 @@ internal static class SharedTensors
     {
         model.MaterializeDeferred(_ => false); // a clone would not carry them
         var proto = model.Proto.Clone();
+        foreach (var n in proto.Graph.Node) TrimAbsentOutputs(n);
         var outputs = new HashSet<string>(proto.Graph.Output.Select(o => o.Name));
         foreach (var n in names) if (outputs.Add(n)) proto.Graph.Output.Add(new ValueInfoProto { Name = n });
         return Session(proto, model.SourcePath, level, label ?? model.SourcePath ?? "<in-memory model>", sharedArena: false, model.DisplayName);
+    }
+
+    /// <summary>
+    /// Drops trailing empty output names of a node (and of the nodes of its subgraphs): an empty name is an absent
+    /// output, so the node means the same. ORT's CPU BatchNormalization counts the outputs a node lists, empty ones
+    /// included, takes more than one for training mode and writes the running mean to an output that does not exist
+    /// (the process dies) — on a valid model whose BN lists ["y", "", "", "", ""].
+    /// </summary>
+    internal static void TrimAbsentOutputs(NodeProto node)
+    {
+        while (node.Output.Count > 1 && node.Output[^1].Length == 0) node.Output.RemoveAt(node.Output.Count - 1);
+        foreach (var a in node.Attribute)
+            foreach (var g in a.Graphs.Prepend(a.G).OfType<GraphProto>())
+                foreach (var n in g.Node) TrimAbsentOutputs(n);
     }
 
     /// <summary>A session over <paramref name="proto"/>, whose external data (if any) lies beside

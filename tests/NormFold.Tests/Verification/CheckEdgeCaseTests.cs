@@ -45,6 +45,28 @@ public class CheckEdgeCaseTests
         return g.Build();
     }
 
+    [Theory]
+    [InlineData(9, false)]
+    [InlineData(14, false)]
+    [InlineData(9, true)]
+    public void A_bn_listing_absent_optional_outputs_is_checked_not_a_crash(int opset, bool batched)
+    {
+        // FINDINGS [verify]: ORT's CPU BN took ["y", "", "", "", ""] for training mode and the process died in Run.
+        var g = new GraphBuilder(opset);
+        g.Input("x", F32, [4, 3, 5, 5]);
+        g.Init("w", F32, [3, 3, 3, 3]);
+        g.Node("Conv", ["x", "w"], "c", "conv");
+        g.NodeMulti("BatchNormalization", ["c", .. g.BnParams("bn", 3)], opset < 14 ? ["y", "", "", "", ""] : ["y", "", ""], "bn");
+        g.Node("Relu", ["y"], "r", "relu");
+        g.Output("r", F32, [4, 3, 3, 3]);
+        var original = g.Build();
+        var (folded, _) = Fold(original);
+        var report = EquivalenceChecker.Check(original, folded, new CheckOptions { Iterations = 2, SegmentAboveBytes = batched ? 0 : long.MaxValue, BatchBytes = 1 });
+        Assert.True(report.Passed, report.FirstFailure?.Name);
+        Assert.Equal(batched ? 2 : 1, report.Batches);
+        Assert.Equal(5, original.Proto.Graph.Node[1].Output.Count + (opset < 14 ? 0 : 2)); // the models given are not modified
+    }
+
     [Fact]
     public void Zero_size_scalar_integer_bool_and_string_tensors_are_all_compared()
     {
