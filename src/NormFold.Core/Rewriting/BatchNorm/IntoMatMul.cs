@@ -7,8 +7,8 @@ namespace NormFold.Rewriting.BatchNorm;
 
 /// <summary>
 /// MatMul(A, B) [→ Add(·, bias)] → BN   ⇒   MatMul(A, B') → Add(·, bias')
-/// Conditions: B constant, 2-D [K, N], N = BN channels; the MatMul output has rank 2 (known from the model's
-/// types), so BN's channel axis 1 is B's column axis — for higher ranks axis 1 is not N, so it is refused;
+/// Conditions: B constant, 2-D [K, N], N = BN channels; the MatMul output has rank 2 (proven from the graph's inputs
+/// and constants, never a value_info), so BN's channel axis 1 is B's column axis — for higher ranks axis 1 is not N, so it is refused;
 /// the optional bias is constant and broadcasts along N; each intermediate is read only by the next node.
 /// Algebra: B'[k, n] = B[k, n]·s[n];  bias'[…, n] = s[n]·bias[…, n] + t[n]  (bias = 0 when absent: a new Add).
 /// </summary>
@@ -44,9 +44,10 @@ internal sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
         if (weight.Dims[1] != p.Channels)
             return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(matmul)} produces {weight.Dims[1]} columns, the BN has {p.Channels} channels");
 
-        int? rank = g.Rank(matmul.Input[0]) ?? g.Rank(matmul.Output[0]) ?? g.Rank(bn.Input[0]) ?? g.Rank(bn.Output[0]);
+        // Proven (a value_info claiming rank 2 for a 3-D product would fold along the wrong axis).
+        int? rank = g.ProvenShape(matmul.Output[0])?.Length ?? g.ProvenShape(matmul.Input[0])?.Length;
         if (rank is null)
-            return Match.Refuse(SkipReason.UnknownRank, $"the rank of {Attributes.Describe(matmul)}'s output is not declared in the model; folding is exact only for rank 2");
+            return Match.Refuse(SkipReason.UnknownRank, $"the rank of {Attributes.Describe(matmul)}'s output does not follow from the graph's inputs and constants (a declared value_info is no proof); folding is exact only for rank 2");
         if (rank != 2)
             return Match.Refuse(SkipReason.ChannelAxisMismatch, $"{Attributes.Describe(matmul)} output has rank {rank}: BN normalises axis 1, B's columns are axis {rank - 1}");
 

@@ -6,8 +6,8 @@ namespace NormFold.Rewriting.BatchNorm;
 
 /// <summary>
 /// BN(X) with no producer to fold into   ⇒   Add(Mul(X, s), t)
-/// Conditions: an eval-mode BN with usable parameters; X's rank r ≥ 2 and element type known from the model; X's
-/// channel count, where the graph gives it, is the BN's.
+/// Conditions: an eval-mode BN with usable parameters; X's rank r ≥ 2 proven (from the graph's inputs and constants,
+/// never a value_info) and its element type known from the model; X's channel count, where the graph gives it, is the BN's.
 /// Algebra: y = s·x + t per channel; s and t are shaped [C, 1, …, 1] (r − 2 ones) to broadcast along axis 1,
 /// stored in X's element type (rounded once from double); before opset 7, [C] with broadcast=1, axis=1.
 /// Runs after the fold rules, on the BNs they left.
@@ -27,9 +27,11 @@ internal sealed class ToMulAdd : RewriteRule<ToMulAdd.MulAddPlan>
         var g = context.Graph;
         if (BatchNormParameters.TryRead(g, bn, out var p) is { } refused) return refused;
         string x = bn.Input[0];
-        int? rank = g.Rank(x) ?? g.Rank(bn.Output[0]);
+        // Proven from the graph's inputs and constants: a value_info claiming rank 2 for a 4-D X would put the constants
+        // on the last axis.
+        int? rank = g.ProvenShape(x)?.Length;
         if (rank is null)
-            return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' is not declared in the model, so the [C,1,…] shape of Mul/Add constants is unknown");
+            return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' does not follow from the graph's inputs and constants (a declared value_info is no proof), so the [C,1,…] shape of Mul/Add constants is unknown");
         if (rank < 2)
             return Match.Refuse(SkipReason.ShapeMismatch, $"'{x}' has rank {rank}; BatchNormalization needs rank ≥ 2");
         // A channel count the graph gives (propagated, e.g. from the producer's weights) that is not the BN's: ORT

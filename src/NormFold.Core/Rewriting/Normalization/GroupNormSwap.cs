@@ -59,7 +59,7 @@ internal sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
         var removed = new List<NodeProto> { r1, inorm, r2 };
         string output = r2.Output[0];
         // From X alone: γ/β of C channels on an X of one channel would widen it, which GroupNormalization does not.
-        long? channels = Patterns.Channels(g, x) ?? (g.Shape(x) is { Length: >= 2 } xs && xs[1] > 0 ? xs[1] : null);
+        long? channels = xShape[1] > 0 ? xShape[1] : Patterns.Channels(g, x);
         double[]? gamma = null, beta = null;
         // Absorb Mul(γ) and then Add(β) when they are per-channel constants and the only readers.
         if (Patterns.SoleReader(g, output) is { OpType: "Mul" } mul && Affine(g, mul, output, rank.Value, channels) is { } gv)
