@@ -469,5 +469,23 @@ public class ReviewAttackTests
         Assert.Equal(1, Count(folded, "BatchNormalization"));
     }
 
+    /// <summary>Lowering GroupNormalization on X [2, 4, 4, 3] whose rank a value_info claims is 3: the lowered [C, 1]
+    /// constants would scale the height axis (H = C = 4).</summary>
+    [Fact]
+    public void Groupnorm_lowering_does_not_trust_a_value_info_rank()
+    {
+        var g = new GraphBuilder(21);
+        g.Input("x", F32, [2, 1, 4, 4, 3]);
+        g.Node("Squeeze", ["x", g.Int64s("axes", 1)], "s", "squeeze"); // rank not propagated through Squeeze
+        g.Graph.ValueInfo.Add(Value("s", F32, [2, 4, 12]));
+        g.Init("scale", F32, [4], 0.5, 1.5);
+        g.Init("bias", F32, [4], -0.5, 0.5);
+        g.Node("GroupNormalization", ["s", "scale", "bias"], "y", "gn", ("num_groups", 2L));
+        g.Output("y", F32, null);
+        var (folded, r) = FoldSafely(g.Build(), new PipelineOptions { LowerGroupNorm = true });
+        Assert.Contains("value_info is no proof", AssertLeft(r, SkipReason.UnknownRank).Detail);
+        Assert.Equal(1, Count(folded, "GroupNormalization"));
+    }
+
     const int ElementTypeBool = 9;
 }

@@ -29,7 +29,9 @@ internal sealed class GroupNormLowering : RewriteRule<GroupNormLowering.Lowering
         var g = context.Graph;
         if (g.Opset < 18) return Match.Refuse(SkipReason.UnsupportedOpsetVersion, $"opset {g.Opset} has no GroupNormalization");
         string x = gn.Input[0];
-        if (g.Rank(x) is not { } rank) return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' is not known");
+        // Proven (a value_info claiming rank 3 for a 4-D X would put the [C, 1] constants on the height axis).
+        if (g.ProvenShape(x)?.Length is not { } rank)
+            return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' does not follow from the graph's inputs and constants (a declared value_info is no proof)");
         if (rank < 3) return Match.Refuse(SkipReason.PatternMismatch, $"'{x}' has rank {rank}");
         if (gn.Input.Count < 3) return Match.Refuse(SkipReason.PatternMismatch, $"{Attributes.Describe(gn)} has {gn.Input.Count} inputs");
         long groups = Attributes.Int(gn, "num_groups", 0);
