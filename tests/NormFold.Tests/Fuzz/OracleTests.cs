@@ -1,0 +1,49 @@
+using NormFold.Onnx;
+using NormFold.Tests.Builders;
+using static NormFold.Tests.Builders.GraphBuilder;
+
+namespace NormFold.Tests.Fuzz;
+
+/// <summary>The fuzzer's oracle forgives NaN against the original's ±Inf only where the model's own constants reach
+/// the edge of the type's range; anywhere else it is a wrong answer.</summary>
+public class OracleTests
+{
+    // original: y = x·∞ (±Inf, NaN at 0); candidate: t = x·∞, y = t − t (NaN everywhere).
+    static (string Original, string Candidate) Pair(bool hugeConstant)
+    {
+        string dir = TestSupport.TempDir();
+        OnnxModel Make(bool candidate)
+        {
+            var g = new GraphBuilder(13);
+            g.Input("x", F32, [2, 3]);
+            string k = g.Init("k", F32, [1], [double.PositiveInfinity]);
+            if (hugeConstant) g.Init("huge", F32, [1], [3e38]);
+            if (candidate)
+            {
+                g.Node("Mul", ["x", k], "t");
+                g.Node("Sub", ["t", "t"], "y");
+            }
+            else g.Node("Mul", ["x", k], "y");
+            g.Output("y", F32, [2, 3]);
+            return g.Build();
+        }
+        string a = Path.Combine(dir, "a.onnx"), b = Path.Combine(dir, "b.onnx");
+        ModelWriter.Save(Make(false), a);
+        ModelWriter.Save(Make(true), b);
+        return (a, b);
+    }
+
+    [Fact]
+    public void NaN_against_the_originals_infinity_is_a_difference_without_constants_at_the_range_edge()
+    {
+        var (a, b) = Pair(hugeConstant: false);
+        Assert.Equal(Oracle.Verdict.Different, Oracle.Compare(a, b, seed: 1).Verdict);
+    }
+
+    [Fact]
+    public void NaN_against_the_originals_infinity_is_an_overflow_edge_when_a_constant_reaches_the_range_edge()
+    {
+        var (a, b) = Pair(hugeConstant: true);
+        Assert.Equal(Oracle.Verdict.OverflowEdge, Oracle.Compare(a, b, seed: 1).Verdict);
+    }
+}
