@@ -16,11 +16,11 @@ namespace NormFold.Rewriting.Affine;
 /// </summary>
 internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
 {
-    /// <summary>The consumer as the fold sees it: weight and its output/input channel layouts, the data input's rank,
-    /// channel axis and channel count, its bias (slot −1: a new Add carries it; factor: Gemm β), and α (Gemm) that
-    /// multiplies the shift's contribution.</summary>
+    /// <summary>The consumer as the fold sees it: weight and its output/input channel layouts, the data input's rank
+    /// (proven; null: not proven), channel axis (negative: from the end) and channel count, its bias (slot −1: a new Add
+    /// carries it; factor: Gemm β), and α (Gemm) that multiplies the shift's contribution.</summary>
     protected sealed record Linear(NodeProto Node, TensorProto Weight, ChannelLayout Outputs, ChannelLayout Inputs,
-        long OutputChannels, long InputChannels, int Rank, int Axis, int BiasSlot, TensorProto? Bias, double BiasFactor, double ShiftScale);
+        long OutputChannels, long InputChannels, int? Rank, int Axis, int BiasSlot, TensorProto? Bias, double BiasFactor, double ShiftScale);
 
     /// <summary><paramref name="State"/>: the consumer's weights after the fold, relative to the original's.</summary>
     public sealed record ForwardPlan(NodeProto Anchor, NodeProto Target, IReadOnlyList<NodeProto> Chain, string X,
@@ -60,16 +60,25 @@ internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
             return Match.Refuse(SkipReason.ProducerNotFoldable, $"'{end}' is not {Attributes.Describe(consumer)}'s data input alone");
         if (ReadConsumer(g, consumer, end, out var L) is { } refused) return refused;
 
-        // The chain must keep X's rank: a constant of higher rank would add axes the folded model loses.
-        if (g.Rank(x) != L.Rank)
-            return Match.Refuse(SkipReason.ShapeMismatch, $"'{x}' has rank {g.Rank(x)?.ToString() ?? "unknown"}, {Attributes.Describe(consumer)} reads rank {L.Rank}: the ops change the rank");
-        var chain = AffineChain.Walk(g, x, L.Rank, L.Axis, L.InputChannels, anchor, out var stop);
+        // The chain must keep X's rank: a constant of higher rank would add axes the folded model loses. X's rank is
+        // proven (a value_info is no proof); else it is the consumer's when no constant has that many axes (none could
+        // have added one); else, for a MatMul (channel axis last), any rank folds alike when the constants are scalars.
+        int? xRank = g.ProvenShape(x)?.Length;
+        int widest = AffineHead.WidestConstant(g, nodes);
+        if (xRank is { } proven && L.Rank is { } reads && proven != reads)
+            return Match.Refuse(SkipReason.ShapeMismatch, $"'{x}' has rank {proven}, {Attributes.Describe(consumer)} reads rank {reads}: the ops change the rank");
+        int rank;
+        if ((xRank ?? L.Rank) is { } known && (xRank is not null || widest < known)) rank = known;
+        else if (L.Rank is null && widest == 0 && !nodes.Any(n => n.OpType == "BatchNormalization")) rank = 1;
+        else return AffineHead.UnprovenRank(x, widest > 0 ? $"a constant of rank {widest} could have added axes to it" : "a BN normalises axis 1, which is the last axis only at rank 2");
+        int axis = L.Axis < 0 ? rank + L.Axis : L.Axis;
+        var chain = AffineChain.Walk(g, x, rank, axis, L.InputChannels, anchor, out var stop);
         if (chain.Count < nodes.Count) return stop ?? Match.Refuse(SkipReason.PatternMismatch, $"{Attributes.Describe(nodes[chain.Count])} is not a per-channel affine op");
         // X must already have the channels the consumer reads (a per-channel constant could widen 1 to C); a BN first
         // in the chain proves it (it needs C channels in), one later proves nothing about X.
         if (chain.Map.Channels > 1 && chain.Nodes[0].OpType != "BatchNormalization"
-            && ChannelCount(g, x, L.Rank, L.Axis) != L.InputChannels)
-            return Match.Refuse(SkipReason.ShapeMismatch, $"the channel count of '{x}' along axis {L.Axis} is not known to be {L.InputChannels}: a per-channel constant could be widening it");
+            && ChannelCount(g, x, rank, axis) != L.InputChannels)
+            return Match.Refuse(SkipReason.ShapeMismatch, $"the channel count of '{x}' along axis {axis} is not known to be {L.InputChannels} (a declared value_info is no proof): a per-channel constant could be widening it");
         if (chain.Map.Shifts && ShiftRefusal(g, consumer, L.Weight) is { } padded) return padded;
         // A MatMul whose bias an earlier fold put into the Add after it: that Add takes the new bias (no new node), and
         // the fold composes with the earlier one.
@@ -138,9 +147,9 @@ internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
         return (add, tensor);
     }
 
-    /// <summary>The size of axis <paramref name="axis"/> of a tensor of that rank, when its best known shape says it.</summary>
+    /// <summary>The size of axis <paramref name="axis"/> of a tensor of that rank, when the graph proves it.</summary>
     static long? ChannelCount(GraphIndex g, string name, int rank, int axis) =>
-        g.Shape(name) is { } shape && shape.Length == rank && shape[axis] >= 0 ? shape[axis] : null;
+        g.ProvenShape(name) is { } shape && shape.Length == rank && shape[axis] >= 0 ? shape[axis] : null;
 }
 
 /// <summary>Which channel element i of a weight belongs to, under a <see cref="ChannelLayout"/>.</summary>

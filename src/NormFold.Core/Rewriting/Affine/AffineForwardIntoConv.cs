@@ -6,7 +6,8 @@ namespace NormFold.Rewriting.Affine;
 
 /// <summary>
 /// X → (BN | Mul/Div/Add/Sub by per-channel constants)… → Conv(·, W, b?)   ⇒   Conv(X, W', b')
-/// Conditions: W (and b) constant, floating point, W [M, C/g, k…] with M divisible by g; X's rank known; constants vary
+/// Conditions: W (and b) constant, floating point, W [M, C/g, k…] with M divisible by g (the Conv reads W's rank; X has
+/// it, see <see cref="AffineForward"/>); constants vary
 /// along axis 1 only (C values) or are scalars; a shift only when the Conv pads nothing (pads all 0; auto_pad NOTSET or
 /// VALID, or SAME with a 1×…×1 kernel).
 /// Algebra: see <see cref="AffineForward"/>; input channel k of W[m, k, …] is (m / (M/g))·(C/g) + k.
@@ -24,10 +25,9 @@ internal sealed class AffineForwardIntoConv : AffineForward
         if (w.Dims.Count < 3 || group < 1 || w.Dims[0] % group != 0)
             return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(conv)} weight '{w.Name}' has shape {LinearWeights.Dims(w)} with group={group}, expected [M, C/group, k…] with M divisible by group");
         if (LinearWeights.OptionalBias(g, conv, w.Dims[0], out var bias) is { } biasRefused) return biasRefused;
-        if ((g.Rank(input) ?? g.Rank(conv.Output[0])) is not { } rank)
-            return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{input}' is not declared in the model");
+        // The Conv reads W's rank (ORT requires it): proven, where a value_info on its input is not.
         linear = new Linear(conv, w, new ChannelLayout.Rows(), new ChannelLayout.ConvInputs(w.Dims[0], w.Dims[1], group),
-            w.Dims[0], w.Dims[1] * group, rank, 1, 2, bias, 1.0, 1.0);
+            w.Dims[0], w.Dims[1] * group, w.Dims.Count, 1, 2, bias, 1.0, 1.0);
         return null;
     }
 

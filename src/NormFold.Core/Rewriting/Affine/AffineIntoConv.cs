@@ -6,7 +6,7 @@ namespace NormFold.Rewriting.Affine;
 
 /// <summary>
 /// Conv(X, W, b?) → Mul/Div/Add/Sub by per-channel constants (or BN → those)   ⇒   Conv(X, W', b')
-/// Conditions: W (and b) constant, floating point; W is [M, C/g, k…]; the output's rank is known; constants vary along
+/// Conditions: W (and b) constant, floating point; W is [M, C/g, k…] (the output has W's rank); constants vary along
 /// axis 1 only (M values) or are scalars. Algebra: see <see cref="AffineIntoProducer"/>; W' scales W's rows.
 /// </summary>
 internal sealed class AffineIntoConv : AffineIntoProducer
@@ -21,9 +21,8 @@ internal sealed class AffineIntoConv : AffineIntoProducer
         if (w.Dims.Count < 3)
             return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(conv)} weight '{w.Name}' has shape {LinearWeights.Dims(w)}, expected [M, C/group, k…]");
         if (LinearWeights.OptionalBias(g, conv, w.Dims[0], out var bias) is { } biasRefused) return biasRefused;
-        if (LinearWeights.RankOf(g, output, conv) is not { } rank)
-            return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{output}' is not declared in the model");
-        linear = new Linear(conv, w, new ChannelLayout.Rows(), w.Dims[0], rank, 1, 2, bias, 1.0);
+        // Y has W's rank (ORT requires X's to be W's): proven, where a value_info on Y or X is not.
+        linear = new Linear(conv, w, new ChannelLayout.Rows(), w.Dims[0], w.Dims.Count, 1, 2, bias, 1.0);
         return null;
     }
 }

@@ -17,9 +17,10 @@ namespace NormFold.Rewriting.Affine;
 /// </summary>
 internal abstract class AffineIntoProducer : RewriteRule<AffineIntoProducer.FoldPlan>
 {
-    /// <summary>The producer as the fold sees it: weight and its output-channel layout, the output's rank and channel
-    /// axis, and its bias (slot −1: none possible, a new Add carries it), scaled by <paramref name="BiasFactor"/> (Gemm β).</summary>
-    protected sealed record Linear(NodeProto Node, TensorProto Weight, ChannelLayout Layout, long Channels, int Rank, int Axis,
+    /// <summary>The producer as the fold sees it: weight and its output-channel layout, the output's rank (null: not
+    /// proven) and channel axis (negative: from the end), and its bias (slot −1: none possible, a new Add carries it),
+    /// scaled by <paramref name="BiasFactor"/> (Gemm β).</summary>
+    protected sealed record Linear(NodeProto Node, TensorProto Weight, ChannelLayout Layout, long Channels, int? Rank, int Axis,
         int BiasSlot, TensorProto? Bias, double BiasFactor);
 
     /// <summary><paramref name="State"/>: the producer's weights after the fold, relative to the original's.</summary>
@@ -50,8 +51,17 @@ internal abstract class AffineIntoProducer : RewriteRule<AffineIntoProducer.Fold
             return bn ? new Match.NoCandidate(AffineHead.ProducerDescription(g, x)) : Match.Refuse(SkipReason.ProducerNotFoldable, AffineHead.ProducerDescription(g, x));
         if (AffineHead.SoleReader(g, x, piece[0]) is { } shared) return shared;
         if (ReadProducer(g, producer, x, out var p) is { } refused) return refused;
+        // An output rank the graph does not prove (MatMul; a value_info is no proof): the channel axis is the last one
+        // whatever the rank, so constants of at most one axis (none adds an axis to a MatMul's output, of rank ≥ 1) fold;
+        // a BN (axis 1) or a wider constant needs the rank.
+        int rank = p.Rank ?? 1;
+        if (p.Rank is null && piece.Any(n => n.OpType == "BatchNormalization"))
+            return AffineHead.UnprovenRank(x, "a BN normalises axis 1, which is the last axis only at rank 2");
+        if (p.Rank is null && AffineHead.WidestConstant(g, piece) is > 1 and var widest)
+            return AffineHead.UnprovenRank(x, $"a constant of rank {widest} could add axes to it");
+        int axis = p.Axis < 0 ? rank + p.Axis : p.Axis;
 
-        var chain = AffineChain.Walk(g, x, p.Rank, p.Axis, p.Channels, anchor, out var stop);
+        var chain = AffineChain.Walk(g, x, rank, axis, p.Channels, anchor, out var stop);
         if (!chain.Nodes.Contains(anchor))
             return stop ?? Match.Refuse(SkipReason.PatternMismatch, $"{Attributes.Describe(piece[chain.Count])} is not a per-channel affine op");
         if (bn && chain.Count == 1)
@@ -62,7 +72,7 @@ internal abstract class AffineIntoProducer : RewriteRule<AffineIntoProducer.Fold
         // Composed with what earlier folds of this run did to the producer: computed from the original's tensors.
         var state = LinearState.Of(context, producer, p.Weight, p.Bias, p.BiasFactor, p.Layout, p.Channels);
         bool needBias = chain.Map.Shifts || (p.Bias is not null && (chain.Map.Scales || p.BiasFactor != 1));
-        if (p.BiasSlot < 0 && EarlierBiasAdd(context, producer, p, chain) is { } earlier)
+        if (p.BiasSlot < 0 && EarlierBiasAdd(context, producer, p, rank, axis, chain) is { } earlier)
         {
             // MatMul → Add(b) where an earlier fold made the Add: b is that fold's bias, not a constant to compose again.
             (state, needBias) = (earlier.State, true);
@@ -82,13 +92,13 @@ internal abstract class AffineIntoProducer : RewriteRule<AffineIntoProducer.Fold
 
     /// <summary>When the chain starts with the Add an earlier fold into this MatMul made (its bias), that fold's state
     /// and the map of the rest of the chain.</summary>
-    static (LinearState State, ChannelAffine After)? EarlierBiasAdd(RewriteContext context, NodeProto matmul, Linear p, AffineChain chain)
+    static (LinearState State, ChannelAffine After)? EarlierBiasAdd(RewriteContext context, NodeProto matmul, Linear p, int rank, int axis, AffineChain chain)
     {
         var first = chain.Nodes[0];
         if (first.OpType != "Add" || !context.Folds.TryGetValue(matmul, out var state) || state.Weight != p.Weight.Name
             || state.Bias is not { } bias || !first.Input.Contains(bias))
             return null;
-        var rest = AffineChain.Walk(context.Graph, first.Output[0], p.Rank, p.Axis, p.Channels, chain.Nodes.FirstOrDefault(n => n.OpType == "BatchNormalization"), out _);
+        var rest = AffineChain.Walk(context.Graph, first.Output[0], rank, axis, p.Channels, chain.Nodes.FirstOrDefault(n => n.OpType == "BatchNormalization"), out _);
         if (rest.Count != chain.Count - 1) return null;
         return (state, rest.Map);
     }

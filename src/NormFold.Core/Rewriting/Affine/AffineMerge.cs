@@ -8,16 +8,19 @@ namespace NormFold.Rewriting.Affine;
 /// X → n₁ → n₂ → … → n_k (per-channel affine ops in a row that nothing could fold: Mul/Div/Add/Sub by constants, at
 /// most one BN: a piece, see <see cref="AffineHead"/>)   ⇒   X → Mul(s) → Add(t)   (or just one of them)
 /// Ops that change no value at all (x·1 + 0) go, their readers reading X, when no broadcast widens X.
-/// Conditions: k greater than the nodes that replace it; X's rank known; every constant varies along one and the same
-/// axis (BN: axis 1) or is a scalar; the element type known; each intermediate read by the next node alone.
+/// Conditions: k greater than the nodes that replace it; X's rank proven when a BN is in the chain or before opset 7
+/// (else the merged constants take the widest constant's rank); every constant varies along one and the same axis
+/// (BN: axis 1) or is a scalar; the element type known; each intermediate read by the next node alone.
 /// Algebra: the chain composed in double, y = s·x + t; s and t rounded once to X's type.
 /// Runs after the folds (whatever they could absorb is gone) and before standalone BNs become Mul + Add. When standalone
 /// BNs are kept, a piece with a BN is no candidate (the BN stays, and so do the ops merged with it otherwise).
 /// </summary>
 internal sealed class AffineMerge : RewriteRule<AffineMerge.MergePlan>
 {
+    /// <summary><paramref name="FullRank"/>: X's rank is not proven, <paramref name="Rank"/> is the constants' own, and
+    /// the merged constants keep it (so an X of lower rank widens as in the original).</summary>
     public sealed record MergePlan(NodeProto Anchor, IReadOnlyList<NodeProto> Chain, string X, ChannelAffine Map, int Rank, int Axis, int DataType,
-        bool Remove) : Plan(Anchor, null)
+        bool Remove, bool FullRank) : Plan(Anchor, null)
     {
         public override string Describe() =>
             Remove ? $"removed {string.Join(" → ", Chain.Select(n => n.OpType))}: it changes no value"
@@ -35,8 +38,15 @@ internal sealed class AffineMerge : RewriteRule<AffineMerge.MergePlan>
             return new Match.NoCandidate("standalone BNs are kept, with the affine ops next to them");
         if (!AffineHead.MergeCouldShrink(g, piece) && !piece.Any(n => AffineHead.IsIdentity(g, n)))
             return new Match.NoCandidate("merging would not make fewer nodes");
-        if (g.Rank(x) is not { } rank)
-            return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' is not declared in the model");
+        // X's rank, proven (a value_info is no proof). Without it, constants align at the last axis, so for any rank of X
+        // at least theirs the merge is the same, and merged constants of their rank widen a lower-rank X as before; a BN
+        // (axis 1 counts from the first axis) and the opset < 7 `axis` attribute need the rank.
+        int? proven = g.ProvenShape(x)?.Length;
+        if (proven is null && piece.Any(n => n.OpType == "BatchNormalization"))
+            return AffineHead.UnprovenRank(x, "a BN normalises axis 1, which the merged constants must be shaped for");
+        if (proven is null && g.Opset < 7)
+            return AffineHead.UnprovenRank(x, $"before opset 7 the merged constants broadcast along an axis counted from the first");
+        int rank = proven ?? AffineHead.WidestConstant(g, piece);
         int axis = piece.Any(n => n.OpType == "BatchNormalization") ? 1 : piece.Select(n => Axis(g, n, rank)).FirstOrDefault(a => a is not null) ?? 1;
         var chain = AffineChain.Walk(g, x, rank, axis, -1, anchor, out var stop);
         if (!chain.Nodes.Contains(anchor)) return (Match?)stop ?? new Match.NoCandidate("no other affine op next to it");
@@ -44,7 +54,7 @@ internal sealed class AffineMerge : RewriteRule<AffineMerge.MergePlan>
         if ((identity ? 0 : AffineNodes.Count(chain.Map)) >= chain.Count + chain.Nodes.Count(n => n.OpType == "BatchNormalization"))
             return (Match?)stop ?? new Match.NoCandidate("already as few nodes as a merge would make");
         // Ops changing no value go; when their output must keep its name (or X's shape is not known), one stays.
-        if (identity && RemovalRefusal(g, x, rank, chain) is { } keep)
+        if (identity && RemovalRefusal(g, x, chain) is { } keep)
         {
             if (chain.Count == 1) return keep;
             identity = false;
@@ -56,29 +66,31 @@ internal sealed class AffineMerge : RewriteRule<AffineMerge.MergePlan>
             return Match.Refuse(SkipReason.UnsupportedDataType, $"the element type of '{x}' is {(type is null ? "not declared in the model" : ElementType.Name(type.Value))}");
         if (FoldedValues.FirstNotFinite(chain.Map.Scale, type.Value) is not null || FoldedValues.FirstNotFinite(chain.Map.Shift, type.Value) is not null)
             return Match.Refuse(SkipReason.FoldedValueNotFinite, $"a merged scale or shift is not finite as {ElementType.Name(type.Value)}");
-        return new Match.Planned(new MergePlan(anchor, chain.Nodes, x, chain.Map, rank, axis, type.Value, identity));
+        return new Match.Planned(new MergePlan(anchor, chain.Nodes, x, chain.Map, rank, axis, type.Value, identity, proven is null));
     }
 
     /// <summary>
-    /// Ops that change no value can go (their readers read X) unless they shape the result: X's dims along every axis a
-    /// constant spans must be known to equal it (no broadcast widens X), the output is no graph output, and every reader
-    /// names it as an input (a body capturing it would need renaming inside).
+    /// Ops that change no value can go (their readers read X) unless they shape the result: X's rank and dims along every
+    /// axis a constant spans must be proven to hold it (no broadcast widens X; a value_info is no proof), the output is
+    /// no graph output, and every reader names it as an input (a body capturing it would need renaming inside).
     /// </summary>
-    static Match.Refused? RemovalRefusal(GraphIndex g, string x, int rank, AffineChain chain)
+    static Match.Refused? RemovalRefusal(GraphIndex g, string x, AffineChain chain)
     {
         string y = chain.Nodes[^1].Output[0];
         if (g.IsGraphOutput(y))
             return Match.Refuse(SkipReason.ProducerOutputIsGraphOutput, $"'{y}' is a graph output: the ops change no value but name it");
         if (g.Consumers(y).Any(c => !c.Input.Contains(y)))
             return Match.Refuse(SkipReason.IntermediateUsedOutside, $"'{y}' is read inside a subgraph");
-        var shape = g.Shape(x);
+        var shape = g.ProvenShape(x);
         foreach (var n in chain.Nodes)
         {
             if (AffineOp.TryRead(g, n, out _) is not { } op) continue;
             var d = op.C.Dims;
+            if (d.Length > 0 && (shape is null || shape.Length < d.Length))
+                return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(n)} changes no value, but its constant {op.C.Shape} may widen '{x}' (rank {(shape is null ? "not proven" : shape.Length)})");
             for (int i = 0; i < d.Length; i++)
-                if (d[i] != 1 && (shape is null || shape[rank - d.Length + i] != d[i]))
-                    return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(n)} changes no value, but its constant {op.C.Shape} may widen '{x}' (shape {(shape is null ? "unknown" : "[" + string.Join(",", shape) + "]")})");
+                if (d[i] != 1 && shape![shape.Length - d.Length + i] != d[i])
+                    return Match.Refuse(SkipReason.ShapeMismatch, $"{Attributes.Describe(n)} changes no value, but its constant {op.C.Shape} may widen '{x}' (shape [{string.Join(",", shape!)}])");
         }
         return null;
     }
@@ -106,6 +118,6 @@ internal sealed class AffineMerge : RewriteRule<AffineMerge.MergePlan>
                     if (reader.Input[k] == y) editor.SetInput(reader, k, plan.X);
             return new Applied([], []);
         }
-        return AffineNodes.Emit(editor, plan.X, y, plan.Map, plan.Rank, plan.Axis, plan.DataType, baseName + "_merged");
+        return AffineNodes.Emit(editor, plan.X, y, plan.Map, plan.Rank, plan.Axis, plan.DataType, baseName + "_merged", plan.FullRank);
     }
 }

@@ -7,16 +7,19 @@ namespace NormFold.Rewriting.Affine;
 /// <summary>
 /// y = s·x + t along one axis as standalone nodes: Mul(x, s) → Add(·, t), the Mul left out when s is all 1 and the Add
 /// when t is all 0 (not both: one node always produces y). Constants are shaped [C, 1, …, 1] to broadcast along
-/// <c>axis</c> of a rank-r tensor (scalars when C = 1), stored in the tensor's type, rounded once. Before opset 7,
+/// <c>axis</c> of a rank-r tensor (scalars when C = 1; with <c>fullRank</c>, [1, …, C, …, 1] of rank r, so that they
+/// widen a tensor of lower rank), stored in the tensor's type, rounded once. Before opset 7,
 /// Mul/Add broadcast only with broadcast=1, aligned at `axis`: the constants are [C] with those attributes.
 /// </summary>
 internal static class AffineNodes
 {
-    public static Applied Emit(GraphEditor editor, string x, string y, ChannelAffine map, int rank, int axis, int type, string baseName)
+    public static Applied Emit(GraphEditor editor, string x, string y, ChannelAffine map, int rank, int axis, int type, string baseName,
+        bool fullRank = false)
     {
         long c = map.Channels;
         bool legacy = editor.Index.Opset < 7;
         long[] dims = c == 1 ? [] : legacy ? [c] : [c, .. Enumerable.Repeat(1L, rank - axis - 1)];
+        if (fullRank && !legacy) dims = [.. Enumerable.Repeat(1L, rank - dims.Length), .. dims];
         bool mul = map.Scales || !map.Shifts, add = map.Shifts;
         var created = new List<string>();
         var records = new List<WeightRecord>();

@@ -49,9 +49,6 @@ internal static class LinearWeights
         return null;
     }
 
-    /// <summary>Rank of a Conv's output: declared, or its input's (a Conv keeps the rank).</summary>
-    public static int? RankOf(GraphIndex g, string output, NodeProto conv) => g.Rank(output) ?? g.Rank(conv.Input[0]);
-
     public static bool HasInput(NodeProto n, int slot) => n.Input.Count > slot && n.Input[slot].Length > 0;
 
     public static string Dims(TensorProto t) => "[" + string.Join(",", t.Dims) + "]";

@@ -215,17 +215,21 @@ public class AffineIntoConvTests
         Assert.Contains("graph input", AssertLeft(r, SkipReason.ParameterNotConstant).Detail);
     }
 
+    /// <summary>A Conv input whose rank nothing declares or proves (Squeeze's output): the Conv's output has its
+    /// weight's rank, which is all the fold needs.</summary>
     [Fact]
-    public void An_unknown_rank_is_refused()
+    public void The_output_rank_comes_from_the_weight()
     {
         var g = new GraphBuilder();
-        g.Input("x", F32, null);
+        g.Input("x", F32, [2, 1, 4, 5, 5]);
+        g.Node("Squeeze", ["x", g.Int64s("axes", 1)], "s", "squeeze");
         g.Init("w", F32, [6, 4, 3, 3]);
-        g.Node("Conv", ["x", "w"], "c", "conv");
+        g.Node("Conv", ["s", "w"], "c", "conv");
         Op(g, "Mul", "c", [6, 1, 1], "y");
         g.Output("y", F32, null);
-        var (_, r) = Fold(g.Build());
-        AssertLeft(r, SkipReason.UnknownRank);
+        var (folded, r) = FoldChecked(g.Build());
+        Assert.Equal("AffineIntoConv", Single(r).Rule);
+        Assert.Equal(["Squeeze", "Conv"], folded.Proto.Graph.Node.Select(n => n.OpType));
     }
 
     [Fact]
