@@ -11,7 +11,7 @@ namespace NormFold.Tests.Fuzz;
 /// Mutation families: each takes a healthy base (or builds a synthetic graph) and makes one hostile change that
 /// still parses as protobuf. The mutation name says what was done; (family, seed) regenerates the case exactly.
 /// </summary>
-public static class Families
+public static partial class Families
 {
     public sealed record Family(string Name, int Weight, Action<FuzzCase, Random> Mutate, bool Risky = false);
 
@@ -29,6 +29,7 @@ public static class Families
         new("groupnorm", 7, GroupNorm),
         new("layernorm", 7, LayerNorm),
         new("check-pairs", 10, CheckPairs),
+        new("affine", 10, Affine),
         new("scale", 1, Scale, Risky: true),
     ];
 

@@ -92,7 +92,7 @@ public sealed class Harness(string root)
                 var (outcome, detail) = Classify(c, d, kind, code, err, timedOut, outDir, output);
                 if (outcome == Outcome.Exit0 && kind is RunKind.Fold or RunKind.FoldCheck && sampled)
                 {
-                    var v = Oracle.Compare(d.Subject, output, c.Seed);
+                    var v = Oracle.Compare(d.Subject, output, c.Seed, c.FeedInitializers);
                     if (kind == RunKind.Fold) { foldVerdict = v; foldOut = output; }
                     (outcome, detail) = v.Verdict switch
                     {
@@ -107,7 +107,7 @@ public sealed class Harness(string root)
                 if (outcome == Outcome.Exit2 && kind == RunKind.FoldCheck && !c.SkipOracle && foldOut.Length > 0)
                 {
                     // A failed check of a fold our own judge finds exact (to 1e-5 of the output's magnitude) is a false alarm.
-                    foldVerdict ??= Oracle.Compare(d.Subject, foldOut, c.Seed);
+                    foldVerdict ??= Oracle.Compare(d.Subject, foldOut, c.Seed, c.FeedInitializers);
                     if (foldVerdict is { Verdict: Oracle.Verdict.Equivalent, Tight: true, ReferenceFinite: true })
                         (outcome, detail) = (Outcome.FalseAlarm, "plain fold output is equivalent to 1e-5; " + FirstLine(err));
                 }
