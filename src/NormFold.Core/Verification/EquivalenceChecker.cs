@@ -129,7 +129,8 @@ public static class EquivalenceChecker
             else
             {
                 using var a = SharedTensors.Runner(reference, shared, options.Level, ReferenceLabel(options, reference));
-                using var b = SharedTensors.Runner(candidate, shared, options.Level, CandidateLabel(options, candidate));
+                using var b = LoadCandidate(() => SharedTensors.Runner(candidate, shared, options.Level, CandidateLabel(options, candidate)),
+                    () => a.Run(inputsFor(0)));
                 report = Check(a, b, options, inputsFor, onOutputs, shared, validateTolerances: false);
             }
         }
@@ -143,6 +144,21 @@ public static class EquivalenceChecker
         if (options.AuditWeights && options.FoldLog is null)
             notes.Add("weight audit skipped: it replays the records of a fold, and two models given without the log of the fold between them have none");
         return report with { Notes = [.. notes, .. report.Notes], Audit = audit, Passed = report.Passed && (audit?.Passed ?? true) };
+    }
+
+    /// <summary>
+    /// The candidate's session; when ORT refuses to load it, the reference is run first (<paramref name="runReference"/>):
+    /// a reference that loads but fails on the inputs (a fault ORT's load-time inference missed, e.g. behind a wrong
+    /// value_info, and found in the candidate) is the input's problem, reported as the reference's failure.
+    /// </summary>
+    static T LoadCandidate<T>(Func<T> load, Action runReference)
+    {
+        try { return load(); }
+        catch (InvalidModelException)
+        {
+            runReference();
+            throw;
+        }
     }
 
     /// <summary>Checks two sessions; <paramref name="intermediates"/> are extra outputs both expose.</summary>

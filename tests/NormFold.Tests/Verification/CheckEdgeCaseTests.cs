@@ -243,6 +243,35 @@ public class CheckEdgeCaseTests
         Assert.False(File.Exists(Path.Combine(dir, "out.onnx")));
     }
 
+    [Fact]
+    public void A_rewritten_model_orts_inference_rejects_is_the_inputs_fault_when_the_original_fails_to_run()
+    {
+        // Fuzz (affine:3000046): a [4] constant meets [.., 2] — hidden from ORT's load-time inference by a wrong-rank
+        // value_info on the Relu output, so the original loads and fails only in Run; the rewritten Mul reads x itself.
+        static OnnxModel Model(bool direct)
+        {
+            var g = new GraphBuilder(13);
+            g.Input("x", F32, [1, 4, 3, 2]);
+            g.Init("k", F32, [4]);
+            string r = "x";
+            if (!direct)
+            {
+                g.Node("Relu", ["x"], r = "r", "relu");
+                g.Graph.ValueInfo.Add(Value("r", F32, [7]));
+            }
+            g.Node("Mul", [r, "k"], "y", "mul");
+            g.Output("y", F32, null);
+            return g.Build();
+        }
+        var e = Assert.Throws<InvalidModelException>(() => EquivalenceChecker.Check(Model(direct: false), Model(direct: true)));
+        Assert.StartsWith("the original: ONNX Runtime failed to run it", e.Message);
+        // A reference that runs keeps the candidate's load failure (NormFold's own bug when the candidate is its output).
+        var ok = Model(direct: false);
+        ok.Proto.Graph.Initializer[0] = NormFold.Tensors.TensorData.Create("k", F32, [2], [1, 2]);
+        var bad = Assert.Throws<InvalidModelException>(() => EquivalenceChecker.Check(ok, Model(direct: true)));
+        Assert.StartsWith("the rewritten model: ONNX Runtime cannot load it", bad.Message);
+    }
+
     [Theory]
     [InlineData("(99999999999999999999,)")]   // beyond long
     [InlineData("(-3,)")]                     // negative
