@@ -65,6 +65,7 @@ internal sealed class Pipeline(PipelineOptions? options = null)
         var names = new NameAllocator(model);
         var opsets = new OpsetService(model, _options.TargetOpset);
         ProcessGraph(model, model.Proto.Graph, null, "main", names, opsets, log);
+        if (opsets.Raised) Normalization.OpsetUpgrade.RaiseIrVersion(model);
         return log;
     }
 

@@ -53,6 +53,9 @@ internal sealed class OpsetService(OnnxModel model, long target)
         return Match.Refuse(SkipReason.OpsetTooLow, _blocked ?? $"{what} needs opset {version}, the model imports {Current}");
     }
 
+    /// <summary>True once the opset was raised (the IR version follows when the rewrites are done).</summary>
+    internal bool Raised { get; private set; }
+
     /// <summary>Only worth a survey when the target is above the model's opset.</summary>
     internal bool MayRaise => target > Current;
 
@@ -70,7 +73,7 @@ internal sealed class OpsetService(OnnxModel model, long target)
         _blocked = null;
         if (_asked <= Current) return;
         var blockers = OpsetUpgrade.Blockers(model, _asked, _excused);
-        if (blockers.Count == 0) OpsetUpgrade.Raise(model, _asked);
+        if (blockers.Count == 0) { OpsetUpgrade.Raise(model, _asked); Raised = true; }
         else _blocked = $"raising the opset from {Current} to {_asked} would change {blockers.Count} other node(s): " +
                         $"{string.Join("; ", blockers.Take(5))}{(blockers.Count > 5 ? "; …" : "")}";
     }

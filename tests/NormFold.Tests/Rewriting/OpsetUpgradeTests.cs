@@ -639,6 +639,8 @@ public class OpsetUpgradeTests
         var before = m.Proto.Clone();
         OpsetUpgrade.Raise(m, 23);
         Assert.Equal([("", 23L), ("com.microsoft", 1L)], m.Proto.OpsetImport.Select(o => (o.Domain, o.Version)));
+        Assert.Equal(before.IrVersion, m.Proto.IrVersion); // follows once the rewrites are done
+        OpsetUpgrade.RaiseIrVersion(m);
         Assert.Equal(11, m.Proto.IrVersion);
         Assert.Equal(before.Graph, m.Proto.Graph);
     }

@@ -52,7 +52,8 @@ public class ReviewAttackTests
     public void LayerNorm_with_mul_square_swaps_and_is_equivalent()
     {
         var (folded, r) = FoldSafely(LayerNorm(F32, F32, [2, 5, 8], mulSquare: true).Build(), LnSwap);
-        Assert.Equal(Outcome.Replaced, r.Log.Decisions.Single(d => d.Anchor == "mean").Outcome);
+        var swap = r.Log.Decisions.Single(d => d.Anchor == "mean");
+        Assert.True(swap.Outcome == Outcome.Replaced, $"{swap.Outcome} {swap.Reason} {swap.Detail}");
         Assert.Equal(1, Count(folded, "LayerNormalization"));
     }
 
@@ -339,7 +340,8 @@ public class ReviewAttackTests
         outer.Node("If", ["cond"], "out", "if", ("then_branch", body), ("else_branch", other.Graph));
         outer.Output("out", F32, [2, 5, 8]);
         var (folded, r) = FoldSafely(outer.Build(), LnSwap);
-        Assert.Equal(Outcome.Replaced, r.Log.Decisions.Single(d => d.Anchor == "mean").Outcome);
+        var swap = r.Log.Decisions.Single(d => d.Anchor == "mean");
+        Assert.True(swap.Outcome == Outcome.Replaced, $"{swap.Outcome} {swap.Reason} {swap.Detail}");
     }
 
     /// <summary>BatchNormalization-15 with float16 X and scale, float mean and var (T2 ≠ T).</summary>
@@ -485,6 +487,74 @@ public class ReviewAttackTests
         var (folded, r) = FoldSafely(g.Build(), new PipelineOptions { LowerGroupNorm = true });
         Assert.Contains("value_info is no proof", AssertLeft(r, SkipReason.UnknownRank).Detail);
         Assert.Equal(1, Count(folded, "GroupNormalization"));
+    }
+
+    /// <summary>IR version 3, opset 7 (torch's opset-7 export): Conv → BN → decomposed LayerNorm, swapped with a target
+    /// opset of 17. Raising the opset raises the IR version past 4, where an initializer listed as a graph input can be
+    /// fed at run time: every weight (and the folded ones) became an overridable input, the weight audit found no
+    /// folded tensor (fold --check exit 2, "2 of 0 elements … differ") and a second fold left the BN's weights alone.
+    /// At IR ≥ 4 the initializers are constants only when they are not inputs, so they are no longer listed.</summary>
+    [Fact]
+    public void Raising_the_opset_past_ir_3_keeps_the_initializers_constant()
+    {
+        var g = new GraphBuilder(7);
+        g.Proto.IrVersion = 3;
+        g.Input("x", F32, [2, 3, 4, 4]);
+        g.Init("w", F32, [4, 3, 1, 1]);
+        g.Node("Conv", ["x", "w"], "c", "conv");
+        g.Bn("c", 4, "b", name: "bn");
+        g.Node("ReduceMean", ["b"], "m", "mean", ("axes", new long[] { -1 }));
+        g.Node("Sub", ["b", "m"], "d", "sub");
+        g.Init("two", F32, [], [2]);
+        g.Node("Pow", ["d", "two"], "p", "pow");
+        g.Node("ReduceMean", ["p"], "v", "var", ("axes", new long[] { -1 }));
+        g.Init("eps", F32, [], [1e-5]);
+        g.Node("Add", ["v", "eps"], "ve", "add_eps");
+        g.Node("Sqrt", ["ve"], "s", "sqrt");
+        g.Node("Div", ["d", "s"], "n", "div");
+        g.Init("gamma", F32, [4], 0.5, 1.5);
+        g.Init("beta", F32, [4], -0.5, 0.5);
+        g.Node("Mul", ["n", "gamma"], "scaled", "mul");
+        g.Node("Add", ["scaled", "beta"], "y", "add_beta");
+        g.Output("y", F32, [2, 4, 4, 4]);
+        foreach (var t in g.Graph.Initializer) g.Graph.Input.Add(Value(t.Name, t.DataType, [.. t.Dims])); // IR 3
+        var original = g.Build();
+        var (folded, r) = FoldSafely(original, LnSwap);
+        Assert.Equal(Outcome.Folded, r.Log.Decisions.Single(d => d.Anchor == "bn").Outcome);
+        var swap = r.Log.Decisions.Single(d => d.Anchor == "mean");
+        Assert.True(swap.Outcome == Outcome.Replaced, $"{swap.Outcome} {swap.Reason} {swap.Detail}");
+        Assert.Equal(17, folded.DefaultOpset);
+        Assert.True(folded.Proto.IrVersion >= 8);
+        Assert.Equal(["x"], folded.Proto.Graph.Input.Select(v => v.Name));
+        AssertAuditPasses(original, folded, r);
+    }
+
+    /// <summary>The same with the BN in an If branch (at IR 3 its Mul/Add constants are listed as the branch's inputs):
+    /// once the IR version is raised the branch lists none.</summary>
+    [Fact]
+    public void Raising_the_opset_past_ir_3_unlists_a_branch_initializers()
+    {
+        var g = LayerNorm(F32, F32, [2, 3, 4]);
+        g.Proto.IrVersion = 3;
+        g.Proto.OpsetImport.Single().Version = 8;
+        g.Input("cond", ElementTypeBool, []);
+        var then = g.Body("then");
+        string[] p = g.BnParams("bn", 3);
+        then.Node("BatchNormalization", ["x", .. p], "t_y", "bn");
+        then.Output("t_y", F32, [2, 3, 4]);
+        var other = g.Body("else");
+        other.Node("Relu", ["x"], "e_y", "relu");
+        other.Output("e_y", F32, [2, 3, 4]);
+        g.Node("If", ["cond"], "z", "if", ("then_branch", then.Graph), ("else_branch", other.Graph));
+        g.Output("z", F32, [2, 3, 4]);
+        foreach (var t in g.Graph.Initializer) g.Graph.Input.Add(Value(t.Name, t.DataType, [.. t.Dims])); // IR 3
+        var original = g.Build();
+        var (folded, r) = FoldSafely(original, LnSwap);
+        foreach (var d in r.Log.Decisions) Assert.True(d.Outcome == Outcome.Replaced, $"{d.Anchor}: {d.Outcome} {d.Reason} {d.Detail}");
+        Assert.Equal(["x", "cond"], folded.Proto.Graph.Input.Select(v => v.Name));
+        var branch = folded.Proto.Graph.Node.Single(n => n.OpType == "If").Attribute.Single(a => a.Name == "then_branch").G;
+        Assert.Empty(branch.Input);
+        Assert.Equal(2, branch.Initializer.Count);
     }
 
     const int ElementTypeBool = 9;

@@ -248,12 +248,32 @@ internal static class OpsetUpgrade
         }
     }
 
-    /// <summary>Sets the default-domain opset import to <paramref name="target"/> and the IR version to one that allows it.</summary>
+    /// <summary>Sets the default-domain opset import to <paramref name="target"/>. The IR version follows once the
+    /// rewrites are done (<see cref="RaiseIrVersion"/>): until then the graphs keep the IR version's meaning of an
+    /// initializer listed as a graph input.</summary>
     public static void Raise(OnnxModel model, long target)
     {
         foreach (var o in model.Proto.OpsetImport)
             if (o.Domain is "" or "ai.onnx") o.Version = target;
-        long ir = target switch { <= 18 => 8, <= 20 => 9, <= 22 => 10, _ => 11 };
-        if (model.Proto.IrVersion < ir) model.Proto.IrVersion = ir;
+    }
+
+    /// <summary>Raises the IR version to one that allows the default-domain opset. Before IR version 4 every initializer
+    /// is listed as a graph input and stays a constant; from 4 on such an input can be fed at run time, so crossing it
+    /// unlists the initializers of every graph (a body's, too: IR 3 lists them after its arguments).</summary>
+    public static void RaiseIrVersion(OnnxModel model)
+    {
+        long ir = model.DefaultOpset switch { <= 18 => 8, <= 20 => 9, <= 22 => 10, _ => 11 };
+        long before = model.Proto.IrVersion;
+        if (before >= ir) return;
+        model.Proto.IrVersion = ir;
+        if (before is < 1 or >= 4) return;
+        foreach (var graph in Indexed(model).Select(g => g.Graph).ToList())
+        {
+            var initializers = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+            var inputs = graph.Input.Where(v => !initializers.Contains(v.Name)).ToList();
+            if (inputs.Count == graph.Input.Count) continue;
+            graph.Input.Clear();
+            graph.Input.AddRange(inputs);
+        }
     }
 }
