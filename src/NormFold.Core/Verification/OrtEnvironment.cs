@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Microsoft.ML.OnnxRuntime;
 
 namespace NormFold.Verification;
@@ -7,7 +8,7 @@ namespace NormFold.Verification;
 /// (coloured, multi-line) must never reach the user's stderr; its errors reach NormFold as exceptions and are reported
 /// as one line naming the model.
 /// </summary>
-internal static class OrtEnvironment
+internal static partial class OrtEnvironment
 {
     static readonly object Gate = new();
     static readonly DOrtLoggingFunction Silent = (_, _, _, _, _, _) => { }; // kept alive here: ORT holds a pointer to it
@@ -27,6 +28,7 @@ internal static class OrtEnvironment
         lock (Gate)
         {
             if (_env != null) return _env;
+            DisableTelemetry();
             if (OrtEnv.IsCreated) _env = OrtEnv.Instance(); // someone in this process made it first
             else
             {
@@ -42,6 +44,27 @@ internal static class OrtEnvironment
             return _env;
         }
     }
+
+    /// <summary>The variable ORT (1.29 on, Linux and macOS) reads when its environment starts.</summary>
+    internal const string TelemetryVariable = "ORT_DISABLE_TELEMETRY";
+
+    /// <summary>
+    /// ORT's Linux and macOS builds send usage telemetry to Microsoft and keep a device id and an event cache
+    /// (~/.cache/Microsoft/DeveloperTools/.onnxruntime: deviceid, onnxruntime.db) unless ORT_DISABLE_TELEMETRY is
+    /// true when its environment starts (or a CI variable such as CI=true is set). NormFold uses no network and writes
+    /// nothing outside its outputs: it sets the variable before ORT starts, unless the user set it
+    /// (ORT_DISABLE_TELEMETRY=0 keeps ORT's default). ORT reads it with getenv, and on Unix .NET's
+    /// Environment.SetEnvironmentVariable changes only .NET's own copy: setenv it is. Windows: ETW, no file, no upload.
+    /// </summary>
+    static void DisableTelemetry()
+    {
+        if (OperatingSystem.IsWindows() || Environment.GetEnvironmentVariable(TelemetryVariable) is not null) return;
+        try { SetEnv(TelemetryVariable, "1", overwrite: 0); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { } // no libc by that name: ORT's default
+    }
+
+    [LibraryImport("libc", EntryPoint = "setenv", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int SetEnv(string name, string value, int overwrite);
 
     static bool _sharedArena;
 

@@ -103,6 +103,7 @@ internal sealed class OrtRunner : IDisposable
     /// <summary>An ORT value holding a copy of <paramref name="input"/> (the caller disposes it).</summary>
     internal static OrtValue Value(NamedTensor input)
     {
+        _ = OrtEnvironment.Instance; // before ORT's first call (telemetry off, silent logger)
         if (input.Strings is { } strings)
         {
             var text = OrtValue.CreateTensorWithEmptyStrings(OrtAllocator.DefaultInstance, input.Shape);

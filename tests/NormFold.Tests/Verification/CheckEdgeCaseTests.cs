@@ -209,12 +209,15 @@ public class CheckEdgeCaseTests
     }
 
     /// <summary>ORT writes its log lines to the process's stderr from native code: only a child process shows them.</summary>
-    static (int Code, string Out, string Err) RunProcess(params string[] args)
+    static (int Code, string Out, string Err) RunProcess(params string[] args) => RunProcess(_ => { }, args);
+
+    static (int Code, string Out, string Err) RunProcess(Action<IDictionary<string, string?>> environment, params string[] args)
     {
         var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
+        environment(start.Environment);
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "normfold.dll"));
         foreach (var a in args) start.ArgumentList.Add(a);
         using var p = Process.Start(start)!;
@@ -222,6 +225,49 @@ public class CheckEdgeCaseTests
         string stdout = p.StandardOutput.ReadToEnd();
         Assert.True(p.WaitForExit(120_000));
         return (p.ExitCode, stdout, err.Result);
+    }
+
+    /// <summary>resnet_tiny and its fold in a new folder (a pair ORT must run), and a clean HOME beside them.</summary>
+    static (string Original, string Folded, string Home) PairAndHome()
+    {
+        string dir = TempDir(), original = Path.Combine(dir, "m.onnx"), folded = Path.Combine(dir, "f.onnx"), home = Path.Combine(dir, "home");
+        File.Copy(Path.Combine(ModelsDir, "resnet_tiny.onnx"), original);
+        ModelWriter.Save(Fold(OnnxModel.Load(original)).Folded, folded);
+        Directory.CreateDirectory(home);
+        return (original, folded, home);
+    }
+
+    /// <summary>A child's environment as on a developer's machine: HOME given, none of the variables by which ORT
+    /// turns its telemetry off (CI markers, its own opt-out).</summary>
+    static Action<IDictionary<string, string?>> DeveloperMachine(string home, string? optOut = null) => env =>
+    {
+        foreach (var ci in new[] { "CI", "TF_BUILD", "GITHUB_ACTIONS", "GITLAB_CI", "CIRCLECI", "TRAVIS", "JENKINS_URL", "CODEBUILD_BUILD_ID",
+                     "BUILDKITE", "TEAMCITY_VERSION", "APPVEYOR", "BITBUCKET_BUILD_NUMBER", "SYSTEM_TEAMFOUNDATIONCOLLECTIONURI", "ORT_RUNNING_UNIT_TESTS", "XDG_CACHE_HOME" })
+            env.Remove(ci);
+        env["HOME"] = home;
+        if (optOut is null) env.Remove(OrtEnvironment.TelemetryVariable); else env[OrtEnvironment.TelemetryVariable] = optOut;
+    };
+
+    [Fact]
+    public void A_check_writes_nothing_in_home_orts_telemetry_is_off()
+    {
+        // ORT 1.31's Linux build made ~/.cache/Microsoft/DeveloperTools/.onnxruntime (a device id, an event cache for
+        // upload) on every check.
+        var (original, folded, home) = PairAndHome();
+        var (code, _, stderr) = RunProcess(DeveloperMachine(home), "check", original, folded, "-q");
+        Assert.True(code == ExitCodes.Success, $"exit {code}: {stderr}");
+        Assert.Empty(Directory.EnumerateFileSystemEntries(home, "*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public void A_check_runs_with_an_unusable_home_and_telemetry_left_on()
+    {
+        // ORT_DISABLE_TELEMETRY=0 keeps ORT's default; a HOME nothing can be made in (a file) must not stop the check.
+        var (original, folded, home) = PairAndHome();
+        string file = Path.Combine(home, "not-a-folder");
+        File.WriteAllText(file, "");
+        var (code, _, stderr) = RunProcess(DeveloperMachine(file, optOut: "0"), "check", original, folded, "-q");
+        Assert.True(code == ExitCodes.Success, $"exit {code}: {stderr}");
     }
 
     [Fact]
