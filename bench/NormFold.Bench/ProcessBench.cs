@@ -9,13 +9,13 @@ namespace NormFold.Bench;
 /// it, start-up included. Publishes what it times (native and JIT normfold, the protobuf floor both ways), builds ONNX
 /// Runtime's optimise-and-dump as a C program, runs every command in turn round after round (machine drift hits each
 /// alike), and reports medians and the median of the per-round ratios.
-/// Usage: dotnet run --project bench/NormFold.Bench -c Release -- --process [--runs N] [--no-publish] [--out DIR]
+/// Usage: dotnet run --project bench/NormFold.Bench -c Release -- --process [--runs N] [--no-publish] [--prepare] [--out DIR]
 /// </summary>
 static class ProcessBench
 {
     sealed record Tool(string Label, string File, Func<string, string, string[]> Args);
 
-    public static int Run(string repo, string outDir, int runs, bool publish)
+    public static int Run(string repo, string outDir, int runs, bool publish, bool prepareOnly = false)
     {
         CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
         string rid = RuntimeInformation.RuntimeIdentifier;
@@ -50,6 +50,14 @@ static class ProcessBench
             new("floor JIT", Path.Combine(floorJit, "NormFold.Floor" + exe), (i, o) => [i, o]),
             new("ORT", ort, (i, o) => [i, o]),
         };
+        if (prepareOnly)
+        {
+            // The commands, for timing from outside (e.g. /usr/bin/time -v); each needs its output deleted first.
+            foreach (var (_, path) in models)
+                foreach (var t in tools)
+                    Console.WriteLine($"{t.File} {string.Join(' ', t.Args(path, Path.Combine(dir, "out.onnx")))}");
+            return 0;
+        }
 
         Console.WriteLine($"## Whole process: `normfold fold` vs ONNX Runtime's optimise-and-dump and the protobuf floor");
         Console.WriteLine();

@@ -12,12 +12,13 @@ using NormFold.Verification;
 
 // NormFold's benchmarks: every number is a ratio taken in this one run on this one machine.
 // Usage: dotnet run --project bench/NormFold.Bench -c Release [-- --quick] [--out DIR]
-// Whole-process timings: ... -- --process [--runs N] [--no-publish] (ProcessBench.cs)
+// Whole-process timings: ... -- --process [--runs N] [--no-publish] [--prepare: publish, make the models, print the commands] (ProcessBench.cs)
 // Peak memory, float_data vs raw_data weights: ... -- --float-data [--normfold path/to/normfold.dll] [--out DIR]
 bool quick = args.Contains("--quick");
 if (args.Length > 0 && args[0] == "--process")
     return ProcessBench.Run(FindRepo(), Path.GetFullPath(args.SkipWhile(a => a != "--out").Skip(1).FirstOrDefault() ?? "bench-out"),
-        int.Parse(args.SkipWhile(a => a != "--runs").Skip(1).FirstOrDefault() ?? "7"), publish: !args.Contains("--no-publish"));
+        int.Parse(args.SkipWhile(a => a != "--runs").Skip(1).FirstOrDefault() ?? "7"), publish: !args.Contains("--no-publish"),
+        prepareOnly: args.Contains("--prepare"));
 if (args.Length > 1 && args[0] == "--phases") return Phases(args[1]);
 if (args.Length > 1 && args[0] == "--scaling") return Scaling(args[1]);
 if (args.Length > 0 && args[0] == "--half-kernel") return HalfKernel();

@@ -17,7 +17,7 @@ try
     FoldResult result = Folding.FoldFile(args[0], args[1], new PipelineOptions { KeepStandaloneBatchNorm = true },
         check: new CheckOptions { Iterations = 2, AuditWeights = true });
     foreach (var d in result.Log.Decisions)
-        Console.WriteLine($"{d.Anchor}: {d.Outcome}{(d.Reason is { } r ? $" ({r})" : "")} {d.Detail}");
+        Console.WriteLine($"{d.Anchor}: {(d.Outcome == Outcome.Folded ? "" : $"{d.Outcome} ({d.Reason}) ")}{d.Detail}{(d.Rule is { } rule ? $" [{rule}]" : "")}");
     CheckReport report = result.Check!;
     if (!result.Written)
     {

@@ -34,10 +34,15 @@ public static class OnnxSharpModels
         return new OnnxModel(proto, externalDataDirectory is null ? null : Path.Combine(Path.GetFullPath(externalDataDirectory), "model.onnx"));
     }
 
-    /// <summary>NormFold's model as an OnnxSharp model (a copy).</summary>
+    /// <summary>NormFold's model as an OnnxSharp model (a copy, independent of <paramref name="model"/>): the bytes
+    /// <see cref="ModelWriter.Save"/> would write, so folded weights are computed (deferred ones too) and weights
+    /// loaded from float_data / double_data stay in those fields (NormFold shows them as raw_data while it holds them);
+    /// fold results are raw_data. Tensors stored as external data stay external, naming the same files.</summary>
     public static OnnxSharpModel ToOnnxSharp(OnnxModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        return OnnxSharpModel.Parser.ParseFrom(model.Proto.ToByteArray());
+        using var bytes = new MemoryStream();
+        ModelWriter.Write(model, bytes);
+        return OnnxSharpModel.Parser.ParseFrom(bytes.GetBuffer().AsSpan(0, (int)bytes.Length));
     }
 }

@@ -75,6 +75,14 @@ public static class TestSupport
         return (folded, result);
     }
 
+    /// <summary>A fold's output as FoldAndCheck asserts it: no BN left, outputs equivalent in ORT, the audit exact.</summary>
+    public static void AssertFoldPasses(OnnxModel original, OnnxModel folded, FoldResult result)
+    {
+        Assert.Equal(0, Count(folded, "BatchNormalization"));
+        AssertEquivalent(original, folded);
+        AssertAuditPasses(original, folded, result);
+    }
+
     /// <summary>The weight audit replays every record of the log: all bit-identical, none skipped.</summary>
     public static WeightAuditResult AssertAuditPasses(OnnxModel original, OnnxModel folded, FoldResult result)
     {

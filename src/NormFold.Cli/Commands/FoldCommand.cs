@@ -48,6 +48,7 @@ internal sealed class FoldCommand : Command
             ReportBuilder.Fold(Input, Written ? Output : null, Result!, Check, Histograms, Gates, commandLine, commandLine is null ? null : ExitCode);
     }
 
+    public override string ExitCodesHelp => "0 success, 1 internal error, 2 equivalence check failed, 3 invalid model or arguments, 4 a gate failed (--require-all-folded, --max-drift, --min-cosine); nothing is written unless 0";
     protected override string QuietHelp => "print only errors, the summary line and what was written";
 
     protected override int Execute(ParsedArgs args, Io io)

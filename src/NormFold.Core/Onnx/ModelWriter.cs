@@ -117,12 +117,7 @@ public static class ModelWriter
                         t.DataLocation = TensorProto.Types.DataLocation.External;
                     }
                 }
-                // Deferred folds are computed into the file; only the main graph's initializers can be (SplicedWriter).
-                // Others are computed now, unless nothing in the model holds them any more.
-                var main = new HashSet<TensorProto>(model.Proto.Graph?.Initializer ?? [], ReferenceEqualityComparer.Instance);
-                var live = new HashSet<TensorProto>(model.AllTensors(), ReferenceEqualityComparer.Instance);
-                model.MaterializeDeferred(t => main.Contains(t) || OnnxModel.IsExternal(t) || !live.Contains(t));
-                SplicedWriter.Write(model, stream);
+                WriteModel(model, stream);
             }
             if (tmpData != null) File.Move(tmpData, dataPath!, overwrite: true);
             File.Move(tmpModel, full, overwrite: true);
@@ -135,6 +130,31 @@ public static class ModelWriter
             TempFiles.Untrack(tmpModel);
             if (tmpData != null) TempFiles.Untrack(tmpData);
         }
+    }
+
+    /// <summary>
+    /// The model's bytes as <see cref="Save"/> writes its model file, to <paramref name="output"/>: folded weights
+    /// computed, weights loaded from packed float_data / double_data written back as those fields. Tensors stored as
+    /// external data stay external, naming their files relative to the model's folder; all others are inline.
+    /// </summary>
+    public static void Write(OnnxModel model, Stream output)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(output);
+        long inlineBytes = model.AllTensors().Where(t => !OnnxModel.IsExternal(t)).Sum(model.RawLength);
+        if (inlineBytes > ProtobufLimit - (64 << 20))
+            throw new InvalidModelException($"{model.Describe()}: the model's inline tensors hold {inlineBytes} bytes, more than protobuf's 2 GB limit; save it with external data");
+        WriteModel(model, output);
+    }
+
+    static void WriteModel(OnnxModel model, Stream output)
+    {
+        // Deferred folds are computed into the output; only the main graph's initializers can be (SplicedWriter).
+        // Others are computed now, unless nothing in the model holds them any more.
+        var main = new HashSet<TensorProto>(model.Proto.Graph?.Initializer ?? [], ReferenceEqualityComparer.Instance);
+        var live = new HashSet<TensorProto>(model.AllTensors(), ReferenceEqualityComparer.Instance);
+        model.MaterializeDeferred(t => main.Contains(t) || OnnxModel.IsExternal(t) || !live.Contains(t));
+        SplicedWriter.Write(model, output);
     }
 
     static List<TensorProto> SelectExternal(OnnxModel model, SaveOptions options)

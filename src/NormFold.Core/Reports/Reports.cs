@@ -50,6 +50,10 @@ public sealed record DecisionEntry(
 public sealed record WeightEntry(string Kind, string Result, string? Source, string? Weight, string? Layout, int? Channels);
 
 /// <summary>An equivalence check: how the inputs were made, and every compared tensor's statistics.</summary>
+/// <param name="ChannelDrift">Whether each channel of each compared floating-point tensor was tested for systematic drift.</param>
+/// <param name="SkippedUnchanged">Tensors not compared because their producing subgraph is the same in both models.</param>
+/// <param name="NothingToCheck">Every output unchanged by construction: ONNX Runtime was not run.</param>
+/// <param name="Batches">Batches the intermediates were compared in (each model run in as many segments); 1: one run.</param>
 public sealed record CheckResults(
     bool Passed,
     string OrtVersion,
@@ -64,16 +68,16 @@ public sealed record CheckResults(
     WeightAuditSummary? WeightAudit,
     IReadOnlyList<TensorDrift> Intermediates,
     IReadOnlyList<ChannelFinding>? ChannelFindings,
-    /// <summary>Whether each channel of each compared floating-point tensor was tested for systematic drift.</summary>
     bool ChannelDrift = true,
-    /// <summary>Tensors not compared because their producing subgraph is the same in both models.</summary>
     int SkippedUnchanged = 0,
-    /// <summary>Every output unchanged by construction: ONNX Runtime was not run.</summary>
     bool NothingToCheck = false,
-    /// <summary>Batches the intermediates were compared in (each model run in as many segments); 1: one run.</summary>
     int Batches = 1);
 
 /// <summary>How one tensor of the candidate differs from the reference (the worst iteration).</summary>
+/// <param name="ChannelsTested">Channels tested for systematic drift (see README: systematic drift per channel).</param>
+/// <param name="DriftingChannels">Tested channels whose gain or offset is beyond rounding noise.</param>
+/// <param name="WorstChannelRatio">The tested channel nearest its thresholds (above 1: beyond them).</param>
+/// <param name="WorstChannel">That channel's figures (gain, offset, their thresholds, noise), flagged or not.</param>
 public sealed record TensorDrift(
     string Name,
     bool Passed,
@@ -101,12 +105,9 @@ public sealed record TensorDrift(
     long Elements,
     bool PercentilesSampled,
     ErrorHistogram? Histogram,
-    /// <summary>Channels tested for systematic drift, and how many drift (see README: systematic drift per channel).</summary>
     int ChannelsTested = 0,
     int DriftingChannels = 0,
-    /// <summary>The tested channel nearest its thresholds (above 1: beyond them).</summary>
     double? WorstChannelRatio = null,
-    /// <summary>That channel's figures (gain, offset, their thresholds, noise), flagged or not.</summary>
     ChannelFinding? WorstChannel = null);
 
 public sealed record ToleranceUsed(double Atol, double Rtol);

@@ -5,18 +5,18 @@ namespace NormFold.Verification;
 
 /// <summary>One channel's systematic deviation of candidate from reference: a = gain·r + offset, fitted by least squares
 /// over the channel's elements (offset taken at the channel's mean), and the thresholds it was held to.</summary>
+/// <param name="GainThreshold">Half-width of the band 1 ± GainThreshold a gain may lie in.</param>
+/// <param name="Offset">mean(candidate − reference) over the channel.</param>
+/// <param name="Noise">Standard deviation of the residuals (the elementwise noise once gain and offset are taken out).</param>
+/// <param name="MaxAbs">Largest |candidate − reference| in the channel.</param>
 public sealed record ChannelDrift(
     int Channel,
     long Elements,
     double Gain,
-    /// <summary>Half-width of the band 1 ± GainThreshold a gain may lie in.</summary>
     double GainThreshold,
-    /// <summary>mean(candidate − reference) over the channel.</summary>
     double Offset,
     double OffsetThreshold,
-    /// <summary>Standard deviation of the residuals (the elementwise noise once gain and offset are taken out).</summary>
     double Noise,
-    /// <summary>Largest |candidate − reference| in the channel.</summary>
     double MaxAbs,
     bool Flagged)
 {

@@ -181,7 +181,7 @@ internal sealed class SegmentedModel : IDisposable
         foreach (int i in segment.Nodes)
         {
             var node = g.Node[i].Clone();
-            SharedTensors.TrimAbsentOutputs(node);
+            SharedTensors.PrepareForOrt(node, _model.DefaultOpset);
             graph.Node.Add(node);
         }
         foreach (var t in g.Initializer) if (segment.Initializers.Contains(t.Name)) graph.Initializer.Add(t);

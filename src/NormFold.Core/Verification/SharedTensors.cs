@@ -31,25 +31,40 @@ internal static class SharedTensors
     {
         model.MaterializeDeferred(_ => false); // a clone would not carry them
         var proto = model.Proto.Clone();
-        foreach (var n in proto.Graph.Node) TrimAbsentOutputs(n);
+        foreach (var n in proto.Graph.Node) PrepareForOrt(n, model.DefaultOpset);
         var outputs = new HashSet<string>(proto.Graph.Output.Select(o => o.Name));
         foreach (var n in names) if (outputs.Add(n)) proto.Graph.Output.Add(new ValueInfoProto { Name = n });
         return Session(proto, model.SourcePath, level, label ?? model.SourcePath ?? "<in-memory model>", sharedArena: false, model.DisplayName);
     }
 
     /// <summary>
-    /// Drops trailing empty output names of a node (and of the nodes of its subgraphs): an empty name is an absent
-    /// output, so the node means the same. ORT's CPU BatchNormalization counts the outputs a node lists, empty ones
-    /// included, takes more than one for training mode and writes the running mean to an output that does not exist
-    /// (the process dies) — on a valid model whose BN lists ["y", "", "", "", ""].
+    /// A node as ORT's CPU kernels need it to mean what the model says (and its subgraphs' nodes): an empty output
+    /// name is an absent output, and naming or dropping one changes nothing the model computes. Trailing empty names
+    /// are dropped, except on a training-mode BatchNormalization, whose empty names get fresh unread ones instead.
+    /// ORT's BN takes the training form from the number of outputs listed (empty ones included), writes outputs 1
+    /// and 2 (and 3, 4 if listed) without asking whether they exist, and the process dies on an absent one — on a
+    /// valid BN-9 listing ["y", "", "", "sm", "sv"], or a BN-14 with training_mode=1 listing ["y", "rm", ""]. An
+    /// eval BN listing only empty optional outputs becomes ["y"]; dropping names of a training one would leave an
+    /// output count its schema does not allow (1 or 5 up to BN-9, 1 or 3 from BN-14). A BN-14 with
+    /// training_mode=0 that names optional outputs is left as it is: ONNX's own inference refuses it, and so does ORT.
     /// </summary>
-    internal static void TrimAbsentOutputs(NodeProto node)
+    internal static void PrepareForOrt(NodeProto node, long opset)
     {
-        while (node.Output.Count > 1 && node.Output[^1].Length == 0) node.Output.RemoveAt(node.Output.Count - 1);
+        if (node.OpType == "BatchNormalization" && node.Domain is "" or "ai.onnx" && TrainingBatchNorm(node, opset))
+        {
+            for (int k = 1; k < node.Output.Count; k++)
+                if (node.Output[k].Length == 0) node.Output[k] = $"normfold.absent.{Guid.NewGuid():N}";
+        }
+        else
+            while (node.Output.Count > 1 && node.Output[^1].Length == 0) node.Output.RemoveAt(node.Output.Count - 1);
         foreach (var a in node.Attribute)
             foreach (var g in a.Graphs.Prepend(a.G).OfType<GraphProto>())
-                foreach (var n in g.Node) TrimAbsentOutputs(n);
+                foreach (var n in g.Node) PrepareForOrt(n, opset);
     }
+
+    /// <summary>BN-14 on: training_mode=1; before: any optional output named (the training form).</summary>
+    static bool TrainingBatchNorm(NodeProto bn, long opset) =>
+        opset >= 14 ? Graph.Attributes.Int(bn, "training_mode", 0) != 0 : bn.Output.Skip(1).Any(o => o.Length > 0);
 
     /// <summary>A session over <paramref name="proto"/>, whose external data (if any) lies beside
     /// <paramref name="sourcePath"/>: such a model is first written (with its own data file) to a temporary folder.</summary>

@@ -179,6 +179,10 @@ public class CliTests
         var cmd = NormFold.Cli.Cli.Commands.Single(c => c.Name == command);
         foreach (var o in cmd.Options) Assert.Contains(o.Name, stdout);
         Assert.Contains("Exit codes", stdout);
+        // A command with a gate says it can exit 4 (fold's help once listed 0–3 only).
+        string exits = System.Text.RegularExpressions.Regex.Replace(stdout[stdout.IndexOf("Exit codes")..], @"\s+", " ");
+        if (cmd.Options.Any(o => o.Name is "--require-all-folded" or "--max-drift" or "--min-cosine"))
+            Assert.Contains(", 4 ", exits);
     }
 
     /// <summary>--help, the README and the library agree on what --keep-standalone-bn keeps: the BNs (and the affine

@@ -68,7 +68,7 @@ public class TypedDataViewTests
 
     public static TheoryData<string> Models => new() { "float", "double" };
 
-    static string Write(string which)
+    internal static string Write(string which)
     {
         string path = Path.Combine(TempDir(), which + ".onnx");
         File.WriteAllBytes(path, (which == "float" ? FloatModel() : DoubleModel()).ToByteArray());
@@ -101,6 +101,9 @@ public class TypedDataViewTests
         var bytes = File.ReadAllBytes(path);
         var written = new MemoryStream();
         SplicedWriter.Write(model, written);
+        Assert.Equal(bytes, written.ToArray());
+        written.SetLength(0);
+        ModelWriter.Write(model, written); // the public form (what the OnnxSharp adapter hands OnnxSharp)
         Assert.Equal(bytes, written.ToArray());
         string output = Path.Combine(Path.GetDirectoryName(path)!, "copy.onnx");
         ModelWriter.Save(model, output);
@@ -146,9 +149,7 @@ public class TypedDataViewTests
         Assert.False(kept.HasRawData);
         using var original = OnnxModel.Load(path);
         using var folded = OnnxModel.Load(deferred);
-        Assert.Equal(0, Count(folded, "BatchNormalization"));
-        AssertEquivalent(original, folded);
-        AssertAuditPasses(original, folded, result);
+        AssertFoldPasses(original, folded, result);
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using Google.Protobuf;
 using NormFold.Onnx;
 using NormFold.OnnxSharp;
 using NormFold.Rewriting;
+using NormFold.Tests.Onnx;
 using NormFold.Verification;
 using static NormFold.Tests.TestSupport;
 using OnnxSharpModel = global::Onnx.ModelProto;
@@ -57,5 +58,73 @@ public class OnnxSharpTests
         var input = ReadWithOnnxSharp(Path.Combine(ModelsDir, "external", "mlp_bn1d.onnx"));
         var e = Assert.ThrowsAny<NormFoldException>(() => OnnxSharpModels.Fold(input));
         Assert.DoesNotContain('\n', e.Message);
+    }
+
+    public static TheoryData<string> TypedModels => TypedDataViewTests.Models;
+
+    /// <summary>Each initializer's elements as bits, from whichever field holds them, and which field that is.</summary>
+    static (string Field, long[] Bits) Elements(global::Onnx.TensorProto t) =>
+        t.FloatData.Count > 0 ? ("float_data", t.FloatData.Select(f => (long)BitConverter.SingleToInt32Bits(f)).ToArray())
+        : t.DoubleData.Count > 0 ? ("double_data", t.DoubleData.Select(BitConverter.DoubleToInt64Bits).ToArray())
+        : ("raw_data", t.RawData.ToByteArray().Select(b => (long)b).ToArray());
+
+    [Theory]
+    [MemberData(nameof(TypedModels))]
+    public void Float_and_double_data_weights_go_to_OnnxSharp_and_back_in_their_own_field_with_their_values(string which)
+    {
+        // Loaded from a file, NormFold holds large float_data / double_data weights as views shown as raw_data.
+        string path = TypedDataViewTests.Write(which);
+        var asWritten = ReadWithOnnxSharp(path);
+        using var model = OnnxModel.Load(path);
+        Assert.Contains(model.Proto.Graph.Initializer, t => model.TypedViewField(t) != null);
+
+        var sharp = OnnxSharpModels.ToOnnxSharp(model);
+
+        Assert.Equal(asWritten.Graph.Initializer.Select(t => t.Name), sharp.Graph.Initializer.Select(t => t.Name));
+        foreach (var (expected, actual) in asWritten.Graph.Initializer.Zip(sharp.Graph.Initializer))
+        {
+            var (field, bits) = Elements(expected);
+            Assert.Equal(field, Elements(actual).Field);
+            Assert.Equal(bits, Elements(actual).Bits);
+            if (field != "raw_data") Assert.True(actual.RawData.IsEmpty, actual.Name);
+        }
+        Assert.Contains(sharp.Graph.Initializer, t => t.FloatData.Count + t.DoubleData.Count > 1000);
+        // And back: the same elements, bit for bit.
+        using var back = OnnxSharpModels.ToNormFold(sharp);
+        using var plain = new OnnxModel(NormFold.Onnx.Proto.ModelProto.Parser.ParseFrom(File.ReadAllBytes(path)));
+        foreach (var (t, p) in back.Proto.Graph.Initializer.Zip(plain.Proto.Graph.Initializer))
+            Assert.Equal(plain.ReadDoubles(p), back.ReadDoubles(t));
+    }
+
+    [Theory]
+    [MemberData(nameof(TypedModels))]
+    public void Folding_a_float_or_double_data_model_through_the_adapter_keeps_untouched_weights_in_their_field(string which)
+    {
+        string path = TypedDataViewTests.Write(which);
+        var (folded, result) = OnnxSharpModels.Fold(ReadWithOnnxSharp(path));
+
+        var kept = folded.Graph.Initializer.Single(t => t.Name == (which == "float" ? "w2" : "B2"));
+        var (_, bits) = Elements(ReadWithOnnxSharp(path).Graph.Initializer.Single(t => t.Name == kept.Name));
+        Assert.Equal(which + "_data", Elements(kept).Field);
+        Assert.Equal(bits, Elements(kept).Bits);
+        using var original = OnnxModel.Load(path);
+        using var back = OnnxSharpModels.ToNormFold(folded);
+        AssertFoldPasses(original, back, result);
+    }
+
+    [Fact]
+    public void Weights_a_fold_computes_only_when_saving_are_computed_for_OnnxSharp()
+    {
+        // Folded with deferred weight arithmetic (as FoldFile and the CLI do): the results exist only when written.
+        string path = TypedDataViewTests.Write("float");
+        using var model = OnnxModel.Load(path);
+        var result = Folding.Fold(model, new PipelineOptions { DeferWeightArithmetic = true });
+        Assert.Equal(2, result.Log.Count(Outcome.Folded));
+
+        var sharp = OnnxSharpModels.ToOnnxSharp(model);
+
+        using var original = OnnxModel.Load(path);
+        using var back = OnnxSharpModels.ToNormFold(sharp);
+        AssertFoldPasses(original, back, result);
     }
 }
