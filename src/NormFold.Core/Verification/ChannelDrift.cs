@@ -31,9 +31,10 @@ public sealed record ChannelDrift(
 ///   gain − 1 = Σ(r − r̄)(δ − δ̄) / Σ(r − r̄)²,  offset = δ̄,  σ² = residual variance of δ after the fit (n − 2 dof),
 ///   u = the type's unit roundoff (2⁻²⁴ float32, 2⁻¹¹ float16, 2⁻⁸ bfloat16, 2⁻⁵³ double), M = rms(r),
 ///   ν = max(1, σ / (u·M) / NoiseUlps): how much noisier than one rounding the channel is (long sums, cancellation),
+///   φ = max(1, M/S), S the channel's standard deviation: float arithmetic errs in proportion to M, a gain is relative to S,
 ///   a = 256·min(u, 2⁻²⁴): ORT's own float arithmetic (BN scale, normalisation statistics) on the reference side.
 /// Flagged when a deviation is significant, |gain − 1| > t·σ/√Σ(r − r̄)² or |offset| > t·σ/√n (t: Student's t for
-/// n − 2 dof at the tail probability of Z normal deviations), and meaningful: |gain − 1| > GainUlps·u·ν + a, or
+/// n − 2 dof at the tail probability of Z normal deviations), and meaningful: |gain − 1| > GainUlps·u·ν + a·φ, or
 /// |offset| > max(OffsetUlps·u·M, OffsetNoise·σ) + a·M. A correct fold's rounded weights move a channel's gain by a
 /// weighted mean of their relative rounding errors (≤ u) and its offset by the rounded bias (≤ u·|bias|, which
 /// shows in σ when it cancels); the constants sit above that, as measured on the bundled models (README).
@@ -277,7 +278,12 @@ internal static class ChannelDriftDetector
         double sse = Math.Max(0, hasGain ? sdd - sxd * gainError : sdd);
         double sigma = Math.Sqrt(sse / Math.Max(1, n - 2));
         double noise = rms > 0 ? Math.Max(1, sigma / (u * rms) / NoiseUlps) : 1;
-        double gainThreshold = GainUlps * u * noise + ArithmeticUlps * Arithmetic(u);
+        // ORT's float arithmetic errs in proportion to the values it computes (M), not to how much a channel varies (S):
+        // as a gain that is a·M/S. A channel that barely varies around a large mean (a depthwise conv over a ReLU-clipped
+        // input, most outputs its bias) has room in proportion.
+        double spread = hasGain ? Math.Sqrt(sxx / n) : 0;
+        double flatness = spread > 0 ? Math.Max(1, rms / spread) : 1;
+        double gainThreshold = GainUlps * u * noise + ArithmeticUlps * Arithmetic(u) * flatness;
         // Correlated accumulation noise (long sums in a different order) and nonlinearities after the rewrite shift a
         // channel's mean by up to about the noise itself: the offset must stand out of it.
         double offsetThreshold = Math.Max(OffsetUlps * u * rms, OffsetNoise * sigma) + ArithmeticUlps * Arithmetic(u) * rms;

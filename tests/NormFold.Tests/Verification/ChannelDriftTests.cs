@@ -208,6 +208,29 @@ public class ChannelDriftTests
         }
     }
 
+    /// <summary>A channel that barely varies (torchvision mobilenet_v2: a depthwise conv whose input is mostly ReLU6-clipped
+    /// to 0, so most BN outputs are β − mean·s ≈ −0.286 and a few spread over 1e-3): a difference of one ulp in the
+    /// constant elements tilts the fitted gain by ulp / spread ≈ 1e-4. Arithmetic errors, and those a correct fold
+    /// propagates from upstream, scale with the values (M), a gain with the channel's spread (S): the arithmetic
+    /// allowance of the gain is a·max(1, M/S). A gain fault of a normally spread channel is still caught.</summary>
+    [Fact]
+    public void A_channel_that_barely_varies_is_not_flagged_for_an_ulp_in_its_constant_elements()
+    {
+        const int inner = 512;
+        var r = new double[2 * inner];
+        var a = new double[r.Length];
+        float constant = -0.286f;
+        for (int j = 0; j < inner; j++)
+        {
+            r[j] = j % 40 == 7 ? (float)(constant + 1e-4 * (j / 40 + 1)) : constant;
+            a[j] = r[j] == constant ? MathF.BitIncrement(constant) : r[j];
+            r[inner + j] = Math.Sin(j * 0.37) + 0.1; // a normal channel: 5e-5 gain is caught
+            a[inner + j] = (float)(r[inner + j] * 1.00005);
+        }
+        var c = Comparator.Compare(NamedTensor.FromDoubles("y", F32, [1, 2, 16, 32], r), NamedTensor.FromDoubles("y", F32, [1, 2, 16, 32], a));
+        Assert.Equal(1, Assert.Single(c.Drift).Channel);
+    }
+
     [Fact]
     public void Float32_synthetic_faults_are_caught_and_exact_equality_is_not_drift()
     {
