@@ -210,48 +210,8 @@ internal static class ChannelDriftDetector
         return true;
     }
 
-    /// <summary><see cref="Accumulate"/>'s step over a contiguous run of one channel's float32 elements,
-    /// Vector&lt;double&gt; lanes at a time (skipped elements masked to zero); a block holding NaN or ∞ goes element by
-    /// element.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    internal static void AddFloats(ref Sums s, ReadOnlySpan<float> r, ReadOnlySpan<float> a)
-    {
-        int n = r.Length, i = 0;
-        // The shift: the channel's first element that counts.
-        for (; i < n && !s.Started; i++) Add(ref s, r[i], a[i]);
-        int lanes = Vector<float>.Count;
-        var shift = new Vector<double>(s.Shift);
-        Vector<double> sx = default, sxx = default, sd = default, sdd = default, sxd = default, max = default;
-        Vector<long> count = default;
-        for (; i <= n - lanes; i += lanes)
-        {
-            if (!Comparator.Widened(r, a, i, out var r0, out var r1, out var a0, out var a1))
-            {
-                for (int j = i; j < i + lanes; j++) Add(ref s, r[j], a[j]);
-                continue;
-            }
-            for (int h = 0; h < 2; h++)
-            {
-                var rv = h == 0 ? r0 : r1;
-                var av = h == 0 ? a0 : a1;
-                var keep = ~(Vector.Equals(rv, Vector<double>.Zero) | Vector.Equals(av, Vector<double>.Zero));
-                var x = Vector.ConditionalSelect(keep, rv - shift, Vector<double>.Zero);
-                var d = Vector.ConditionalSelect(keep, av - rv, Vector<double>.Zero);
-                count -= keep;
-                sx += x; sxx += x * x; sd += d; sdd += d * d; sxd += x * d;
-                max = Vector.Max(max, Vector.Abs(d));
-            }
-        }
-        for (int j = 0; j < Vector<double>.Count; j++)
-        {
-            s.N += count[j]; s.R += sx[j]; s.RR += sxx[j]; s.D += sd[j]; s.DD += sdd[j]; s.RD += sxd[j];
-            s.MaxAbs = Math.Max(s.MaxAbs, max[j]);
-        }
-        for (; i < n; i++) Add(ref s, r[i], a[i]);
-    }
-
     /// <summary>One element into a channel's sums.</summary>
-    static void Add(ref Sums s, double ri, double ai)
+    internal static void Add(ref Sums s, double ri, double ai)
     {
         // Exact zeros say nothing about gain or noise: clipped by a ReLU, padding, masks.
         if (!double.IsFinite(ri) || !double.IsFinite(ai) || ri == 0 || ai == 0) return;

@@ -206,7 +206,7 @@ internal static class Comparator
             var af = System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(a);
             if (detectDrift != DriftMode.None && ChannelDriftDetector.Layout(reference.Shape, reference.ElementType, out int channels, out long inner))
             {
-                // One pass, a cache-sized chunk at a time: the drift sums read what the statistics just loaded.
+                // One pass: each element loaded, widened and differenced once for the statistics and the drift sums.
                 var channelSums = new ChannelDriftDetector.Sums[channels];
                 int i = 0;
                 for (long o = 0; o < reference.Shape[0]; o++)
@@ -214,13 +214,16 @@ internal static class Comparator
                         for (long j = 0; j < inner; j += FusedChunk)
                         {
                             int length = (int)Math.Min(FusedChunk, inner - j);
-                            st.AddFloats(rf.Slice(i, length), af.Slice(i, length), i);
-                            ChannelDriftDetector.AddFloats(ref channelSums[c], rf.Slice(i, length), af.Slice(i, length));
+                            st.AddFloats<DriftToo>(rf.Slice(i, length), af.Slice(i, length), i, ref channelSums[c]);
                             i += length;
                         }
                 sums = new ChannelDriftDetector.Accumulator(reference.ElementType, channelSums);
             }
-            else st.AddFloats(rf, af, 0);
+            else
+            {
+                ChannelDriftDetector.Sums none = default;
+                st.AddFloats<NoDrift>(rf, af, 0, ref none);
+            }
         }
         else
             for (int i = 0; i < n; i++) st.Add(i, TE.Get(r[i]), TE.Get(a[i]));
@@ -317,25 +320,35 @@ internal static class Comparator
             if (rel > MaxRel) MaxRel = rel;
         }
 
-        /// <summary>The same, Vector&lt;double&gt; lanes at a time; a block holding NaN or ∞ goes through <see cref="Add"/>.</summary>
+        /// <summary>The same, Vector&lt;double&gt; lanes at a time; a block holding NaN or ∞ goes through <see cref="Add"/>.
+        /// With <see cref="DriftToo"/> the elements (one channel's run) also go into <paramref name="drift"/>, as
+        /// <see cref="ChannelDriftDetector.Add"/> would add them one by one (skipped elements masked to zero).</summary>
         [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-        public void AddFloats(ReadOnlySpan<float> r, ReadOnlySpan<float> a, long offset)
+        public void AddFloats<TDrift>(ReadOnlySpan<float> r, ReadOnlySpan<float> a, long offset, ref ChannelDriftDetector.Sums drift)
+            where TDrift : struct
         {
+            bool withDrift = typeof(TDrift) == typeof(DriftToo); // a constant in each instantiation
             int lanes = Vector<float>.Count, n = r.Length, i = 0;
+            // The drift shift: the channel's first element that counts.
+            for (; withDrift && i < n && !drift.Started; i++) Both(offset + i, r[i], a[i], ref drift, withDrift);
             var inf = new Vector<double>(double.PositiveInfinity);
+            var shift = new Vector<double>(drift.Shift);
             Vector<double> sumAbs = default, sumRel = default, maxRel = default, dot = default, normR = default, normA = default, magnitude = default;
+            Vector<double> sx = default, sxx = default, sd = default, sdd = default, sxd = default, maxD = default;
+            Vector<long> count = default;
             for (; i <= n - lanes; i += lanes)
             {
                 if (!Widened(r, a, i, out var r0, out var r1, out var a0, out var a1))
                 {
-                    for (int j = i; j < i + lanes; j++) Add(offset + j, r[j], a[j]); // NaN or ∞ somewhere in this block
+                    for (int j = i; j < i + lanes; j++) Both(offset + j, r[j], a[j], ref drift, withDrift); // NaN or ∞ in this block
                     continue;
                 }
                 for (int h = 0; h < 2; h++)
                 {
                     var rv = h == 0 ? r0 : r1;
                     var av = h == 0 ? a0 : a1;
-                    var e = Vector.Abs(av - rv);
+                    var d = av - rv;
+                    var e = Vector.Abs(d);
                     var ar = Vector.Abs(rv);
                     var rel = Vector.ConditionalSelect(Vector.Equals(e, Vector<double>.Zero), Vector<double>.Zero, e / ar); // e/0 = ∞
                     sumAbs += e;
@@ -346,16 +359,37 @@ internal static class Comparator
                     if (Vector.GreaterThanAny(e, new Vector<double>(MaxAbs)))
                         for (int j = 0; j < Vector<double>.Count; j++)
                             if (e[j] > MaxAbs) { MaxAbs = e[j]; MaxAbsIndex = offset + i + h * Vector<double>.Count + j; }
+                    if (!withDrift) continue;
+                    // Exact zeros say nothing about gain or noise (ChannelDriftDetector.Add).
+                    var keep = ~(Vector.Equals(rv, Vector<double>.Zero) | Vector.Equals(av, Vector<double>.Zero));
+                    var x = Vector.ConditionalSelect(keep, rv - shift, Vector<double>.Zero);
+                    var dk = Vector.ConditionalSelect(keep, d, Vector<double>.Zero);
+                    count -= keep;
+                    sx += x; sxx += x * x; sd += dk; sdd += dk * dk; sxd += x * dk;
+                    maxD = Vector.Max(maxD, Vector.ConditionalSelect(keep, e, Vector<double>.Zero));
                 }
             }
             for (int j = 0; j < Vector<double>.Count; j++)
             {
                 SumAbs += sumAbs[j]; SumRel += sumRel[j]; Dot += dot[j]; NormR += normR[j]; NormA += normA[j];
                 MaxRel = Math.Max(MaxRel, maxRel[j]); Magnitude = Math.Max(Magnitude, magnitude[j]);
+                if (!withDrift) continue;
+                drift.N += count[j]; drift.R += sx[j]; drift.RR += sxx[j]; drift.D += sd[j]; drift.DD += sdd[j]; drift.RD += sxd[j];
+                drift.MaxAbs = Math.Max(drift.MaxAbs, maxD[j]);
             }
-            for (; i < n; i++) Add(offset + i, r[i], a[i]);
+            for (; i < n; i++) Both(offset + i, r[i], a[i], ref drift, withDrift);
+        }
+
+        void Both(long i, double ri, double ai, ref ChannelDriftDetector.Sums drift, bool withDrift)
+        {
+            Add(i, ri, ai);
+            if (withDrift) ChannelDriftDetector.Add(ref drift, ri, ai);
         }
     }
+
+    /// <summary><see cref="Stats.AddFloats"/> with or without the drift sums.</summary>
+    struct DriftToo;
+    struct NoDrift;
 
     /// <summary>Nearest-rank percentile by selection (average O(n), no full sort); reorders the array.</summary>
     static double Percentile(double[] values, double p)
