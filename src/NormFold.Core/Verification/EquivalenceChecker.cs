@@ -29,6 +29,10 @@ public sealed record CheckOptions
     /// <summary>Also compare tensors whose producing subgraph is identical in both models (identical by construction
     /// when optimisations are disabled; skipped by default).</summary>
     public bool CompareUnchanged { get; init; }
+    /// <summary>Also compare tensors whose difference can only be carried from tensors compared anyway: made by nodes
+    /// both models define alike from tensors both make (see <see cref="Unchanged.Classify"/>; skipped by default: a
+    /// rewrite's fault shows at the outputs of the nodes it changed, which are compared).</summary>
+    public bool CompareCarried { get; init; }
     /// <summary>Bytes of intermediates compared per batch and model when the check runs in batches: both models run
     /// in segments that expose one batch at a time, so memory holds one batch of each, not every intermediate. 0 (the
     /// default) derives it from the models (<see cref="EquivalenceChecker.BatchBudget"/>); negative: every
@@ -61,6 +65,9 @@ public sealed record CheckReport(
     /// <summary>Tensors (outputs and intermediates) not compared because their producing subgraph is the same in both
     /// models: equal by construction.</summary>
     public int SkippedUnchanged { get; init; }
+    /// <summary>Intermediates not compared because their difference can only be carried from tensors compared
+    /// (<see cref="CheckOptions.CompareCarried"/>).</summary>
+    public int SkippedCarried { get; init; }
     /// <summary>Every output is unchanged by construction: nothing was run (ONNX Runtime was not started).</summary>
     public bool NothingToCheck { get; init; }
     /// <summary>Batches the intermediates were compared in (each model run in as many segments); 1 for one run.</summary>
@@ -105,17 +112,25 @@ public static class EquivalenceChecker
         List<NamedTensor>? first = null;
         inputsFor = i => i == 0 ? first ??= generate(0) : (first = null) ?? generate(i);
         var shared = options.CompareIntermediates ? SharedTensors.Names(reference, candidate) : [];
-        int skipped = 0;
+        int skipped = 0, carriedCount = 0;
         var graphOutputs = reference.Proto.Graph.Output.Select(o => o.Name).ToList();
         CheckTolerancesNameTensors(options, [.. graphOutputs, .. shared], graphOutputs);
         if (options.Level == OrtLevel.Disable && !options.CompareUnchanged)
         {
             // Identical producing subgraphs give identical values (with optimisations disabled ORT runs the same kernels).
-            var same = Unchanged.Tensors(reference, candidate);
+            var (same, carried) = Unchanged.Classify(reference, candidate);
             skipped = shared.Count(same.Contains) + graphOutputs.Count(same.Contains);
             shared = shared.Where(n => !same.Contains(n)).ToList();
             if (shared.Count == 0 && graphOutputs.All(same.Contains) && candidate.Proto.Graph.Output.Select(o => o.Name).SequenceEqual(graphOutputs))
                 return NothingToCheck(reference, candidate, options, notes, skipped);
+            if (!options.CompareCarried)
+            {
+                carried.ExceptWith(options.Atol.Keys.Concat(options.Rtol.Keys)); // a tolerance named for it: compared
+                carriedCount = shared.Count(carried.Contains);
+                shared = shared.Where(n => !carried.Contains(n)).ToList();
+                if (carriedCount > 0)
+                    notes.Add($"{carriedCount} intermediate(s) not compared: made by nodes both models define alike from tensors both make (a difference there is carried from the compared outputs of the nodes the fold changed)");
+            }
         }
         CheckReport report;
         try
@@ -139,7 +154,7 @@ public static class EquivalenceChecker
             // ORT failed on generated inputs: the dims NormFold chose may be why.
             throw new InvalidModelException($"{e.Message} (inputs were generated: {string.Join("; ", notes)})", e.InnerException);
         }
-        report = report with { SkippedUnchanged = skipped };
+        report = report with { SkippedUnchanged = skipped, SkippedCarried = carriedCount };
         var audit = options.AuditWeights && options.FoldLog is { } log ? WeightAudit.Run(reference, candidate, log) : null;
         if (options.AuditWeights && options.FoldLog is null)
             notes.Add("weight audit skipped: it replays the records of a fold, and two models given without the log of the fold between them have none");

@@ -16,17 +16,42 @@ namespace NormFold.Verification;
 internal static class Unchanged
 {
     /// <summary>Names of main-graph tensors with equal digests in both models.</summary>
-    public static HashSet<string> Tensors(OnnxModel reference, OnnxModel candidate)
+    public static HashSet<string> Tensors(OnnxModel reference, OnnxModel candidate) => Classify(reference, candidate).Same;
+
+    /// <summary>
+    /// <see cref="Tensors"/> (Same), and the tensors both models make whose difference can only be carried from
+    /// tensors compared anyway (Carried): made by a node both models define alike (op, domain, opset, attributes,
+    /// constants and graph inputs by content, the other inputs by name; no subgraph, no sequence) from tensors both
+    /// models make. Differences start only at nodes defined differently — the rewrites — whose outputs are compared
+    /// (as are graph outputs); such a node computes the same function of the same names in both, so all that differs
+    /// in its output is carried from there. A rewrite's fault shows where the rewrite is.
+    /// </summary>
+    public static (HashSet<string> Same, HashSet<string> Carried) Classify(OnnxModel reference, OnnxModel candidate)
     {
-        var a = Digests(reference);
-        var b = Digests(candidate);
+        var (a, aDefined) = Digests(reference);
+        var (b, bDefined) = Digests(candidate);
         var same = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (name, digest) in a)
             if (b.TryGetValue(name, out var other) && digest.AsSpan().SequenceEqual(other)) same.Add(name);
-        return same;
+        var carried = new HashSet<string>(StringComparer.Ordinal);
+        var made = candidate.Proto.Graph.Node.SelectMany(n => n.Output).Where(o => o.Length > 0).ToHashSet(StringComparer.Ordinal);
+        foreach (var node in reference.Proto.Graph.Node) // topological order: inputs are classified first
+        {
+            if (node.OpType.Contains("Sequence") || node.OpType.StartsWith("Optional")) continue; // values not compared
+            // Every input made by a node in both models (compared, carried or the same), or a constant or graph input
+            // (in the definition by content).
+            if (!node.Input.All(i => i.Length == 0 || made.Contains(i) || !aDefined.ContainsKey(i))) continue;
+            foreach (var o in node.Output)
+                if (o.Length > 0 && !same.Contains(o) && made.Contains(o) && aDefined.TryGetValue(o, out var mine)
+                    && bDefined.TryGetValue(o, out var theirs) && mine.AsSpan().SequenceEqual(theirs))
+                    carried.Add(o);
+        }
+        return (same, carried);
     }
 
-    static Dictionary<string, byte[]> Digests(OnnxModel model)
+    /// <summary>Each tensor's digest, and each node output's definition: the node itself with its node-made inputs
+    /// named rather than digested.</summary>
+    static (Dictionary<string, byte[]> Digests, Dictionary<string, byte[]> Definitions) Digests(OnnxModel model)
     {
         model.MaterializeDeferred(_ => false);
         var g = model.Proto.Graph;
@@ -67,33 +92,45 @@ internal static class Unchanged
         // A node means what its domain's opset version (and, for a local function, the function's body) says.
         var opsets = model.Proto.OpsetImport.GroupBy(o => o.Domain == "ai.onnx" ? "" : o.Domain).ToDictionary(x => x.Key, x => x.Max(o => o.Version));
         var functions = model.Proto.Functions.ToDictionary(f => (f.Domain, f.Name, f.Overload), f => f.ToByteArray());
+        var made = new HashSet<string>(StringComparer.Ordinal);
+        var definitions = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         foreach (var node in g.Node) // topological order (validated at load)
         {
             bool opaque = node.Attribute.Any(x => x.G != null || x.Graphs.Count > 0);
             using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-            Add(h, opaque ? Guid.NewGuid().ToString() : "node");
-            Add(h, node.Domain);
-            Add(h, node.OpType);
-            Add(h, node.Overload);
-            Add(h, opsets.TryGetValue(node.Domain == "ai.onnx" ? "" : node.Domain, out long version) ? version.ToString() : "?");
-            if (functions.TryGetValue((node.Domain, node.OpType, node.Overload), out var body)) h.AppendData(body);
-            foreach (var attr in node.Attribute) h.AppendData(attr.ToByteArray());
+            using var d = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            foreach (var x in new[] { h, d })
+            {
+                Add(x, opaque ? Guid.NewGuid().ToString() : "node");
+                Add(x, node.Domain);
+                Add(x, node.OpType);
+                Add(x, node.Overload);
+                Add(x, opsets.TryGetValue(node.Domain == "ai.onnx" ? "" : node.Domain, out long version) ? version.ToString() : "?");
+                if (functions.TryGetValue((node.Domain, node.OpType, node.Overload), out var body)) x.AppendData(body);
+                foreach (var attr in node.Attribute) x.AppendData(attr.ToByteArray());
+            }
             foreach (var input in node.Input)
             {
-                if (input.Length == 0) { Add(h, "(none)"); continue; }
+                if (input.Length == 0) { Add(h, "(none)"); Add(d, "(none)"); continue; }
                 // A name nothing defines (invalid, or defined later): unique, so never "unchanged".
-                h.AppendData(digests.TryGetValue(input, out var d) ? d : Guid.NewGuid().ToByteArray());
+                var inputDigest = digests.TryGetValue(input, out var di) ? di : Guid.NewGuid().ToByteArray();
+                h.AppendData(inputDigest);
+                if (made.Contains(input)) Add(d, "made: " + input); else d.AppendData(inputDigest);
             }
-            byte[] nodeDigest = h.GetHashAndReset();
+            byte[] nodeDigest = h.GetHashAndReset(), definition = d.GetHashAndReset();
             for (int k = 0; k < node.Output.Count; k++)
             {
                 if (node.Output[k].Length == 0) continue;
                 h.AppendData(nodeDigest);
                 Add(h, k.ToString());
                 digests[node.Output[k]] = h.GetHashAndReset();
+                d.AppendData(definition);
+                Add(d, k.ToString());
+                definitions[node.Output[k]] = d.GetHashAndReset();
+                made.Add(node.Output[k]);
             }
         }
-        return digests;
+        return (digests, definitions);
     }
 
     static void Add(IncrementalHash h, string s)

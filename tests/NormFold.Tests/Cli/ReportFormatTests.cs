@@ -291,15 +291,21 @@ public class ReportFormatTests
         string dir = TempDir(), html = Path.Combine(dir, "r.html");
         Assert.Equal(0, Run("fold", Model("resnet_tiny.onnx"), "-o", Path.Combine(dir, "o.onnx"), "--check", "--html", html, "-q").Code);
         var doc = AssertSelfContainedHtml(File.ReadAllText(html));
-        var chart = Assert.Single(ByClass(doc, "svg", "drift"));
-        // One point per compared tensor: 28 shared intermediates and the output.
-        Assert.Equal(29, chart.Descendants().Count(e => e.Name.LocalName == "circle" && ((string?)e.Attribute("class"))?.StartsWith("point") == true && e.Parent!.Name.LocalName == "svg"));
+        // One point per compared tensor: the 12 folded convs' outputs and the output (the tensors only carried from
+        // them are not compared, README); with --localize every one of the 28 shared intermediates and the output.
+        Assert.Equal(13, DriftPoints(doc));
         Assert.Empty(ByClass(doc, "circle", "first-failure"));
+        string every = Path.Combine(dir, "every.html");
+        Assert.Equal(0, Run("fold", Model("resnet_tiny.onnx"), "-o", Path.Combine(dir, "o2.onnx"), "--check", "--localize", "--html", every, "-q").Code);
+        Assert.Equal(29, DriftPoints(AssertSelfContainedHtml(File.ReadAllText(every))));
         Assert.Single(ByClass(doc, "svg", "histogram"));
         Assert.Equal(12, ByClass(doc, "table", "decisions").Single().Descendants().Count(e => e.Name.LocalName == "tr" && (string?)e.Attribute("class") == "folded"));
         var ops = ByClass(doc, "table", "ops").Single().Value;
         Assert.Contains("BatchNormalization", ops);
     }
+
+    static int DriftPoints(System.Xml.Linq.XDocument doc) => Assert.Single(ByClass(doc, "svg", "drift")).Descendants()
+        .Count(e => e.Name.LocalName == "circle" && ((string?)e.Attribute("class"))?.StartsWith("point") == true && e.Parent!.Name.LocalName == "svg");
 
     [Fact]
     public void Html_report_marks_the_first_tensor_to_drift()

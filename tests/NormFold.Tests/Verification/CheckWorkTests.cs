@@ -39,6 +39,76 @@ public class CheckWorkTests
         Assert.Equal(0, all.SkippedUnchanged);
     }
 
+    /// <summary>x → Conv → BN → y → Relu → r → Add(r, y) → s → Relu → out: y is what the fold changes; r and s are
+    /// made by nodes both models define alike from tensors both make.</summary>
+    static OnnxModel ConvBnThenAlike()
+    {
+        var g = new GraphBuilder(13);
+        g.Input("x", F32, [2, 3, 8, 8]);
+        g.Init("w", F32, [4, 3, 3, 3]);
+        g.Node("Conv", ["x", "w"], "c", "conv");
+        g.Bn("c", 4, "y");
+        g.Node("Relu", ["y"], "r");
+        g.Node("Add", ["r", "y"], "s");
+        g.Node("Relu", ["s"], "out");
+        g.Output("out");
+        return g.Build();
+    }
+
+    [Fact]
+    public void Tensors_carried_from_a_compared_rewrite_are_skipped_and_counted_unless_asked()
+    {
+        var original = ConvBnThenAlike();
+        var (folded, _) = Fold(original);
+        var report = EquivalenceChecker.Check(original, folded);
+        Assert.True(report.Passed, report.FirstFailure?.Name);
+        Assert.Equal(["y"], report.Intermediates.Select(c => c.Name)); // the folded Conv's output, under the BN's name
+        Assert.Equal(2, report.SkippedCarried); // r, s
+        Assert.Contains(report.Notes, n => n.StartsWith("2 intermediate(s) not compared"));
+        foreach (var all in new[] { new CheckOptions { CompareCarried = true }, new CheckOptions { CompareUnchanged = true } })
+        {
+            var every = EquivalenceChecker.Check(original, folded, all);
+            Assert.Equal(["y", "r", "s"], every.Intermediates.Select(c => c.Name));
+            Assert.Equal(0, every.SkippedCarried);
+        }
+        // A tolerance named for a carried tensor compares it.
+        var named = EquivalenceChecker.Check(original, folded, new CheckOptions { Atol = new Dictionary<string, double> { ["s"] = 1 } });
+        Assert.Equal(["y", "s"], named.Intermediates.Select(c => c.Name));
+    }
+
+    [Fact]
+    public void A_node_defined_alike_is_compared_when_an_input_or_a_constant_differs()
+    {
+        // The Add reads 'r' made by a node in one model and an initializer 'r' in the other; the second Relu reads a
+        // constant whose value differs: both compared, as is everything after them.
+        var original = ConvBnThenAlike();
+        var (folded, _) = Fold(original);
+        var g = folded.Proto.Graph;
+        var relu = g.Node.Single(n => n.OpType == "Relu" && n.Output[0] == "r");
+        g.Node.Remove(relu);
+        g.Initializer.Add(NormFold.Tensors.TensorData.Create("r", F32, [2, 4, 6, 6], new double[2 * 4 * 6 * 6]));
+        var report = EquivalenceChecker.Check(original, new OnnxModel(folded.Proto));
+        Assert.Contains(report.Intermediates, c => c.Name == "s");
+        Assert.Equal(0, report.SkippedCarried);
+        Assert.False(report.Passed); // r is 0 in the candidate: s and out differ
+    }
+
+    [Fact]
+    public void A_fault_in_a_rewrite_is_caught_where_it_is_with_the_carried_tensors_skipped()
+    {
+        var original = ConvBnThenAlike();
+        var (folded, _) = Fold(original);
+        var g = folded.Proto.Graph;
+        var w = g.Initializer.Single(t => t.Name == g.Node.Single(n => n.OpType == "Conv").Input[1]);
+        var v = folded.ReadDoubles(w);
+        for (int k = 0; k < v.Length / 4; k++) v[k] *= 1.01; // output channel 0's scale 1 % off
+        g.Initializer[g.Initializer.IndexOf(w)] = NormFold.Tensors.TensorData.Create(w.Name, F32, w.Dims, v);
+        var report = EquivalenceChecker.Check(original, new OnnxModel(folded.Proto));
+        Assert.False(report.Passed);
+        Assert.Equal("y", report.FirstDrifting?.Name);
+        Assert.Equal(2, report.SkippedCarried);
+    }
+
     [Fact]
     public void A_changed_weight_upstream_is_not_skipped()
     {
