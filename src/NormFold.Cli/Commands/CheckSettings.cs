@@ -18,7 +18,7 @@ internal static class CheckSettings
         new("--input", "NAME=FILE.npy", "use this .npy file for an input (give one per input) instead of generated values", Repeatable: true),
         new("--inputs", "DIR", "inputs from DIR: test_data_set_N/input_K.pb (one iteration per set; output_K.pb are checked against the original), input_K.pb, or NAME.npy"),
         new("--save-outputs", "DIR", "write both models' outputs as .npy to DIR/reference and DIR/candidate (DIR/iteration_N/… past one)"),
-        new("--localize", null, "compare and print every shared intermediate tensor, not only those a rewrite made, and not only the first that drifts"),
+        new("--localize", null, "also compare the intermediates only carried from a rewrite, and print every compared tensor's statistics, not only the first that drifts"),
         new("--audit-weights", null, "require every weight a fold made to equal the exact fold bit for bit; replays the fold's log, so only fold --check has one (on there by default); check notes it is skipped"),
         new("--outputs-only", null, "compare graph outputs only, not the intermediate tensors both models name"),
         new("--batch", "MIB", "memory for each batch of intermediates when the check is large (default: half the larger model's weights plus the inputs, at least 32; 0: all in one run, which needs memory for all of them)"),
@@ -105,7 +105,7 @@ internal static class CheckSettings
             InputProvenance = $"generated (seed {seed})",
             CompareIntermediates = !args.Has("--outputs-only"),
             DetectDrift = !args.Has("--no-channel-drift"),
-            CompareCarried = args.Has("--localize"), // every shared tensor, the drift's whole path
+            CompareCarried = args.Has("--localize"), // the drift's whole path
             BatchBytes = args.Int(command, "--batch", -1, min: 0) switch { -1 => 0, 0 => -1, var mib => (long)mib << 20 },
             // fold --check audits its own folds; check only when asked (other tools' folds are rarely exact).
             AuditWeights = args.Has("--audit-weights") || command == "fold",
