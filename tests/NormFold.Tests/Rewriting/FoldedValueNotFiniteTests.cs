@@ -62,6 +62,30 @@ public class FoldedValueNotFiniteTests
         AssertEquivalent(original, folded);
     }
 
+    /// <summary>The pre-check max|W|·max|s| (vectorised) must see one large weight among many small ones, in float and
+    /// double: channel 0's last element (index 143 of 2304) overflows once scaled, every other W·s is finite.</summary>
+    [Theory]
+    [InlineData(F32, 1e37, 100.0)]
+    [InlineData(F64, 1e306, 1e3)]
+    public void One_overflowing_weight_among_many_is_found(int type, double scale, double large)
+    {
+        var g = new GraphBuilder(15);
+        g.Input("x", type, [1, 16, 5, 5]);
+        var w = Enumerable.Range(0, 16 * 16 * 3 * 3).Select(i => 0.5 + (i % 7) / 14.0).ToArray();
+        w[143] = large;
+        g.Init("w", type, [16, 16, 3, 3]);
+        g.SetInit("w", type, [16, 16, 3, 3], w);
+        g.Node("Conv", ["x", "w"], "c", "conv");
+        g.Bn("c", 16, "y", type);
+        g.SetInit("y.gamma", type, [16], [scale, .. Enumerable.Repeat(1.0, 15)]);
+        g.SetInit("y.var", type, [16], [1 - 1e-5, .. Enumerable.Repeat(1.0, 15)]);
+        g.Output("y", type, null);
+        var (folded, r) = Fold(g.Build());
+        var d = AssertNotFolded(r, SkipReason.FoldedValueNotFinite);
+        Assert.Contains("'w'", d.Detail);
+        Assert.All(folded.Proto.Graph.Initializer, t => Assert.All(folded.ReadDoubles(t), v => Assert.True(double.IsFinite(v))));
+    }
+
     /// <summary>The decision for the only anchor: not folded into a weight, for <paramref name="reason"/>.</summary>
     static Decision AssertNotFolded(FoldResult r, SkipReason reason)
     {

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using Google.Protobuf;
 using NormFold.Graph;
@@ -95,13 +96,16 @@ internal static class FoldedValues
         bool nan = false;
         switch (type)
         {
-            case ElementType.Float:
-                float fm = 0;
-                foreach (float v in MemoryMarshal.Cast<byte, float>(raw)) { float a = Math.Abs(v); if (a > fm) fm = a; nan |= float.IsNaN(a); }
-                max = fm;
+            // Vectorised: MaxMagnitude is NaN when any element is (IEEE 754 maximumMagnitude).
+            case ElementType.Float when raw.Length >= sizeof(float):
+                max = Math.Abs(TensorPrimitives.MaxMagnitude(MemoryMarshal.Cast<byte, float>(raw)));
+                nan = double.IsNaN(max);
                 break;
-            case ElementType.Double:
-                foreach (double v in MemoryMarshal.Cast<byte, double>(raw)) { double a = Math.Abs(v); if (a > max) max = a; nan |= double.IsNaN(a); }
+            case ElementType.Double when raw.Length >= sizeof(double):
+                max = Math.Abs(TensorPrimitives.MaxMagnitude(MemoryMarshal.Cast<byte, double>(raw)));
+                nan = double.IsNaN(max);
+                break;
+            case ElementType.Float or ElementType.Double:
                 break;
             case ElementType.Float16:
                 foreach (Half v in MemoryMarshal.Cast<byte, Half>(raw)) { double a = Math.Abs(Rounding.FromHalf(v)); if (a > max) max = a; nan |= double.IsNaN(a); }
