@@ -20,8 +20,11 @@ internal interface IRewriteRule
 }
 
 /// <summary>What an apply step made: every tensor it created, and for each computed weight how to recompute it; for a
-/// fold, the target's weights relative to the original's (kept for later folds into it).</summary>
-internal sealed record Applied(IReadOnlyList<string> Created, IReadOnlyList<WeightRecord> Weights, Affine.LinearState? State = null);
+/// fold, the target's weights relative to the original's (kept for later folds into it); <paramref name="Composed"/>:
+/// standalone nodes holding constants already composed from the original's and rounded (a merge's Mul + Add), which
+/// later rewrites of the run must not compose again.</summary>
+internal sealed record Applied(IReadOnlyList<string> Created, IReadOnlyList<WeightRecord> Weights, Affine.LinearState? State = null,
+    IReadOnlyList<NodeProto>? Composed = null);
 
 /// <summary>Base for rules with a typed plan.</summary>
 internal abstract class RewriteRule<TPlan> : IRewriteRule where TPlan : Plan

@@ -153,6 +153,7 @@ internal sealed class Pipeline(PipelineOptions? options = null)
                 string? target = planned.Plan.Target is { } t ? Attributes.Describe(t) : null;
                 var applied = rule.Apply(editor, planned.Plan);
                 if (applied.State is { } state && planned.Plan.Target is { } folded) context.Folds[folded] = state;
+                if (applied.Composed is { } composed) context.Composed.UnionWith(composed);
                 return new Decision(path, NodeLabel(anchor), anchor.OpType, planned.Plan.Target is null ? Outcome.Replaced : Outcome.Folded,
                     rule.Name, target, null, description, applied.Created, applied.Weights);
             }

@@ -16,6 +16,8 @@ internal sealed class RewriteContext(GraphIndex graph, OpsetService opsets, Pipe
     /// <summary>Linear ops folded into so far in this graph, with their weights relative to the original's (a later
     /// fold into the same op composes with it and rounds once).</summary>
     public Dictionary<NodeProto, Affine.LinearState> Folds { get; } = new(ReferenceEqualityComparer.Instance);
+    /// <summary>Nodes a rewrite of this run made from composed, rounded constants (<see cref="Applied.Composed"/>).</summary>
+    public HashSet<NodeProto> Composed { get; } = new(ReferenceEqualityComparer.Instance);
 }
 
 /// <summary>

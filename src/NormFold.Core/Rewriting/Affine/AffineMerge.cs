@@ -34,6 +34,16 @@ internal sealed class AffineMerge : RewriteRule<AffineMerge.MergePlan>
     {
         var g = context.Graph;
         if (AffineHead.Piece(g, anchor, out string x, out var piece) is { } notAnchor) return notAnchor;
+        // A Mul + Add an earlier merge of this run made holds constants composed from the original's and rounded: merging
+        // it again would round twice (and its records would name tensors that are gone). The piece starts after it.
+        int made = piece.TakeWhile(context.Composed.Contains).Count();
+        if (made > 0 && made < piece.Count)
+        {
+            piece = piece.Skip(made).ToList();
+            x = piece[0].Input[AffineHead.DataSlot(g, piece[0])];
+        }
+        if (piece.Any(context.Composed.Contains))
+            return new Match.NoCandidate("next to the Mul + Add an earlier merge made");
         if (context.Options.KeepStandaloneBatchNorm && piece.Any(n => n.OpType == "BatchNormalization"))
             return new Match.NoCandidate("standalone BNs are kept, with the affine ops next to them");
         if (!AffineHead.MergeCouldShrink(g, piece) && !piece.Any(n => AffineHead.IsIdentity(g, n)))
@@ -41,14 +51,17 @@ internal sealed class AffineMerge : RewriteRule<AffineMerge.MergePlan>
         // X's rank, proven (a value_info is no proof). Without it, constants align at the last axis, so for any rank of X
         // at least theirs the merge is the same, and merged constants of their rank widen a lower-rank X as before; a BN
         // (axis 1 counts from the first axis) and the opset < 7 `axis` attribute need the rank.
-        int? proven = g.ProvenShape(x)?.Length;
+        var provenShape = g.ProvenShape(x);
+        int? proven = provenShape?.Length;
         if (proven is null && piece.Any(n => n.OpType == "BatchNormalization"))
             return AffineHead.UnprovenRank(x, "a BN normalises axis 1, which the merged constants must be shaped for");
         if (proven is null && g.Opset < 7)
             return AffineHead.UnprovenRank(x, $"before opset 7 the merged constants broadcast along an axis counted from the first");
         int rank = proven ?? AffineHead.WidestConstant(g, piece);
         int axis = piece.Any(n => n.OpType == "BatchNormalization") ? 1 : piece.Select(n => Axis(g, n, rank)).FirstOrDefault(a => a is not null) ?? 1;
-        var chain = AffineChain.Walk(g, x, rank, axis, -1, anchor, out var stop);
+        // A proven size along the axis other than 1 is the channel count every constant must have (1 widens).
+        long channels = provenShape is { } dims && axis < dims.Length && dims[axis] > 1 ? dims[axis] : -1;
+        var chain = AffineChain.Walk(g, x, rank, axis, channels, anchor, out var stop);
         if (!chain.Nodes.Contains(anchor)) return (Match?)stop ?? new Match.NoCandidate("no other affine op next to it");
         bool identity = !chain.Map.Scales && !chain.Map.Shifts;
         if ((identity ? 0 : AffineNodes.Count(chain.Map)) >= chain.Count + chain.Nodes.Count(n => n.OpType == "BatchNormalization"))

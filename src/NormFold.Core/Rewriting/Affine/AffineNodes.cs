@@ -23,12 +23,14 @@ internal static class AffineNodes
         bool mul = map.Scales || !map.Shifts, add = map.Shifts;
         var created = new List<string>();
         var records = new List<WeightRecord>();
+        var nodes = new List<NodeProto>();
         string current = x;
         if (mul)
         {
             string s = editor.AddInitializer(TensorData.Create("", type, dims, map.Scale), baseName + "_scale");
             string output = add ? editor.Names.FreshValue(baseName + "_scaled") : y;
-            editor.AddNode(Node("Mul", current, s, output, legacy, c, axis), baseName + "_mul");
+            nodes.Add(Node("Mul", current, s, output, legacy, c, axis));
+            editor.AddNode(nodes[^1], baseName + "_mul");
             created.Add(s);
             records.Add(new NewConstant(s, map.Scale));
             current = output;
@@ -36,11 +38,12 @@ internal static class AffineNodes
         if (add)
         {
             string t = editor.AddInitializer(TensorData.Create("", type, dims, map.Shift), baseName + "_shift");
-            editor.AddNode(Node("Add", current, t, y, legacy, c, axis), baseName + "_add");
+            nodes.Add(Node("Add", current, t, y, legacy, c, axis));
+            editor.AddNode(nodes[^1], baseName + "_add");
             created.Add(t);
             records.Add(new NewConstant(t, map.Shift));
         }
-        return new Applied(created, records);
+        return new Applied(created, records, Composed: nodes);
     }
 
     /// <summary>Nodes <see cref="Emit"/> makes for this map (1 or 2).</summary>

@@ -176,4 +176,41 @@ public class AffineMergeTests
         Assert.Contains("widen", AssertLeft(r, SkipReason.ShapeMismatch).Detail);
         Assert.Equal(1, Count(folded, "Mul"));
     }
+
+    /// <summary>X → BN₀ → Add → BN₁: BN₀'s piece merges into a Mul + Add; BN₁'s must not take that Mul + Add apart again
+    /// (it would round twice, and the first merge's records would name tensors that are gone: a weight-audit false
+    /// alarm). BN₁ becomes a Mul + Add of its own.</summary>
+    [Theory]
+    [InlineData(F32)]
+    [InlineData(F64)]
+    public void A_merge_leaves_the_mul_and_add_an_earlier_merge_made(int type)
+    {
+        var g = new GraphBuilder();
+        g.Input("x", type, [2, 4, 5, 5]);
+        g.Bn("x", 4, "b0", type);
+        Op(g, "Add", "b0", [4, 1, 1], "a", -1, 1, type);
+        g.Bn("a", 4, "b1", type);
+        g.Node("Relu", ["b1"], "y", "relu");
+        g.Output("y", type, null);
+        var (folded, r) = FoldChecked(g.Build());
+        Assert.Equal("AffineMerge", r.Log.Decisions.Single(d => d.Anchor == "bn_b0").Rule);
+        Assert.Equal("BatchNormToMulAdd", r.Log.Decisions.Single(d => d.Anchor == "bn_b1").Rule);
+        Assert.Equal(["Mul", "Add", "Mul", "Add", "Relu"], folded.Proto.Graph.Node.Select(n => n.OpType));
+    }
+
+    /// <summary>A constant of 4 values along an axis X proves is 2 long does not broadcast (the original fails when run);
+    /// merged, the invalid broadcast would surface as a model ORT refuses to load.</summary>
+    [Fact]
+    public void A_constant_that_does_not_fit_the_proven_axis_is_not_merged()
+    {
+        var g = new GraphBuilder();
+        g.Input("x", F32, [1, 4, 3, 2]);
+        g.Node("Relu", ["x"], "r", "relu");
+        Op(g, "Mul", "r", [], "m", 2, 2);
+        Op(g, "Mul", "m", [4], "y");
+        g.Output("y", F32, null);
+        var (folded, r) = Fold(g.Build());
+        Assert.Contains("which has 2 channels", AssertLeft(r, SkipReason.ShapeMismatch).Detail);
+        Assert.Equal(2, Count(folded, "Mul"));
+    }
 }
