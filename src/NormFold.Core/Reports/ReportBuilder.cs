@@ -28,6 +28,8 @@ internal static class ReportBuilder
 
     static WeightEntry Weight(WeightRecord w) => w switch
     {
+        ScaledWeight { Outputs: { } o, Inputs: { } i } s => new("scaled", s.Result, s.Source, null,
+            $"outputs {Layout(o)} × inputs {Layout(i)}: one factor per block of elements sharing both channels", s.Factors.Length),
         ScaledWeight s => new("scaled", s.Result, s.Source, null, Layout(s.Layout), s.Factors.Length),
         FoldedBias b => new("bias", b.Result, b.Source, null, null, b.Scale.Length),
         ForwardBias f => new("forwardBias", f.Result, f.Source, f.Weight, $"outputs {Layout(f.Outputs)}, inputs {Layout(f.Inputs)}", f.Shift.Length),

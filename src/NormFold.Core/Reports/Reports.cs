@@ -45,8 +45,9 @@ public sealed record DecisionEntry(
     IReadOnlyList<WeightEntry> Weights);
 
 /// <summary>What a rewrite did to one tensor (the record the weight audit replays, without its per-channel numbers):
-/// <see cref="Kind"/> scaled (a weight scaled per channel along <see cref="Layout"/>), bias (a bias folded), forwardBias
-/// (a shift folded forward through <see cref="Weight"/>), or constant (a new constant).</summary>
+/// <see cref="Kind"/> scaled (a weight scaled per channel along <see cref="Layout"/>; on both sides: per block of
+/// elements sharing an output and an input channel), bias (a bias folded), forwardBias (a shift folded forward through
+/// <see cref="Weight"/>), or constant (a new constant). <see cref="Channels"/>: how many factors (channels, or blocks).</summary>
 public sealed record WeightEntry(string Kind, string Result, string? Source, string? Weight, string? Layout, int? Channels);
 
 /// <summary>An equivalence check: how the inputs were made, and every compared tensor's statistics.</summary>

@@ -21,9 +21,15 @@ public abstract record WeightRecord(string Result)
 }
 
 /// <summary>W'[i] = W[i]·Factors[channel(i)], channel(i) given by <paramref name="Layout"/> (output channels for a
-/// fold into the producer, input channels for a fold into the consumer).</summary>
+/// fold into the producer, input channels for a fold into the consumer). A weight scaled on both sides (folds into its
+/// producer and its consumer) has <see cref="Outputs"/> and <see cref="Inputs"/>: then Layout is Rows over blocks of
+/// consecutive elements that share an output and an input channel, one factor (their product) per block.</summary>
 public sealed record ScaledWeight(string Source, string Result, ChannelLayout Layout,
-    [property: JsonIgnore] double[] Factors) : WeightRecord(Result);
+    [property: JsonIgnore] double[] Factors) : WeightRecord(Result)
+{
+    public ChannelLayout? Outputs { get; init; }
+    public ChannelLayout? Inputs { get; init; }
+}
 
 /// <summary>b'[r, c] = Scale[c]·SourceFactor·b[r, c] + Shift[c] over the result's [N] or [M, N] elements; b (scalar,
 /// [1], [N], [1, N], [M, 1] or [M, N]) broadcasts along the last axis; an absent <paramref name="Source"/> is 0.</summary>

@@ -123,7 +123,12 @@ internal sealed record LinearState(TensorProto W0, TensorProto? B0, double F, Ch
         if (rescale && Scales)
         {
             var (layout, factors) = WeightFactors();
-            var scaled = FoldedValues.ScaledWeight(editor, W0, layout, factors, suffix) with { Replaces = Weight != W0.Name ? Weight : null };
+            // Scaled on both sides: the record names both layouts (its own is Rows over the blocks they share).
+            bool both = Sin is not null && Sout is not null && Sout.Any(v => v != 1.0);
+            var scaled = FoldedValues.ScaledWeight(editor, W0, layout, factors, suffix) with
+            {
+                Replaces = Weight != W0.Name ? Weight : null, Outputs = both ? Outputs : null, Inputs = both ? Inputs : null,
+            };
             editor.SetInput(node, 1, scaled.Result);
             created.Add(scaled.Result);
             records.Add(scaled);

@@ -115,6 +115,10 @@ public class SingleRoundingTests
         Assert.Equal(["AffineForwardIntoConv", "BatchNormIntoConv"], r.Log.Decisions.Select(d => d.Rule).Order());
         Assert.Equal(Bits(once), Bits(folded, conv.Input[1]));
         Assert.Equal(Bits(t), Bits(folded, conv.Input[2]));
+        // The report says what the weight's factors are: one per (output, input) channel block, not per row.
+        var scaled = r.Log.Decisions.SelectMany(d => Reports.ReportBuilder.Entry(d).Weights).Single(e => e.Result == conv.Input[1]);
+        Assert.Equal("outputs rows × inputs convInputs(outputChannels 6, inputsPerGroup 4, groups 1): one factor per block of elements sharing both channels", scaled.Layout);
+        Assert.Equal(24, scaled.Channels);
     }
 
     /// <summary>Two pieces folded forward one after the other (the BN nearest the Conv first): W' = W·(s2·s1)[k],
