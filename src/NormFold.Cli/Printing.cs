@@ -101,7 +101,8 @@ internal static class Printing
         string text = $"{bn.Count} BatchNormalization: {bn.Count(d => d.Outcome == Outcome.Folded)} folded, " +
                       $"{bn.Count(d => d.Outcome == Outcome.Replaced)} replaced by Mul+Add, {bn.Count(d => d.Outcome == Outcome.Left)} left.";
         if (other.Count > 0)
-            text += $" {other.Count} other candidate(s): {other.Count(d => d.Outcome == Outcome.Replaced)} replaced, {other.Count(d => d.Outcome == Outcome.Left)} left.";
+            text += $" {other.Count} other candidate(s): {other.Count(d => d.Outcome == Outcome.Folded)} folded, " +
+                    $"{other.Count(d => d.Outcome == Outcome.Replaced)} replaced, {other.Count(d => d.Outcome == Outcome.Left)} left.";
         return text + $" Nodes: {before} → {after}.";
     }
 
@@ -133,6 +134,19 @@ internal static class Printing
 
     /// <summary>Outputs table, then the shared intermediates: all of them with <paramref name="everyTensor"/>, else a summary
     /// and the first that drifts.</summary>
+    /// <summary>Why a weight audit failed, in words. A record that could not be replayed counts as inexact but has no
+    /// elements: it is named apart.</summary>
+    public static string AuditFailure(long inexact, long elements, int tensors, double maxUlp, string? worst, IReadOnlyList<string> skipped)
+    {
+        long differ = inexact - skipped.Count;
+        var parts = new List<string>();
+        if (differ > 0)
+            parts.Add($"{differ} of {elements} elements in {tensors} folded weight tensor(s) differ from the exact fold, by up to {Num(maxUlp)} ulp (worst: '{worst}')");
+        if (skipped.Count > 0)
+            parts.Add($"{skipped.Count} folded weight tensor(s) could not be replayed: {string.Join("; ", skipped)}");
+        return string.Join("; ", parts);
+    }
+
     public static string Check(CheckReport report, bool everyTensor = false, int width = 100)
     {
         var sb = new StringBuilder();
@@ -157,7 +171,7 @@ internal static class Printing
         if (report.Audit is { } audit)
             text.Append(audit.Passed
                 ? $"Weight audit: {audit.Tensors} folded weight tensor(s), {audit.Elements} elements, all bit-identical to the exact fold (computed in double, rounded once).\n"
-                : $"Weight audit FAILED: {audit.Inexact} of {audit.Elements} elements in {audit.Tensors} folded weight tensor(s) differ from the exact fold, by up to {Num(audit.MaxUlp)} ulp (worst: '{audit.WorstTensor}').\n");
+                : $"Weight audit FAILED: {AuditFailure(audit.Inexact, audit.Elements, audit.Tensors, audit.MaxUlp, audit.WorstTensor, audit.Skipped)}.\n");
         foreach (var n in report.Notes) text.Append("note: ").Append(n).Append('\n');
         return sb.Append(Wrap(text.ToString().TrimEnd('\n'), width, "  ")).Append(text.Length > 0 ? "\n" : "").ToString();
     }

@@ -144,7 +144,7 @@ internal static class Html
         if (c.WeightAudit is { } a)
             sb.Append(a.Passed
                 ? $"<p>Weight audit: {a.Tensors} folded weight tensor(s), {a.Elements} elements, all bit-identical to the exact fold (double, rounded once).</p>"
-                : $"<p class=\"bad\">Weight audit FAILED: {a.Inexact} of {a.Elements} elements differ from the exact fold, by up to {N(a.MaxUlp)} ulp (worst: <code>{Encode(a.WorstTensor ?? "")}</code>).</p>");
+                : $"<p class=\"bad\">Weight audit FAILED: {Encode(Printing.AuditFailure(a.Inexact, a.Elements, a.Tensors, a.MaxUlp, a.WorstTensor, a.Skipped))}.</p>");
         if (c.Notes.Count > 0)
         {
             sb.Append("<ul class=\"notes\">");

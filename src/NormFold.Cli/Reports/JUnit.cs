@@ -71,7 +71,7 @@ internal static class JUnit
     static Case AuditCase(string cls, CheckResults c) => c.WeightAudit is not { } a
         ? Skipped(cls, "audit", "the weight audit did not run")
         : new Case(cls, "audit", 0, a.Passed ? null : new Verdict("failure", "audit",
-            $"{a.Inexact} of {a.Elements} folded weight elements differ from the exact fold (up to {Printing.Num(a.MaxUlp)} ulp, worst '{a.WorstTensor}')", string.Join("\n", a.Skipped)),
+            Printing.AuditFailure(a.Inexact, a.Elements, a.Tensors, a.MaxUlp, a.WorstTensor, a.Skipped), string.Join("\n", a.Skipped)),
             $"{a.Tensors} folded weight tensor(s), {a.Elements} elements checked bit for bit");
 
     static string Describe(TensorDrift t) =>

@@ -72,7 +72,7 @@ internal static class Markdown
     static void CheckBody(StringBuilder sb, CheckResults c)
     {
         sb.Append($"### Equivalence check: {(c.Passed ? "passed" : "**FAILED**")}\n\n");
-        sb.Append($"{Cell(c.Inputs)}, {c.Iterations} iteration(s), ONNX Runtime {c.OrtVersion}, optimisation {c.OrtLevel}.\n\n");
+        sb.Append($"{Cell(c.Inputs)}, {c.Iterations} iteration(s), ONNX Runtime {c.OrtVersion}, {(c.OrtLevel == "disable" ? "graph optimisations disabled" : "graph optimisation level " + c.OrtLevel)}.\n\n");
         sb.Append("| Output | Result | Max abs | Max abs / max\\|ref\\| | Cosine | Detail |\n| --- | --- | ---: | ---: | ---: | --- |\n");
         foreach (var o in c.Outputs)
             sb.Append($"| `{Code(o.Name)}` | {(o.Passed ? "ok" : "**FAIL**")} | {Printing.Num(o.MaxAbs)} | {Printing.Num(o.RelativeToMagnitude)} | {Printing.Num(o.Cosine, "F6")} | {Cell(o.Problem ?? "")} |\n");
@@ -81,7 +81,7 @@ internal static class Markdown
         else if (c.Intermediates.Count > 0) sb.Append($"All {c.Intermediates.Count} shared intermediate tensors agree within tolerance.\n\n");
         if (c.WeightAudit is { } a)
             sb.Append(a.Passed ? $"Weight audit: {a.Tensors} folded tensor(s), {a.Elements} elements, bit-identical to the exact fold.\n\n"
-                : $"Weight audit **FAILED**: {a.Inexact} of {a.Elements} elements differ (up to {Printing.Num(a.MaxUlp)} ulp, worst `{Code(a.WorstTensor ?? "")}`).\n\n");
+                : $"Weight audit **FAILED**: {Cell(Printing.AuditFailure(a.Inexact, a.Elements, a.Tensors, a.MaxUlp, a.WorstTensor, a.Skipped))}.\n\n");
     }
 
     static void GatesBody(StringBuilder sb, GateResults? g)

@@ -47,6 +47,31 @@ public class CliTests
         Assert.Equal("BatchNormIntoConv", d.GetProperty("rule").GetString());
     }
 
+    /// <summary>A weight record the audit cannot replay (the folded tensor is missing) counts as inexact with no
+    /// elements: the line read "2 of 0 elements in 0 folded weight tensor(s) differ … (worst: '')".</summary>
+    [Fact]
+    public void A_weight_audit_record_that_cannot_be_replayed_is_named()
+    {
+        var original = OnnxModel.Load(Model("mlp_bn1d.onnx"));
+        var (_, r) = Fold(original);
+        var audit = NormFold.Verification.WeightAudit.Run(original, original, r.Log); // the candidate never was folded
+        var report = new NormFold.Verification.CheckReport(false, [], [], [], new NormFold.Verification.CheckOptions(), "1.31.1", Audit: audit);
+        string text = Printing.Check(report, width: 1000);
+        Assert.Contains($"Weight audit FAILED: {audit.Skipped.Count} folded weight tensor(s) could not be replayed: ", text);
+        Assert.Contains("no such tensor", text);
+        Assert.DoesNotContain("of 0 elements", text);
+    }
+
+    /// <summary>affine_stem_patchify: the BN and the three affine candidates all fold; the summary line said
+    /// "3 other candidate(s): 0 replaced, 0 left" (the folded ones were not counted anywhere).</summary>
+    [Fact]
+    public void The_summary_line_counts_folded_affine_candidates()
+    {
+        var (code, stdout, _) = Run("inspect", Model("affine_stem_patchify.onnx"));
+        Assert.Equal(ExitCodes.Success, code);
+        Assert.Contains("1 BatchNormalization: 1 folded, 0 replaced by Mul+Add, 0 left. 3 other candidate(s): 3 folded, 0 replaced, 0 left.", stdout);
+    }
+
     [Fact]
     public void Fold_check_is_no_false_alarm_when_a_named_conv_is_also_read_by_a_relu()
     {

@@ -265,6 +265,17 @@ public class ReportFormatTests
         Assert.Contains("| `bn` | BatchNormalization | replaced | ProducerNotFoldable |", text);
     }
 
+    /// <summary>The check's line read "optimisation disable." (the option's value, not English).</summary>
+    [Fact]
+    public void Markdown_summary_says_how_onnx_runtime_ran()
+    {
+        string dir = TempDir(), md = Path.Combine(dir, "s.md");
+        Assert.Equal(0, Run("fold", ReluBnModel(), "-o", Path.Combine(dir, "o.onnx"), "--check", "--summary", md, "-q").Code);
+        Assert.Contains(", graph optimisations disabled.", File.ReadAllText(md));
+        Assert.Equal(0, Run("check", ReluBnModel(), Path.Combine(dir, "o.onnx"), "--ort-level", "basic", "--summary", md, "-q").Code);
+        Assert.Contains(", graph optimisation level basic.", File.ReadAllText(md));
+    }
+
     // ---- HTML ----
 
     /// <summary>Parses the page as XML and checks it needs nothing from outside: no script, no link, no URL but the
