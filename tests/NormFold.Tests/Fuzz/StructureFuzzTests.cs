@@ -76,6 +76,8 @@ public class StructureFuzzTests(ITestOutputHelper log)
     [InlineData("affine:5000038")] // the same before a Conv (an Add of rank 5 feeding a 2-D Conv)
     [InlineData("affine:5000285")] // the same after ConvTranspose → BN (Add [C+1] through Reshape)
     [InlineData("affine:5000845")] // outputs ~1e-44 (a scale of 1e-45 folded into ConvTranspose): whole subnormal steps apart, judged relatively (oracle and check)
+    [InlineData("affine:4000382")] // BN → Add → BN: the second merge re-merged the first's Mul + Add, the audit could not replay the first (check exit 2)
+    [InlineData("affine:5000039")] // the same with an Add of ones-shape through a Constant node
     public void Campaign_findings_stay_fixed(string id)
     {
         string root = Path.Combine(Path.GetTempPath(), "normfold-fuzz", Guid.NewGuid().ToString("N"));
