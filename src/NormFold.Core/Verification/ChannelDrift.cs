@@ -33,11 +33,17 @@ public sealed record ChannelDrift(
 ///   ν = max(1, σ / (u·M) / NoiseUlps): how much noisier than one rounding the channel is (long sums, cancellation),
 ///   φ = max(1, M/S), S the channel's standard deviation: float arithmetic errs in proportion to M, a gain is relative to S,
 ///   a = 256·min(u, 2⁻²⁴): ORT's own float arithmetic (BN scale, normalisation statistics) on the reference side.
-/// Flagged when a deviation is significant, |gain − 1| > t·σ/√Σ(r − r̄)² or |offset| > t·σ/√n (t: Student's t for
-/// n − 2 dof at the tail probability of Z normal deviations), and meaningful: |gain − 1| > GainUlps·u·ν + a·φ, or
+/// Flagged when a deviation is significant, |gain − 1| > t·σₛ/√Σ(r − r̄)² or |offset| > t·σₛ/√n (t: Student's t for
+/// n − 2 dof at the tail probability of Z normal deviations; σₛ = max(σ, u·M/√3, ρ·M), ρ the median of σ/M over the
+/// tensor's channels: the candidate is rounded at least once, and a rewrite's noise is much the same in every channel,
+/// so a channel whose few elements leave less is lucky — rounding steps that line up with its values), and
+/// meaningful: |gain − 1| > GainUlps·u·ν + a·φ, or
 /// |offset| > max(OffsetUlps·u·M, OffsetNoise·σ) + a·M. A correct fold's rounded weights move a channel's gain by a
 /// weighted mean of their relative rounding errors (≤ u) and its offset by the rounded bias (≤ u·|bias|, which
 /// shows in σ when it cancels); the constants sit above that, as measured on the bundled models (README).
+/// Copies count once: along an axis where the reference is constant (a broadcast), every element repeats another's
+/// value and error, so n is the channel's distinct positions (D of them, each repeated k = n/D times): σ² = SSE/(n − 2k),
+/// the gain's standard error σ·√k/√Σ(r − r̄)², the offset's σ/√D, t for D − 2 dof, and D ≥ MinElements to be tested.
 /// </summary>
 internal static class ChannelDriftDetector
 {
@@ -142,6 +148,8 @@ internal static class ChannelDriftDetector
     internal struct Sums
     {
         public long N;
+        /// <summary>Elements at distinct positions: N less the copies along the tensor's broadcast axes.</summary>
+        public double Distinct;
         public double Shift, R, RR, D, DD, RD, MaxAbs;
         public bool Started;
 
@@ -154,15 +162,23 @@ internal static class ChannelDriftDetector
             RR += o.RR + 2 * h * o.R + o.N * h * h;
             RD += o.RD + h * o.D;
             R += o.R + o.N * h;
-            D += o.D; DD += o.DD; N += o.N; MaxAbs = Math.Max(MaxAbs, o.MaxAbs);
+            D += o.D; DD += o.DD; N += o.N; Distinct += o.Distinct; MaxAbs = Math.Max(MaxAbs, o.MaxAbs);
         }
     }
 
-    /// <summary>One tensor's per-channel sums, over one run or (merged) several.</summary>
-    internal sealed class Accumulator(int elementType, Sums[] channels)
+    /// <summary>One tensor's per-channel sums, over one run or (merged) several. <paramref name="distinctFraction"/>:
+    /// the share of a channel's positions that are not copies (<see cref="DistinctFraction{TV}"/>).</summary>
+    internal sealed class Accumulator
     {
-        public int ElementType { get; } = elementType;
-        public Sums[] Channels { get; } = channels;
+        public Accumulator(int elementType, Sums[] channels, double distinctFraction)
+        {
+            ElementType = elementType;
+            Channels = channels;
+            for (int c = 0; c < channels.Length; c++) channels[c].Distinct = channels[c].N * distinctFraction;
+        }
+
+        public int ElementType { get; }
+        public Sums[] Channels { get; }
 
         public void Merge(Accumulator other)
         {
@@ -173,9 +189,12 @@ internal static class ChannelDriftDetector
         public Result Decide()
         {
             double u = UnitRoundoff(ElementType);
+            var fits = new Fit?[Channels.Length];
+            for (int c = 0; c < Channels.Length; c++) fits[c] = FitOf(Channels[c]);
+            double relativeNoise = MedianRelativeNoise(fits.OfType<Fit>());
             var all = new List<ChannelDrift>(Channels.Length);
             for (int c = 0; c < Channels.Length; c++)
-                if (Channel(c, Channels[c], u) is { } drift) all.Add(drift);
+                if (fits[c] is { } f) all.Add(Judge(c, f, u, relativeNoise));
             var flagged = all.Where(d => d.Flagged).OrderByDescending(d => d.Ratio).ToList();
             return new Result(all.Count, flagged.Count, flagged.Take(MaxKept).ToList(), all.MaxBy(d => d.Ratio));
         }
@@ -196,7 +215,39 @@ internal static class ChannelDriftDetector
                 ref var s = ref sums[c];
                 for (long j = 0; j < inner; j++, i++) Add(ref s, TE.Get(r[i]), TE.Get(a[i]));
             }
-        return new Accumulator(elementType, sums);
+        return new Accumulator(elementType, sums, DistinctFraction(r, shape));
+    }
+
+    /// <summary>The share of positions off the channel axis that are not copies: the product of the dims along which
+    /// <paramref name="r"/> varies over the product of all (axis 1 aside). An axis is a copy axis when every slice along
+    /// it equals the first, bit for bit; an ordinary tensor differs in its first few elements, so the test costs little.</summary>
+    public static double DistinctFraction<TV>(ReadOnlySpan<TV> r, long[] shape) where TV : unmanaged
+    {
+        double fraction = 1;
+        var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(r);
+        int size = System.Runtime.CompilerServices.Unsafe.SizeOf<TV>();
+        long stride = 1;
+        for (int d = shape.Length - 1; d >= 0; d--)
+        {
+            long dim = shape[d];
+            if (d != 1 && dim > 1 && ConstantAlong(bytes, stride * size, dim, r.Length * (long)size)) fraction /= dim;
+            stride *= dim;
+        }
+        return fraction;
+    }
+
+    /// <summary>Every block of <paramref name="dim"/> slices of <paramref name="slice"/> bytes holds equal slices.</summary>
+    static bool ConstantAlong(ReadOnlySpan<byte> bytes, long slice, long dim, long total)
+    {
+        if (slice * dim > int.MaxValue || total > int.MaxValue) return false;
+        int s = (int)slice, block = (int)(slice * dim);
+        for (int b = 0; b + block <= total; b += block)
+        {
+            var first = bytes.Slice(b, s);
+            for (int k = 1; k < dim; k++)
+                if (!first.SequenceEqual(bytes.Slice(b + k * s, s))) return false;
+        }
+        return true;
     }
 
     /// <summary>The tensor's channel layout [outer, C, inner…]; false when it has no channel axis.</summary>
@@ -223,10 +274,15 @@ internal static class ChannelDriftDetector
 
     public sealed record Result(int Tested, int Flagged, List<ChannelDrift> Findings, ChannelDrift? Worst);
 
-    static ChannelDrift? Channel(int c, in Sums s, double u)
+    /// <summary>A channel's least-squares fit of δ on r (see the class summary).</summary>
+    readonly record struct Fit(long N, double Distinct, double Copies, double MeanD, double Sxx, bool HasGain,
+        double GainError, double Sigma, double Rms, double MaxAbs);
+
+    static Fit? FitOf(in Sums s)
     {
         long n = s.N;
-        if (n < MinElements) return null;
+        double distinct = Math.Min(n, Math.Round(s.Distinct));
+        if (distinct < MinElements) return null;
         double meanX = s.R / n, meanD = s.D / n;
         double sxx = Math.Max(0, s.RR - n * meanX * meanX);
         double sxd = s.RD - n * meanX * meanD;
@@ -236,20 +292,36 @@ internal static class ChannelDriftDetector
         bool hasGain = sxx > 0 && sxx > 1e-24 * n * Math.Max(rms * rms, double.Epsilon);
         double gainError = hasGain ? sxd / sxx : 0;
         double sse = Math.Max(0, hasGain ? sdd - sxd * gainError : sdd);
-        double sigma = Math.Sqrt(sse / Math.Max(1, n - 2));
+        double copies = n / distinct;
+        double sigma = Math.Sqrt(sse / Math.Max(1, n - 2 * copies));
+        return new Fit(n, distinct, copies, meanD, sxx, hasGain, gainError, sigma, rms, s.MaxAbs);
+    }
+
+    /// <summary>The median over a tensor's channels of σ/M: the noise its rewrite leaves, which one channel's few
+    /// elements can underestimate by chance.</summary>
+    static double MedianRelativeNoise(IEnumerable<Fit> fits)
+    {
+        var rel = fits.Where(f => f.Rms > 0).Select(f => f.Sigma / f.Rms).Order().ToArray();
+        return rel.Length == 0 ? 0 : rel[rel.Length / 2];
+    }
+
+    static ChannelDrift Judge(int c, in Fit f, double u, double relativeNoise)
+    {
+        double rms = f.Rms, sigma = f.Sigma, gainError = f.GainError, meanD = f.MeanD;
         double noise = rms > 0 ? Math.Max(1, sigma / (u * rms) / NoiseUlps) : 1;
         // ORT's float arithmetic errs in proportion to the values it computes (M), not to how much a channel varies (S):
         // as a gain that is a·M/S. A channel that barely varies around a large mean (a depthwise conv over a ReLU-clipped
         // input, most outputs its bias) has room in proportion.
-        double spread = hasGain ? Math.Sqrt(sxx / n) : 0;
+        double spread = f.HasGain ? Math.Sqrt(f.Sxx / f.N) : 0;
         double flatness = spread > 0 ? Math.Max(1, rms / spread) : 1;
         double gainThreshold = GainUlps * u * noise + ArithmeticUlps * Arithmetic(u) * flatness;
         // Correlated accumulation noise (long sums in a different order) and nonlinearities after the rewrite shift a
         // channel's mean by up to about the noise itself: the offset must stand out of it.
         double offsetThreshold = Math.Max(OffsetUlps * u * rms, OffsetNoise * sigma) + ArithmeticUlps * Arithmetic(u) * rms;
-        double critical = StudentCritical(n - 2);
-        bool gainOff = hasGain && Math.Abs(gainError) > gainThreshold && Math.Abs(gainError) > critical * sigma / Math.Sqrt(sxx);
-        bool offsetOff = Math.Abs(meanD) > offsetThreshold && Math.Abs(meanD) > critical * sigma / Math.Sqrt(n);
-        return new ChannelDrift(c, n, 1 + gainError, gainThreshold, meanD, offsetThreshold, sigma, s.MaxAbs, gainOff || offsetOff);
+        double critical = StudentCritical((long)f.Distinct - 2);
+        double sigmaSignificance = Math.Max(sigma, Math.Max(u / Math.Sqrt(3), relativeNoise) * rms);
+        bool gainOff = f.HasGain && Math.Abs(gainError) > gainThreshold && Math.Abs(gainError) > critical * sigmaSignificance * Math.Sqrt(f.Copies / f.Sxx);
+        bool offsetOff = Math.Abs(meanD) > offsetThreshold && Math.Abs(meanD) > critical * sigmaSignificance / Math.Sqrt(f.Distinct);
+        return new ChannelDrift(c, f.N, 1 + gainError, gainThreshold, meanD, offsetThreshold, sigma, f.MaxAbs, gainOff || offsetOff);
     }
 }

@@ -217,7 +217,7 @@ internal static class Comparator
                             st.AddFloats<DriftToo>(rf.Slice(i, length), af.Slice(i, length), i, ref channelSums[c]);
                             i += length;
                         }
-                sums = new ChannelDriftDetector.Accumulator(reference.ElementType, channelSums);
+                sums = new ChannelDriftDetector.Accumulator(reference.ElementType, channelSums, ChannelDriftDetector.DistinctFraction(rf, reference.Shape));
             }
             else
             {
