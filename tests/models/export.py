@@ -4,6 +4,7 @@
 Run with Debian's Python (apt: python3-torch python3-torchvision python3-onnx):
     /usr/bin/python3 tests/models/export.py            (every model)
     /usr/bin/python3 tests/models/export.py affine     (only the affine_stem_* models)
+    /usr/bin/python3 tests/models/export.py mobilenet  (only mobilenet_v2_small)
 
 torch 1.13 fuses Conv+BN itself during the default export; TrainingMode.PRESERVE with do_constant_folding=False
 keeps BatchNormalization in the graph (in eval mode, since every model is put in eval()), which is what a user's
@@ -262,9 +263,20 @@ def affine_models():
     export("affine_stem_patchify", AffineStem(padded=False), torch.rand(2, 3, 16, 16), opset=13, seed=13)
 
 
+def mobilenet_models():
+    """torchvision's MobileNetV2 at width 0.35 with 10 classes (1.8 MB): 52 Conv+BN (17 depthwise), ReLU6 (Clip)."""
+    import torchvision
+    torch.manual_seed(21)  # the weights' initialisation
+    export("mobilenet_v2_small", torchvision.models.mobilenet_v2(width_mult=0.35, num_classes=10),
+           torch.randn(2, 3, 64, 64), opset=13, seed=21)
+
+
 def main():
     if sys.argv[1:] == ["affine"]:  # only the affine models (the others stay as they are)
         affine_models()
+        return
+    if sys.argv[1:] == ["mobilenet"]:  # only mobilenet_v2_small
+        mobilenet_models()
         return
     torch.manual_seed(0)
     resnet = export("resnet_tiny", TinyResNet(), torch.randn(2, 3, 32, 32), opset=13)
@@ -283,6 +295,7 @@ def main():
     npy_samples()
     test_data_set("mlp_bn1d")
     affine_models()
+    mobilenet_models()
 
 
 if __name__ == "__main__":

@@ -33,6 +33,43 @@ public class ExportedModelTests
         AssertEquivalent(original, folded, shapes: new Dictionary<string, long[]> { ["input"] = [3, .. input.Shape[1..]] });
     }
 
+    /// <summary>torchvision's MobileNetV2 (width 0.35, 10 classes, 64×64): 52 Conv+BN folds (17 depthwise) match torch's
+    /// output, the weight audit is bit-exact and the outputs agree in ORT.</summary>
+    [Fact]
+    public void Mobilenet_v2_folds_every_bn_and_matches_torch()
+    {
+        var (original, folded, r) = FoldMobilenet();
+        Assert.Equal(52, r.Log.Count(Outcome.Folded));
+        Assert.All(r.Log.Decisions, d => Assert.Equal("BatchNormIntoConv", d.Rule));
+        Assert.Equal(0, Count(folded, "BatchNormalization"));
+        var input = Npy.Read(Path.Combine(ModelsDir, "mobilenet_v2_small.input.npy"), "input");
+        var reference = Npy.Read(Path.Combine(ModelsDir, "mobilenet_v2_small.output.npy"), "output");
+        using var runner = Runner(folded);
+        var c = Comparator.Compare(reference, runner.Run([input]).Single());
+        Assert.True(c.Passed, $"max abs {c.MaxAbs} vs atol {c.Tolerance.Atol}");
+        AssertAuditPasses(original, folded, r);
+        var outputs = EquivalenceChecker.Check(original, folded, new CheckOptions { Iterations = 2, CompareIntermediates = false });
+        Assert.True(outputs.Passed, outputs.FirstFailure?.Problem);
+    }
+
+    /// <summary>The full default check (every shared intermediate, channel drift) of the same correct fold: today it
+    /// flags depthwise-conv BN outputs whose ReLU6-clipped inputs carry upstream rounding (also for ONNX Runtime's own
+    /// Conv+BN fusion of the model). See FINDINGS [verify] "fold --check exits 2 on correct folds of standard
+    /// torchvision CNNs".</summary>
+    [Fact(Skip = "false alarm, open: FINDINGS [verify] fold --check exits 2 on correct folds of standard torchvision CNNs")]
+    public void Mobilenet_v2_fold_passes_the_default_check()
+    {
+        var (original, folded, _) = FoldMobilenet();
+        AssertEquivalent(original, folded);
+    }
+
+    static (OnnxModel Original, OnnxModel Folded, FoldResult Result) FoldMobilenet()
+    {
+        var original = OnnxModel.Load(Path.Combine(ModelsDir, "mobilenet_v2_small.onnx"));
+        var (folded, r) = Fold(original);
+        return (original, folded, r);
+    }
+
     [Fact]
     public void Weights_in_constant_nodes_fold_like_initializers()
     {
