@@ -363,7 +363,7 @@ public static class EquivalenceChecker
                 throw new InvalidUsageException($"{c}: has no input '{mine.Name}', which {r} takes");
             if (other.ElementType != mine.ElementType)
                 throw new InvalidUsageException($"{c}: input '{mine.Name}' is {Tensors.ElementType.Name(other.ElementType)}, in {r} it is {Tensors.ElementType.Name(mine.ElementType)}");
-            if (other.Dims.Length != mine.Dims.Length)
+            if (!other.UnknownRank && !mine.UnknownRank && other.Dims.Length != mine.Dims.Length)
                 throw new InvalidUsageException($"{c}: input '{mine.Name}' has rank {other.Dims.Length}, in {r} {mine.Dims.Length}");
         }
         if (theirs.Count > 0) throw new InvalidUsageException($"{c}: takes input '{theirs.Keys.First()}', which {r} does not");

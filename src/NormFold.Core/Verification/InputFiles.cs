@@ -108,9 +108,8 @@ internal static class InputFiles
     {
         if (t.ElementType != input.ElementType)
             throw new InvalidUsageException($"{file}: input '{input.Name}' is {ElementType.Name(input.ElementType)}, the file holds {ElementType.Name(t.ElementType)}");
-        bool fits = t.Shape.Length == input.Dims.Length && t.Shape.Zip(input.Dims).All(p => p.Second < 0 || p.First == p.Second);
-        if (!fits)
-            throw new InvalidUsageException($"{file}: input '{input.Name}' has shape [{string.Join(",", input.Dims.Select(d => d < 0 ? "?" : d.ToString()))}], the file holds {t.ShapeText}");
+        if (!input.Fits(t.Shape))
+            throw new InvalidUsageException($"{file}: input '{input.Name}' has shape {input.ShapeText}, the file holds {t.ShapeText}");
         return t with { Name = input.Name };
     }
 

@@ -45,6 +45,7 @@ internal sealed class InputGenerator
         foreach (var input in _inputs)
         {
             if (!_shapes.TryGetValue(input.Name, out var given)) continue;
+            if (input.UnknownRank) { result[input.Name] = given; continue; }
             if (given.Length != input.Dims.Length)
                 throw new InvalidUsageException($"shape of input '{input.Name}': {given.Length} dims given, the input has rank {input.Dims.Length}");
             for (int d = 0; d < given.Length; d++)
@@ -58,6 +59,7 @@ internal sealed class InputGenerator
         foreach (var input in _inputs)
         {
             if (result.ContainsKey(input.Name)) continue;
+            if (input.UnknownRank) Notes.Add($"input '{input.Name}' declares no shape: generated as a scalar ({ShapeHint})");
             var dims = new long[input.Dims.Length];
             for (int d = 0; d < dims.Length; d++)
             {

@@ -13,7 +13,8 @@ internal static class ModelInputs
             var dims = v.Type?.TensorType?.Shape?.Dim;
             return new TensorSignature(v.Name, v.Type?.TensorType?.ElemType ?? 0,
                 dims?.Select(d => d.HasDimValue ? d.DimValue : -1L).ToArray() ?? [],
-                dims?.Select(d => d.HasDimParam ? d.DimParam : "").ToArray() ?? []);
+                dims?.Select(d => d.HasDimParam ? d.DimParam : "").ToArray() ?? [],
+                UnknownRank: v.Type?.TensorType is { Shape: null }); // no shape: any rank (an empty shape is rank 0)
         }).ToList();
     }
 }

@@ -6,8 +6,16 @@ namespace NormFold.Verification;
 
 public enum OrtLevel { Disable, Basic, Extended, All }
 
-/// <summary>Declared input or output of a session: element type and dims (-1 where dynamic, with its symbol).</summary>
-internal sealed record TensorSignature(string Name, int ElementType, long[] Dims, string[] Symbols);
+/// <summary>Declared input or output of a session: element type and dims (-1 where dynamic, with its symbol);
+/// <paramref name="UnknownRank"/>: declared without a shape at all (any rank; <paramref name="Dims"/> is empty).</summary>
+internal sealed record TensorSignature(string Name, int ElementType, long[] Dims, string[] Symbols, bool UnknownRank = false)
+{
+    /// <summary>Whether a tensor of this shape may feed it.</summary>
+    public bool Fits(long[] shape) => UnknownRank || shape.Length == Dims.Length && shape.Zip(Dims).All(p => p.Second < 0 || p.First == p.Second);
+
+    /// <summary>"[1,?,224]", or "any shape".</summary>
+    public string ShapeText => UnknownRank ? "no declared shape" : $"[{string.Join(",", Dims.Select(d => d < 0 ? "?" : d.ToString()))}]";
+}
 
 /// <summary>
 /// One ONNX Runtime CPU session over a model, created once and reused for every run. Graph optimisations are

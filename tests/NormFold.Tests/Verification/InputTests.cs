@@ -25,6 +25,27 @@ public class InputTests
     }
 
     [Fact]
+    public void An_input_declared_without_a_shape_takes_the_shape_bound_to_it()
+    {
+        // FINDINGS [verify]: no TensorShapeProto means rank unknown, not rank 0; --shape was refused ("has rank 0").
+        var g = new NormFold.Tests.Builders.GraphBuilder(13);
+        g.Input("x", F32, null);
+        g.Init("w", F32, [4, 4, 3, 3]);
+        g.Node("Conv", ["x", "w"], "c", "conv");
+        g.Bn("c", 4, "y");
+        g.Output("y");
+        var original = g.Build();
+        var (folded, _) = Fold(original);
+        var report = EquivalenceChecker.Check(original, folded, new CheckOptions { Shapes = new Dictionary<string, long[]> { ["x"] = [2, 4, 5, 5] } });
+        Assert.True(report.Passed, report.FirstFailure?.Name);
+        Assert.Equal("[2,4,3,3]", Assert.Single(report.Outputs).Shape);
+        // Unbound, it is generated as a scalar and a note says so (ORT then refuses it, naming the input's shape).
+        var generator = new InputGenerator(ModelInputs.Of(original), 0);
+        Assert.Contains(generator.Notes, n => n.StartsWith("input 'x' declares no shape: generated as a scalar"));
+        Assert.True(ModelInputs.Of(original).Single().Fits([7, 1]));
+    }
+
+    [Fact]
     public void Reads_integer_bool_and_scalar_npy()
     {
         Assert.Equal(Enumerable.Range(-5, 12).Select(i => (double)i), NormFold.Verification.Npy.Read(Npy("i8.npy")).ToDoubles());
