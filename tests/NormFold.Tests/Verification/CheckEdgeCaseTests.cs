@@ -136,6 +136,35 @@ public class CheckEdgeCaseTests
     }
 
     [Fact]
+    public void When_both_models_fail_in_ort_the_original_is_blamed_not_the_rewrite_batched_or_not()
+    {
+        // FINDINGS [affine]/[verify] (LoadCandidate, 94c0d77, in one run; here the batched path too): X [1,3,4,2] →
+        // Relu → Mul(k [3]) (does not broadcast) behind a value_info that hides it from ORT's load-time inference: the
+        // original fails only when run; the rewrite applying k to X directly fails at load ("Incompatible dimensions").
+        OnnxModel Model(bool direct)
+        {
+            var g = new GraphBuilder(13);
+            g.Input("x", F32, [1, 3, 4, 2]);
+            g.Init("k", F32, [3]);
+            if (direct) { g.Node("Mul", ["x", "k"], "m"); g.Node("Relu", ["m"], "y"); }
+            else
+            {
+                g.Node("Relu", ["x"], "r");
+                g.Graph.ValueInfo.Add(Value("r", F32, [1, 3, 4, 3]));
+                g.Node("Mul", ["r", "k"], "y");
+            }
+            g.Output("y");
+            return g.Build();
+        }
+        foreach (bool batched in new[] { false, true })
+        {
+            var e = Assert.Throws<InvalidModelException>(() => EquivalenceChecker.Check(Model(direct: false), Model(direct: true),
+                new CheckOptions { ReferenceLabel = "the original", CandidateLabel = "the rewritten model", SegmentAboveBytes = batched ? 0 : long.MaxValue, BatchBytes = 1 }));
+            Assert.StartsWith("the original: ONNX Runtime failed to run it: ", e.Message);
+        }
+    }
+
+    [Fact]
     public void Zero_size_scalar_integer_bool_and_string_tensors_are_all_compared()
     {
         var report = EquivalenceChecker.Check(Zoo(), Zoo(), new CheckOptions { Iterations = 2, CompareUnchanged = true });
