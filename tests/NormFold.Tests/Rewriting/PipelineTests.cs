@@ -45,6 +45,15 @@ public class PipelineTests
         Assert.Throws<InvalidUsageException>(() => Fold(Chain().Build(), new PipelineOptions { DisabledRules = new HashSet<string> { "NoSuchRule" } }));
     }
 
+    /// <summary>The README names every rule (its rules table is what --disable takes) and every reason a decision can give.</summary>
+    [Fact]
+    public void The_readme_names_every_rule_and_every_reason()
+    {
+        string readme = File.ReadAllText(Path.Combine(RepoRoot, "README.md"));
+        Assert.All(RuleRegistry.RuleNames, name => Assert.Contains($"`{name}`", readme));
+        Assert.All(Enum.GetNames<SkipReason>(), name => Assert.Contains($"`{name}`", readme));
+    }
+
     [Fact]
     public void A_bn_whose_fold_is_disabled_is_left_as_a_bn_not_replaced()
     {
