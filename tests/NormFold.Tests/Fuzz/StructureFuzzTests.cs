@@ -78,6 +78,10 @@ public class StructureFuzzTests(ITestOutputHelper log)
     [InlineData("affine:5000845")] // outputs ~1e-44 (a scale of 1e-45 folded into ConvTranspose): whole subnormal steps apart, judged relatively (oracle and check)
     [InlineData("affine:4000382")] // BN → Add → BN: the second merge re-merged the first's Mul + Add, the audit could not replay the first (check exit 2)
     [InlineData("affine:5000039")] // the same with an Add of ones-shape through a Constant node
+    [InlineData("affine:4000003")] // Gemm → Add [N+1] → Mul [1,C,1,1] (rank 4 onto a proven rank 2): AffineMerge indexed dims[−1], exit 1 (fold and inspect)
+    [InlineData("affine:5000834")] // the same after a MatMul
+    [InlineData("affine:6000996")] // the same, forward (Div by [C+1] onto a proven rank)
+    [InlineData("affine:8000784")] // the same between two MatMuls
     public void Campaign_findings_stay_fixed(string id)
     {
         string root = Path.Combine(Path.GetTempPath(), "normfold-fuzz", Guid.NewGuid().ToString("N"));

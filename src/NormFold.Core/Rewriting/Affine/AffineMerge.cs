@@ -60,7 +60,8 @@ internal sealed class AffineMerge : RewriteRule<AffineMerge.MergePlan>
         int rank = proven ?? AffineHead.WidestConstant(g, piece);
         int axis = piece.Any(n => n.OpType == "BatchNormalization") ? 1 : piece.Select(n => Axis(g, n, rank)).FirstOrDefault(a => a is not null) ?? 1;
         // A proven size along the axis other than 1 is the channel count every constant must have (1 widens).
-        long channels = provenShape is { } dims && axis < dims.Length && dims[axis] > 1 ? dims[axis] : -1;
+        // (A constant of more axes than X gives a negative axis here: the chain refuses it, as it changes X's rank.)
+        long channels = provenShape is { } dims && axis >= 0 && axis < dims.Length && dims[axis] > 1 ? dims[axis] : -1;
         var chain = AffineChain.Walk(g, x, rank, axis, channels, anchor, out var stop);
         if (!chain.Nodes.Contains(anchor)) return (Match?)stop ?? new Match.NoCandidate("no other affine op next to it");
         bool identity = !chain.Map.Scales && !chain.Map.Shifts;
