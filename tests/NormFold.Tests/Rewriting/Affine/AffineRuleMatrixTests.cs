@@ -15,25 +15,32 @@ namespace NormFold.Tests.Rewriting.Affine;
 /// </summary>
 public class AffineRuleMatrixTests
 {
-    public static TheoryData<string> Rules => new()
-    {
+    static readonly string[] RuleNames =
+    [
         "AffineIntoConv", "AffineIntoConvTranspose", "AffineIntoGemm", "AffineIntoMatMul",
         "AffineForwardIntoConv", "AffineForwardIntoGemm", "AffineForwardIntoMatMul", "AffineMerge",
-    };
+    ];
 
-    /// <summary>A graph that <paramref name="rule"/> rewrites, in <paramref name="type"/>, ending at "y".</summary>
-    static OnnxModel Graph(string rule, int type)
+    public static TheoryData<string> Rules => new(RuleNames);
+
+    public static TheoryData<string> LinearRules => new(RuleNames.Where(r => r != "AffineMerge"));
+
+    /// <summary>A graph that <paramref name="rule"/> rewrites, in <paramref name="type"/>, ending at "y"; with
+    /// <paramref name="shared"/>, a second linear op reads the same weight (and bias) from input x2 into output y2.</summary>
+    static OnnxModel Graph(string rule, int type, bool shared = false)
     {
         var g = new GraphBuilder(15);
         bool conv = rule.Contains("Conv"), gemm = rule.Contains("Gemm");
-        string input = g.Input("x", type, conv ? [2, 4, 5, 5] : gemm ? [3, 4] : [2, 3, 4]);
+        long[] dims = conv ? [2, 4, 5, 5] : gemm ? [3, 4] : [2, 3, 4];
+        string input = g.Input("x", type, dims);
         long[] along(long c) => conv ? [c, 1, 1] : [c];
+        string op = rule.Replace("AffineForwardInto", "").Replace("AffineInto", "");
+        string[]? parameters = null;
         void Linear(string x, string y)
         {
-            string op = rule.Replace("AffineForwardInto", "").Replace("AffineInto", "");
-            string w = g.Init("w", type, op switch { "Conv" => [6, 4, 3, 3], "ConvTranspose" => [4, 6, 3, 3], _ => [4, 6] });
-            string[] inputs = op is "MatMul" ? [x, w] : [x, w, g.Init("b", type, [6])];
-            g.Node(op, inputs, y, op.ToLowerInvariant());
+            parameters ??= op is "MatMul" ? [g.Init("w", type, [4, 6])]
+                : [g.Init("w", type, op switch { "Conv" => [6, 4, 3, 3], "ConvTranspose" => [4, 6, 3, 3], _ => [4, 6] }), g.Init("b", type, [6])];
+            g.Node(op, [x, .. parameters], y, y == "y2" ? "other" : op.ToLowerInvariant());
         }
         switch (rule)
         {
@@ -55,6 +62,11 @@ public class AffineRuleMatrixTests
                 break;
         }
         g.Output("y", type, null);
+        if (shared)
+        {
+            Linear(g.Input("x2", type, dims), "y2");
+            g.Output("y2", type, null);
+        }
         return g.Build();
     }
 
@@ -93,6 +105,20 @@ public class AffineRuleMatrixTests
         var (folded, r) = Fold(original, new PipelineOptions { DisabledRules = new HashSet<string> { rule } });
         Assert.Contains(rule + " (disabled)", AssertLeft(r, SkipReason.RuleDisabled).Detail);
         Assert.Equal(AffineOps(original), AffineOps(folded));
+    }
+
+    /// <summary>A weight and bias another node also reads stay as they are: the fold writes new tensors.</summary>
+    [Theory]
+    [MemberData(nameof(LinearRules))]
+    public void A_weight_shared_with_another_node_is_not_changed_in_place(string rule)
+    {
+        var original = Graph(rule, F32, shared: true);
+        var (folded, r) = FoldChecked(original);
+        Assert.Equal(rule, Single(r).Rule);
+        var other = folded.Proto.Graph.Node.Single(n => n.Name == "other");
+        Assert.Equal(original.Proto.Graph.Node.Single(n => n.Name == "other").Input, other.Input);
+        foreach (string name in other.Input.Skip(1)) Assert.Equal(Read(original, name), Read(folded, name));
+        Assert.DoesNotContain(folded.Proto.Graph.Node, n => n != other && n.Input.Skip(1).Contains("w"));
     }
 
     /// <summary>The same model with every bfloat16 tensor, input and output as double (bfloat16 values are exact in double).</summary>
