@@ -185,6 +185,9 @@ internal sealed class Pipeline(PipelineOptions? options = null)
         public string Path { get; } = path;
         readonly Dictionary<NodeProto, (Decision Decision, int Phase, string PhaseName)> _byAnchor = new(ReferenceEqualityComparer.Instance);
         readonly List<NodeProto> _order = [];
+        /// <summary>The phase whose "not my pattern" detail was last appended to an anchor's earlier refusal (a
+        /// fixed-point phase records each anchor once per pass; the detail goes in once).</summary>
+        readonly Dictionary<NodeProto, int> _appendedIn = new(ReferenceEqualityComparer.Instance);
 
         /// <summary>Anchors left in an earlier phase and then taken into another anchor's rewrite (a Mul that a later
         /// swap replaced with its pattern) have no decision of their own: that rewrite's decision covers them.</summary>
@@ -205,6 +208,8 @@ internal sealed class Pipeline(PipelineOptions? options = null)
                 if (decision.Outcome == Outcome.Left && earlier.Decision.Outcome == Outcome.Left
                     && SkipReasons.MeansNotThisPattern(decision.Reason!.Value))
                 {
+                    if (_appendedIn.TryGetValue(anchor, out int appended) && appended == phase) return;
+                    _appendedIn[anchor] = phase;
                     _byAnchor[anchor] = earlier with { Decision = earlier.Decision with { Detail = $"{earlier.Decision.Detail}; {phaseName} phase: {decision.Detail}" } };
                     return;
                 }

@@ -557,5 +557,32 @@ public class ReviewAttackTests
         Assert.Equal(2, branch.Initializer.Count);
     }
 
+    /// <summary>paddle2onnx's HardSwish after a Conv: Conv → Add(3) → Clip → Mul(conv, ·). The Add is left (its input is also
+    /// read by the Mul), and every pass of the fixed-point forward phase appended its "not my pattern" detail again:
+    /// "…; forward phase: 'a' is read by Clip 'clip'; forward phase: 'a' is read by Clip 'clip'" (a second pass ran
+    /// because a Mul in another branch folded forward into a Conv).</summary>
+    [Fact]
+    public void A_later_phases_detail_is_appended_once_however_many_passes_it_runs()
+    {
+        var g = new GraphBuilder(13);
+        g.Input("x", F32, [1, 3, 8, 8]);
+        g.Node("Conv", ["x", g.Init("w1", F32, [3, 3, 1, 1])], "c", "conv1");
+        g.Init("three", F32, [], [3]);
+        g.Node("Add", ["c", "three"], "a", "add");
+        g.Init("lo", F32, [], [0]);
+        g.Init("hi", F32, [], [6]);
+        g.Node("Clip", ["a", "lo", "hi"], "cl", "clip");
+        g.Node("Mul", ["c", "cl"], "y", "hardswish");
+        g.Output("y", F32, [1, 3, 8, 8]);
+        g.Node("Relu", ["x"], "r", "relu");
+        g.Node("Mul", ["r", g.Init("s", F32, [1, 3, 1, 1], 0.5, 1.5)], "m", "scale");
+        g.Node("Conv", ["m", g.Init("w2", F32, [4, 3, 1, 1])], "y2", "conv2");
+        g.Output("y2", F32, [1, 4, 8, 8]);
+        var (_, r) = FoldSafely(g.Build());
+        Assert.Equal(Outcome.Folded, r.Log.Decisions.Single(d => d.Anchor == "scale").Outcome);
+        var add = AssertLeft(r, SkipReason.ProducerHasOtherConsumers, "add");
+        Assert.Equal(1, add.Detail.Split("forward phase:").Length - 1);
+    }
+
     const int ElementTypeBool = 9;
 }
