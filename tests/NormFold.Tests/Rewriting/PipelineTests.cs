@@ -54,6 +54,33 @@ public class PipelineTests
         Assert.All(Enum.GetNames<SkipReason>(), name => Assert.Contains($"`{name}`", readme));
     }
 
+    /// <summary>Each BN rule switched off by its name: the BN it would rewrite stays a BN, left as RuleDisabled.</summary>
+    [Theory]
+    [InlineData("BatchNormIntoConvTranspose")]
+    [InlineData("BatchNormIntoGemm")]
+    [InlineData("BatchNormIntoMatMul")]
+    [InlineData("BatchNormToMulAdd")]
+    public void Each_bn_rule_can_be_disabled_by_name(string rule)
+    {
+        var g = new GraphBuilder();
+        bool matrix = rule is "BatchNormIntoGemm" or "BatchNormIntoMatMul";
+        g.Input("x", F32, matrix ? [3, 4] : [2, 4, 5, 5]);
+        long channels = 6;
+        switch (rule)
+        {
+            case "BatchNormIntoConvTranspose": g.Node("ConvTranspose", ["x", g.Init("w", F32, [4, 6, 3, 3])], "p", "convT"); break;
+            case "BatchNormToMulAdd": g.Node("Relu", ["x"], "p", "relu"); channels = 4; break;
+            default: g.Node(rule["BatchNormInto".Length..], ["x", g.Init("w", F32, [4, 6])], "p", "linear"); break;
+        }
+        g.Bn("p", channels, "y");
+        g.Output("y", F32, null);
+        var original = g.Build();
+        var (folded, r) = Fold(original, new PipelineOptions { DisabledRules = new HashSet<string> { rule } });
+        Assert.Contains(rule + " (disabled)", AssertLeft(r, SkipReason.RuleDisabled).Detail);
+        Assert.Equal(1, Count(folded, "BatchNormalization"));
+        AssertEquivalent(original, folded);
+    }
+
     [Fact]
     public void A_bn_whose_fold_is_disabled_is_left_as_a_bn_not_replaced()
     {
