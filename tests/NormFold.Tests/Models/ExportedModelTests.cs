@@ -52,14 +52,23 @@ public class ExportedModelTests
         Assert.True(outputs.Passed, outputs.FirstFailure?.Problem);
     }
 
-    /// <summary>The full default check (every shared intermediate, channel drift) of the same correct fold passes: it
-    /// flagged depthwise-conv BN outputs whose ReLU6-clipped inputs carry upstream rounding (also for ONNX Runtime's own
-    /// Conv+BN fusion) until af72527. Other seeds and batches still can (FINDINGS [verify]).</summary>
-    [Fact]
-    public void Mobilenet_v2_fold_passes_the_default_check()
+    /// <summary>The full default check (every compared intermediate, channel drift) of the same correct fold, at several
+    /// seeds and batch sizes: depthwise-conv BN outputs whose ReLU6-clipped inputs leave one or two nonzero values per
+    /// channel carry upstream rounding as a gain (up to 0.4 % on the full-size model; also with ONNX Runtime's own
+    /// Conv+BN fusion). They were flagged as drift at most of these seeds and batches before the detector's MinGain.</summary>
+    [Theory]
+    [InlineData(0, 1)]
+    [InlineData(1, 4)]
+    [InlineData(2, 4)]
+    [InlineData(3, 16)]
+    public void Mobilenet_v2_fold_passes_the_default_check(int seed, long batch)
     {
         var (original, folded, _) = FoldMobilenet();
-        AssertEquivalent(original, folded);
+        var report = EquivalenceChecker.Check(original, folded, new CheckOptions
+        {
+            Iterations = 2, Seed = seed, Shapes = new Dictionary<string, long[]> { ["input"] = [batch, 3, 64, 64] },
+        });
+        Assert.True(report.Passed, string.Join("; ", report.Outputs.Concat(report.Intermediates).Where(o => !o.Passed).Select(o => $"{o.Name}: {o.Problem}")));
     }
 
     static (OnnxModel Original, OnnxModel Folded, FoldResult Result) FoldMobilenet()

@@ -224,8 +224,8 @@ public class ChannelDriftTests
         {
             r[j] = j % 40 == 7 ? (float)(constant + 1e-4 * (j / 40 + 1)) : constant;
             a[j] = r[j] == constant ? MathF.BitIncrement(constant) : r[j];
-            r[inner + j] = Math.Sin(j * 0.37) + 0.1; // a normal channel: 5e-5 gain is caught
-            a[inner + j] = (float)(r[inner + j] * 1.00005);
+            r[inner + j] = Math.Sin(j * 0.37) + 0.1; // a normal channel: a 1 % gain is caught
+            a[inner + j] = (float)(r[inner + j] * 1.01);
         }
         var c = Comparator.Compare(NamedTensor.FromDoubles("y", F32, [1, 2, 16, 32], r), NamedTensor.FromDoubles("y", F32, [1, 2, 16, 32], a));
         Assert.Equal(1, Assert.Single(c.Drift).Channel);
@@ -234,13 +234,18 @@ public class ChannelDriftTests
     [Fact]
     public void Float32_synthetic_faults_are_caught_and_exact_equality_is_not_drift()
     {
-        var x = Enumerable.Range(0, 2 * 4 * 25).Select(i => Math.Sin(i * 0.37) + 0.1).ToArray();
+        // Channel 2 is weak (values 1e-3 of the others'): its 1 % gain fault is inside the elementwise tolerance.
+        var x = Enumerable.Range(0, 2 * 4 * 25).Select(i => (Math.Sin(i * 0.37) + 0.1) * (i / 25 % 4 == 2 ? 1e-3 : 1)).ToArray();
         var r = NamedTensor.FromDoubles("y", F32, [2, 4, 5, 5], x);
         Assert.Equal(0, Comparator.Compare(r, r).DriftingChannels);
-        var scaled = x.Select((v, i) => i / 25 % 4 == 2 ? v * 1.00005 : v).ToArray(); // 5e-5: inside the elementwise tolerance
+        var scaled = x.Select((v, i) => i / 25 % 4 == 2 ? v * 1.01 : v).ToArray();
         var c = Comparator.Compare(r, NamedTensor.FromDoubles("y", F32, [2, 4, 5, 5], scaled));
+        Assert.Equal(0, c.FailedElements);
         Assert.Equal(2, Assert.Single(c.Drift).Channel);
         Assert.Contains("systematic drift", c.Problem);
+        // 0.4 %, as far as error carried from upstream rewrites has been measured to reach as a gain: not drift.
+        var small = x.Select((v, i) => i / 25 % 4 == 2 ? v * 1.004 : v).ToArray();
+        Assert.Equal(0, Comparator.Compare(r, NamedTensor.FromDoubles("y", F32, [2, 4, 5, 5], small)).DriftingChannels);
     }
 }
 
@@ -301,7 +306,7 @@ public class ChannelDriftCliTests
         Assert.Equal(bn.Output[0], finding.GetProperty("tensor").GetString());
         Assert.Equal(2, finding.GetProperty("channel").GetInt64());
         Assert.InRange(finding.GetProperty("gain").GetDouble(), 1.005, 1.015);
-        Assert.True(finding.GetProperty("gainThreshold").GetDouble() < 0.005);
+        Assert.True(finding.GetProperty("gainThreshold").GetDouble() <= ChannelDriftDetector.MinGain);
         Assert.True(finding.GetProperty("flagged").GetBoolean());
         // The check's own figures: the detector ran, one run (float16 is never cut), what was skipped as unchanged.
         var check = doc.RootElement.GetProperty("check");
@@ -337,8 +342,8 @@ public class ChannelDriftEvidenceTests
     public void Broadcast_copies_count_once_a_gain_fitted_to_two_values_is_not_drift()
     {
         // [2, 4, 1, 64]: per batch item and channel one value, copied along the last axis (a Mul by a [64] constant of
-        // equal values after a [2, 4, 1, 1] tensor). Channel 2 carries a relative error of 2e-6 in one value and none in
-        // the other: the gain a least-squares fit finds, 1 + 2e-6·r₁/(r₁ − r₀), is upstream rounding, not a fold's.
+        // equal values after a [2, 4, 1, 1] tensor). Channel 2 carries a relative error of 1 % in one value and none in
+        // the other: two points, whatever their copies, cannot tell a gain from the error of one upstream value.
         long[] shape = [2, 4, 1, 64];
         var r = new double[2 * 4 * 64];
         var a = new double[r.Length];
@@ -348,7 +353,7 @@ public class ChannelDriftEvidenceTests
                 {
                     int i = (o * 4 + c) * 64 + j;
                     r[i] = o == 0 ? 0.5 + c : 0.6 + c;
-                    a[i] = c == 2 && o == 1 ? r[i] * (1 + 2e-6) : r[i];
+                    a[i] = c == 2 && o == 1 ? r[i] * 1.01 : r[i];
                 }
         var dup = Comparator.Compare(NamedTensor.FromDoubles("y", F32, shape, r), NamedTensor.FromDoubles("y", F32, shape, a));
         Assert.True(dup.DriftingChannels == 0, dup.Problem);
@@ -357,7 +362,7 @@ public class ChannelDriftEvidenceTests
         {
             int c = i / 64 % 4;
             r[i] = c + 0.5 + (i % 128) / 256.0;
-            a[i] = c == 2 ? (float)(r[i] * (1 + 6e-5)) : r[i];
+            a[i] = c == 2 ? (float)(r[i] * 1.01) : r[i];
         }
         var distinct = Comparator.Compare(NamedTensor.FromDoubles("y", F32, shape, r), NamedTensor.FromDoubles("y", F32, shape, a));
         Assert.Equal(2, Assert.Single(distinct.Drift).Channel);
