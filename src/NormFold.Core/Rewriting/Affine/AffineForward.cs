@@ -122,6 +122,7 @@ internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
             editor.SetOutput(node, 0, product);
             editor.SetInput(add, slot, product);
             editor.SetInput(add, 1 - slot, bias);
+            return new Applied(created, records, state, [add]);
         }
         else
         {
@@ -129,7 +130,10 @@ internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
             string y = node.Output[0];
             string product = editor.Names.FreshValue(y + "_affinefold");
             editor.SetOutput(node, 0, product);
-            editor.AddNode(new NodeProto { OpType = "Add", Input = { product, bias }, Output = { y } }, (node.Name.Length > 0 ? node.Name : y) + "_bias");
+            var biasAdd = new NodeProto { OpType = "Add", Input = { product, bias }, Output = { y } };
+            editor.AddNode(biasAdd, (node.Name.Length > 0 ? node.Name : y) + "_bias");
+            // The Add holds the fold's bias: a merge must not compose it again (its record would name a vanished tensor).
+            return new Applied(created, records, state, [biasAdd]);
         }
         return new Applied(created, records, state);
     }

@@ -126,7 +126,10 @@ internal abstract class AffineIntoProducer : RewriteRule<AffineIntoProducer.Fold
             // The MatMul's value changes, so its output gets a new name: a name never stands for two different values.
             string product = editor.Names.FreshValue(node.Output[0] + "_affinefold");
             editor.SetOutput(node, 0, product);
-            editor.AddNode(new NodeProto { OpType = "Add", Input = { product, bias }, Output = { y } }, (node.Name.Length > 0 ? node.Name : y) + "_bias");
+            var biasAdd = new NodeProto { OpType = "Add", Input = { product, bias }, Output = { y } };
+            editor.AddNode(biasAdd, (node.Name.Length > 0 ? node.Name : y) + "_bias");
+            // The Add holds the fold's bias: a merge must not compose it again (its record would name a vanished tensor).
+            return new Applied(created, records, state, [biasAdd]);
         }
         return new Applied(created, records, state);
     }

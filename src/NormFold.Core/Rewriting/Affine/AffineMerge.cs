@@ -34,8 +34,9 @@ internal sealed class AffineMerge : RewriteRule<AffineMerge.MergePlan>
     {
         var g = context.Graph;
         if (AffineHead.Piece(g, anchor, out string x, out var piece) is { } notAnchor) return notAnchor;
-        // A Mul + Add an earlier merge of this run made holds constants composed from the original's and rounded: merging
-        // it again would round twice (and its records would name tensors that are gone). The piece starts after it.
+        // A Mul + Add an earlier merge of this run made, or a MatMul fold's bias Add, holds constants composed from the
+        // original's and rounded: merging it again would round twice (and its records would name tensors that are gone).
+        // The piece starts after it.
         int made = piece.TakeWhile(context.Composed.Contains).Count();
         if (made > 0 && made < piece.Count)
         {
@@ -63,7 +64,9 @@ internal sealed class AffineMerge : RewriteRule<AffineMerge.MergePlan>
         // (A constant of more axes than X gives a negative axis here: the chain refuses it, as it changes X's rank.)
         long channels = provenShape is { } dims && axis >= 0 && axis < dims.Length && dims[axis] > 1 ? dims[axis] : -1;
         var chain = AffineChain.Walk(g, x, rank, axis, channels, anchor, out var stop);
-        if (!chain.Nodes.Contains(anchor)) return (Match?)stop ?? new Match.NoCandidate("no other affine op next to it");
+        // The anchor, or (when it was such a node and the piece starts after it) the piece's first node must merge.
+        if (!chain.Nodes.Contains(context.Composed.Contains(anchor) ? piece[0] : anchor))
+            return (Match?)stop ?? new Match.NoCandidate("no other affine op next to it");
         bool identity = !chain.Map.Scales && !chain.Map.Shifts;
         if ((identity ? 0 : AffineNodes.Count(chain.Map)) >= chain.Count + chain.Nodes.Count(n => n.OpType == "BatchNormalization"))
             return (Match?)stop ?? new Match.NoCandidate("already as few nodes as a merge would make");

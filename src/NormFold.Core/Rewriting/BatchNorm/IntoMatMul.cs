@@ -64,19 +64,22 @@ internal sealed class IntoMatMul : FoldIntoProducer<IntoMatMul.MatMulPlan>
         // The MatMul's value changes, so its output gets a new name: a name never stands for two different values.
         string product = editor.Names.FreshValue(matmul.Output[0] + "_bnfold");
         editor.SetOutput(matmul, 0, product);
+        NodeProto biasAdd;
         if (plan.Add is { } add)
         {
             editor.SetInput(add, 1 - plan.BiasSlot, product);
             editor.SetInput(add, plan.BiasSlot, bias);
             Bypass(editor, plan.Anchor, add);
+            biasAdd = add;
         }
         else
         {
             string y = plan.Anchor.Output[0];
             editor.RemoveNode(plan.Anchor);
-            var newAdd = new NodeProto { OpType = "Add", Input = { product, bias }, Output = { y } };
-            editor.AddNode(newAdd, (plan.Anchor.Name.Length > 0 ? plan.Anchor.Name : y) + "_bias");
+            biasAdd = new NodeProto { OpType = "Add", Input = { product, bias }, Output = { y } };
+            editor.AddNode(biasAdd, (plan.Anchor.Name.Length > 0 ? plan.Anchor.Name : y) + "_bias");
         }
-        return new Applied(created, records, state);
+        // The Add holds the fold's bias: a merge must not compose it again (its record would name a vanished tensor).
+        return new Applied(created, records, state, [biasAdd]);
     }
 }

@@ -213,4 +213,23 @@ public class AffineMergeTests
         Assert.Contains("which has 2 channels", AssertLeft(r, SkipReason.ShapeMismatch).Detail);
         Assert.Equal(2, Count(folded, "Mul"));
     }
+
+    /// <summary>MatMul (one column) → c − x → Add, Add, Div along axis 0: AffineIntoMatMul folds c − x (B' = −B, a new bias
+    /// Add); the merge must leave that Add (its bias is the fold's record) and merge the rest after it.</summary>
+    [Fact]
+    public void A_merge_leaves_the_bias_add_a_matmul_fold_made()
+    {
+        var g = new GraphBuilder();
+        g.Input("a", F32, [3, 4]);
+        g.Init("B", F32, [4, 1]);
+        g.Node("MatMul", ["a", "B"], "mm", "matmul");
+        Op(g, "Sub", "mm", [1], "s", -1, 1, constantFirst: true);
+        Op(g, "Add", "s", [3, 1], "p", -1, 1);
+        Op(g, "Add", "p", [3, 1], "q", -1, 1);
+        Op(g, "Div", "q", [3, 1], "y");
+        g.Output("y", F32, null);
+        var (folded, r) = FoldChecked(g.Build());
+        Assert.Equal(["AffineIntoMatMul", "AffineMerge"], r.Log.Decisions.Where(d => d.Outcome != Outcome.Left).Select(d => d.Rule));
+        Assert.Equal(["MatMul", "Add", "Mul", "Add"], folded.Proto.Graph.Node.Select(n => n.OpType));
+    }
 }
