@@ -4,8 +4,8 @@ using static NormFold.Tests.Builders.GraphBuilder;
 
 namespace NormFold.Tests.Fuzz;
 
-/// <summary>The fuzzer's oracle forgives NaN against the original's ±Inf only where the model's own constants reach
-/// the edge of the type's range; anywhere else it is a wrong answer.</summary>
+/// <summary>The fuzzer's oracle forgives a difference of values (NaN against the original's ±Inf included) only where
+/// the model's own constants reach the edge of the type's range; anywhere else it is a wrong answer.</summary>
 public class OracleTests
 {
     // original: y = x·∞ (±Inf, NaN at 0); candidate: t = x·∞, y = t − t (NaN everywhere).
@@ -45,5 +45,28 @@ public class OracleTests
     {
         var (a, b) = Pair(hugeConstant: true);
         Assert.Equal(Oracle.Verdict.OverflowEdge, Oracle.Compare(a, b, seed: 1).Verdict);
+    }
+
+    [Fact]
+    public void A_finite_difference_is_an_overflow_edge_only_when_a_constant_reaches_the_range_edge()
+    {
+        foreach (bool huge in new[] { false, true })
+        {
+            string dir = TestSupport.TempDir();
+            OnnxModel Make(bool candidate)
+            {
+                var g = new GraphBuilder(13);
+                g.Input("x", F32, [2, 3]);
+                if (huge) g.Init("huge", F32, [1], [-3e38]);
+                if (candidate) g.Node("Identity", ["x"], "y");
+                else g.Node("Mul", ["x", g.Init("two", F32, [1], [2.0])], "y");
+                g.Output("y", F32, [2, 3]);
+                return g.Build();
+            }
+            string a = Path.Combine(dir, "a.onnx"), b = Path.Combine(dir, "b.onnx");
+            ModelWriter.Save(Make(false), a);
+            ModelWriter.Save(Make(true), b);
+            Assert.Equal(huge ? Oracle.Verdict.OverflowEdge : Oracle.Verdict.Different, Oracle.Compare(a, b, seed: 1).Verdict);
+        }
     }
 }

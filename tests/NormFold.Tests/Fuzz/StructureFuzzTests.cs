@@ -58,6 +58,7 @@ public class StructureFuzzTests(ITestOutputHelper log)
     [InlineData("bn-params:7004099")] // MatMul + BN with zero channels: IndexOutOfRange composing the affine chain
     [InlineData("bn-params:7001571")] // ConvTranspose + BN, γ = 3e38: the BN's own factor overflows float, fold was finite
     [InlineData("weights:7002651")] // weights of ±3e38: −Inf vs −3.07e38 at the range's edge (the oracle now calls it OverflowEdge)
+    [InlineData("affine:6000980")] // x + k − k, |k| ≈ 3e38: the original absorbs x (gives 0), the fold composes k − k = 0 (gives x)
     [InlineData("weights:7003068")] // weights of ±3e38: +Inf (original) vs NaN (folded: the scaled terms overflow both ways)
     [InlineData("groupnorm:7001725")] // a Reshape shape of dims [4] holding 2 int64s: ArgumentOutOfRange reading it
     [InlineData("layernorm:7000315")] // X's rank unknown: LayerNormalization(axis −1) ORT rejects on the scalar it is fed
