@@ -11,7 +11,6 @@ public class OracleTests
     // original: y = x·∞ (±Inf, NaN at 0); candidate: t = x·∞, y = t − t (NaN everywhere).
     static (string Original, string Candidate) Pair(bool hugeConstant)
     {
-        string dir = TestSupport.TempDir();
         OnnxModel Make(bool candidate)
         {
             var g = new GraphBuilder(13);
@@ -27,9 +26,16 @@ public class OracleTests
             g.Output("y", F32, [2, 3]);
             return g.Build();
         }
+        return Write(Make(false), Make(true));
+    }
+
+    /// <summary>The pair saved side by side in a fresh folder: the paths the oracle compares.</summary>
+    static (string Original, string Candidate) Write(OnnxModel original, OnnxModel candidate)
+    {
+        string dir = TestSupport.TempDir();
         string a = Path.Combine(dir, "a.onnx"), b = Path.Combine(dir, "b.onnx");
-        ModelWriter.Save(Make(false), a);
-        ModelWriter.Save(Make(true), b);
+        ModelWriter.Save(original, a);
+        ModelWriter.Save(candidate, b);
         return (a, b);
     }
 
@@ -52,7 +58,6 @@ public class OracleTests
     {
         foreach (bool huge in new[] { false, true })
         {
-            string dir = TestSupport.TempDir();
             OnnxModel Make(bool candidate)
             {
                 var g = new GraphBuilder(13);
@@ -63,9 +68,7 @@ public class OracleTests
                 g.Output("y", F32, [2, 3]);
                 return g.Build();
             }
-            string a = Path.Combine(dir, "a.onnx"), b = Path.Combine(dir, "b.onnx");
-            ModelWriter.Save(Make(false), a);
-            ModelWriter.Save(Make(true), b);
+            var (a, b) = Write(Make(false), Make(true));
             Assert.Equal(huge ? Oracle.Verdict.OverflowEdge : Oracle.Verdict.Different, Oracle.Compare(a, b, seed: 1).Verdict);
         }
     }
