@@ -27,8 +27,17 @@ public class ReviewAttackTests
     {
         var g = new GraphBuilder(17);
         g.Input("x", type, xDims);
-        g.Node("ReduceMean", ["x"], "m", "mean", ("axes", new long[] { -1 }));
-        g.Node("Sub", ["x", "m"], "d", "sub");
+        LayerNormOf(g, "x", type, compute, xDims[^1], mulSquare, epsilon);
+        g.Output("y", type, xDims);
+        return g;
+    }
+
+    /// <summary>The decomposed LayerNorm of <paramref name="x"/> over its last axis (<paramref name="features"/> long)
+    /// into "y": ReduceMean → Sub → Pow (or Mul by itself) → ReduceMean → Add ε → Sqrt → Div → Mul γ → Add β.</summary>
+    static void LayerNormOf(GraphBuilder g, string x, int type, int compute, long features, bool mulSquare = false, double epsilon = 1e-5)
+    {
+        g.Node("ReduceMean", [x], "m", "mean", ("axes", new long[] { -1 }));
+        g.Node("Sub", [x, "m"], "d", "sub");
         string dc = "d";
         if (compute != type) { g.Node("Cast", ["d"], "dc", "cast_up", ("to", (long)compute)); dc = "dc"; }
         if (mulSquare) g.Node("Mul", [dc, dc], "p", "square");
@@ -39,13 +48,10 @@ public class ReviewAttackTests
         g.Node("Sqrt", ["ve"], "s", "sqrt");
         g.Node("Div", [dc, "s"], compute != type ? "nc" : "n", "div");
         if (compute != type) g.Node("Cast", ["nc"], "n", "cast_back", ("to", (long)type));
-        long[] norm = [xDims[^1]];
-        g.Init("gamma", type, norm, 0.5, 1.5);
-        g.Init("beta", type, norm, -0.5, 0.5);
+        g.Init("gamma", type, [features], 0.5, 1.5);
+        g.Init("beta", type, [features], -0.5, 0.5);
         g.Node("Mul", ["n", "gamma"], "scaled", "mul");
         g.Node("Add", ["scaled", "beta"], "y", "add_beta");
-        g.Output("y", type, xDims);
-        return g;
     }
 
     [Fact]
@@ -503,19 +509,7 @@ public class ReviewAttackTests
         g.Init("w", F32, [4, 3, 1, 1]);
         g.Node("Conv", ["x", "w"], "c", "conv");
         g.Bn("c", 4, "b", name: "bn");
-        g.Node("ReduceMean", ["b"], "m", "mean", ("axes", new long[] { -1 }));
-        g.Node("Sub", ["b", "m"], "d", "sub");
-        g.Init("two", F32, [], [2]);
-        g.Node("Pow", ["d", "two"], "p", "pow");
-        g.Node("ReduceMean", ["p"], "v", "var", ("axes", new long[] { -1 }));
-        g.Init("eps", F32, [], [1e-5]);
-        g.Node("Add", ["v", "eps"], "ve", "add_eps");
-        g.Node("Sqrt", ["ve"], "s", "sqrt");
-        g.Node("Div", ["d", "s"], "n", "div");
-        g.Init("gamma", F32, [4], 0.5, 1.5);
-        g.Init("beta", F32, [4], -0.5, 0.5);
-        g.Node("Mul", ["n", "gamma"], "scaled", "mul");
-        g.Node("Add", ["scaled", "beta"], "y", "add_beta");
+        LayerNormOf(g, "b", F32, F32, 4);
         g.Output("y", F32, [2, 4, 4, 4]);
         foreach (var t in g.Graph.Initializer) g.Graph.Input.Add(Value(t.Name, t.DataType, [.. t.Dims])); // IR 3
         var original = g.Build();
