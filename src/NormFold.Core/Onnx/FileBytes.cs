@@ -84,30 +84,36 @@ internal sealed class FileBytes : IDisposable
             memory.Span.Slice(start, destination.Length).CopyTo(destination);
     }
 
-    /// <summary>Hands <paramref name="memory"/> to <paramref name="visit"/> a chunk of at most <see cref="Chunk"/> bytes at a
-    /// time, in order: a mapped file's read into a warm pooled buffer (see <see cref="CopyTo"/>), so a pass over a
-    /// weight does not make the file's pages resident in this process.</summary>
-    public static void ForEachChunk(ReadOnlyMemory<byte> memory, ChunkVisitor visit)
+    /// <summary>combine(map(chunk)…) over <paramref name="memory"/> a chunk of at most <see cref="Chunk"/> bytes at a
+    /// time, chunks on every core at once (so <paramref name="combine"/> must not care about order): a mapped file's
+    /// read into warm pooled buffers (see <see cref="CopyTo"/>), so a pass over a weight does not make the file's
+    /// pages resident in this process. Chunk offsets are multiples of <see cref="Chunk"/>.</summary>
+    public static T Reduce<T>(ReadOnlyMemory<byte> memory, ChunkMap<T> map, Func<T, T, T> combine, T seed)
     {
-        if (!MemoryMarshal.TryGetMemoryManager(memory, out MappedMemory? _, out _, out _))
+        if (!MemoryMarshal.TryGetMemoryManager(memory, out MappedMemory? _, out _, out _)) return combine(seed, map(memory.Span));
+        if (memory.Length <= Chunk)
         {
-            visit(memory.Span);
-            return;
-        }
-        var buffer = ArrayPool<byte>.Shared.Rent(Math.Min(memory.Length, Chunk));
-        try
-        {
-            for (int offset = 0; offset < memory.Length; offset += Chunk)
+            var one = ArrayPool<byte>.Shared.Rent(memory.Length);
+            try
             {
-                var chunk = buffer.AsSpan(0, Math.Min(Chunk, memory.Length - offset));
-                CopyTo(memory, offset, chunk);
-                visit(chunk);
+                CopyTo(memory, 0, one.AsSpan(0, memory.Length));
+                return combine(seed, map(one.AsSpan(0, memory.Length)));
             }
+            finally { ArrayPool<byte>.Shared.Return(one); }
         }
-        finally { ArrayPool<byte>.Shared.Return(buffer); }
+        T result = seed;
+        object gate = new();
+        ParallelFor((memory.Length + Chunk - 1) / Chunk, () => ArrayPool<byte>.Shared.Rent(Chunk), (k, buffer) =>
+        {
+            var chunk = buffer.AsSpan(0, Math.Min(Chunk, memory.Length - k * Chunk));
+            CopyTo(memory, k * Chunk, chunk);
+            T value = map(chunk);
+            lock (gate) result = combine(result, value);
+        }, buffer => ArrayPool<byte>.Shared.Return(buffer));
+        return result;
     }
 
-    public delegate void ChunkVisitor(ReadOnlySpan<byte> chunk);
+    public delegate T ChunkMap<T>(ReadOnlySpan<byte> chunk);
 
     /// <summary>Writes <paramref name="memory"/> to <paramref name="output"/>, a chunk at a time through a pooled buffer
     /// when it is a mapped file's (see <see cref="CopyTo"/>).</summary>

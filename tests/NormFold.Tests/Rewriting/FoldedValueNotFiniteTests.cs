@@ -1,4 +1,7 @@
+using NormFold.Onnx;
 using NormFold.Rewriting;
+using NormFold.Rewriting.Affine;
+using NormFold.Tensors;
 using NormFold.Tests.Builders;
 using static NormFold.Tests.Builders.GraphBuilder;
 using static NormFold.Tests.TestSupport;
@@ -84,6 +87,61 @@ public class FoldedValueNotFiniteTests
         var d = AssertNotFolded(r, SkipReason.FoldedValueNotFinite);
         Assert.Contains("'w'", d.Detail);
         Assert.All(folded.Proto.Graph.Initializer, t => Assert.All(folded.ReadDoubles(t), v => Assert.True(double.IsFinite(v))));
+    }
+
+    /// <summary>The same from a model file whose weight spans several read chunks (read on every core at once): the
+    /// large element in the last chunk, after 1.2 MB of small ones.</summary>
+    [Fact]
+    public void One_overflowing_weight_in_a_mapped_multi_chunk_weight_is_found()
+    {
+        var g = new GraphBuilder(15);
+        g.Input("x", F32, [1, 1024]);
+        var w = Enumerable.Range(0, 1024 * 300).Select(i => 0.5 + (i % 7) / 14.0).ToArray();
+        w[^2] = 100.0; // row 1022, column 298: channel 298
+        g.Init("w", F32, [1024, 300]);
+        g.SetInit("w", F32, [1024, 300], w);
+        g.Node("MatMul", ["x", "w"], "c", "mm");
+        g.Bn("c", 300, "y", F32);
+        var gamma = Enumerable.Repeat(1.0, 300).ToArray();
+        gamma[298] = 1e37;
+        g.SetInit("y.gamma", F32, [300], gamma);
+        g.Output("y", F32, null);
+        string path = Path.Combine(TempDir(), "m.onnx");
+        ModelWriter.Save(g.Build(), path);
+        using var model = OnnxModel.Load(path);
+        var r = Folding.Fold(model);
+        var d = AssertNotFolded(r, SkipReason.FoldedValueNotFinite);
+        Assert.Contains("'w'", d.Detail);
+    }
+
+    /// <summary>max|W| is read from sign-cleared bit patterns (an integer max): equal to the magnitudes' max in every
+    /// type, NaN when any element is NaN, ∞ when one is infinite, at every length (vector tails included).</summary>
+    [Theory]
+    [InlineData(F32)]
+    [InlineData(F64)]
+    [InlineData(F16)]
+    [InlineData(BF16)]
+    public void Max_magnitude_from_bit_patterns_matches_the_values(int type)
+    {
+        var rng = new Random(type);
+        foreach (int n in new[] { 0, 1, 3, 7, 16, 33, 64, 129, 1000, 4099 })
+            foreach (string special in new[] { "", "nan", "inf", "-inf", "-max", "subnormal" })
+            {
+                var values = Enumerable.Range(0, n).Select(_ => (rng.NextDouble() - 0.5) * Math.Pow(2, rng.Next(-30, 30))).ToArray();
+                if (n > 0 && special != "")
+                    values[rng.Next(n)] = special switch
+                    {
+                        "nan" => double.NaN,
+                        "inf" => double.PositiveInfinity,
+                        "-inf" => double.NegativeInfinity,
+                        "-max" => -(type switch { F32 => float.MaxValue, F64 => double.MaxValue, F16 => 65504.0, _ => 3.3895313892515355e38 }),
+                        _ => -(type switch { F32 => float.Epsilon, F64 => double.Epsilon, F16 => Math.Pow(2, -24), _ => Math.Pow(2, -133) }),
+                    };
+                var bytes = TensorData.Encode(type, values);
+                var stored = TensorData.ReadDoubles(new NormFold.Onnx.Proto.TensorProto { DataType = type, Dims = { n } }, bytes);
+                double expected = stored.Any(double.IsNaN) ? double.NaN : stored.Select(Math.Abs).DefaultIfEmpty(0).Max();
+                Assert.Equal(expected, FoldedValues.MaxAbs(bytes, type));
+            }
     }
 
     /// <summary>The decision for the only anchor: not folded into a weight, for <paramref name="reason"/>.</summary>

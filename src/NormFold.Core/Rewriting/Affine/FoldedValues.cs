@@ -1,4 +1,4 @@
-using System.Numerics.Tensors;
+using System.Numerics;
 using System.Runtime.InteropServices;
 using Google.Protobuf;
 using NormFold.Graph;
@@ -71,49 +71,57 @@ internal static class FoldedValues
         created.Add(scaled.Result);
         records.Add(scaled);
     }
-    /// <summary>max|W| over the stored elements; NaN when one is NaN. Read a chunk at a time (FileBytes.ForEachChunk):
-    /// the pass does not make a mapped weight resident.</summary>
+    /// <summary>max|W| over the stored elements; NaN when one is NaN. Read a chunk at a time on every core
+    /// (FileBytes.Reduce): the pass does not make a mapped weight resident.</summary>
     static double MaxAbs(OnnxModel model, TensorProto t)
     {
         var raw = model.RawMemory(t);
         if (raw.IsEmpty && TensorData.ElementCount(t) > 0)
             return model.ReadDoubles(t).Aggregate(0.0, (m, v) => double.IsNaN(v) || double.IsNaN(m) ? double.NaN : Math.Max(m, Math.Abs(v)));
-        double max = 0;
-        bool nan = false;
         int type = t.DataType;
-        FileBytes.ForEachChunk(raw, chunk =>
-        {
-            var (m, n) = MaxAbs(chunk, type);
-            max = Math.Max(max, m);
-            nan |= n;
-        });
-        return nan ? double.NaN : max;
+        return FileBytes.Reduce(raw, chunk => MaxAbs(chunk, type), (a, b) => double.IsNaN(a) || double.IsNaN(b) ? double.NaN : Math.Max(a, b), 0.0);
     }
 
-    static (double Max, bool NaN) MaxAbs(ReadOnlySpan<byte> raw, int type)
+    /// <summary>max|v| from the largest sign-cleared bit pattern: for IEEE 754 values of one type the patterns order as
+    /// the magnitudes do, and every NaN's lies above infinity's. An integer max, so a vector at a time.</summary>
+    internal static double MaxAbs(ReadOnlySpan<byte> raw, int type)
     {
-        double max = 0;
-        bool nan = false;
         switch (type)
         {
-            // Vectorised: MaxMagnitude is NaN when any element is (IEEE 754 maximumMagnitude).
-            case ElementType.Float when raw.Length >= sizeof(float):
-                max = Math.Abs(TensorPrimitives.MaxMagnitude(MemoryMarshal.Cast<byte, float>(raw)));
-                nan = double.IsNaN(max);
-                break;
-            case ElementType.Double when raw.Length >= sizeof(double):
-                max = Math.Abs(TensorPrimitives.MaxMagnitude(MemoryMarshal.Cast<byte, double>(raw)));
-                nan = double.IsNaN(max);
-                break;
-            case ElementType.Float or ElementType.Double:
-                break;
+            case ElementType.Float:
+                uint f = MaxMasked(MemoryMarshal.Cast<byte, uint>(raw), 0x7FFF_FFFFu);
+                return f > 0x7F80_0000u ? double.NaN : BitConverter.UInt32BitsToSingle(f);
+            case ElementType.Double:
+                ulong d = MaxMasked(MemoryMarshal.Cast<byte, ulong>(raw), 0x7FFF_FFFF_FFFF_FFFFul);
+                return d > 0x7FF0_0000_0000_0000ul ? double.NaN : BitConverter.UInt64BitsToDouble(d);
             case ElementType.Float16:
-                foreach (Half v in MemoryMarshal.Cast<byte, Half>(raw)) { double a = Math.Abs(Rounding.FromHalf(v)); if (a > max) max = a; nan |= double.IsNaN(a); }
-                break;
-            default:
-                foreach (ushort v in MemoryMarshal.Cast<byte, ushort>(raw)) { double a = Math.Abs(Rounding.FromBFloat16Bits(v)); if (a > max) max = a; nan |= double.IsNaN(a); }
-                break;
+                ushort h = MaxMasked(MemoryMarshal.Cast<byte, ushort>(raw), (ushort)0x7FFF);
+                return h > 0x7C00 ? double.NaN : (double)BitConverter.UInt16BitsToHalf(h);
+            default: // bfloat16
+                ushort b = MaxMasked(MemoryMarshal.Cast<byte, ushort>(raw), (ushort)0x7FFF);
+                return b > 0x7F80 ? double.NaN : Rounding.FromBFloat16Bits(b);
         }
-        return (max, nan);
+    }
+
+    static T MaxMasked<T>(ReadOnlySpan<T> values, T mask) where T : unmanaged, IBinaryInteger<T>
+    {
+        T max = T.Zero;
+        int i = 0, w = Vector<T>.Count;
+        if (Vector.IsHardwareAccelerated && values.Length >= 4 * w)
+        {
+            var m = new Vector<T>(mask);
+            Vector<T> a = Vector<T>.Zero, b = a, c = a, d = a;
+            for (; i <= values.Length - 4 * w; i += 4 * w)
+            {
+                a = Vector.Max(a, new Vector<T>(values.Slice(i)) & m);
+                b = Vector.Max(b, new Vector<T>(values.Slice(i + w)) & m);
+                c = Vector.Max(c, new Vector<T>(values.Slice(i + 2 * w)) & m);
+                d = Vector.Max(d, new Vector<T>(values.Slice(i + 3 * w)) & m);
+            }
+            a = Vector.Max(Vector.Max(a, b), Vector.Max(c, d));
+            for (int k = 0; k < w; k++) max = T.Max(max, a[k]);
+        }
+        for (; i < values.Length; i++) max = T.Max(max, values[i] & mask);
+        return max;
     }
 }
