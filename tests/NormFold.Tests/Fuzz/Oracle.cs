@@ -6,17 +6,21 @@ namespace NormFold.Tests.Fuzz;
 /// <summary>
 /// The fuzzer's own equivalence judge, independent of NormFold's checker: both models in ORT (optimisations off, one
 /// thread) on the same seeded inputs; outputs compared by name with a loose tolerance (it hunts wrong answers, not
-/// rounding). Non-finite elements must match in kind, except at the edge of the type's range: where one model gives
+/// rounding). Non-finite elements must match in kind, except at the edges of the type's range. Top: where one model gives
 /// ±Inf and the other a value of the same sign within 2^8 of overflowing, the models differ only in where a sum
 /// computed in another order overflowed (a fold is exact up to rounding, and rounding there reaches ±Inf): reported as
 /// <see cref="Verdict.OverflowEdge"/>, counted but not a defect. Likewise any difference of values in a model one of
 /// whose own constants comes within 2^8 of overflowing: there the original's arithmetic overflows or absorbs (terms of
 /// both signs overflow and the order of the sum decides between ±Inf and NaN; x + k − k is 0 for |k| ≈ 3e38, x when a
-/// fold composes k − k first). Elsewhere NaN against a number is always a difference.
+/// fold composes k − k first). Bottom: a non-finite element against another value in a model holding a subnormal
+/// constant is <see cref="Verdict.UnderflowEdge"/> — a factor below the smallest normal value moved into a weight makes
+/// results ORT's kernels round or flush differently (its Mul flushes them to 0, its ConvTranspose keeps them), and a
+/// later division by ±0 turns 0 against 1e-45 into NaN against ±Inf; finite differences there stay differences.
+/// Elsewhere NaN against a number is always a difference.
 /// </summary>
 public static class Oracle
 {
-    public enum Verdict { NotRunnable, Equivalent, Different, CandidateFails, OverflowEdge }
+    public enum Verdict { NotRunnable, Equivalent, Different, CandidateFails, OverflowEdge, UnderflowEdge }
 
     public sealed record Result(Verdict Verdict, string Detail, bool Tight = false, bool ReferenceFinite = false);
 
@@ -37,25 +41,37 @@ public static class Oracle
     };
 
     /// <summary>Some floating-point constant of the model comes within 2^8 of its type's largest value.</summary>
-    static bool ConstantsNearRangeEdge(string path)
+    public static bool ConstantsNearRangeEdge(string path) => Constants(path).NearLargest;
+
+    /// <summary>Whether some floating-point constant of the model comes within 2^8 of its type's largest value, and
+    /// whether some is subnormal (non-zero, below the type's smallest normal value).</summary>
+    static (bool NearLargest, bool Subnormal) Constants(string path)
     {
+        bool near = false, subnormal = false;
         try
         {
             var model = NormFold.Onnx.OnnxModel.Load(path);
             foreach (var t in model.AllTensors())
             {
-                double largest = t.DataType switch
+                TensorElementType? type = t.DataType switch
                 {
-                    NormFold.Tensors.ElementType.Float or NormFold.Tensors.ElementType.BFloat16 => float.MaxValue,
-                    NormFold.Tensors.ElementType.Float16 => 65504,
-                    NormFold.Tensors.ElementType.Double => double.MaxValue,
-                    _ => double.NaN,
+                    NormFold.Tensors.ElementType.Float => TensorElementType.Float,
+                    NormFold.Tensors.ElementType.BFloat16 => TensorElementType.BFloat16,
+                    NormFold.Tensors.ElementType.Float16 => TensorElementType.Float16,
+                    NormFold.Tensors.ElementType.Double => TensorElementType.Double,
+                    _ => null,
                 };
-                if (!double.IsNaN(largest) && model.ReadDoubles(t).Any(v => double.IsFinite(v) && Math.Abs(v) >= largest / 256)) return true;
+                if (type is not { } ft) continue;
+                foreach (double v in model.ReadDoubles(t))
+                {
+                    if (!double.IsFinite(v) || v == 0) continue;
+                    near |= Math.Abs(v) >= Largest(ft) / 256;
+                    subnormal |= Math.Abs(v) < SmallestNormal(ft);
+                }
             }
         }
         catch (NormFold.NormFoldException) { }
-        return false;
+        return (near, subnormal);
     }
 
     /// <summary>The type's smallest positive normal value: below it, ORT's kernels differ (its Mul flushes subnormal results
@@ -95,9 +111,13 @@ public static class Oracle
                 return new(Verdict.CandidateFails, e.Message.Split('\n')[0]);
             }
             bool tight = true, finite = true, edge = false;
-            Result Differs(string detail) => ConstantsNearRangeEdge(original)
-                ? new(Verdict.OverflowEdge, detail + ", in a model whose constants reach the range's edge")
-                : new(Verdict.Different, detail);
+            Result Differs(string detail, bool nonFinite = false)
+            {
+                var (near, subnormal) = Constants(original);
+                return near ? new(Verdict.OverflowEdge, detail + ", in a model whose constants reach the range's edge")
+                    : nonFinite && subnormal ? new(Verdict.UnderflowEdge, detail + ", in a model holding a subnormal constant")
+                    : new(Verdict.Different, detail);
+            }
             foreach (var (name, r) in reference)
             {
                 if (!actual.TryGetValue(name, out var a)) return new(Verdict.Different, $"output '{name}' missing");
@@ -122,7 +142,7 @@ public static class Oracle
                         if (!(double.IsNaN(x) && double.IsNaN(y)) && x != y)
                         {
                             if (AtOverflowEdge(x, y, r.Type)) { edge = true; continue; }
-                            return Differs($"'{name}'[{i}]: {y} where the original gives {x}");
+                            return Differs($"'{name}'[{i}]: {y} where the original gives {x}", nonFinite: true);
                         }
                         continue;
                     }

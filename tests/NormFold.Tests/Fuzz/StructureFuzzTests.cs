@@ -57,7 +57,7 @@ public class StructureFuzzTests(ITestOutputHelper log)
     [Theory]
     [InlineData("bn-params:7004099")] // MatMul + BN with zero channels: IndexOutOfRange composing the affine chain
     [InlineData("bn-params:7001571")] // ConvTranspose + BN, γ = 3e38: the BN's own factor overflows float, fold was finite
-    [InlineData("weights:7002651")] // weights of ±3e38: −Inf vs −3.07e38 at the range's edge (the oracle now calls it OverflowEdge)
+    [InlineData("weights:7002651")] // weights of ±3e38: −Inf vs −3.07e38 at the range's edge (the oracle calls it OverflowEdge)
     [InlineData("affine:6000980")] // x + k − k, |k| ≈ 3e38: the original absorbs x (gives 0), the fold composes k − k = 0 (gives x)
     [InlineData("weights:7003068")] // weights of ±3e38: +Inf (original) vs NaN (folded: the scaled terms overflow both ways)
     [InlineData("groupnorm:7001725")] // a Reshape shape of dims [4] holding 2 int64s: ArgumentOutOfRange reading it
@@ -83,6 +83,13 @@ public class StructureFuzzTests(ITestOutputHelper log)
     [InlineData("affine:5000834")] // the same after a MatMul
     [InlineData("affine:6000996")] // the same, forward (Div by [C+1] onto a proven rank)
     [InlineData("affine:8000784")] // the same between two MatMuls
+    [InlineData("affine:8000133")] // a 1e-45 factor moved from a Mul (ORT flushes to 0) into a ConvTranspose (keeps 1e-45), then Div by −0: NaN vs −Inf (now UnderflowEdge)
+    [InlineData("affine:8000423")] // MatMul → Mul(k) → Mul(−3e38) → Add → Mul(0): the check's inputs overflow the original (NaN), the fold gives 0: check exit 2 was counted a false alarm (now 2-edge)
+    [InlineData("affine:4000498")] // fp16 Sub → BN → Add merged before a padded Conv: channel-drift false alarm (fixed by af72527/65b5056)
+    [InlineData("affine:5000949")] // fp16 few-element channels (BN → Div → BN → Add → Conv): the same
+    [InlineData("affine:6000313")] // fp16 few-element channels: the same
+    [InlineData("affine:8000040")] // fp16 few-element channels: the same
+    [InlineData("affine:5000635")] // float, a channel of 64 copies of 2 values (broadcast duplicates) judged as systematic drift: the same
     public void Campaign_findings_stay_fixed(string id)
     {
         string root = Path.Combine(Path.GetTempPath(), "normfold-fuzz", Guid.NewGuid().ToString("N"));
