@@ -9,4 +9,8 @@ if (Environment.GetEnvironmentVariable("NORMFOLD_PEAK_RSS") == "1" && File.Exist
 if (Environment.GetEnvironmentVariable("NORMFOLD_JIT_STATS") == "1")
     Console.Error.WriteLine($"jit_methods={System.Runtime.JitInfo.GetCompiledMethodCount()} jit_ms={System.Runtime.JitInfo.GetCompilationTime().TotalMilliseconds:F0} " +
                             $"uptime_ms={(DateTime.Now - System.Diagnostics.Process.GetCurrentProcess().StartTime).TotalMilliseconds:F0}");
+// For the benchmarks: garbage collections by generation and their pause time.
+if (Environment.GetEnvironmentVariable("NORMFOLD_GC_STATS") == "1")
+    Console.Error.WriteLine($"gc0={GC.CollectionCount(0)} gc1={GC.CollectionCount(1)} gc2={GC.CollectionCount(2)} " +
+                            $"gc_pause_ms={GC.GetTotalPauseDuration().TotalMilliseconds:F1} allocated_kb={GC.GetTotalAllocatedBytes() / 1024}");
 return code;

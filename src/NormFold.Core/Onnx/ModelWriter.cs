@@ -28,6 +28,9 @@ public static class ModelWriter
     /// <summary>Protobuf's hard limit for one message.</summary>
     internal const long ProtobufLimit = int.MaxValue;
     const int Alignment = 4096;
+    /// <summary>The output streams' buffer, for the small pieces between payloads (payloads of a chunk or more are written
+    /// straight from their own buffers): below the large-object size, so it never triggers a full collection.</summary>
+    const int StreamBuffer = 1 << 16;
     static readonly byte[] Zeros = new byte[Alignment];
 
     /// <summary>Refuses an output path that is a folder or lies in a folder that does not exist.</summary>
@@ -92,7 +95,7 @@ public static class ModelWriter
         {
             // Opened first: a folder we cannot write in fails here, before any data is written.
             FileStream stream;
-            try { stream = new FileStream(tmpModel, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20); }
+            try { stream = new FileStream(tmpModel, FileMode.CreateNew, FileAccess.Write, FileShare.None, StreamBuffer); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 throw new InvalidModelException($"{path}: cannot write in '{dir}': {e.GetType().Name.Replace("Exception", "")}", e);
@@ -101,7 +104,7 @@ public static class ModelWriter
             {
                 if (tmpData != null)
                 {
-                    using var data = new FileStream(tmpData, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
+                    using var data = new FileStream(tmpData, FileMode.CreateNew, FileAccess.Write, FileShare.None, StreamBuffer);
                     foreach (var t in moved)
                     {
                         data.Write(Zeros.AsSpan(0, (int)((Alignment - data.Position % Alignment) % Alignment)));
