@@ -19,9 +19,13 @@ public sealed record FoldResult(RewriteLog Log, SortedDictionary<string, int> Op
 /// ONNX Runtime and writing it only if it is equivalent), and say what was done.</summary>
 public static class Folding
 {
-    public static FoldResult Fold(OnnxModel model, PipelineOptions? options = null)
+    public static FoldResult Fold(OnnxModel model, PipelineOptions? options = null) => Fold(model, options, justLoaded: false);
+
+    /// <summary>With <paramref name="justLoaded"/>, for a model <see cref="OnnxModel.Load"/> has just validated and
+    /// nothing has touched since: not validated again.</summary>
+    internal static FoldResult Fold(OnnxModel model, PipelineOptions? options, bool justLoaded)
     {
-        Graph.ModelValidator.Validate(model); // again: the model may have been built or changed in memory
+        if (!justLoaded) Graph.ModelValidator.Validate(model); // the model may have been built or changed in memory
         var before = OpCounts.Of(model);
         var log = new Pipeline(options).Run(model);
         return new FoldResult(log, before, OpCounts.Of(model));
@@ -35,7 +39,7 @@ public static class Folding
         CheckOptions? check = null)
     {
         using var model = OnnxModel.Load(input);
-        var result = Fold(model, (options ?? new PipelineOptions()) with { DeferWeightArithmetic = true }); // saved next
+        var result = Fold(model, (options ?? new PipelineOptions()) with { DeferWeightArithmetic = true }, justLoaded: true); // saved next
         if (check is null)
         {
             ModelWriter.Save(model, output, save);

@@ -130,7 +130,7 @@ internal sealed class FoldCommand : Command
         try
         {
             using var model = OnnxModel.Load(input);
-            result = Folding.Fold(model, settings.Pipeline);
+            result = Folding.Fold(model, settings.Pipeline, justLoaded: true);
             var foldGates = settings.Gates.Check(result, null).ToList();
             CheckReport? report = null;
             // The weight audit replays this fold's log against the saved model.

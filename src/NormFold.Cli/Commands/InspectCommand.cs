@@ -34,7 +34,7 @@ internal sealed class InspectCommand : Command
         var m = model.Proto;
         var stdout = io.Out;
         if (!io.Quiet) stdout.WriteLine($"{input}: IR {m.IrVersion}, opset {string.Join(", ", m.OpsetImport.Select(o => $"{(o.Domain.Length == 0 ? "ai.onnx" : o.Domain)} {o.Version}"))}, producer {(m.ProducerName.Length == 0 ? "?" : $"{m.ProducerName} {m.ProducerVersion}".Trim())}{(model.HasExternalData ? ", external data" : "")}");
-        var result = Folding.Fold(model, options);
+        var result = Folding.Fold(model, options, justLoaded: true);
         if (!io.Quiet)
         {
             stdout.WriteLine();

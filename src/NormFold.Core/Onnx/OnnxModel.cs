@@ -212,6 +212,16 @@ public sealed class OnnxModel : IDisposable
         else deferred.WriteTo(output);
     }
 
+    /// <summary>Bytes [offset, offset + chunk.Length) of a tensor's raw bytes into <paramref name="chunk"/> (offset a
+    /// multiple of the element size); a deferred tensor computes only those.</summary>
+    internal void FillRaw(TensorProto t, int offset, Span<byte> chunk)
+    {
+        DeferredScaling? deferred;
+        lock (_deferred) _deferred.TryGetValue(t, out deferred);
+        if (deferred is null) FileBytes.CopyTo(RawMemory(t), offset, chunk);
+        else deferred.Fill(chunk, offset);
+    }
+
     /// <summary>Computes every deferred tensor that <paramref name="keep"/> rejects (e.g. those a writer cannot stream).</summary>
     internal void MaterializeDeferred(Func<TensorProto, bool> keep)
     {

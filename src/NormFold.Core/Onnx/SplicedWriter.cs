@@ -58,11 +58,63 @@ internal static class SplicedWriter
                 else s.Tensor.ClearRawData(); // deferred
             }
         }
-        foreach (var piece in Splice(skeleton, spliced))
+        var pieces = Splice(skeleton, spliced);
+        if (output is FileStream { CanSeek: true } file)
+        {
+            WriteAt(model, file, pieces);
+            return;
+        }
+        foreach (var piece in pieces)
         {
             if (piece.Tensor is null) output.Write(piece.Bytes, piece.Offset, piece.Length);
             else model.WriteRaw(piece.Tensor, output);
         }
+    }
+
+    /// <summary>The pieces at their offsets in the file, every payload's chunks and the bytes between payloads on every
+    /// core at once (one pwrite each): small tensors are written in parallel too, not only large ones.</summary>
+    static void WriteAt(OnnxModel model, FileStream file, List<Piece> pieces)
+    {
+        file.Flush();
+        long position = file.Position;
+        var jobs = new List<(long At, Piece Piece, int Offset, int Length)>();
+        var between = new MemoryStream();
+        long betweenAt = position;
+        void EndBetween()
+        {
+            if (between.Length > 0) jobs.Add((betweenAt, new Piece(between.ToArray(), 0, (int)between.Length), 0, (int)between.Length));
+            between.SetLength(0);
+        }
+        foreach (var piece in pieces)
+        {
+            if (piece.Tensor is null)
+            {
+                if (between.Length == 0) betweenAt = position;
+                between.Write(piece.Bytes, piece.Offset, piece.Length);
+                position += piece.Length;
+                continue;
+            }
+            EndBetween();
+            long length = model.RawLength(piece.Tensor);
+            for (long offset = 0; offset < length; offset += FileBytes.Chunk)
+                jobs.Add((position + offset, piece, (int)offset, (int)Math.Min(FileBytes.Chunk, length - offset)));
+            position += length;
+        }
+        EndBetween();
+        var handle = file.SafeFileHandle;
+        FileBytes.ParallelFor(jobs.Count, FileBytes.ChunkBuffer.Rent, (k, buffer) =>
+        {
+            var (at, piece, offset, length) = jobs[k];
+            if (piece.Tensor is null)
+            {
+                RandomAccess.Write(handle, piece.Bytes.AsSpan(piece.Offset, piece.Length), at);
+                return;
+            }
+            var chunk = buffer.Span(length);
+            model.FillRaw(piece.Tensor, offset, chunk);
+            RandomAccess.Write(handle, chunk, at);
+        }, buffer => buffer.Dispose());
+        file.Seek(position, SeekOrigin.Begin);
     }
 
     /// <summary>Bytes[Offset, Offset + Length) — of the skeleton, or new framing (a tag and a length) — or a tensor's payload.</summary>

@@ -90,12 +90,15 @@ internal sealed class DeferredScaling
 
     /// <summary>A chunk at a time: read the source chunk into a warm buffer, scale it there, write it (chunks on
     /// every core at once when the output is a file). No memory the size of the tensor is touched.</summary>
-    public void WriteTo(Stream output) =>
-        Onnx.FileBytes.WriteChunked(output, Length, (chunk, offset) =>
-        {
-            Onnx.FileBytes.CopyTo(_source, offset, chunk);
-            Produce(offset / _size, chunk, chunk);
-        });
+    public void WriteTo(Stream output) => Onnx.FileBytes.WriteChunked(output, Length, Fill);
+
+    /// <summary>Bytes [offset, offset + chunk.Length) of W' into <paramref name="chunk"/> (offset a multiple of the
+    /// element size): the source bytes read into it, scaled in place.</summary>
+    public void Fill(Span<byte> chunk, int offset)
+    {
+        Onnx.FileBytes.CopyTo(_source, offset, chunk);
+        Produce(offset / _size, chunk, chunk);
+    }
 
     /// <summary>Elements [first, first + destination.Length / size) of W' into <paramref name="destination"/>.</summary>
     public void Produce(int first, Span<byte> destination) =>

@@ -243,6 +243,16 @@ public class ZeroCopyTests
         var spliced = new MemoryStream();
         SplicedWriter.Write(model, spliced, minSpliced: 0);
         Assert.Equal(bytes, spliced.ToArray());
+        // To a file the pieces are written at their offsets, on every core at once: the same bytes, after what the
+        // stream already held, and the stream left at their end.
+        string file = Path.Combine(TempDir(), "w.onnx");
+        using (var stream = new FileStream(file, FileMode.CreateNew, FileAccess.Write, FileShare.None, 16))
+        {
+            stream.Write([1, 2, 3]);
+            SplicedWriter.Write(model, stream, minSpliced: 0);
+            stream.Write([4]);
+        }
+        Assert.Equal([1, 2, 3, .. bytes, 4], File.ReadAllBytes(file));
     }
 
     [Fact]
@@ -328,6 +338,13 @@ public class ZeroCopyTests
         ModelWriter.Save(deferred, b, save);
         Assert.Equal(File.ReadAllBytes(a), File.ReadAllBytes(b));
         if (external) Assert.Equal(File.ReadAllBytes(a + ".data"), File.ReadAllBytes(b + ".data"));
+        else
+        {
+            // A stream that is not a file is written in order, one piece after another: the same bytes.
+            var inOrder = new MemoryStream();
+            ModelWriter.Write(deferred, inOrder);
+            Assert.Equal(File.ReadAllBytes(b), inOrder.ToArray());
+        }
         Assert.Equal(0, Count(OnnxModel.Load(b), "BatchNormalization"));
         AssertEquivalent(OnnxModel.Load(path), OnnxModel.Load(b));
         // Reading a deferred tensor computes it, once, to the same bytes.
