@@ -227,10 +227,19 @@ public static class Bases
         long[] x = r.Next(2) == 0 ? [2, 3, 4] : [1, 2, 3, 4];
         long[] axes = r.Next(3) == 0 ? [-2, -1] : [-1];
         g.Input("x", F32, x);
+        LayerNormOf(g, "x", x[^axes.Length..], axes, op);
+        g.Output("y", F32, x);
+        return g.Proto;
+    }
+
+    /// <summary>The decomposition on <paramref name="x"/> over <paramref name="axes"/> (γ, β of dims <paramref name="norm"/>);
+    /// its result is "y".</summary>
+    public static void LayerNormOf(GraphBuilder g, string x, long[] norm, long[] axes, long op)
+    {
         (string, object)[] axesAttr = op >= 18 ? [] : [("axes", axes)];
         string[] Reduce(string input, string axesName) => op >= 18 ? [input, g.Int64s(axesName, axes)] : [input];
-        g.Node("ReduceMean", Reduce("x", "axes_m"), "m", "mean", axesAttr);
-        g.Node("Sub", ["x", "m"], "d", "sub");
+        g.Node("ReduceMean", Reduce(x, "axes_m"), "m", "mean", axesAttr);
+        g.Node("Sub", [x, "m"], "d", "sub");
         g.Init("two", F32, [], [2]);
         g.Node("Pow", ["d", "two"], "p", "pow");
         g.Node("ReduceMean", Reduce("p", "axes_v"), "v", "var", axesAttr);
@@ -238,12 +247,9 @@ public static class Bases
         g.Node("Add", ["v", "eps"], "ve", "add_eps");
         g.Node("Sqrt", ["ve"], "s", "sqrt");
         g.Node("Div", ["d", "s"], "n", "div");
-        long[] norm = x[^axes.Length..];
         g.Init("gamma", F32, norm, 0.5, 1.5);
         g.Init("beta", F32, norm, -0.5, 0.5);
         g.Node("Mul", ["n", "gamma"], "scaled", "mul");
         g.Node("Add", ["scaled", "beta"], "y", "add_beta");
-        g.Output("y", F32, x);
-        return g.Proto;
     }
 }

@@ -30,6 +30,7 @@ public static partial class Families
         new("layernorm", 7, LayerNorm),
         new("check-pairs", 10, CheckPairs),
         new("affine", 10, Affine),
+        new("rewrite-paths", 8, RewritePaths),
         new("scale", 1, Scale, Risky: true),
     ];
 

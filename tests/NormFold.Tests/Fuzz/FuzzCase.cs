@@ -41,6 +41,8 @@ public sealed class FuzzCase
     /// <summary>Running the input in ORT in this process is unsafe or pointless.</summary>
     public bool SkipOracle { get; set; }
     public TimeSpan? Timeout { get; set; }
+    /// <summary>Every BN and affine candidate of the model can fold: with --require-all-folded, exit 4 is a defect.</summary>
+    public bool ExpectAllFolded { get; set; }
     /// <summary>The oracle also feeds the initializers ONNX Runtime lets a caller override (IR ≥ 4, listed as inputs).</summary>
     public bool FeedInitializers { get; set; }
 

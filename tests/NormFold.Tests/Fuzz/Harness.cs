@@ -8,7 +8,7 @@ namespace NormFold.Tests.Fuzz;
 /// <summary>How one CLI run ended. Everything from <see cref="InternalError"/> on is a defect.</summary>
 public enum Outcome
 {
-    Exit0Equivalent, Exit0, Exit0InputNotRunnable, Exit0RangeEdge, Exit2, Exit2RangeEdge, Exit3,
+    Exit0Equivalent, Exit0, Exit0InputNotRunnable, Exit0RangeEdge, Exit2, Exit2RangeEdge, Exit3, Exit4,
     InternalError, Crash, Hang, StackTrace, MultiLineError, UnnamedError, LeftFiles, ModifiedInput, ReadOutside,
     SilentlyWrong, BrokenOutput, FalseAlarm, FalsePass, UnexpectedExit,
 }
@@ -152,11 +152,14 @@ public sealed class Harness(string root)
         err = ProgressLine.Replace(err, ""); // a check's progress (after 1 s, one line per stage) is not the error
         string first = FirstLine(err);
         if (timedOut) return (Outcome.Hang, $"no exit after {(c.Timeout ?? Timeout).TotalSeconds:0} s");
-        if (code is < 0 or > 3) return (Outcome.Crash, $"exit {code}: {first}");
+        bool requireAll = kind is RunKind.Fold or RunKind.FoldCheck or RunKind.Inspect && c.Options.Contains("--require-all-folded");
+        if (code is < 0 or > 4 || (code == 4 && !requireAll)) return (Outcome.Crash, $"exit {code}: {first}");
         if (code == 1) return (Outcome.InternalError, first);
         if (err.Contains("\n   at ") || err.Contains("Exception:") || err.Contains("Stack overflow")) return (Outcome.StackTrace, first);
         var written = Directory.EnumerateFileSystemEntries(outDir, "*", SearchOption.AllDirectories).Select(p => Path.GetRelativePath(outDir, p)).ToList();
         if (code != 0 && written.Count > 0) return (Outcome.LeftFiles, $"exit {code} left {string.Join(", ", written)}");
+        if (code == 4)
+            return c.ExpectAllFolded ? (Outcome.UnexpectedExit, "exit 4 though every candidate can fold: " + first) : (Outcome.Exit4, first);
         if (code == 3)
         {
             var lines = err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
@@ -361,6 +364,7 @@ public static class Campaign
         Outcome.Exit2RangeEdge => "2-edge",
         Outcome.Exit2 => "2",
         Outcome.Exit3 => "3",
+        Outcome.Exit4 => "4",
         _ => o.ToString()[..Math.Min(10, o.ToString().Length)],
     };
 }
