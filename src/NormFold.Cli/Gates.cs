@@ -12,7 +12,7 @@ namespace NormFold.Cli;
 internal sealed record Gates(bool RequireAllFolded, double? MaxDrift, double? MinCosine)
 {
     public static readonly OptionSpec RequireAllFoldedOption = new("--require-all-folded", null,
-        "fail (exit 4, nothing written) when any BatchNormalization (or per-channel Mul/Div/Add/Sub candidate) is left or replaced instead of folded; each is listed with its reason");
+        "fail (exit 4, nothing written) when any BatchNormalization (or per-channel Mul/Div/Add/Sub candidate) is left or replaced instead of folded, except an op inside an activation (PartOfActivation); each is listed with its reason");
 
     public static readonly OptionSpec[] DriftOptions =
     [
@@ -43,13 +43,10 @@ internal sealed record Gates(bool RequireAllFolded, double? MaxDrift, double? Mi
         .. MinCosine is { } c ? new[] { $"--min-cosine {c.ToString("R", CultureInfo.InvariantCulture)}" } : [],
     ];
 
-    /// <summary>Decisions a fold gate counts: every BatchNormalization, and per-channel affine candidates.</summary>
-    public static bool IsFoldCandidate(Decision d) => d.AnchorOpType is "BatchNormalization" or "Mul" or "Div" or "Add" or "Sub";
-
     public IEnumerable<GateFailure> Check(FoldResult? fold, CheckReport? check)
     {
         if (RequireAllFolded && fold is not null)
-            foreach (var d in fold.Log.Decisions.Where(d => IsFoldCandidate(d) && d.Outcome != Outcome.Folded))
+            foreach (var d in fold.Log.Decisions.Where(d => SkipReasons.IsFoldCandidate(d) && d.Outcome != Outcome.Folded))
                 yield return new GateFailure(RequireAllFoldedOption.Name, $"{d.AnchorOpType} '{d.Anchor}'" + (d.Graph == "main" ? "" : $" in {d.Graph}"),
                     $"{Printing.OutcomeText(d.Outcome)}{(d.Target is null ? "" : $" ({d.Target})")}: {d.Reason?.ToString() ?? "-"}: {d.Detail}");
         if (check is null) yield break;

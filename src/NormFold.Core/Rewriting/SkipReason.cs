@@ -58,6 +58,10 @@ public enum SkipReason
     PaddedConvolution,
     /// <summary>The rewrite would put as many nodes back as it removes (a lone shift moved through a MatMul needs an Add).</summary>
     NothingSaved,
+    /// <summary>An affine op inside an activation x·f(x + k) (HardSwish, Swish, GELU): its result reaches, through elementwise
+    /// ops, a node that also reads its input x, so folding it anywhere would change that other read. Never foldable:
+    /// not counted as a fold candidate (<see cref="SkipReasons.IsFoldCandidate"/>).</summary>
+    PartOfActivation,
 }
 
 internal static class SkipReasons
@@ -65,4 +69,9 @@ internal static class SkipReasons
     /// <summary>Reasons that only say "the anchor's neighbourhood is not this rule's pattern" (another rule may well
     /// recognise it): any other refusal is preferred when several rules refuse one anchor.</summary>
     public static bool MeansNotThisPattern(SkipReason reason) => reason is SkipReason.ProducerNotFoldable or SkipReason.PatternMismatch;
+
+    /// <summary>Decisions that "all folded" counts: every BatchNormalization, and the per-channel affine ops
+    /// (Mul/Div/Add/Sub) except those that are part of an activation (never foldable).</summary>
+    public static bool IsFoldCandidate(Decision d) =>
+        d.AnchorOpType is "BatchNormalization" or "Mul" or "Div" or "Add" or "Sub" && d.Reason != SkipReason.PartOfActivation;
 }

@@ -551,10 +551,10 @@ public class ReviewAttackTests
         Assert.Equal(2, branch.Initializer.Count);
     }
 
-    /// <summary>paddle2onnx's HardSwish after a Conv: Conv → Add(3) → Clip → Mul(conv, ·). The Add is left (its input is also
-    /// read by the Mul), and every pass of the fixed-point forward phase appended its "not my pattern" detail again:
-    /// "…; forward phase: 'a' is read by Clip 'clip'; forward phase: 'a' is read by Clip 'clip'" (a second pass ran
-    /// because a Mul in another branch folded forward into a Conv).</summary>
+    /// <summary>Conv → Add(3) → Clip → Mul(Relu(conv), ·) (once paddle2onnx's HardSwish, now PartOfActivation). The Add is
+    /// left (its input is also read by the Relu), and every pass of the fixed-point forward phase appended its "not my
+    /// pattern" detail again: "…; forward phase: 'a' is read by Clip 'clip'; forward phase: 'a' is read by Clip 'clip'"
+    /// (a second pass ran because a Mul in another branch folded forward into a Conv).</summary>
     [Fact]
     public void A_later_phases_detail_is_appended_once_however_many_passes_it_runs()
     {
@@ -566,7 +566,8 @@ public class ReviewAttackTests
         g.Init("lo", F32, [], [0]);
         g.Init("hi", F32, [], [6]);
         g.Node("Clip", ["a", "lo", "hi"], "cl", "clip");
-        g.Node("Mul", ["c", "cl"], "y", "hardswish");
+        g.Node("Relu", ["c"], "rc", "relu_c");
+        g.Node("Mul", ["rc", "cl"], "y", "hardswish");
         g.Output("y", F32, [1, 3, 8, 8]);
         g.Node("Relu", ["x"], "r", "relu");
         g.Node("Mul", ["r", g.Init("s", F32, [1, 3, 1, 1], 0.5, 1.5)], "m", "scale");

@@ -53,8 +53,43 @@ internal static class AffineHead
             return new Match.NoCandidate($"the bias add of {Attributes.Describe(matmul)}: nothing to fold, a MatMul has no bias of its own");
         if (!piece.Any(IsBn) && !NextToLinear(g, x, piece[^1].Output[0]) && !MergeCouldShrink(g, piece) && !piece.Any(n => IsIdentity(g, n)))
             return new Match.NoCandidate("no linear op next to it and nothing to merge it with");
+        return piece.Any(IsBn) ? null : InActivation(g, x, piece[0], piece[^1].Output[0]);
+    }
+
+    /// <summary>
+    /// x → piece → f(elementwise) → g(x, ·): HardSwish x·clip(x + 3, 0, 6)/6, Swish x·σ(βx), GELU x·(1 + erf(x/√2))/2.
+    /// The piece's output reaches, through elementwise ops only, a node that also reads x: folding the piece anywhere
+    /// changes that other read of x, so it is part of an activation, never foldable (PartOfActivation).
+    /// </summary>
+    static Match.Refused? InActivation(GraphIndex g, string x, NodeProto first, string y)
+    {
+        if (g.Consumers(x).Count < 2) return null;
+        var queue = new Queue<(string Name, string Path)>([(y, "")]);
+        var seen = new HashSet<string>(StringComparer.Ordinal) { y };
+        while (queue.Count > 0 && seen.Count <= 16)
+        {
+            var (name, path) = queue.Dequeue();
+            foreach (var c in g.Consumers(name))
+            {
+                if (!ReferenceEquals(c, first) && c.Input.Contains(x))
+                    return Match.Refuse(SkipReason.PartOfActivation,
+                        $"'{x}' is also read by {Attributes.Describe(c)}, which its result reaches{(path.Length > 0 ? " through " + path : "")}: " +
+                        "part of an activation x·f(x, …); folding it would change that other read of x");
+                if (Elementwise.Contains(c.OpType) && Attributes.IsDefaultDomain(c) && c.Output.Count > 0 && c.Output[0].Length > 0
+                    && seen.Add(c.Output[0]))
+                    queue.Enqueue((c.Output[0], path.Length > 0 ? $"{path}, {Attributes.Describe(c)}" : Attributes.Describe(c)));
+            }
+        }
         return null;
     }
+
+    /// <summary>Ops whose output element i depends on their inputs' element i alone.</summary>
+    static readonly HashSet<string> Elementwise = new(StringComparer.Ordinal)
+    {
+        "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Clip", "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid",
+        "HardSwish", "Tanh", "Erf", "Exp", "Log", "Softplus", "Softsign", "Elu", "Selu", "Celu", "Gelu", "Mish", "Neg",
+        "Abs", "Sqrt", "Reciprocal", "Identity", "Sin", "Cos",
+    };
 
     static bool IsBn(NodeProto n) => n.OpType == "BatchNormalization";
 
