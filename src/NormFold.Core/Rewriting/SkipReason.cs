@@ -62,6 +62,9 @@ public enum SkipReason
     /// ops, a node that also reads its input x, so folding it anywhere would change that other read. Never foldable:
     /// not counted as a fold candidate (<see cref="SkipReasons.IsFoldCandidate"/>).</summary>
     PartOfActivation,
+    /// <summary>BatchNormalization-14/15 with training_mode=0 (or absent) that names running_mean/running_var outputs,
+    /// which exist only in training mode: ONNX rejects the node and ONNX Runtime does not load it.</summary>
+    TrainingOutputsInEvalMode,
 }
 
 internal static class SkipReasons

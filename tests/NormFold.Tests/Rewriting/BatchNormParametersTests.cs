@@ -70,21 +70,52 @@ public class BatchNormParametersTests
     }
 
     [Fact]
-    public void Bn15_optional_output_read_is_refused()
+    public void Bn6_optional_output_read_is_refused()
     {
-        var g = ConvBn(15, bnOutputs: ["y", "running_mean", "running_var"]);
-        g.Output("running_mean");
+        var g = ConvBn(6, (_, bn) => bn.Attribute.Add(Attr("is_test", 1L)), bnOutputs: ["y", "mean"]);
+        g.Output("mean");
         var (_, r) = Fold(g.Build(), Keep);
-        var d = AssertLeft(r, SkipReason.OptionalOutputsUsed);
-        Assert.Contains("running_mean", d.Detail);
+        Assert.Contains("'mean' is read", AssertLeft(r, SkipReason.OptionalOutputsUsed).Detail);
     }
 
-    [Fact]
-    public void Bn15_unread_optional_outputs_do_not_block_folding()
+    /// <summary>BN-14/15 in eval mode naming running_mean/running_var (read or not): ONNX rejects it, ORT does not load
+    /// it; folding it as eval turned an invalid model into a valid one silently.</summary>
+    [Theory]
+    [InlineData(14, null, new[] { "y", "rm", "rv" }, false)]
+    [InlineData(14, 0L, new[] { "y", "", "rv" }, false)]
+    [InlineData(15, null, new[] { "y", "rm" }, false)]
+    [InlineData(15, 0L, new[] { "y", "rm", "rv" }, true)]
+    public void Bn14_15_in_eval_mode_naming_training_outputs_is_refused(long opset, long? trainingMode, string[] outputs, bool read)
     {
-        var (folded, r) = Fold(ConvBn(15, bnOutputs: ["y", "running_mean", "running_var"]).Build());
-        Assert.Equal(Outcome.Folded, Single(r).Outcome);
-        Assert.Equal(0, Count(folded, "BatchNormalization"));
+        var g = ConvBn(opset, (_, bn) => { if (trainingMode is { } t) bn.Attribute.Add(Attr("training_mode", t)); }, outputs);
+        if (read) g.Output(outputs[1]);
+        var (folded, r) = Fold(g.Build());
+        var d = AssertLeft(r, SkipReason.TrainingOutputsInEvalMode);
+        foreach (var o in outputs.Skip(1).Where(o => o.Length > 0)) Assert.Contains($"'{o}'", d.Detail);
+        Assert.Contains(trainingMode is null ? "training_mode=0 (absent)" : "training_mode=0 but", d.Detail);
+        Assert.Equal(1, Count(folded, "BatchNormalization")); // left as it is, not turned into Mul + Add
+    }
+
+    /// <summary>An empty output name is an absent output: such a BN is the eval form at every version and folds.</summary>
+    [Theory]
+    [InlineData(9, new[] { "y", "", "", "", "" })]
+    [InlineData(13, new[] { "y", "", "", "", "" })]
+    [InlineData(14, new[] { "y", "", "" })]
+    [InlineData(15, new[] { "y", "" })]
+    public void Bn_with_empty_optional_output_names_folds(long opset, string[] outputs)
+    {
+        FoldAndCheck(ConvBn(opset, bnOutputs: outputs).Build());
+    }
+
+    /// <summary>BN-7..13: the extra outputs exist only in the training form, so naming any, read or not, is training mode.</summary>
+    [Theory]
+    [InlineData(7, new[] { "y", "m" })]
+    [InlineData(9, new[] { "y", "", "v", "", "" })]
+    [InlineData(13, new[] { "y", "m", "v", "sm", "sv" })]
+    public void Bn7_to_13_naming_an_optional_output_is_training_mode(long opset, string[] outputs)
+    {
+        var (_, r) = Fold(ConvBn(opset, bnOutputs: outputs).Build(), Keep);
+        Assert.Contains($"{outputs.Length} outputs is the training form", AssertLeft(r, SkipReason.TrainingMode).Detail);
     }
 
     [Fact]

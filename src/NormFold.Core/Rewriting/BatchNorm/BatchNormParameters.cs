@@ -39,6 +39,13 @@ internal sealed record BatchNormParameters(
             return Match.Refuse(SkipReason.NonSpatial, $"spatial=0: BatchNormalization-{version} keeps statistics per activation, not per channel");
         if (version >= 14 && Attributes.Int(bn, "training_mode", 0) != 0)
             return Match.Refuse(SkipReason.TrainingMode, "training_mode=1: normalises with batch statistics");
+        // BN-14/15: running_mean/running_var exist only in training mode; ONNX's inference rejects them named when
+        // training_mode=0 and ONNX Runtime will not load the model. An empty name means absent.
+        if (version >= 14 && bn.Output.Skip(1).Where(o => o.Length > 0).ToList() is { Count: > 0 } named)
+            return Match.Refuse(SkipReason.TrainingOutputsInEvalMode,
+                $"training_mode={(Attributes.Find(bn, "training_mode") is null ? "0 (absent)" : "0")} but it names output(s) " +
+                $"{string.Join(", ", named.Select(o => $"'{o}'"))}, which BatchNormalization-{version} has only in training mode: " +
+                "ONNX rejects the node (ONNX Runtime does not load it), so what it computes is not defined");
         for (int k = 1; k < bn.Output.Count; k++)
         {
             string o = bn.Output[k];
