@@ -32,7 +32,7 @@ internal sealed class TypeHints
     /// <summary>Output has input 0's rank and type (dims may change).</summary>
     static readonly HashSet<string> SameRank = new(StringComparer.Ordinal)
     {
-        "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "Concat", "Pad", "Resize", "Upsample", "DepthToSpace",
+        "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "Pad", "Resize", "Upsample", "DepthToSpace",
         "SpaceToDepth", "Slice", "Tile",
     };
 
@@ -115,11 +115,38 @@ internal sealed class TypeHints
         {
             case "Conv": shape = ConvShape(n, S(0), S(1)); type = T(0); break;
             case "Transpose":
+                // Rank |perm| (a valid model's input has that rank), else the input's.
                 type = T(0);
-                if (S(0) is { } x)
+                if (Attributes.Ints(n, "perm")?.ToArray() is { } given)
+                    shape = S(0) is { } px && given.Length == px.Length && given.All(p => p >= 0 && p < px.Length) ? given.Select(p => px[p]).ToArray() : Unknown(given.Length);
+                else if (S(0) is { } x) shape = x.Reverse().ToArray();
+                break;
+            case "Concat": shape = ConcatShape(n, Enumerable.Range(0, n.Input.Count).Select(S).ToList()); type = T(0); break;
+            case "Expand":
+                // The broadcast of X's shape with the constant shape (rank max of the two).
+                type = T(0);
+                if (S(0) is { } ex && n.Input.Count > 1 && index.TryGetConstant(n.Input[1], out var to, out _) && to.Dims.Count == 1 && to.Dims[0] <= MaxRank)
+                    shape = Broadcast(ex, index.Model.ReadInt64s(to));
+                else if (S(0) is { } ex2 && S(1) is [var length and >= 0 and <= MaxRank]) shape = Unknown(Math.Max(ex2.Length, (int)length));
+                break;
+            case "Shape":
+                // [rank of X], sliced by start/end (opset 15).
+                if (S(0) is { } sx)
                 {
-                    var perm = Attributes.Ints(n, "perm")?.ToArray() ?? Enumerable.Range(0, x.Length).Reverse().Select(p => (long)p).ToArray();
-                    shape = perm.Length == x.Length && perm.All(p => p >= 0 && p < x.Length) ? perm.Select(p => x[p]).ToArray() : Unknown(x.Length);
+                    long r = sx.Length, start = Attributes.Int(n, "start", 0), end = Attributes.Int(n, "end", r);
+                    start = Math.Clamp(start < 0 ? start + r : start, 0, r);
+                    end = Math.Clamp(end < 0 ? end + r : end, 0, r);
+                    shape = [Math.Max(0, end - start)];
+                }
+                type = (int)TensorProto.Types.DataType.Int64;
+                break;
+            case "Gather":
+                // data [d…] with the axis replaced by indices' shape.
+                type = T(0);
+                if (S(0) is { Length: > 0 } gd && S(1) is { } gi && Attributes.Int(n, "axis", 0) is var ga && ga >= -gd.Length && ga < gd.Length)
+                {
+                    int a = (int)(ga < 0 ? ga + gd.Length : ga);
+                    shape = [.. gd[..a], .. gi, .. gd[(a + 1)..]];
                 }
                 break;
             case "GlobalAveragePool" or "GlobalMaxPool" or "GlobalLpPool":
@@ -146,11 +173,11 @@ internal sealed class TypeHints
                 }
                 break;
             case "Cast": shape = S(0); type = (int)Attributes.Int(n, "to", 0); break;
-            case "Unsqueeze":
+            case "Unsqueeze" or "Squeeze":
                 type = T(0);
-                long? added = Attributes.Ints(n, "axes") is { } attr ? attr.Count
-                    : n.Input.Count > 1 && index.TryGetConstant(n.Input[1], out var axes, out _) ? TensorData.ElementCount(axes) : null;
-                if (S(0) is { } before && added is { } k) shape = Unknown(before.Length + (int)k);
+                if (S(0) is { } before && Axes(index, n) is { } axes) shape = n.OpType == "Unsqueeze" ? Unsqueezed(before, axes) : Squeezed(before, axes);
+                else if (n.OpType == "Squeeze" && S(0) is { } all && all.All(d => d >= 0) && Axes(index, n) is null && !HasAxesInput(n))
+                    shape = all.Where(d => d != 1).ToArray();
                 break;
             case "Reshape":
                 type = T(0);
@@ -158,12 +185,85 @@ internal sealed class TypeHints
                     shape = ReshapeShape(index.Model.ReadInt64s(target), S(0), Attributes.Int(n, "allowzero", 0) != 0);
                 else if (n.Input.Count > 1 && index.Producer(n.Input[1]) is { OpType: "Shape" } s && s.Attribute.Count == 0 && s.Input.Count == 1)
                     shape = shapeOf(s.Input[0]);
+                else if (n.Input.Count > 1 && ConcatTarget(index, n.Input[1], shapeOf) is { } pieces)
+                    shape = ReshapeShape(pieces, S(0), Attributes.Int(n, "allowzero", 0) != 0);
+                else if (S(1) is [var length and >= 0 and <= MaxRank]) shape = Unknown((int)length); // rank = the shape input's length
                 break;
         }
         return (shape, type);
     }
 
     static long[]? Unknown(int? rank) => rank is { } r ? Enumerable.Repeat(-1L, r).ToArray() : null;
+
+    /// <summary>Concat: rank of any input whose rank is known; along the axis the sum when every input's dim is known, other
+    /// dims from any input that knows them.</summary>
+    static long[]? ConcatShape(NodeProto n, List<long[]?> inputs)
+    {
+        if (inputs.FirstOrDefault(i => i != null) is not { } first) return null;
+        int rank = first.Length;
+        long axis = Attributes.Int(n, "axis", 0);
+        if (inputs.Any(i => i != null && i.Length != rank) || axis < -rank || axis >= rank) return Unknown(rank);
+        int a = (int)(axis < 0 ? axis + rank : axis);
+        var result = new long[rank];
+        for (int d = 0; d < rank; d++)
+            result[d] = d == a
+                ? inputs.All(i => i != null && i[d] >= 0) ? inputs.Sum(i => i![d]) : -1
+                : inputs.Select(i => i?[d] ?? -1).FirstOrDefault(v => v >= 0, -1);
+        return result;
+    }
+
+    /// <summary>Ranks above this are not inferred from a tensor's length (no real model has them; a lying one costs memory).</summary>
+    const long MaxRank = 64;
+
+    /// <summary>Entry of a Reshape target whose value is not known (neither a dim nor 0 nor −1).</summary>
+    const long UnknownEntry = long.MinValue;
+
+    /// <summary>A Reshape target made by Concat of 1-D pieces: constants' values, <see cref="UnknownEntry"/> for the
+    /// entries of a computed piece of known length (Shape → Gather → Unsqueeze); null when a length is not known.</summary>
+    static long[]? ConcatTarget(GraphIndex index, string name, Func<string, long[]?> shapeOf)
+    {
+        if (index.Producer(name) is not { OpType: "Concat" } concat || !Attributes.IsDefaultDomain(concat)
+            || Attributes.Int(concat, "axis", 0) is not (0 or -1)) return null;
+        var target = new List<long>();
+        foreach (var piece in concat.Input)
+        {
+            if (piece.Length == 0) return null;
+            if (index.TryGetConstant(piece, out var t, out _))
+            {
+                if (t.Dims.Count != 1 || t.DataType != (int)TensorProto.Types.DataType.Int64) return null;
+                target.AddRange(index.Model.ReadInt64s(t));
+            }
+            else if (shapeOf(piece) is [var length and >= 0 and <= MaxRank]) target.AddRange(Enumerable.Repeat(UnknownEntry, (int)length));
+            else return null;
+        }
+        return target.ToArray();
+    }
+
+    /// <summary>Unsqueeze/Squeeze axes from the attribute (opset &lt; 13) or a constant input, or null.</summary>
+    static long[]? Axes(GraphIndex index, NodeProto n) =>
+        Attributes.Ints(n, "axes")?.ToArray()
+        ?? (n.Input.Count > 1 && n.Input[1].Length > 0 && index.TryGetConstant(n.Input[1], out var t, out _) ? index.Model.ReadInt64s(t) : null);
+
+    static bool HasAxesInput(NodeProto n) => n.Input.Count > 1 && n.Input[1].Length > 0;
+
+    /// <summary>Unsqueeze: 1s inserted at the axes (counted in the output's rank); null for axes out of range or repeated.</summary>
+    static long[]? Unsqueezed(long[] x, long[] axes)
+    {
+        int rank = x.Length + axes.Length;
+        var at = axes.Select(a => a < 0 ? a + rank : a).ToHashSet();
+        if (at.Count != axes.Length || at.Any(a => a < 0 || a >= rank)) return null;
+        var result = new long[rank];
+        for (int d = 0, k = 0; d < rank; d++) result[d] = at.Contains(d) ? 1 : x[k++];
+        return result;
+    }
+
+    /// <summary>Squeeze: the axes removed; null for axes out of range, repeated, or of a known dim other than 1.</summary>
+    static long[]? Squeezed(long[] x, long[] axes)
+    {
+        var at = axes.Select(a => a < 0 ? a + x.Length : a).ToHashSet();
+        if (at.Count != axes.Length || at.Any(a => a < 0 || a >= x.Length || x[a] is >= 0 and not 1)) return null;
+        return x.Where((_, d) => !at.Contains(d)).ToArray();
+    }
 
     /// <summary>Numpy broadcast of two shapes; a dim is known where it follows (d and 1 → d; d and unknown → d when d ≠ 1).</summary>
     static long[] Broadcast(long[] a, long[] b)
@@ -181,8 +281,10 @@ internal sealed class TypeHints
     /// <summary>Conv: [N, M, spatial…] from X [N, C, in…] and W [M, C/g, k…]; each spatial dim where all it needs is known.</summary>
     static long[]? ConvShape(NodeProto n, long[]? x, long[]? w)
     {
-        int rank = x?.Length ?? -1;
+        // X's rank is W's in a valid model.
+        int rank = x?.Length ?? w?.Length ?? -1;
         if (rank < 0) return null;
+        if (x is null && w is { Length: >= 3 }) return [-1, w[0], .. Enumerable.Repeat(-1L, rank - 2)];
         var result = Enumerable.Repeat(-1L, rank).ToArray();
         if (x is null || w is null || x.Length != w.Length || rank < 3) return result;
         result[0] = x[0];
@@ -210,8 +312,8 @@ internal sealed class TypeHints
         return result;
     }
 
-    /// <summary>Reshape to a constant target: positive entries as given, 0 copies the input's dim (unless allowzero),
-    /// −1 is what remains when every other dim is known.</summary>
+    /// <summary>Reshape to a target: positive entries as given, 0 copies the input's dim (unless allowzero), −1 is what
+    /// remains when every other dim is known; an <see cref="UnknownEntry"/> is an unknown dim (and leaves −1 open).</summary>
     static long[] ReshapeShape(long[] target, long[]? input, bool allowZero)
     {
         var result = new long[target.Length];

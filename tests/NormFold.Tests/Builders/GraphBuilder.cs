@@ -94,6 +94,18 @@ public sealed class GraphBuilder
         return name;
     }
 
+    /// <summary>Int64 values NormFold does not see as a constant (Cast of an int32 initializer): Squeeze axes or an Expand
+    /// shape behind it leave the output's rank unproven. Returns the Cast's output.</summary>
+    public string HiddenInt64s(string name, params long[] values)
+    {
+        var t = new TensorProto { Name = name + ".i32", DataType = (int)TensorProto.Types.DataType.Int32 };
+        t.Dims.Add(values.Length);
+        t.Int32Data.AddRange(values.Select(v => (int)v));
+        Graph.Initializer.Add(t);
+        Node("Cast", [t.Name], name, name + "_cast", ("to", (long)TensorProto.Types.DataType.Int64));
+        return name;
+    }
+
     /// <summary>BN parameters: γ, β, mean, var (var in [0.2, 2)). Returns their names.</summary>
     public string[] BnParams(string prefix, long channels, int type = F32)
     {

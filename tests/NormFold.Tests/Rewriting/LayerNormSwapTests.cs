@@ -263,4 +263,108 @@ public class LayerNormSwapTests
         Assert.Contains("value_info", AssertLeft(r, SkipReason.UnknownRank, "mean").Detail);
         Assert.Equal(0, Count(folded, "LayerNormalization"));
     }
+
+    // ---- Ranks proven through Transpose, Concat, Expand, Reshape(Concat), Unsqueeze/Squeeze (ConvNeXt, ViT, PP-OCR rec) ----
+
+    /// <summary><see cref="LayerNorm"/> over the last axis of x = prefix(x0): x0 declared <paramref name="x0Dims"/> (null: no
+    /// shape), fed <paramref name="x0Fed"/>.</summary>
+    static (OnnxModel Folded, FoldResult Result) SwapAfter(long[] xDims, long[]? x0Dims, long[] x0Fed, Action<GraphBuilder> prefix,
+        long[]? lyingValueInfo = null)
+    {
+        var g = LayerNorm(xDims, [-1]);
+        g.Graph.Input.Remove(g.Graph.Input.Single(i => i.Name == "x"));
+        g.Input("x0", F32, x0Dims);
+        int before = g.Graph.Node.Count;
+        prefix(g); // ends in a node writing "x"
+        var added = g.Graph.Node.Skip(before).ToList();
+        foreach (var n in added) g.Graph.Node.Remove(n);
+        for (int i = added.Count - 1; i >= 0; i--) g.Graph.Node.Insert(0, added[i]);
+        if (lyingValueInfo is not null) g.Graph.ValueInfo.Add(Value("x", F32, lyingValueInfo));
+        return SwapAndCheck(g.Build(), shapes: new Dictionary<string, long[]> { ["x0"] = x0Fed });
+    }
+
+    static string Scalar64(GraphBuilder g, string name, long value)
+    {
+        var t = new NormFold.Onnx.Proto.TensorProto { Name = name, DataType = (int)NormFold.Onnx.Proto.TensorProto.Types.DataType.Int64 };
+        t.Int64Data.Add(value);
+        g.Graph.Initializer.Add(t);
+        return name;
+    }
+
+    /// <summary>ConvNeXt: Conv (its input's rank unknown: the output has W's rank and W's channels) → Transpose(perm) → LayerNorm.</summary>
+    [Fact]
+    public void Swaps_after_a_transpose_of_a_conv_whose_input_rank_is_unknown()
+    {
+        SwapAfter([2, 4, 4, 8], null, [2, 3, 4, 4], g =>
+        {
+            g.Node("Conv", ["x0", g.Init("w", F32, [8, 3, 1, 1])], "c", "conv");
+            g.Node("Transpose", ["c"], "x", "transpose", ("perm", new long[] { 0, 2, 3, 1 }));
+        });
+    }
+
+    /// <summary>A value_info claiming x is [2, 4, 4, 1] (proven [2, 4, 4, 8] through Conv and Transpose): believed, γ/β [8]
+    /// would widen a dim of 1 and the swap be refused; the proof swaps, and the lie is dropped from the rewritten graph.
+    /// (x0 is declared: ONNX Runtime, which cannot infer past an undeclared input either, would plan buffers by the lie.)</summary>
+    [Fact]
+    public void A_lying_value_info_does_not_change_the_proven_shape()
+    {
+        var (folded, _) = SwapAfter([2, 4, 4, 8], [2, 3, 4, 4], [2, 3, 4, 4], g =>
+        {
+            g.Node("Conv", ["x0", g.Init("w", F32, [8, 3, 1, 1])], "c", "conv");
+            g.Node("Transpose", ["c"], "x", "transpose", ("perm", new long[] { 0, 2, 3, 1 }));
+        }, lyingValueInfo: [2, 4, 4, 1]);
+        var ln = folded.Proto.Graph.Node.Single(n => n.OpType == "LayerNormalization");
+        Assert.Equal(new long[] { 8 }, folded.Proto.Graph.Initializer.Single(t => t.Name == ln.Input[1]).Dims);
+        Assert.DoesNotContain(folded.Proto.Graph.ValueInfo, v => v.Name == "x");
+    }
+
+    /// <summary>PP-OCR rec (SVTR): Conv → Reshape(Concat of constants [0], [8, −1]) → Transpose(perm [0, 2, 1]) → LayerNorm.</summary>
+    [Fact]
+    public void Swaps_after_a_reshape_to_a_concat_of_constants_and_a_transpose()
+    {
+        SwapAfter([2, 16, 8], null, [2, 3, 4, 4], g =>
+        {
+            g.Node("Conv", ["x0", g.Init("w", F32, [8, 3, 1, 1])], "c", "conv");
+            g.Node("Concat", [g.Int64s("s0", 0), g.Int64s("s1", 8, -1)], "shape", "concat", ("axis", 0L));
+            g.Node("Reshape", ["c", "shape"], "r", "reshape");
+            g.Node("Transpose", ["r"], "x", "transpose", ("perm", new long[] { 0, 2, 1 }));
+        });
+    }
+
+    /// <summary>torch's Reshape(x, [N, −1, 8]) with N = Unsqueeze(Gather(Shape(x), 0)): the target's length is 3.</summary>
+    [Fact]
+    public void Swaps_after_a_reshape_whose_target_is_computed_from_the_input_shape()
+    {
+        SwapAfter([2, 6, 8], [-1, 2, 3, 8], [2, 2, 3, 8], g =>
+        {
+            g.Node("Shape", ["x0"], "sh", "shape");
+            g.Node("Gather", ["sh", Scalar64(g, "zero", 0)], "nb", "gather", ("axis", 0L));
+            g.Node("Unsqueeze", ["nb", g.Int64s("ax", 0)], "n1", "unsqueeze");
+            g.Node("Concat", ["n1", g.Int64s("rest", -1, 8)], "target", "concat", ("axis", 0L));
+            g.Node("Reshape", ["x0", "target"], "x", "reshape");
+        });
+    }
+
+    /// <summary>ViT: Concat(Expand(class token [1, 1, 8], [N, 1, 8] computed from x0's shape), x0) on axis 1 → LayerNorm.</summary>
+    [Fact]
+    public void Swaps_after_a_concat_with_an_expanded_class_token()
+    {
+        SwapAfter([2, 5, 8], [-1, 4, 8], [2, 4, 8], g =>
+        {
+            g.Node("Shape", ["x0"], "sh", "shape");
+            g.Node("Gather", ["sh", g.Int64s("first", 0)], "nb", "gather", ("axis", 0L));
+            g.Node("Concat", ["nb", g.Int64s("rest", 1, 8)], "to", "concat_shape", ("axis", 0L));
+            g.Node("Expand", [g.Init("cls", F32, [1, 1, 8]), "to"], "tokens", "expand");
+            g.Node("Concat", ["tokens", "x0"], "x", "concat", ("axis", 1L));
+        });
+    }
+
+    [Theory]
+    [InlineData("Unsqueeze")]
+    [InlineData("Squeeze")]
+    public void Swaps_after_unsqueeze_or_squeeze_of_constant_axes(string op)
+    {
+        long[] x0 = op == "Unsqueeze" ? [2, 8] : [2, 1, 8], x = op == "Unsqueeze" ? [2, 1, 8] : [2, 8];
+        SwapAfter(x, x0, x0, g => g.Node(op, ["x0", g.Int64s("axes", 1)], "x", "op"));
+    }
 }

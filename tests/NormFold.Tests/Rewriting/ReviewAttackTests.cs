@@ -451,7 +451,7 @@ public class ReviewAttackTests
     {
         var g = new GraphBuilder(15);
         g.Input("x", F32, [2, 1, 3, 4, 3]);
-        g.Node("Squeeze", ["x", g.Int64s("axes", 1)], "r", "squeeze"); // rank not propagated through Squeeze
+        g.Node("Squeeze", ["x", g.HiddenInt64s("axes", 1)], "r", "squeeze"); // axes hidden: the rank is not proven
         g.Graph.ValueInfo.Add(Value("r", F32, [2, 3]));
         g.Bn("r", 3, "y");
         g.Output("y", F32, null);
@@ -466,7 +466,7 @@ public class ReviewAttackTests
     {
         var g = new GraphBuilder(15);
         g.Input("x", F32, [2, 1, 3, 4]);
-        g.Node("Squeeze", ["x", g.Int64s("axes", 1)], "a", "squeeze"); // rank not propagated through Squeeze
+        g.Node("Squeeze", ["x", g.HiddenInt64s("axes", 1)], "a", "squeeze"); // axes hidden: the rank is not proven
         g.Init("b", F32, [4, 3]);
         g.Node("MatMul", ["a", "b"], "mm", "matmul");
         g.Graph.ValueInfo.Add(Value("mm", F32, [3, 3]));
@@ -484,7 +484,7 @@ public class ReviewAttackTests
     {
         var g = new GraphBuilder(21);
         g.Input("x", F32, [2, 1, 4, 4, 3]);
-        g.Node("Squeeze", ["x", g.Int64s("axes", 1)], "s", "squeeze"); // rank not propagated through Squeeze
+        g.Node("Squeeze", ["x", g.HiddenInt64s("axes", 1)], "s", "squeeze"); // axes hidden: the rank is not proven
         g.Graph.ValueInfo.Add(Value("s", F32, [2, 4, 12]));
         g.Init("scale", F32, [4], 0.5, 1.5);
         g.Init("bias", F32, [4], -0.5, 0.5);
