@@ -115,7 +115,7 @@ internal static class Printing
 
     static IReadOnlyList<string> Row(OutputComparison o) =>
     [
-        o.Name, o.Passed ? "ok" : "FAIL", o.Shape, o.ElementType,
+        o.Name, o.Passed ? o.Amplified ? "amplified" : "ok" : "FAIL", o.Shape, o.ElementType,
         Num(o.MaxAbs), Num(o.RelativeToMagnitude), Num(o.Cosine, "F6"), Num(o.Tolerance.Atol), Num(o.Tolerance.Rtol),
     ];
 
@@ -157,6 +157,11 @@ internal static class Printing
             sb.Append($"\nShared intermediate tensors, in the original's node order:\n");
             sb.Append(TensorTable(inner, width));
         }
+        if ((everyTensor || report.FirstReplayFailure != null) && report.Replays.Count > 0)
+        {
+            sb.Append($"\nTensors of the rewritten nodes recomputed from the original's own inputs (local replay):\n");
+            sb.Append(TensorTable(report.Replays, width));
+        }
         var text = new StringBuilder();
         if (report.FirstDrifting is { } f)
         {
@@ -168,6 +173,14 @@ internal static class Printing
         }
         else if (inner.Count > 0)
             text.Append($"All {inner.Count} intermediate tensors both models name agree within tolerance.\n");
+        if (report.FirstReplayFailure is { } r)
+            text.Append($"Local replay FAILED in {report.Replays.Count(x => !x.Passed)} of {report.Replays.Count} tensor(s) the {report.ReplayedNodes} rewritten node(s) make, " +
+                $"recomputed from the original's own inputs; first: '{r.Name}' {r.Shape} {r.ElementType}: " +
+                (r.Problem ?? $"{r.FailedElements} of {r.Elements} elements beyond tolerance; max abs {Num(r.MaxAbs)} ({Num(r.RelativeToMagnitude)} of max|ref|), " +
+                $"worst at [{string.Join(",", r.WorstIndex)}]: {r.WorstActual:G9} vs {r.WorstReference:G9}") + ".\n");
+        else if (report.Replays.Count > 0 && report.Replays.MaxBy(x => x.RelativeToMagnitude) is { } w)
+            text.Append($"Local replay: the {report.ReplayedNodes} rewritten node(s), recomputed from the original's own inputs, agree with it in all {report.Replays.Count} tensor(s) they make " +
+                $"(worst '{w.Name}': {Num(w.RelativeToMagnitude)} of max|ref|; no channel drift).\n");
         if (report.Audit is { } audit)
             text.Append(audit.Passed
                 ? $"Weight audit: {audit.Tensors} folded weight tensor(s), {audit.Elements} elements, all bit-identical to the exact fold (computed in double, rounded once).\n"

@@ -5,6 +5,7 @@ Run with Debian's Python (apt: python3-torch python3-torchvision python3-onnx):
     /usr/bin/python3 tests/models/export.py            (every model)
     /usr/bin/python3 tests/models/export.py affine     (only the affine_stem_* models)
     /usr/bin/python3 tests/models/export.py mobilenet  (only mobilenet_v2_small)
+    /usr/bin/python3 tests/models/export.py efficientnet  (only efficientnet_small)
 
 torch 1.13 fuses Conv+BN itself during the default export; TrainingMode.PRESERVE with do_constant_folding=False
 keeps BatchNormalization in the graph (in eval mode, since every model is put in eval()), which is what a user's
@@ -271,12 +272,26 @@ def mobilenet_models():
            torch.randn(2, 3, 64, 64), opset=13, seed=21)
 
 
+def efficientnet_models():
+    """torchvision's EfficientNet-B0 at width 0.25, depth 0.5, 10 classes (0.9 MB): 31 Conv+BN (depthwise, SiLU,
+    squeeze-and-excitation). Its random weights amplify a fold's 1-ulp rounding past 1e-4 of a tensor's magnitude end
+    to end (seed 0 of the check): the local replay's case."""
+    from torchvision.models.efficientnet import _efficientnet_conf, EfficientNet
+    torch.manual_seed(31)  # the weights' initialisation
+    setting, last = _efficientnet_conf("efficientnet_b0", width_mult=0.25, depth_mult=0.5)
+    export("efficientnet_small", EfficientNet(setting, 0.2, last_channel=last, num_classes=10),
+           torch.randn(2, 3, 64, 64), opset=13, seed=31)
+
+
 def main():
     if sys.argv[1:] == ["affine"]:  # only the affine models (the others stay as they are)
         affine_models()
         return
     if sys.argv[1:] == ["mobilenet"]:  # only mobilenet_v2_small
         mobilenet_models()
+        return
+    if sys.argv[1:] == ["efficientnet"]:  # only efficientnet_small
+        efficientnet_models()
         return
     torch.manual_seed(0)
     resnet = export("resnet_tiny", TinyResNet(), torch.randn(2, 3, 32, 32), opset=13)
@@ -296,6 +311,7 @@ def main():
     test_data_set("mlp_bn1d")
     affine_models()
     mobilenet_models()
+    efficientnet_models()
 
 
 if __name__ == "__main__":

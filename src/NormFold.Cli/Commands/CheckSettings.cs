@@ -23,6 +23,7 @@ internal static class CheckSettings
         new("--outputs-only", null, "compare graph outputs only, not the intermediate tensors both models name"),
         new("--batch", "MIB", "memory for each batch of intermediates when the check is large (default: half the larger model's weights plus the inputs, at least 32; 0: all in one run, which needs memory for all of them)"),
         new("--no-channel-drift", null, "do not test each channel for a systematic gain or offset beyond rounding noise (README: systematic drift)"),
+        new("--no-local-replay", null, "judge the rewrites end to end only: do not recompute the rewritten nodes from the original's own values (README: local replay)"),
     ];
 
     /// <summary>What a check run needs beyond <see cref="CheckOptions"/>: where inputs and outputs live.</summary>
@@ -105,6 +106,7 @@ internal static class CheckSettings
             InputProvenance = $"generated (seed {seed})",
             CompareIntermediates = !args.Has("--outputs-only"),
             DetectDrift = !args.Has("--no-channel-drift"),
+            LocalReplay = !args.Has("--no-local-replay"),
             CompareCarried = args.Has("--localize"), // the drift's whole path
             BatchBytes = args.Int(command, "--batch", -1, min: 0) switch { -1 => 0, 0 => -1, var mib => (long)mib << 20 },
             // fold --check audits its own folds; check only when asked (other tools' folds are rarely exact).

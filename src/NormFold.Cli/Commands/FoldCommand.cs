@@ -158,7 +158,7 @@ internal sealed class FoldCommand : Command
             if (report is { Passed: false })
             {
                 string why = report.FirstFailure is { } f
-                    ? $"{(report.Outputs.Contains(f) ? "output" : "intermediate tensor")} '{f.Name}' ({f.Problem ?? $"max abs error {Printing.Num(f.MaxAbs)} > tolerance"})"
+                    ? $"{(report.Outputs.Contains(f) ? "output" : report.Replays.Contains(f) ? "the rewritten nodes' tensor (recomputed from the original's inputs)" : "intermediate tensor")} '{f.Name}' ({f.Problem ?? $"max abs error {Printing.Num(f.MaxAbs)} > tolerance"})"
                     : report.Audit!.Skipped.Count > 0
                         ? $"the weight audit ({report.Audit.Skipped.Count} folded weight tensor(s) could not be replayed)"
                         : $"the weight audit ({report.Audit.Inexact} elements differ from the exact fold)";

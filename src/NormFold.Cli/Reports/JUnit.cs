@@ -54,7 +54,7 @@ internal static class JUnit
 
     static Case CheckCase(string cls, CheckResults c, GateResults? gates)
     {
-        var failing = c.Outputs.Concat(c.Intermediates).Where(t => !t.Passed).ToList();
+        var failing = c.Outputs.Concat(c.Intermediates).Concat(c.Replays ?? []).Where(t => !t.Passed).ToList();
         var driftGate = gates?.Failures.Where(f => f.Gate != Gates.RequireAllFoldedOption.Name).ToList() ?? [];
         Verdict? v = failing.Count > 0
             ? new Verdict("failure", "check", $"not equivalent: {failing.Count} tensor(s) beyond tolerance, first '{failing[0].Name}'",
@@ -79,7 +79,7 @@ internal static class JUnit
 
     static IEnumerable<string> Reasons(FoldReport? f) =>
         f is null ? [] : [.. (f.Gates?.Failures ?? []).Select(g => $"{g.Gate}: {g.Subject}: {g.Reason}"),
-            .. f.Check is { } c ? c.Outputs.Concat(c.Intermediates).Where(t => !t.Passed).Take(5).Select(Describe) : []];
+            .. f.Check is { } c ? c.Outputs.Concat(c.Intermediates).Concat(c.Replays ?? []).Where(t => !t.Passed).Take(5).Select(Describe) : []];
 
     static string Write(string suiteName, IReadOnlyList<Case> cases)
     {

@@ -54,7 +54,8 @@ internal static class ReportBuilder
         r.FirstDrifting?.Name, r.FirstFailingIteration,
         r.Audit is { } a ? new WeightAuditSummary(a.Passed, a.Tensors, a.Elements, a.Inexact, a.MaxUlp, a.WorstTensor, a.Skipped) : null,
         r.Intermediates.Select(o => Drift(o, null)).ToList(),
-        Findings(r), r.Options.DetectDrift, r.SkippedUnchanged, r.NothingToCheck, r.Batches);
+        Findings(r), r.Options.DetectDrift, r.SkippedUnchanged, r.NothingToCheck, r.Batches,
+        r.Replays.Count > 0 ? r.Replays.Select(o => Drift(o, null)).ToList() : null, r.ReplayedNodes);
 
     /// <summary>The drifting channels of every compared tensor (verify: the channel-drift detector's findings).</summary>
     static List<ChannelFinding>? Findings(CheckReport r)
@@ -73,7 +74,7 @@ internal static class ReportBuilder
         o.MaxAbs, o.MeanAbs, o.MedianAbs, o.P99Abs, o.MaxRel, o.MeanRel, o.MedianRel, o.P99Rel,
         o.ReferenceMagnitude, o.RelativeToMagnitude, o.Cosine, o.WorstIndex, o.WorstReference, o.WorstActual,
         o.MinAtol, o.MinRtol, o.FailedElements, o.Elements, o.PercentilesSampled, histogram,
-        o.ChannelsTested, o.DriftingChannels, o.WorstChannel?.Ratio, o.WorstChannel is { } w ? Finding(o, w) : null);
+        o.ChannelsTested, o.DriftingChannels, o.WorstChannel?.Ratio, o.WorstChannel is { } w ? Finding(o, w) : null, o.Amplified);
 
     public static DriftFigures Figures(CheckResults c)
     {

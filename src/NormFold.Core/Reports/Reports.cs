@@ -72,7 +72,9 @@ public sealed record CheckResults(
     bool ChannelDrift = true,
     int SkippedUnchanged = 0,
     bool NothingToCheck = false,
-    int Batches = 1);
+    int Batches = 1,
+    IReadOnlyList<TensorDrift>? Replays = null,
+    int ReplayedNodes = 0);
 
 /// <summary>How one tensor of the candidate differs from the reference (the worst iteration).</summary>
 /// <param name="ChannelsTested">Channels tested for systematic drift (see README: systematic drift per channel).</param>
@@ -109,7 +111,8 @@ public sealed record TensorDrift(
     int ChannelsTested = 0,
     int DriftingChannels = 0,
     double? WorstChannelRatio = null,
-    ChannelFinding? WorstChannel = null);
+    ChannelFinding? WorstChannel = null,
+    bool Amplified = false);
 
 public sealed record ToleranceUsed(double Atol, double Rtol);
 

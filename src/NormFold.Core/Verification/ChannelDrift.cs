@@ -48,6 +48,14 @@ public sealed record ChannelDrift(
 internal static class ChannelDriftDetector
 {
     public const double Z = 7, MinGain = 5e-3, GainUlps = 1.5, ArithmeticUlps = 256, OffsetUlps = 2, OffsetNoise = 6, NoiseUlps = 2;
+    /// <summary>The gain floor of a local replay (<see cref="LocalReplay"/>): none. A replayed tensor carries no error
+    /// from upstream rewrites (its inputs are the reference's own), only the rewrite's arithmetic, which the other
+    /// allowances cover.</summary>
+    public const double ReplayMinGain = 0;
+    /// <summary>A replay's floor in ulps of the tensor's magnitude M (max|ref|): a channel whose values cancel (a bias
+    /// against the sum it is added to, a channel ~1e-5 of M) errs in proportion to what cancelled, which its own values
+    /// do not show: up to ~0.02·u·M measured (MobileNetV2's depthwise convs); a gain counts by what it moves, g·S.</summary>
+    public const double ReplayMagnitudeUlps = 16;
     /// <summary>Channels with fewer elements are not tested (their gain and noise cannot be estimated).</summary>
     public const int MinElements = 8;
     /// <summary>Findings kept per tensor (the worst channels); the count says how many were flagged.</summary>
@@ -186,7 +194,9 @@ internal static class ChannelDriftDetector
             for (int c = 0; c < Channels.Length; c++) Channels[c].Merge(other.Channels[c]);
         }
 
-        public Result Decide()
+        /// <param name="minGain">The floor of the gain band (and, times M, of the offset band).</param>
+        /// <param name="floor">An absolute floor of the offset band (and, over the channel's spread S, of the gain band).</param>
+        public Result Decide(double minGain = MinGain, double floor = 0)
         {
             double u = UnitRoundoff(ElementType);
             var fits = new Fit?[Channels.Length];
@@ -194,7 +204,7 @@ internal static class ChannelDriftDetector
             double relativeNoise = MedianRelativeNoise(fits.OfType<Fit>());
             var all = new List<ChannelDrift>(Channels.Length);
             for (int c = 0; c < Channels.Length; c++)
-                if (fits[c] is { } f) all.Add(Judge(c, f, u, relativeNoise));
+                if (fits[c] is { } f) all.Add(Judge(c, f, u, relativeNoise, minGain, floor));
             var flagged = all.Where(d => d.Flagged).OrderByDescending(d => d.Ratio).ToList();
             return new Result(all.Count, flagged.Count, flagged.Take(MaxKept).ToList(), all.MaxBy(d => d.Ratio));
         }
@@ -305,7 +315,7 @@ internal static class ChannelDriftDetector
         return rel.Length == 0 ? 0 : rel[rel.Length / 2];
     }
 
-    static ChannelDrift Judge(int c, in Fit f, double u, double relativeNoise)
+    static ChannelDrift Judge(int c, in Fit f, double u, double relativeNoise, double minGain, double floor)
     {
         double rms = f.Rms, sigma = f.Sigma, gainError = f.GainError, meanD = f.MeanD;
         double noise = rms > 0 ? Math.Max(1, sigma / (u * rms) / NoiseUlps) : 1;
@@ -318,11 +328,11 @@ internal static class ChannelDriftDetector
         // affine function of one or two upstream values (a depthwise conv after ReLU6 leaving one nonzero input) carries
         // their rounding as a gain with no residual — up to 0.4 % on torchvision's MobileNetV2 at 224×224, as with ORT's
         // own Conv+BN fusion. The fold's arithmetic itself is verified bit for bit by the weight audit.
-        double gainThreshold = Math.Max(MinGain, GainUlps * u * noise + ArithmeticUlps * Arithmetic(u) * flatness);
+        double gainThreshold = Math.Max(Math.Max(minGain, spread > 0 ? floor / spread : 0), GainUlps * u * noise + ArithmeticUlps * Arithmetic(u) * flatness);
         // Correlated accumulation noise (long sums in a different order) and nonlinearities after the rewrite shift a
         // channel's mean by up to about the noise itself: the offset must stand out of it.
         // (a gain below MinGain moves the channel's mean by up to MinGain·M)
-        double offsetThreshold = Math.Max(MinGain * rms, Math.Max(OffsetUlps * u * rms, OffsetNoise * sigma) + ArithmeticUlps * Arithmetic(u) * rms);
+        double offsetThreshold = Math.Max(Math.Max(minGain * rms, floor), Math.Max(OffsetUlps * u * rms, OffsetNoise * sigma) + ArithmeticUlps * Arithmetic(u) * rms);
         double critical = StudentCritical((long)f.Distinct - 2);
         double sigmaSignificance = Math.Max(sigma, Math.Max(u / Math.Sqrt(3), relativeNoise) * rms);
         bool gainOff = f.HasGain && Math.Abs(gainError) > gainThreshold && Math.Abs(gainError) > critical * sigmaSignificance * Math.Sqrt(f.Copies / f.Sxx);

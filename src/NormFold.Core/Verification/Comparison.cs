@@ -44,6 +44,11 @@ public sealed record OutputComparison
     public IReadOnlyList<ChannelDrift> Drift { get; init; } = [];
     /// <summary>The channel closest to (or furthest beyond) its thresholds, flagged or not: the detector's margin.</summary>
     public ChannelDrift? WorstChannel { get; init; }
+    /// <summary>Beyond the end-to-end tolerance, but every rewritten node replays within its local tolerance
+    /// (<see cref="CheckOptions.LocalReplay"/>): rounding the network amplifies; counted as passed.</summary>
+    public bool Amplified { get; init; }
+    /// <summary>Floating-point, every difference finite: an excess may be excused as amplified rounding.</summary>
+    internal bool Amplifiable { get; init; }
     /// <summary>This run's per-channel sums, for a decision over several runs (<see cref="Comparator.WithDrift"/>).</summary>
     internal ChannelDriftDetector.Accumulator? DriftSums { get; init; }
 }
@@ -60,9 +65,9 @@ internal static class Comparator
         Compare(reference, actual, toleranceFor, detectDrift ? DriftMode.Decide : DriftMode.None);
 
     /// <summary>The comparison with the drift decision taken over the (merged) sums of every run.</summary>
-    internal static OutputComparison WithDrift(OutputComparison c, ChannelDriftDetector.Accumulator sums)
+    internal static OutputComparison WithDrift(OutputComparison c, ChannelDriftDetector.Accumulator sums, double minGain = ChannelDriftDetector.MinGain, double floor = 0)
     {
-        var drift = sums.Decide();
+        var drift = sums.Decide(minGain, floor);
         string? problem = c.Problem;
         if (c.FailedElements == 0 && problem is null && drift is { Flagged: > 0 } && drift.Findings[0] is var f)
             problem = $"systematic drift in {drift.Flagged} of {drift.Tested} channel(s); channel {f.Channel}: gain {f.Gain:G7} (allowed 1 ± {f.GainThreshold:G3}), " +
@@ -283,6 +288,7 @@ internal static class Comparator
             MinRtol = maxRel,
             FailedElements = failed,
             Elements = n,
+            Amplifiable = reference.IsFloatingPoint && double.IsFinite(maxAbs),
         };
         return sums != null && detectDrift == DriftMode.Decide ? WithDrift(result, sums) : result;
     }

@@ -54,7 +54,7 @@ internal sealed class SegmentedModel : IDisposable
             && !HasHalfPrecision(g);
     }
 
-    static bool HasHalfPrecision(GraphProto g)
+    internal static bool HasHalfPrecision(GraphProto g)
     {
         static bool Half(long t) => t is (int)TensorProto.Types.DataType.Float16 or (int)TensorProto.Types.DataType.Bfloat16;
         return g.Initializer.Any(t => Half(t.DataType))

@@ -115,8 +115,10 @@ public class FaultInjectionTests
         Assert.Equal(one.Passed, batched.Passed);
         Assert.Equal(one.FirstFailure?.Name, batched.FirstFailure?.Name);
         Assert.Equal(one.FirstFailingIteration, batched.FirstFailingIteration);
-        var x = one.Outputs.Concat(one.Intermediates).ToList();
-        var y = batched.Outputs.Concat(batched.Intermediates).ToList();
+        Assert.Equal(one.FirstReplayFailure?.Name, batched.FirstReplayFailure?.Name);
+        Assert.Equal(one.ReplayedNodes, batched.ReplayedNodes);
+        var x = one.Outputs.Concat(one.Intermediates).Concat(one.Replays).ToList();
+        var y = batched.Outputs.Concat(batched.Intermediates).Concat(batched.Replays).ToList();
         Assert.Equal(x.Select(c => c.Name), y.Select(c => c.Name));
         foreach (var (p, q) in x.Zip(y))
         {

@@ -1,0 +1,125 @@
+using Google.Protobuf;
+using NormFold.Onnx;
+using NormFold.Onnx.Proto;
+
+namespace NormFold.Verification;
+
+/// <summary>The reference with the candidate's rewritten nodes spliced in (<see cref="LocalReplay"/>), and which of
+/// its tensors replays which of the reference's.</summary>
+/// <param name="Replayed">Reference tensor → the replayed tensor compared with it.</param>
+/// <param name="Nodes">Rewritten nodes replayed.</param>
+internal sealed record ReplayPlan(OnnxModel Reference, IReadOnlyDictionary<string, string> Replayed, int Nodes);
+
+/// <summary>
+/// Local replay: each rewrite judged on the reference's own values. The rewritten nodes of the candidate (those whose
+/// outputs are neither <see cref="Unchanged"/> Same nor Carried: every other node computes the same function of the
+/// same names in both models) are copied into the reference, renamed, and read the REFERENCE's tensors wherever the
+/// reference makes the name they read (graph inputs and node outputs; the candidate's constants are copied, tensors
+/// only the candidate makes stay inside the copy). Each copied node's output that the reference also makes is then
+/// compared with the reference's: the difference is the rewrite's own error, not what the network downstream of other
+/// rewrites amplifies. If every replayed tensor agrees, every candidate tensor is the reference's up to errors of that
+/// size carried through nodes both models define alike.
+///   before: reference X → BN → Y;  candidate X → Conv' → Y
+///   spliced: reference X → Conv → BN → Y, and X → Conv'(copy) → Y__replay; compare Y__replay with Y.
+/// Not planned (null, with the reason) when the rewritten nodes need what a spliced copy cannot give them: other
+/// opset versions, subgraphs (they read outer names), sequences, or half-precision tensors (ORT computes half ops in
+/// float inside one session, and its half BatchNormalization rounds its factors in half: the reference alone is ~2
+/// half ulps off, as much as a 0.1 % fault).
+/// </summary>
+internal static class LocalReplay
+{
+    public const string Suffix = "__replay";
+
+    public static ReplayPlan? Plan(OnnxModel reference, OnnxModel candidate, HashSet<string> same, HashSet<string> carried, out string? whyNot)
+    {
+        reference.MaterializeDeferred(_ => false);
+        candidate.MaterializeDeferred(_ => false);
+        var rg = reference.Proto.Graph;
+        var cg = candidate.Proto.Graph;
+        whyNot = null;
+        if (SegmentedModel.HasHalfPrecision(rg) || SegmentedModel.HasHalfPrecision(cg))
+        {
+            whyNot = "the models hold float16 or bfloat16 tensors";
+            return null;
+        }
+        var unchanged = new HashSet<string>(same, StringComparer.Ordinal);
+        unchanged.UnionWith(carried);
+        var region = cg.Node.Where(n => n.Output.Any(o => o.Length > 0 && !unchanged.Contains(o))).ToList();
+        if (region.Count == 0) return null;
+        var opsets = Opsets(reference.Proto);
+        var theirs = Opsets(candidate.Proto);
+        foreach (var n in region)
+        {
+            string domain = n.Domain == "ai.onnx" ? "" : n.Domain;
+            if (!opsets.TryGetValue(domain, out long v) || !theirs.TryGetValue(domain, out long w) || v != w)
+                whyNot = $"node '{n.Name}' ({n.OpType}) is in opset {(theirs.TryGetValue(domain, out w) ? w : 0)} of domain '{domain}', the original imports {(opsets.TryGetValue(domain, out v) ? v : 0)}";
+            else if (n.Attribute.Any(a => a.G != null || a.Graphs.Count > 0))
+                whyNot = $"node '{n.Name}' ({n.OpType}) holds a subgraph";
+            else if (n.OpType.Contains("Sequence") || n.OpType.StartsWith("Optional"))
+                whyNot = $"node '{n.Name}' ({n.OpType}) makes or reads a sequence or optional";
+            else if (candidate.Proto.Functions.Any(f => f.Domain == n.Domain && f.Name == n.OpType))
+                whyNot = $"node '{n.Name}' calls the model's local function {n.OpType}";
+            if (whyNot != null) return null;
+        }
+
+        var referenceMakes = rg.Node.SelectMany(n => n.Output).Where(o => o.Length > 0).ToHashSet(StringComparer.Ordinal);
+        var referenceInputs = rg.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
+        var taken = new HashSet<string>(referenceMakes, StringComparer.Ordinal);
+        taken.UnionWith(referenceInputs);
+        taken.UnionWith(rg.Initializer.Select(t => t.Name));
+        taken.UnionWith(rg.Node.Select(n => n.Name));
+        string Fresh(string name)
+        {
+            string fresh = name + Suffix;
+            for (int k = 2; !taken.Add(fresh); k++) fresh = $"{name}{Suffix}{k}";
+            return fresh;
+        }
+
+        var proto = reference.Proto.Clone();
+        proto.IrVersion = Math.Max(proto.IrVersion, 4); // the copied constants are initializers that are not inputs
+        var graph = proto.Graph;
+        var initializers = cg.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        var renamed = new Dictionary<string, string>(StringComparer.Ordinal);   // candidate name → name in the copy
+        var replayed = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var node in region) // the candidate's order is topological
+        {
+            var copy = node.Clone();
+            if (copy.Name.Length > 0) copy.Name = Fresh(copy.Name);
+            for (int i = 0; i < copy.Input.Count; i++)
+            {
+                string x = copy.Input[i];
+                if (x.Length == 0) continue;
+                if (referenceInputs.Contains(x) || referenceMakes.Contains(x) && !initializers.ContainsKey(x)) continue; // the reference's value
+                if (renamed.TryGetValue(x, out var inner)) { copy.Input[i] = inner; continue; }
+                if (!initializers.TryGetValue(x, out var t))
+                {
+                    whyNot = $"node '{node.Name}' reads '{x}', which the original does not make";
+                    return null;
+                }
+                var constant = t.Clone();
+                if (OnnxModel.IsExternal(t))
+                {
+                    constant.ExternalData.Clear();
+                    constant.DataLocation = TensorProto.Types.DataLocation.Default;
+                    constant.RawData = ByteString.CopyFrom(candidate.RawBytes(t));
+                }
+                constant.Name = renamed[x] = Fresh(x);
+                graph.Initializer.Add(constant);
+                copy.Input[i] = constant.Name;
+            }
+            for (int k = 0; k < copy.Output.Count; k++)
+            {
+                string y = copy.Output[k];
+                if (y.Length == 0) continue;
+                copy.Output[k] = renamed[y] = Fresh(y);
+                if (referenceMakes.Contains(y)) replayed[y] = copy.Output[k];
+            }
+            graph.Node.Add(copy);
+        }
+        var model = new OnnxModel(proto, reference.SourcePath) { DisplayName = reference.DisplayName };
+        return new ReplayPlan(model, replayed, region.Count);
+    }
+
+    static Dictionary<string, long> Opsets(ModelProto m) =>
+        m.OpsetImport.GroupBy(o => o.Domain == "ai.onnx" ? "" : o.Domain).ToDictionary(g => g.Key, g => g.Max(o => o.Version));
+}

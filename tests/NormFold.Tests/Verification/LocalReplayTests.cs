@@ -1,0 +1,252 @@
+using NormFold.Graph;
+using NormFold.Onnx;
+using NormFold.Onnx.Proto;
+using NormFold.Rewriting.BatchNorm;
+using NormFold.Tensors;
+using NormFold.Tests.Builders;
+using NormFold.Verification;
+using static NormFold.Tests.Builders.GraphBuilder;
+using static NormFold.Tests.TestSupport;
+
+namespace NormFold.Tests.Verification;
+
+/// <summary>
+/// Local replay (<see cref="LocalReplay"/>): the candidate's rewritten nodes recomputed from the reference's own
+/// values. It sees faults below the end-to-end drift floor (0.5 %), and tells a network's amplification of correct
+/// rounding from a fault.
+/// </summary>
+public class LocalReplayTests
+{
+    public enum SmallFault { Gain0_01Percent, OffsetOf0_01Percent }
+
+    /// <summary>Each model's input with a batch of 8: a channel of a [N, C] tensor has N elements, and the drift test
+    /// needs 8.</summary>
+    static readonly Dictionary<string, long[]> Inputs = new()
+    {
+        ["resnet_tiny"] = [8, 3, 32, 32], ["resnet_tiny_op15"] = [8, 3, 32, 32], ["resnet_tiny_constants"] = [8, 3, 32, 32],
+        ["mlp_bn1d"] = [8, 32], ["decoder_convtranspose"] = [8, 8, 5, 5], ["conv1d_conv3d"] = [8, 4, 8],
+    };
+
+    static readonly string[] Models = ["resnet_tiny", "resnet_tiny_op15", "mlp_bn1d", "decoder_convtranspose", "conv1d_conv3d", "resnet_tiny_constants"];
+
+    /// <summary>Models whose median channel is well inside its tensor's magnitude (in conv1d_conv3d's 6 channels and
+    /// resnet_tiny_op15's first BN it is near the largest: a 0.01 % fault there already shows elementwise).</summary>
+    public static IEnumerable<object[]> Cases() =>
+        from m in new[] { "resnet_tiny", "resnet_tiny_constants", "mlp_bn1d", "decoder_convtranspose" }
+        from f in Enum.GetValues<SmallFault>() select new object[] { m, f };
+
+    internal static OnnxModel Load(string name) => OnnxModel.Load(Path.Combine(ModelsDir, name + ".onnx"));
+
+    /// <summary>The original with a 0.01 % fault planted in the median channel (by |s|) of its first BN:
+    /// γ × 1.0001, or the mean moved by 1e-4·√var (the output by 1e-4·γ, about 0.01 % of the channel's rms); returns the
+    /// BN's output. Below 1e-4 of the tensor's magnitude and below the drift test's 0.5 % floor: invisible end to end.</summary>
+    internal static (OnnxModel Planted, string Tensor) Plant(OnnxModel original, SmallFault fault)
+    {
+        var copy = new OnnxModel(original.Proto.Clone(), original.SourcePath);
+        var index = new GraphIndex(copy.Proto.Graph, copy);
+        var bn = copy.Proto.Graph.Node.First(n => n.OpType == "BatchNormalization");
+        Assert.Null(BatchNormParameters.TryRead(index, bn, out var p));
+        int c = Array.IndexOf(p.Scale, p.Scale.OrderBy(Math.Abs).ElementAt(p.Scale.Length / 2));
+        int slot = fault == SmallFault.Gain0_01Percent ? 1 : 3;
+        Assert.True(index.TryGetConstant(bn.Input[slot], out var t, out _));
+        var v = copy.ReadDoubles(t);
+        Assert.True(index.TryGetConstant(bn.Input[4], out var varTensor, out _));
+        if (fault == SmallFault.Gain0_01Percent) v[c] *= 1.0001;
+        else v[c] += 1e-4 * Math.Sqrt(copy.ReadDoubles(varTensor)[c]);
+        var replacement = TensorData.Create(t.Name + "_fault", t.DataType, t.Dims, v);
+        copy.Proto.Graph.Initializer.Add(replacement);
+        bn.Input[slot] = replacement.Name;
+        return (copy, bn.Output[0]);
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void A_fault_below_the_drift_floor_is_caught_and_located_by_the_replay(string model, SmallFault fault)
+    {
+        var original = Load(model);
+        var (planted, tensor) = Plant(original, fault);
+        var (broken, _) = Fold(planted);
+        var options = new CheckOptions { Iterations = 2, Shapes = new Dictionary<string, long[]> { ["input"] = Inputs[model] } };
+        // End to end the fault hides below the 0.5 % floor of the drift test and the elementwise tolerance.
+        var endToEnd = EquivalenceChecker.Check(original, broken, options with { LocalReplay = false });
+        Assert.True(endToEnd.Passed, $"{endToEnd.FirstFailure?.Name}: {endToEnd.FirstFailure?.Problem} {endToEnd.FirstFailure?.RelativeToMagnitude}");
+        var report = EquivalenceChecker.Check(original, broken, options);
+        Assert.False(report.Passed, string.Join("; ", report.Replays.Where(c => c.Name == tensor).Select(c => $"{c.Name} {c.Shape} {c.ChannelsTested} {c.WorstChannel}")));
+        Assert.Equal(tensor, report.FirstReplayFailure?.Name);
+        Assert.Equal(1, report.Replays.Count(r => !r.Passed)); // the other rewrites read the original's values: unaffected
+        Assert.True(report.FirstReplayFailure!.DriftingChannels > 0);
+    }
+
+    [Theory]
+    [MemberData(nameof(CorrectModels))]
+    public void Every_rewrite_of_a_correct_fold_replays_within_its_local_tolerance(string model)
+    {
+        var original = Load(model);
+        var (folded, r) = Fold(original);
+        var report = EquivalenceChecker.Check(original, folded, new CheckOptions { Iterations = 2 });
+        Assert.True(report.Passed, report.FirstFailure?.Name);
+        Assert.NotEmpty(report.Replays);
+        Assert.All(report.Replays, c => Assert.True(c.Passed && c.RelativeToMagnitude < 1e-5, $"{c.Name}: {c.RelativeToMagnitude}"));
+        Assert.True(report.ReplayedNodes > 0);
+        // Replayed: tensors the original makes (the BN outputs the producers took over), all compared end to end too.
+        var compared = report.Outputs.Concat(report.Intermediates).Select(c => c.Name).ToHashSet();
+        Assert.All(report.Replays, c => Assert.Contains(c.Name, compared));
+    }
+
+    public static IEnumerable<object[]> CorrectModels() => Models.Append("mobilenet_v2_small").Select(m => new object[] { m });
+
+    /// <summary>
+    /// out = BN(Conv(x)) − Conv'(x), Conv' holding the folded weights: the original's output is the BN's rounding
+    /// alone (~1e-7), the folded model's exactly 0 — an error of 100 % of max|ref| end to end, from a fold that is
+    /// exact to an ulp. Replayed, the folded Conv agrees with the BN to an ulp: the check passes and says why.
+    /// </summary>
+    [Fact]
+    public void Rounding_the_network_amplifies_passes_when_every_rewrite_replays()
+    {
+        var (original, folded) = CancellingPair();
+        var without = EquivalenceChecker.Check(original, folded, new CheckOptions { LocalReplay = false });
+        Assert.False(without.Passed);
+        Assert.False(without.Outputs[0].Passed);
+
+        var report = EquivalenceChecker.Check(original, folded, new CheckOptions());
+        Assert.True(report.Passed);
+        var output = Assert.Single(report.Outputs);
+        Assert.True(output.Amplified);
+        Assert.True(output.RelativeToMagnitude > 0.1, $"{output.RelativeToMagnitude}");
+        var replay = Assert.Single(report.Replays);
+        Assert.Equal("a", replay.Name);
+        Assert.True(replay.Passed && replay.RelativeToMagnitude < 1e-6);
+        Assert.Contains(report.Notes, n => n.Contains("rounding the network amplifies") && n.Contains("'out'"));
+    }
+
+    /// <summary>A tolerance the caller set is a demand on the outputs as they are: its excess is not excused.</summary>
+    [Fact]
+    public void An_excess_over_a_tolerance_the_caller_set_is_not_excused()
+    {
+        var (original, folded) = CancellingPair();
+        var report = EquivalenceChecker.Check(original, folded, new CheckOptions { Rtol = new Dictionary<string, double> { ["out"] = 1e-4 } });
+        Assert.False(report.Passed);
+        Assert.False(report.Outputs[0].Amplified);
+        Assert.True(Assert.Single(report.Replays).Passed);
+    }
+
+    /// <summary>
+    /// The bundled EfficientNet-B0 (width 0.25, random weights): end to end a correct fold — every folded weight the
+    /// exact fold, bit for bit — exceeds 1e-4 of a tensor's magnitude (seed 0); every rewrite replays to ~1e-6.
+    /// </summary>
+    [Fact]
+    public void A_network_that_amplifies_rounding_passes_with_the_replay_and_says_by_how_much()
+    {
+        var original = Load("efficientnet_small");
+        var (folded, r) = Fold(original);
+        var options = new CheckOptions { AuditWeights = true, FoldLog = r.Log };
+        var endToEnd = EquivalenceChecker.Check(original, folded, options with { LocalReplay = false });
+        Assert.False(endToEnd.Passed);
+        Assert.True(endToEnd.Audit!.Passed);
+        var report = EquivalenceChecker.Check(original, folded, options);
+        Assert.True(report.Passed, report.FirstFailure?.Name);
+        var amplified = Assert.Single(report.Outputs.Concat(report.Intermediates), c => c.Amplified);
+        Assert.Equal(endToEnd.FirstFailure!.Name, amplified.Name);
+        Assert.Equal(31, report.ReplayedNodes);
+        Assert.Equal(31, report.Replays.Count);
+        Assert.All(report.Replays, c => Assert.True(c.Passed && c.RelativeToMagnitude < 1e-5, $"{c.Name}: {c.RelativeToMagnitude}"));
+        Assert.Contains(report.Notes, n => n.StartsWith("1 tensor(s) differ beyond the end-to-end tolerance") && n.Contains(amplified.Name));
+    }
+
+    /// <summary>The same pair with the folded Conv's weights 0.1 % off in one channel: the replay fails, so the
+    /// end-to-end excess is not excused either.</summary>
+    [Fact]
+    public void An_end_to_end_excess_is_not_excused_when_a_rewrite_fails_its_replay()
+    {
+        var (original, folded) = CancellingPair();
+        var conv = folded.Proto.Graph.Node.Single(n => n.Output[0] == "a");
+        var w = folded.Proto.Graph.Initializer.Single(t => t.Name == conv.Input[1]);
+        var v = folded.ReadDoubles(w);
+        for (int i = 0; i < v.Length / 8; i++) v[i] *= 1.001; // output channel 0 of 8
+        folded.Proto.Graph.Initializer.Remove(w);
+        folded.Proto.Graph.Initializer.Add(TensorData.Create(w.Name, w.DataType, w.Dims, v));
+
+        var report = EquivalenceChecker.Check(original, folded, new CheckOptions());
+        Assert.False(report.Passed);
+        Assert.Equal("a", report.FirstReplayFailure?.Name);
+        Assert.False(report.Outputs[0].Passed);
+        Assert.False(report.Outputs[0].Amplified);
+        Assert.Equal(0, report.FirstReplayFailure!.Drift[0].Channel);
+    }
+
+    static (OnnxModel Original, OnnxModel Folded) CancellingPair()
+    {
+        var g = new GraphBuilder(opset: 13, seed: 5);
+        string x = g.Input("x", F32, [2, 4, 6, 6]);
+        g.Node("Conv", [x, g.Init("w", F32, [8, 4, 3, 3]), g.Init("b", F32, [8])], "c", attrs: ("pads", new long[] { 1, 1, 1, 1 }));
+        g.Bn("c", 8, "a");
+        g.Node("Conv", [x, g.Init("w2", F32, [8, 4, 3, 3]), g.Init("b2", F32, [8])], "a2", attrs: ("pads", new long[] { 1, 1, 1, 1 }));
+        g.Node("Sub", ["a", "a2"], "out");
+        g.Output("out", F32, [2, 8, 6, 6]);
+        var model = g.Build();
+        var (folded, r) = Fold(model);
+        Assert.Single(r.Log.Decisions);
+        // The second Conv holds the folded weights in both models.
+        var conv = folded.Proto.Graph.Node.Single(n => n.Output[0] == "a");
+        foreach (var m in new[] { model, folded })
+            foreach (var (name, k) in new[] { ("w2", 1), ("b2", 2) })
+            {
+                var source = folded.Proto.Graph.Initializer.Single(t => t.Name == conv.Input[k]);
+                var target = m.Proto.Graph.Initializer.Single(t => t.Name == name);
+                m.Proto.Graph.Initializer.Remove(target);
+                m.Proto.Graph.Initializer.Add(TensorData.Create(name, source.DataType, source.Dims, folded.ReadDoubles(source)));
+            }
+        return (model, folded);
+    }
+
+    [Fact]
+    public void Float16_models_are_judged_end_to_end_and_the_report_says_so()
+    {
+        var original = Load("resnet_tiny_fp16");
+        var (folded, _) = Fold(original);
+        var report = EquivalenceChecker.Check(original, folded, new CheckOptions());
+        Assert.True(report.Passed);
+        Assert.Empty(report.Replays);
+        Assert.Equal(0, report.ReplayedNodes);
+        Assert.Contains(report.Notes, n => n.StartsWith("local replay not run: the models hold float16 or bfloat16 tensors"));
+    }
+
+    [Fact]
+    public void Without_intermediates_nothing_is_replayed()
+    {
+        var original = Load("resnet_tiny");
+        var (folded, _) = Fold(original);
+        var report = EquivalenceChecker.Check(original, folded, new CheckOptions { CompareIntermediates = false });
+        Assert.True(report.Passed);
+        Assert.Empty(report.Replays);
+    }
+}
+
+/// <summary>The check command's views of a local replay (the console is swapped: one collection with the CLI tests).</summary>
+[Collection("Console")]
+public class LocalReplayCliTests
+{
+    /// <summary>`normfold check` on such a fault: exit 2, the replay named on the terminal, in the JSON (valid against
+    /// the schema) and as the JUnit failure.</summary>
+    [Fact]
+    public void The_check_command_reports_a_replay_failure_everywhere_a_ci_looks()
+    {
+        var original = LocalReplayTests.Load("resnet_tiny");
+        var (planted, tensor) = LocalReplayTests.Plant(original, LocalReplayTests.SmallFault.Gain0_01Percent);
+        var (broken, _) = Fold(planted);
+        string dir = TempDir(), path = Path.Combine(dir, "broken.onnx"), json = Path.Combine(dir, "r.json"), junit = Path.Combine(dir, "r.xml");
+        ModelWriter.Save(broken, path);
+        var (code, stdout, _) = Cli.CliRunner.Run("check", Path.Combine(ModelsDir, "resnet_tiny.onnx"), path, "--shape", "input:8x3x32x32",
+            "--iterations", "2", "--json", json, "--junit", junit);
+        Assert.Equal(2, code);
+        Assert.Contains("Local replay FAILED in 1 of 12 tensor(s)", stdout);
+        Assert.Contains("tensor(s) of the rewritten nodes beyond their local tolerance", stdout);
+        string text = File.ReadAllText(json);
+        Cli.ReportFormatTests.AssertValid("check-report", text);
+        using var doc = System.Text.Json.JsonDocument.Parse(text);
+        var replays = doc.RootElement.GetProperty("check").GetProperty("replays").EnumerateArray().ToList();
+        Assert.Equal(12, replays.Count);
+        Assert.Equal(tensor, Assert.Single(replays, r => !r.GetProperty("passed").GetBoolean()).GetProperty("name").GetString());
+        Assert.Contains($"first '{tensor}'", File.ReadAllText(junit));
+    }
+}
