@@ -174,10 +174,10 @@ internal static class ChannelDriftDetector
         }
     }
 
-    /// <summary>One tensor's per-channel sums, over one run or (merged) several. <paramref name="distinctFraction"/>:
-    /// the share of a channel's positions that are not copies (<see cref="DistinctFraction{TV}"/>).</summary>
+    /// <summary>One tensor's per-channel sums, over one run or (merged) several.</summary>
     internal sealed class Accumulator
     {
+        /// <param name="distinctFraction">The share of a channel's positions that are not copies (<see cref="DistinctFraction{TV}"/>).</param>
         public Accumulator(int elementType, Sums[] channels, double distinctFraction)
         {
             ElementType = elementType;
