@@ -24,11 +24,7 @@ public class StructureFuzzTests(ITestOutputHelper log)
 
     /// <summary>Mutations still failing on main, left out of the bounded run only (the long campaign keeps them);
     /// each names its entry in /work/wt/FINDINGS.md. Remove a line when its fix lands.</summary>
-    static readonly (string Family, string Mutation, string Finding)[] KnownFailing =
-    [
-        ("rewrite-paths", "hardswish-paddle", "[rewrite] paddle HardSwish Adds fail --require-all-folded (rewrite-paths:4000006)"),
-        ("rewrite-paths", "hardswish-x6", "the same (rewrite-paths:3000022)"),
-    ];
+    static readonly (string Family, string Mutation, string Finding)[] KnownFailing = [];
 
     static bool Excluded(FuzzCase c) => KnownFailing.Any(k => k.Family == c.Family && c.Mutation.StartsWith(k.Mutation));
 
