@@ -172,7 +172,9 @@ internal static class Printing
                       (index > 0 ? $"; the {index} before it agree (last: '{inner[index - 1].Name}').\n" : ".\n"));
         }
         else if (inner.Count > 0)
-            text.Append($"All {inner.Count} intermediate tensors both models name agree within tolerance.\n");
+            text.Append(inner.Count(x => x.Amplified) is var amplified and > 0
+                ? $"All {inner.Count} intermediate tensors both models name pass: {inner.Count - amplified} within tolerance, {amplified} beyond it by rounding the network amplifies (see the note).\n"
+                : $"All {inner.Count} intermediate tensors both models name agree within tolerance.\n");
         if (report.FirstReplayFailure is { } r)
             text.Append($"Local replay FAILED in {report.Replays.Count(x => !x.Passed)} of {report.Replays.Count} tensor(s) the {report.ReplayedNodes} rewritten node(s) make, " +
                 $"recomputed from the original's own inputs; first: '{r.Name}' {r.Shape} {r.ElementType}: " +

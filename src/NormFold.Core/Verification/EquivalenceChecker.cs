@@ -135,25 +135,26 @@ public static class EquivalenceChecker
         {
             // Identical producing subgraphs give identical values (with optimisations disabled ORT runs the same kernels).
             var (same, carried) = Unchanged.Classify(reference, candidate);
-            if (replayWanted)
-            {
-                replay = LocalReplay.Plan(reference, candidate, same, carried, out var whyNot);
-                if (whyNot != null) notes.Add($"local replay not run: {whyNot}; the rewrites are judged end to end only");
-            }
             if (!options.CompareUnchanged)
             {
                 skipped = shared.Count(same.Contains) + graphOutputs.Count(same.Contains);
                 shared = shared.Where(n => !same.Contains(n)).ToList();
                 if (shared.Count == 0 && graphOutputs.All(same.Contains) && candidate.Proto.Graph.Output.Select(o => o.Name).SequenceEqual(graphOutputs))
                     return NothingToCheck(reference, candidate, options, notes, skipped);
-                if (!options.CompareCarried)
-                {
-                    carried.ExceptWith(options.Atol.Keys.Concat(options.Rtol.Keys)); // a tolerance named for it: compared
-                    carriedCount = shared.Count(carried.Contains);
-                    shared = shared.Where(n => !carried.Contains(n)).ToList();
-                    if (carriedCount > 0)
-                        notes.Add($"{carriedCount} intermediate(s) not compared: made by nodes both models define alike from tensors both make (a difference there is carried from the compared outputs of the nodes the fold changed)");
-                }
+            }
+            // Before the carried tensors named by a tolerance are taken out: they are still defined alike.
+            if (replayWanted)
+            {
+                replay = LocalReplay.Plan(reference, candidate, same, carried, out var whyNot);
+                if (whyNot != null) notes.Add($"local replay not run: {whyNot}; the rewrites are judged end to end only");
+            }
+            if (!options.CompareUnchanged && !options.CompareCarried)
+            {
+                carried.ExceptWith(options.Atol.Keys.Concat(options.Rtol.Keys)); // a tolerance named for it: compared
+                carriedCount = shared.Count(carried.Contains);
+                shared = shared.Where(n => !carried.Contains(n)).ToList();
+                if (carriedCount > 0)
+                    notes.Add($"{carriedCount} intermediate(s) not compared: made by nodes both models define alike from tensors both make (a difference there is carried from the compared outputs of the nodes the fold changed)");
             }
         }
         CheckReport report;

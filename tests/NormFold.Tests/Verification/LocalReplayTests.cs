@@ -226,6 +226,26 @@ public class LocalReplayTests
 [Collection("Console")]
 public class LocalReplayCliTests
 {
+    /// <summary>`fold --check` of the bundled EfficientNet: exit 0, written, the amplified tensor named as such on the
+    /// terminal and in the report (valid against the schema).</summary>
+    [Fact]
+    public void Fold_check_passes_amplified_rounding_and_says_so()
+    {
+        string dir = TempDir(), output = Path.Combine(dir, "out.onnx"), report = Path.Combine(dir, "r.json");
+        var (code, stdout, _) = Cli.CliRunner.Run("fold", Path.Combine(ModelsDir, "efficientnet_small.onnx"), "-o", output, "--check", "--report", report);
+        Assert.Equal(0, code);
+        Assert.True(File.Exists(output));
+        string flat = System.Text.RegularExpressions.Regex.Replace(stdout, @"\s*\n\s*", " "); // unwrapped
+        Assert.Contains("within tolerance, 1 beyond it by rounding the network amplifies (see the note)", flat);
+        Assert.Contains("Local replay: the 31 rewritten node(s)", flat);
+        string text = File.ReadAllText(report);
+        Cli.ReportFormatTests.AssertValid("fold-report", text);
+        using var doc = System.Text.Json.JsonDocument.Parse(text);
+        var check = doc.RootElement.GetProperty("check");
+        Assert.Single(check.GetProperty("intermediates").EnumerateArray(), t => t.TryGetProperty("amplified", out var a) && a.GetBoolean());
+        Assert.Equal(31, check.GetProperty("replayedNodes").GetInt32());
+    }
+
     /// <summary>`normfold check` on such a fault: exit 2, the replay named on the terminal, in the JSON (valid against
     /// the schema) and as the JUnit failure.</summary>
     [Fact]
