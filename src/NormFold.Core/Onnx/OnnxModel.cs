@@ -32,6 +32,8 @@ public sealed class OnnxModel : IDisposable
     bool _disposed;
     /// <summary>Tensors whose bytes are computed only when saved or read (see <see cref="Defer"/>).</summary>
     readonly Dictionary<TensorProto, DeferredScaling> _deferred = new(ReferenceEqualityComparer.Instance);
+    /// <summary>max|W| of weights read ahead of the rules (FoldedValues.Prefetch), with the bytes they were read from.</summary>
+    internal readonly Dictionary<TensorProto, (ByteString Source, double Max)> MaxAbsCache = new(ReferenceEqualityComparer.Instance);
 
     /// <summary>Initializers whose raw_data is a view of a packed float_data (4) or double_data (10) field in the file:
     /// saved back as that field while their raw_data is still that view (see <see cref="TypedViewField"/>).</summary>

@@ -85,6 +85,7 @@ internal sealed class Pipeline(PipelineOptions? options = null)
             }
         if (bodyChanged) index = new GraphIndex(graph, model, parent, path); // bodies now read other outer names
 
+        Affine.FoldedValues.Prefetch(index);
         var editor = new GraphEditor(index, names, _options.DeferWeightArithmetic);
         editor.Orphans.UnionWith(orphansFromBodies);
         var context = new RewriteContext(index, opsets, _options);

@@ -114,6 +114,24 @@ public class FoldedValueNotFiniteTests
         Assert.Contains("'w'", d.Detail);
     }
 
+    /// <summary>max|W| read ahead of the rules (for a conv whose BN scales up) is used only while the weight holds the
+    /// bytes it was read from: new bytes are read again.</summary>
+    [Fact]
+    public void A_prefetched_max_is_not_used_once_the_weight_holds_other_bytes()
+    {
+        var model = WithBn("Conv", F32, gamma: 1e37, variance: 1 - 1e-5, w: 1).Build();
+        var index = new NormFold.Graph.GraphIndex(model.Proto.Graph, model);
+        FoldedValues.Prefetch(index);
+        var w = model.Proto.Graph.Initializer.Single(t => t.Name == "w");
+        Assert.Equal(model.ReadDoubles(w).Max(Math.Abs), model.MaxAbsCache[w].Max);
+        double[] s = [1e37, 1, 1, 1];
+        Assert.Null(FoldedValues.ScaledWeightNotFinite(model, w, new NormFold.Tensors.ChannelLayout.Rows(), s));
+        var values = model.ReadDoubles(w);
+        values[0] = 100; // channel 0: 100·1e37 overflows float
+        w.RawData = Google.Protobuf.ByteString.CopyFrom(TensorData.Encode(F32, values));
+        Assert.Equal(0, FoldedValues.ScaledWeightNotFinite(model, w, new NormFold.Tensors.ChannelLayout.Rows(), s));
+    }
+
     /// <summary>max|W| is read from sign-cleared bit patterns (an integer max): equal to the magnitudes' max in every
     /// type, NaN when any element is NaN, ∞ when one is infinite, at every length (vector tails included).</summary>
     [Theory]

@@ -72,15 +72,57 @@ internal static class FoldedValues
         records.Add(scaled);
     }
     /// <summary>max|W| over the stored elements; NaN when one is NaN. Read a chunk at a time on every core
-    /// (FileBytes.Reduce): the pass does not make a mapped weight resident.</summary>
+    /// (FileBytes.Reduce): the pass does not make a mapped weight resident. Taken from <see cref="Prefetch"/>'s results
+    /// while the tensor still holds the bytes they were computed from.</summary>
     static double MaxAbs(OnnxModel model, TensorProto t)
     {
+        lock (model.MaxAbsCache)
+            if (model.MaxAbsCache.TryGetValue(t, out var known) && ReferenceEquals(known.Source, t.RawData) && !model.IsDeferred(t))
+                return known.Max;
         var raw = model.RawMemory(t);
         if (raw.IsEmpty && TensorData.ElementCount(t) > 0)
             return model.ReadDoubles(t).Aggregate(0.0, (m, v) => double.IsNaN(v) || double.IsNaN(m) ? double.NaN : Math.Max(m, Math.Abs(v)));
         int type = t.DataType;
         return FileBytes.Reduce(raw, chunk => MaxAbs(chunk, type), (a, b) => double.IsNaN(a) || double.IsNaN(b) ? double.NaN : Math.Max(a, b), 0.0);
     }
+
+    /// <summary>
+    /// max|W| of the weights of every Conv, ConvTranspose, Gemm and MatMul that a BatchNormalization reads, all at once on
+    /// every core (the chunks of all of them in one parallel loop), before the rules fold one BN after another: the
+    /// finite-result pre-checks then read no weight, and their reading is spread over the cores. Inline raw_data in a
+    /// float type only; the rest is read when asked, as before.
+    /// </summary>
+    internal static void Prefetch(GraphIndex index)
+    {
+        var model = index.Model;
+        var weights = new List<TensorProto>();
+        var seen = new HashSet<TensorProto>(ReferenceEqualityComparer.Instance);
+        foreach (var node in index.Graph.Node)
+            if (node.OpType is "Conv" or "ConvTranspose" or "Gemm" or "MatMul" && node.Domain.Length == 0 && node.Input.Count > 1
+                && node.Output.Count > 0 && index.Consumers(node.Output[0]).Any(c => c.OpType == "BatchNormalization" && MayScaleUp(index, c))
+                && index.Initializers.TryGetValue(node.Input[1], out var w) && w.HasRawData && !OnnxModel.IsExternal(w) && !model.IsDeferred(w)
+                && w.DataType is ElementType.Float or ElementType.Double or ElementType.Float16 or ElementType.BFloat16
+                && w.RawData.Length % ElementType.Size(w.DataType) == 0 && seen.Add(w))
+                weights.Add(w);
+        if (weights.Count == 0) return;
+        var jobs = weights.SelectMany(w => Enumerable.Range(0, (w.RawData.Length + FileBytes.Chunk - 1) / FileBytes.Chunk).Select(k => (Weight: w, Chunk: k))).ToList();
+        var max = weights.ToDictionary(w => w, _ => 0.0, ReferenceEqualityComparer.Instance);
+        FileBytes.ParallelFor(jobs.Count, FileBytes.ChunkBuffer.Rent, (j, buffer) =>
+        {
+            var (w, k) = jobs[j];
+            var chunk = buffer.Span(Math.Min(FileBytes.Chunk, w.RawData.Length - k * FileBytes.Chunk));
+            FileBytes.CopyTo(w.RawData.Memory, k * FileBytes.Chunk, chunk);
+            double m = MaxAbs(chunk, w.DataType);
+            lock (max) max[w] = double.IsNaN(m) || double.IsNaN(max[w]) ? double.NaN : Math.Max(m, max[w]);
+        }, buffer => buffer.Dispose());
+        lock (model.MaxAbsCache)
+            foreach (var w in weights) model.MaxAbsCache[w] = (w.RawData, max[w]);
+    }
+
+    /// <summary>Whether the BN may scale a channel by more than 1 in magnitude (only then is W read), as far as its
+    /// parameters can be read (a BN whose parameters cannot be is not folded).</summary>
+    static bool MayScaleUp(GraphIndex index, NodeProto bn) =>
+        BatchNorm.BatchNormParameters.TryRead(index, bn, out var p) is null && p.Scale.Any(f => !(Math.Abs(f) <= 1));
 
     /// <summary>max|v| from the largest sign-cleared bit pattern: for IEEE 754 values of one type the patterns order as
     /// the magnitudes do, and every NaN's lies above infinity's. An integer max, so a vector at a time.</summary>
