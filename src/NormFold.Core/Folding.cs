@@ -21,7 +21,7 @@ public static class Folding
 {
     public static FoldResult Fold(OnnxModel model, PipelineOptions? options = null) => Fold(model, options, justLoaded: false);
 
-    /// <summary>With <paramref name="justLoaded"/>, for a model <see cref="OnnxModel.Load"/> has just validated and
+    /// <summary>With <paramref name="justLoaded"/>, for a model <see cref="OnnxModel.Load(string)"/> has just validated and
     /// nothing has touched since: not validated again.</summary>
     internal static FoldResult Fold(OnnxModel model, PipelineOptions? options, bool justLoaded)
     {

@@ -106,7 +106,8 @@ internal static class FoldedValues
                 weights.Add(w);
         if (weights.Count == 0) return;
         var jobs = weights.SelectMany(w => Enumerable.Range(0, (w.RawData.Length + FileBytes.Chunk - 1) / FileBytes.Chunk).Select(k => (Weight: w, Chunk: k))).ToList();
-        var max = weights.ToDictionary(w => w, _ => 0.0, ReferenceEqualityComparer.Instance);
+        var max = new Dictionary<TensorProto, double>(ReferenceEqualityComparer.Instance);
+        foreach (var w in weights) max[w] = 0;
         FileBytes.ParallelFor(jobs.Count, FileBytes.ChunkBuffer.Rent, (j, buffer) =>
         {
             var (w, k) = jobs[j];
