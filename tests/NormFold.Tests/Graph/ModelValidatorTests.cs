@@ -11,6 +11,7 @@ namespace NormFold.Tests.Graph;
 
 /// <summary>Models ONNX calls invalid are refused at load (and before folding) in one line naming the file, the graph
 /// and the node or tensor; valid models NormFold merely cannot fold still load.</summary>
+[Collection("Console")] // runs the CLI in process, which writes Console.Error
 public class ModelValidatorTests
 {
     /// <summary>X [1,2,4,4] → Conv(w, b) 'conv' → BN 'bn' → y.</summary>
