@@ -74,7 +74,13 @@ internal static class SkipReasons
     public static bool MeansNotThisPattern(SkipReason reason) => reason is SkipReason.ProducerNotFoldable or SkipReason.PatternMismatch;
 
     /// <summary>Decisions that "all folded" counts: every BatchNormalization, and the per-channel affine ops
-    /// (Mul/Div/Add/Sub) except those that are part of an activation (never foldable).</summary>
+    /// (Mul/Div/Add/Sub) except those that are part of an activation (never foldable) and ops that changed no value,
+    /// removed (nothing is left to fold).</summary>
     public static bool IsFoldCandidate(Decision d) =>
-        d.AnchorOpType is "BatchNormalization" or "Mul" or "Div" or "Add" or "Sub" && d.Reason != SkipReason.PartOfActivation;
+        d.AnchorOpType is "BatchNormalization" or "Mul" or "Div" or "Add" or "Sub" && d.Reason != SkipReason.PartOfActivation
+        && !RemovedNoOp(d);
+
+    /// <summary>x·1, x + 0 … removed by the merge: no node and no tensor in their place.</summary>
+    static bool RemovedNoOp(Decision d) =>
+        d.Outcome == Outcome.Replaced && d.Rule == nameof(Affine.AffineMerge) && d.Created.Count == 0 && d.Weights.Count == 0;
 }

@@ -101,8 +101,13 @@ internal static class AffineHead
 
     /// <summary>A linear op produces <paramref name="x"/> or reads <paramref name="y"/>: a fold could take the piece.</summary>
     static bool NextToLinear(GraphIndex g, string x, string y) =>
-        g.Producer(x) is { } p && LinearOps.Contains(p.OpType) && Attributes.IsDefaultDomain(p)
-        || g.Consumers(y).Any(c => LinearOps.Contains(c.OpType) && Attributes.IsDefaultDomain(c));
+        g.Producer(x) is { } p && HasWeight(g, p) || g.Consumers(y).Any(c => HasWeight(g, c));
+
+    /// <summary>A linear op whose weight (input 1) no other node computes: a MatMul of two activations (attention's
+    /// Q·Kᵀ) never takes a constant in.</summary>
+    static bool HasWeight(GraphIndex g, NodeProto n) =>
+        LinearOps.Contains(n.OpType) && Attributes.IsDefaultDomain(n) && n.Input.Count > 1
+        && (g.Producer(n.Input[1]) is null || g.TryGetConstant(n.Input[1], out _, out _));
 
     /// <summary>
     /// Whether merging could give fewer nodes than the piece has (or will have): scales alone (Mul, Div) or shifts alone (Add, x − c)

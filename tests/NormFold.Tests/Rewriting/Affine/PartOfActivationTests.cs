@@ -90,6 +90,51 @@ public class PartOfActivationTests
         Assert.True(SkipReasons.IsFoldCandidate(d));
     }
 
+    /// <summary>torch GroupNorm(affine=False)'s Mul(ones) → Add(zeros): removed (they change no value), nothing left to fold.</summary>
+    [Fact]
+    public void Ops_that_change_no_value_once_removed_are_not_counted()
+    {
+        var g = new GraphBuilder(13);
+        g.Input("x", F32, [2, 4, 3, 3]);
+        g.Node("Conv", ["x", g.Init("w", F32, [4, 4, 1, 1])], "c", "conv");
+        g.Node("Relu", ["c"], "r", "relu");
+        g.Node("Mul", ["r", g.Init("ones", F32, [4, 1, 1], [1, 1, 1, 1])], "m", "mul");
+        g.Node("Add", ["m", g.Init("zeros", F32, [4, 1, 1], [0, 0, 0, 0])], "a", "add");
+        g.Node("Relu", ["a"], "y", "relu2");
+        g.Output("y", F32, null);
+        var (folded, r) = FoldChecked(g.Build());
+        var d = r.Log.Decisions.Single(x => x.Anchor == "mul");
+        Assert.Equal(Outcome.Replaced, d.Outcome);
+        Assert.StartsWith("removed Mul → Add", d.Detail);
+        Assert.Equal(0, Count(folded, "Mul") + Count(folded, "Add"));
+        AssertNothingCounted(r);
+        Assert.Equal(0, CliRunner.Run("inspect", Save(g), "--require-all-folded", "-q").Code);
+    }
+
+    /// <summary>Attention's scale: MatMul(Q, Kᵀ) → Div(√d) → Softmax. A MatMul of two computed tensors takes no constant
+    /// in, so the Div is no candidate (no decision); with a constant B it is one (and folds).</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_scale_after_a_matmul_of_two_activations_is_no_candidate(bool constantB)
+    {
+        var g = new GraphBuilder(13);
+        g.Input("q", F32, [2, 4, 8]);
+        string k = constantB ? g.Init("k", F32, [8, 4]) : "kt";
+        if (!constantB)
+        {
+            g.Input("k", F32, [2, 4, 8]);
+            g.Node("Transpose", ["k"], "kt", "transpose", ("perm", new long[] { 0, 2, 1 }));
+        }
+        g.Node("MatMul", ["q", k], "s", "qk");
+        g.Node("Div", ["s", g.Init("sqrt_d", F32, [], [Math.Sqrt(8)])], "sd", "scale");
+        g.Node("Softmax", ["sd"], "y", "softmax", ("axis", -1L));
+        g.Output("y", F32, null);
+        var (_, r) = FoldChecked(g.Build());
+        if (constantB) Assert.Equal(Outcome.Folded, r.Log.Decisions.Single(d => d.Anchor == "scale").Outcome);
+        else Assert.DoesNotContain(r.Log.Decisions, d => d.Anchor == "scale");
+    }
+
     static string Save(GraphBuilder g)
     {
         string path = Path.Combine(TempDir(), "m.onnx");
