@@ -173,6 +173,11 @@ internal sealed class TypeHints
                 }
                 break;
             case "Cast": shape = S(0); type = (int)Attributes.Int(n, "to", 0); break;
+            case "ReduceMean" or "ReduceSum" or "ReduceMax" or "ReduceMin" or "ReduceProd" or "ReduceL1" or "ReduceL2"
+                or "ReduceLogSum" or "ReduceLogSumExp" or "ReduceSumSquare" or "ArgMax" or "ArgMin":
+                type = n.OpType.StartsWith("Arg", StringComparison.Ordinal) ? (int)TensorProto.Types.DataType.Int64 : T(0);
+                if (S(0) is { } rx) shape = Reduced(index, n, rx);
+                break;
             case "Unsqueeze" or "Squeeze":
                 type = T(0);
                 if (S(0) is { } before && Axes(index, n) is { } axes) shape = n.OpType == "Unsqueeze" ? Unsqueezed(before, axes) : Squeezed(before, axes);
@@ -245,6 +250,23 @@ internal sealed class TypeHints
         ?? (n.Input.Count > 1 && n.Input[1].Length > 0 && index.TryGetConstant(n.Input[1], out var t, out _) ? index.Model.ReadInt64s(t) : null);
 
     static bool HasAxesInput(NodeProto n) => n.Input.Count > 1 && n.Input[1].Length > 0;
+
+    /// <summary>A reduction: the axes (ArgMax/ArgMin: `axis`, default 0; else `axes` or a constant input; none: all,
+    /// or none with noop_with_empty_axes) become 1 (keepdims, the default) or go; null when they are not known.</summary>
+    static long[]? Reduced(GraphIndex index, NodeProto n, long[] x)
+    {
+        bool keep = Attributes.Int(n, "keepdims", 1) != 0;
+        long[]? axes = n.OpType.StartsWith("Arg", StringComparison.Ordinal) ? [Attributes.Int(n, "axis", 0)] : Axes(index, n);
+        if (axes is null && HasAxesInput(n)) return keep ? Unknown(x.Length) : null;
+        if (axes is null || axes.Length == 0)
+        {
+            if (Attributes.Int(n, "noop_with_empty_axes", 0) != 0) return x;
+            axes = Enumerable.Range(0, x.Length).Select(a => (long)a).ToArray();
+        }
+        var at = axes.Select(a => a < 0 ? a + x.Length : a).ToHashSet();
+        if (at.Any(a => a < 0 || a >= x.Length)) return null;
+        return keep ? x.Select((d, i) => at.Contains(i) ? 1 : d).ToArray() : x.Where((_, i) => !at.Contains(i)).ToArray();
+    }
 
     /// <summary>Unsqueeze: 1s inserted at the axes (counted in the output's rank); null for axes out of range or repeated.</summary>
     static long[]? Unsqueezed(long[] x, long[] axes)

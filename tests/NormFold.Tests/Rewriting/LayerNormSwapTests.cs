@@ -359,6 +359,18 @@ public class LayerNormSwapTests
         });
     }
 
+    /// <summary>LayerNorm on softmax(x0 − max(x0)): the reduction keeps x0's rank (review's ln3 after softmax).</summary>
+    [Fact]
+    public void Swaps_after_a_softmax_of_a_max_subtracted_input()
+    {
+        SwapAfter([2, 5, 8], [2, 5, 8], [2, 5, 8], g =>
+        {
+            g.Node("ReduceMax", ["x0"], "mu", "centre_max", ("axes", new long[] { -1 }));
+            g.Node("Sub", ["x0", "mu"], "centred", "centre");
+            g.Node("Softmax", ["centred"], "x", "softmax", ("axis", -1L));
+        });
+    }
+
     [Theory]
     [InlineData("Unsqueeze")]
     [InlineData("Squeeze")]
