@@ -51,6 +51,30 @@ public class GroupNormSwapTests
         AssertEquivalent(original, swapped);
     }
 
+    /// <summary>torch's opset-11 GroupNorm: γ and β [C] reach Mul/Add through Unsqueeze(axes attribute), which
+    /// Unsqueeze-13 changed; those Unsqueezes go with the swap, so they do not block raising the opset to 21.</summary>
+    [Theory]
+    [InlineData(9)]
+    [InlineData(11)]
+    public void Unsqueezed_gamma_and_beta_of_an_old_opset_do_not_block_the_raise(long opset)
+    {
+        var g = Decomposed(opset: opset);
+        foreach (var (name, lo, hi) in new[] { ("gamma", 0.5, 1.5), ("beta", -0.5, 0.5) })
+        {
+            g.Graph.Initializer.Remove(g.Graph.Initializer.Single(t => t.Name == name));
+            g.Init(name + "_c", F32, [8], lo, hi);
+            var u = g.Node("Unsqueeze", [name + "_c"], name, name + "_unsqueeze", ("axes", new long[] { 1, 2 }));
+            g.Graph.Node.RemoveAt(g.Graph.Node.Count - 1);
+            g.Graph.Node.Insert(0, u);
+        }
+        var original = g.Build();
+        var (swapped, r) = Fold(original, Swap(21));
+        Assert.Equal(Outcome.Replaced, r.Log.Decisions.Single(d => d.Anchor == "instnorm").Outcome);
+        Assert.Equal(21, swapped.DefaultOpset);
+        Assert.Equal(0, Count(swapped, "Unsqueeze"));
+        AssertEquivalent(original, swapped);
+    }
+
     [Fact]
     public void Without_a_target_opset_the_refusal_says_what_would_allow_it()
     {

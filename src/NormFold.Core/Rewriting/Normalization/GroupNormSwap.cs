@@ -83,20 +83,21 @@ internal sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
         if ((Rewriting.Affine.FoldedValues.NotFinite("γ", type, gamma) ?? Rewriting.Affine.FoldedValues.NotFinite("β", type, beta)) is { } overflow) return overflow;
         // GroupNormalization-21 takes γ, β per channel; -18 per group, exact only when they are constant within groups.
         var opsets = context.Opsets;
+        var replaced = Patterns.WithConstantFeeders(g, removed);
         if (opsets.Reachable >= 21)
-            return opsets.Require(21, "GroupNormalization-21", removed) as Match
+            return opsets.Require(21, "GroupNormalization-21", replaced) as Match
                 ?? new Match.Planned(new GroupNormPlan(inorm, x, output, removed, groups, epsilon, type, gamma, beta, 21));
         if (opsets.Reachable >= 18)
         {
             if (!GroupwiseConstant(gamma, groups) || !GroupwiseConstant(beta, groups))
                 return Match.Refuse(SkipReason.NotPerChannel, $"GroupNormalization-18 takes one γ and β per group, these vary within groups; opset 21 takes them per channel (a target opset of 21 allows raising it)");
             long size = c / groups;
-            return opsets.Require(18, "GroupNormalization", removed) as Match
+            return opsets.Require(18, "GroupNormalization", replaced) as Match
                 ?? new Match.Planned(new GroupNormPlan(inorm, x, output, removed, groups, epsilon, type,
                     Enumerable.Range(0, (int)groups).Select(k => gamma[k * size]).ToArray(),
                     Enumerable.Range(0, (int)groups).Select(k => beta[k * size]).ToArray(), 18));
         }
-        return opsets.Require(21, "GroupNormalization with per-channel γ, β (18 with per-group ones)", removed)!;
+        return opsets.Require(21, "GroupNormalization with per-channel γ, β (18 with per-group ones)", replaced)!;
     }
 
     /// <summary>G from Reshape(X, [0|N, G, −1]), the shape constant or Concat(batch dim of X, [G], [−1]).</summary>

@@ -33,6 +33,23 @@ internal static class Patterns
         return false;
     }
 
+    /// <summary>The nodes a swap replaces, with the Unsqueeze nodes that feed them a constant and that nothing else reads
+    /// (torch's γ/β at opset ≤ 12): they go with them, so an opset raise need not keep them valid.</summary>
+    public static List<NodeProto> WithConstantFeeders(GraphIndex g, IReadOnlyList<NodeProto> replaced)
+    {
+        var all = replaced.ToList();
+        var set = new HashSet<NodeProto>(all, ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < all.Count; i++)
+            foreach (var input in all[i].Input)
+                if (g.Producer(input) is { OpType: "Unsqueeze" } u && !set.Contains(u) && !g.IsGraphOutput(input)
+                    && g.Consumers(input).All(set.Contains) && TryConstant(g, input, out _, out _))
+                {
+                    set.Add(u);
+                    all.Add(u);
+                }
+        return all;
+    }
+
     /// <summary>
     /// Values of a constant that multiplies or adds to a [N, C, …] tensor of the given rank, one per channel:
     /// its dims, right-aligned against the tensor's, must be 1 everywhere except axis 1, where they are 1 or C.
