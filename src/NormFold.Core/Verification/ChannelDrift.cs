@@ -198,6 +198,9 @@ internal static class ChannelDriftDetector
         /// <param name="floor">An absolute floor of the offset band (and, over the channel's spread S, of the gain band).</param>
         public Result Decide(double minGain = MinGain, double floor = 0)
         {
+            // Among the subnormals rounding is absolute (and ORT's kernels flush them or not): no offset below the smallest
+            // normal value is told apart from it, as in the elementwise tolerance.
+            floor = Math.Max(floor, Tolerance.SmallestNormal(ElementType));
             double u = UnitRoundoff(ElementType);
             var fits = new Fit?[Channels.Length];
             for (int c = 0; c < Channels.Length; c++) fits[c] = FitOf(Channels[c]);

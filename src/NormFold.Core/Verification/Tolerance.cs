@@ -21,7 +21,7 @@ public sealed record Tolerance(double Atol, double Rtol)
     }
 
     /// <summary>The smallest positive normal value of a floating-point type.</summary>
-    static double SmallestNormal(int elementType) => (T)elementType switch
+    internal static double SmallestNormal(int elementType) => (T)elementType switch
     {
         T.Float16 => 6.103515625e-5,
         T.Double => 2.2250738585072014e-308,

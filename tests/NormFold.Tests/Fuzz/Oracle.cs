@@ -12,10 +12,11 @@ namespace NormFold.Tests.Fuzz;
 /// <see cref="Verdict.OverflowEdge"/>, counted but not a defect. Likewise any difference of values in a model one of
 /// whose own constants comes within 2^8 of overflowing: there the original's arithmetic overflows or absorbs (terms of
 /// both signs overflow and the order of the sum decides between ±Inf and NaN; x + k − k is 0 for |k| ≈ 3e38, x when a
-/// fold composes k − k first). Bottom: a non-finite element against another value in a model holding a subnormal
-/// constant is <see cref="Verdict.UnderflowEdge"/> — a factor below the smallest normal value moved into a weight makes
-/// results ORT's kernels round or flush differently (its Mul flushes them to 0, its ConvTranspose keeps them), and a
-/// later division by ±0 turns 0 against 1e-45 into NaN against ±Inf; finite differences there stay differences.
+/// fold composes k − k first). Bottom: any difference in a model holding a subnormal constant is
+/// <see cref="Verdict.UnderflowEdge"/> — the original's products with it keep one or two significant bits (x·1e-45/1e-45
+/// is 0 or 1, the fold's composed factor gives x), a factor moved into a weight makes results ORT's kernels round or
+/// flush differently (its Mul flushes them to 0, its ConvTranspose keeps them), and a later division by ±0 turns 0
+/// against 1e-45 into NaN against ±Inf.
 /// Elsewhere NaN against a number is always a difference.
 /// </summary>
 public static class Oracle
@@ -111,11 +112,11 @@ public static class Oracle
                 return new(Verdict.CandidateFails, e.Message.Split('\n')[0]);
             }
             bool tight = true, finite = true, edge = false;
-            Result Differs(string detail, bool nonFinite = false)
+            Result Differs(string detail)
             {
                 var (near, subnormal) = Constants(original);
                 return near ? new(Verdict.OverflowEdge, detail + ", in a model whose constants reach the range's edge")
-                    : nonFinite && subnormal ? new(Verdict.UnderflowEdge, detail + ", in a model holding a subnormal constant")
+                    : subnormal ? new(Verdict.UnderflowEdge, detail + ", in a model holding a subnormal constant")
                     : new(Verdict.Different, detail);
             }
             foreach (var (name, r) in reference)
@@ -142,7 +143,7 @@ public static class Oracle
                         if (!(double.IsNaN(x) && double.IsNaN(y)) && x != y)
                         {
                             if (AtOverflowEdge(x, y, r.Type)) { edge = true; continue; }
-                            return Differs($"'{name}'[{i}]: {y} where the original gives {x}", nonFinite: true);
+                            return Differs($"'{name}'[{i}]: {y} where the original gives {x}");
                         }
                         continue;
                     }
