@@ -47,6 +47,9 @@ internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
     {
         var g = context.Graph;
         if (AffineHead.Piece(g, anchor, out string x, out var nodes) is { } notAnchor) return notAnchor;
+        // The bias Add a fold of this run made after a MatMul is that fold's result, not a candidate (moving it on would
+        // round its composed bias again, and its record would name a tensor that is gone).
+        if (nodes.Any(context.Composed.Contains)) return new Match.NoCandidate("holds the bias an earlier fold of this run made");
         string end = nodes[^1].Output[0];
         if (g.IsGraphOutput(end))
             return Match.Refuse(SkipReason.ProducerNotFoldable, $"'{end}' is a graph output");

@@ -135,6 +135,26 @@ public class PartOfActivationTests
         else Assert.DoesNotContain(r.Log.Decisions, d => d.Anchor == "scale");
     }
 
+    /// <summary>ViT's MLP: LayerNorm's γ/β fold forward into the MatMul, whose new bias Add sits before the original one
+    /// (read twice, by GELU): that Add is the fold's result, no candidate (vit_small failed the gate on it).</summary>
+    [Fact]
+    public void The_bias_add_a_forward_fold_made_is_no_candidate()
+    {
+        var g = new GraphBuilder(13);
+        g.Input("x", F32, [2, 3, 4]);
+        g.Node("Relu", ["x"], "r", "relu");
+        Op(g, "Mul", "r", [4], "gamma");
+        Op(g, "Add", "gamma", [4], "beta", -0.5, 0.5);
+        g.Node("MatMul", ["beta", g.Init("w", F32, [4, 5])], "mm", "matmul");
+        g.Node("Add", ["mm", g.Init("b", F32, [5])], "h", "bias");
+        g.Node("Sigmoid", ["h"], "s", "sigmoid");
+        g.Node("Mul", ["h", "s"], "y", "swish");
+        g.Output("y", F32, null);
+        var (_, r) = FoldChecked(g.Build());
+        Assert.Equal(Outcome.Folded, r.Log.Decisions.Single(d => d.Anchor == "gamma_node").Outcome);
+        AssertNothingCounted(r);
+    }
+
     static string Save(GraphBuilder g)
     {
         string path = Path.Combine(TempDir(), "m.onnx");
