@@ -72,7 +72,7 @@ public static partial class Families
             }
             int count = 1 + r.Next(4);
             (y, var chained) = Chain(y, shape, count);
-            if (mode is "forward" or "sandwich" && chained is { } s)
+            if (mode is "forward" or "sandwich" && chained is { Length: > 0 } s)
                 (y, chained) = Consumer(Any("Conv", "Conv", "Gemm", "MatMul", "MatMul", "ConvTranspose"), y, s);
             if (r.Next(3) == 0) y = Node("Relu", [y]);
             _g.Output(y, _type, null);
