@@ -52,9 +52,12 @@ internal static class ChannelDriftDetector
     /// from upstream rewrites (its inputs are the reference's own), only the rewrite's arithmetic, which the other
     /// allowances cover.</summary>
     public const double ReplayMinGain = 0;
-    /// <summary>A replay's floor in ulps of the tensor's magnitude M (max|ref|): a channel whose values cancel (a bias
-    /// against the sum it is added to, a channel ~1e-5 of M) errs in proportion to what cancelled, which its own values
-    /// do not show: up to ~0.02·u·M measured (MobileNetV2's depthwise convs); a gain counts by what it moves, g·S.</summary>
+    /// <summary>A replay's floor in ulps of the tensor's typical channel magnitude (the median over its channels of
+    /// their rms): a channel whose values cancel (a bias against the sum it is added to, a channel ~1e-5 of the others)
+    /// errs in proportion to what cancelled, which its own values do not show: ~1.5e-8 on MobileNetV2's depthwise convs
+    /// (0.02 u of max|ref|, ~0.1 u of the median rms); a gain counts by what it moves, g·S. The median, not max|ref|:
+    /// a tensor with outliers (random-weight nets, max|ref| 1e4) would lift the floor past faults of 1 % in its
+    /// ordinary channels.</summary>
     public const double ReplayMagnitudeUlps = 16;
     /// <summary>Channels with fewer elements are not tested (their gain and noise cannot be estimated).</summary>
     public const int MinElements = 8;
@@ -195,16 +198,19 @@ internal static class ChannelDriftDetector
         }
 
         /// <param name="minGain">The floor of the gain band (and, times M, of the offset band).</param>
-        /// <param name="floor">An absolute floor of the offset band (and, over the channel's spread S, of the gain band).</param>
-        public Result Decide(double minGain = MinGain, double floor = 0)
+        /// <param name="floorUlps">A floor of the offset band of floorUlps·u times the median of the channels' rms (and,
+        /// over the channel's spread S, of the gain band).</param>
+        public Result Decide(double minGain = MinGain, double floorUlps = 0)
         {
-            // Among the subnormals rounding is absolute (and ORT's kernels flush them or not): no offset below the smallest
-            // normal value is told apart from it, as in the elementwise tolerance.
-            floor = Math.Max(floor, Tolerance.SmallestNormal(ElementType));
             double u = UnitRoundoff(ElementType);
             var fits = new Fit?[Channels.Length];
             for (int c = 0; c < Channels.Length; c++) fits[c] = FitOf(Channels[c]);
             double relativeNoise = MedianRelativeNoise(fits.OfType<Fit>());
+            var rms = fits.OfType<Fit>().Select(f => f.Rms).Order().ToArray();
+            double floor = rms.Length == 0 ? 0 : floorUlps * u * rms[rms.Length / 2];
+            // Among the subnormals rounding is absolute (and ORT's kernels flush them or not): no offset below the smallest
+            // normal value is told apart from it, as in the elementwise tolerance.
+            floor = Math.Max(floor, Tolerance.SmallestNormal(ElementType));
             var all = new List<ChannelDrift>(Channels.Length);
             for (int c = 0; c < Channels.Length; c++)
                 if (fits[c] is { } f) all.Add(Judge(c, f, u, relativeNoise, minGain, floor));

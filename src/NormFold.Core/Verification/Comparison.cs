@@ -65,9 +65,9 @@ internal static class Comparator
         Compare(reference, actual, toleranceFor, detectDrift ? DriftMode.Decide : DriftMode.None);
 
     /// <summary>The comparison with the drift decision taken over the (merged) sums of every run.</summary>
-    internal static OutputComparison WithDrift(OutputComparison c, ChannelDriftDetector.Accumulator sums, double minGain = ChannelDriftDetector.MinGain, double floor = 0)
+    internal static OutputComparison WithDrift(OutputComparison c, ChannelDriftDetector.Accumulator sums, double minGain = ChannelDriftDetector.MinGain, double floorUlps = 0)
     {
-        var drift = sums.Decide(minGain, floor);
+        var drift = sums.Decide(minGain, floorUlps);
         string? problem = c.Problem;
         if (c.FailedElements == 0 && problem is null && drift is { Flagged: > 0 } && drift.Findings[0] is var f)
             problem = $"systematic drift in {drift.Flagged} of {drift.Tested} channel(s); channel {f.Channel}: gain {f.Gain:G7} (allowed 1 ± {f.GainThreshold:G3}), " +

@@ -402,8 +402,7 @@ public static class EquivalenceChecker
         {
             foreach (var (name, sums) in _endToEnd.DriftSums) _endToEnd.Worst[name] = Comparator.WithDrift(_endToEnd.Worst[name], sums);
             foreach (var (name, sums) in _replay.DriftSums)
-                _replay.Worst[name] = Comparator.WithDrift(_replay.Worst[name], sums, ChannelDriftDetector.ReplayMinGain,
-                    ChannelDriftDetector.ReplayMagnitudeUlps * ChannelDriftDetector.UnitRoundoff(sums.ElementType) * _replay.Worst[name].ReferenceMagnitude);
+                _replay.Worst[name] = Comparator.WithDrift(_replay.Worst[name], sums, ChannelDriftDetector.ReplayMinGain, ChannelDriftDetector.ReplayMagnitudeUlps);
             var outputs = graphOutputs.Select(n => _endToEnd.Worst[n]).ToList();
             var inner = shared.Select(n => _endToEnd.Worst[n]).ToList();
             var replays = shared.Concat(graphOutputs).Where(_replay.Worst.ContainsKey).Select(n => _replay.Worst[n]).ToList();

@@ -199,6 +199,38 @@ public class LocalReplayTests
         return (model, folded);
     }
 
+    /// <summary>
+    /// A tensor with an outlier channel (γ 1e4: max|ref| ~1e4) and a 0.1 % offset in an ordinary channel (rms ~1):
+    /// the replay's floor is 16 ulps of the channels' median rms, not of max|ref| (which would allow 0.02 and pass it).
+    /// </summary>
+    [Fact]
+    public void An_outlier_channel_does_not_lift_the_replay_floor_over_the_others()
+    {
+        OnnxModel Model(double shiftedMean)
+        {
+            var g = new GraphBuilder(opset: 13, seed: 9);
+            string x = g.Input("x", F32, [8, 4, 6, 6]);
+            g.Node("Conv", [x, g.Init("w", F32, [8, 4, 3, 3]), g.Init("b", F32, [8])], "c", attrs: ("pads", new long[] { 1, 1, 1, 1 }));
+            g.Bn("c", 8, "a");
+            g.SetInit("a.gamma", F32, [8], [1e4, 1, 1, 1, 1, 1, 1, 1]);
+            g.SetInit("a.beta", F32, [8], new double[8]);
+            g.SetInit("a.mean", F32, [8], [0, 0, 0, shiftedMean, 0, 0, 0, 0]);
+            g.SetInit("a.var", F32, [8], [1, 1, 1, 1, 1, 1, 1, 1]);
+            g.Output("a", F32, [8, 8, 6, 6]);
+            return g.Build();
+        }
+        var original = Model(0);
+        var (broken, _) = Fold(Model(1e-3)); // channel 3 moved by −1e-3
+        Assert.True(EquivalenceChecker.Check(original, broken, new CheckOptions { LocalReplay = false }).Passed);
+        var report = EquivalenceChecker.Check(original, broken, new CheckOptions());
+        Assert.False(report.Passed);
+        var failure = report.FirstReplayFailure!;
+        Assert.Equal("a", failure.Name);
+        Assert.Equal(3, failure.Drift[0].Channel);
+        Assert.True(failure.ReferenceMagnitude > 1e3);
+        Assert.InRange(failure.Drift[0].Offset, -1.1e-3, -0.9e-3);
+    }
+
     [Fact]
     public void Float16_models_are_judged_end_to_end_and_the_report_says_so()
     {
