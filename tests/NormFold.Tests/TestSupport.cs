@@ -55,11 +55,36 @@ public static class TestSupport
     /// <summary>A session over the model as it is in memory (written to a temp folder when it has external data).</summary>
     internal static OrtRunner Runner(OnnxModel m) => SharedTensors.Runner(m, [], OrtLevel.Disable);
 
+    static readonly string TempRoot = Path.Combine(Path.GetTempPath(), "normfold-tests");
+    // Nothing deletes a test's folder (a failing test's files are its evidence), so the first TempDir of a test process
+    // removes those a run older than StaleAfter left (runs last minutes; 640 folders, ~0.8 GB per suite run).
+    static readonly Lazy<int> StaleSwept = new(() => SweepStale(TempRoot, StaleAfter));
+    internal static readonly TimeSpan StaleAfter = TimeSpan.FromHours(6);
+
     public static string TempDir()
     {
-        string dir = Path.Combine(Path.GetTempPath(), "normfold-tests", Guid.NewGuid().ToString("N"));
+        _ = StaleSwept.Value;
+        string dir = Path.Combine(TempRoot, Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(dir);
         return dir;
+    }
+
+    /// <summary>Deletes the folders directly under <paramref name="root"/> not written for <paramref name="age"/>; returns
+    /// how many. One another process is deleting or still holds is left.</summary>
+    internal static int SweepStale(string root, TimeSpan age)
+    {
+        if (!Directory.Exists(root)) return 0;
+        int swept = 0;
+        DateTime before = DateTime.UtcNow - age;
+        foreach (string dir in Directory.EnumerateDirectories(root))
+            try
+            {
+                if (Directory.GetLastWriteTimeUtc(dir) >= before) continue;
+                Directory.Delete(dir, recursive: true);
+                swept++;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        return swept;
     }
 
     /// <summary>Folds and asserts: no BN left, output names unchanged, outputs equivalent in ORT, every tensor the fold
