@@ -229,6 +229,26 @@ internal static class Printing
         return longest;
     }
 
+    /// <summary>What a passed check's one-line verdict adds when it excused tensors as amplified rounding (local
+    /// replay): how many, the worst, and why; "" when it excused none.</summary>
+    public static string AmplifiedClause(IEnumerable<(string Name, double Relative, bool Amplified)> tensors, int replayedNodes)
+    {
+        var amplified = tensors.Where(t => t.Amplified).ToList();
+        if (amplified.Count == 0) return "";
+        var worst = amplified.MaxBy(t => t.Relative);
+        return $"; {amplified.Count} tensor(s) beyond the end-to-end tolerance (worst '{worst.Name}': {Num(worst.Relative)} of max|ref|) " +
+               $"pass as rounding the network amplifies: each of the {replayedNodes} rewritten node(s) agrees on the original's own inputs (local replay)";
+    }
+
+    public static string AmplifiedClause(CheckReport r) =>
+        AmplifiedClause(r.Outputs.Concat(r.Intermediates).Select(t => (t.Name, t.RelativeToMagnitude, t.Amplified)), r.ReplayedNodes);
+
+    public static string AmplifiedClause(CheckResults c) =>
+        AmplifiedClause(c.Outputs.Concat(c.Intermediates).Select(t => (t.Name, t.RelativeToMagnitude, t.Amplified)), c.ReplayedNodes);
+
+    /// <summary>A tensor's result word: ok, amplified (passed by local replay) or FAIL.</summary>
+    public static string ResultWord(bool passed, bool amplified) => passed ? amplified ? "amplified" : "ok" : "FAIL";
+
     public static string Num(double v, string format = "G3") =>
         double.IsPositiveInfinity(v) ? "inf" : double.IsNaN(v) ? "nan" : v.ToString(format, System.Globalization.CultureInfo.InvariantCulture);
 }

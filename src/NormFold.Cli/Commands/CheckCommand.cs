@@ -54,7 +54,7 @@ internal sealed class CheckCommand : Command
         var o = report.Options;
         stdout.WriteLine(report.Passed
             ? report.NothingToCheck ? "Equivalent: every output is computed by the same nodes from the same weights in both models (nothing to check; ONNX Runtime not run)."
-            : $"Equivalent: {report.Outputs.Count} output(s) within tolerance ({o.InputProvenance}, {o.Iterations} iteration(s), ONNX Runtime {report.OrtVersion}, {(o.Level == OrtLevel.Disable ? "optimisations disabled" : $"optimisation level {o.Level.ToString().ToLowerInvariant()}")})."
+            : $"Equivalent: {report.Outputs.Count(x => !x.Amplified)} of {report.Outputs.Count} output(s) within tolerance ({o.InputProvenance}, {o.Iterations} iteration(s), ONNX Runtime {report.OrtVersion}, {(o.Level == OrtLevel.Disable ? "optimisations disabled" : $"optimisation level {o.Level.ToString().ToLowerInvariant()}")}){Printing.AmplifiedClause(report)}."
             : $"NOT equivalent: {report.Outputs.Count(x => !x.Passed)} of {report.Outputs.Count} output(s) and {report.Intermediates.Count(x => !x.Passed)} of {report.Intermediates.Count} shared intermediate tensor(s) beyond tolerance" +
               (report.FirstReplayFailure != null ? $"; {report.Replays.Count(x => !x.Passed)} of {report.Replays.Count} tensor(s) of the rewritten nodes beyond their local tolerance" : "") +
               (report.Audit is { Passed: false } ? "; the weight audit failed." : "."));

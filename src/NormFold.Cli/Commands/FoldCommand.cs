@@ -117,7 +117,7 @@ internal sealed class FoldCommand : Command
         string data = File.Exists(output + ".data") || save.ExternalFileName != null
             ? $" and its data file {save.ExternalFileName ?? Path.GetFileName(output) + ".data"} (keep them together)" : "";
         stdout.WriteLine(report is null ? $"Wrote {output}{data}." : report.NothingToCheck
-            ? $"Wrote {output}{data}; nothing to check: the fold changed nothing." : $"Wrote {output}{data}; equivalence check passed.");
+            ? $"Wrote {output}{data}; nothing to check: the fold changed nothing." : $"Wrote {output}{data}; equivalence check passed{Printing.AmplifiedClause(report)}.");
         return ExitCodes.Success;
     }
 

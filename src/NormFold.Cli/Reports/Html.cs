@@ -109,7 +109,7 @@ internal static class Html
                   "<th class=\"n\">Mean abs</th><th class=\"n\">p99 abs</th><th class=\"n\">Max abs / max|ref|</th><th class=\"n\">Cosine</th>" +
                   "<th class=\"n\">atol / rtol</th><th class=\"n\">Min atol</th>" + (details ? "<th>Detail</th>" : "") + "</tr></thead><tbody>");
         foreach (var o in c.Outputs)
-            sb.Append($"<tr class=\"{(o.Passed ? "ok" : "bad")}\"><td><code>{Encode(o.Name)}</code></td><td>{(o.Passed ? "ok" : "FAIL")}</td><td>{Encode(o.Shape)}</td><td>{Encode(o.ElementType)}</td>" +
+            sb.Append($"<tr class=\"{(o.Passed ? "ok" : "bad")}\"><td><code>{Encode(o.Name)}</code></td><td>{Printing.ResultWord(o.Passed, o.Amplified)}</td><td>{Encode(o.Shape)}</td><td>{Encode(o.ElementType)}</td>" +
                       $"<td class=\"n\">{N(o.MaxAbs)}</td><td class=\"n\">{N(o.MeanAbs)}</td><td class=\"n\">{N(o.P99Abs)}</td><td class=\"n\">{N(o.RelativeToMagnitude)}</td>" +
                       $"<td class=\"n\">{Encode(Printing.Num(o.Cosine, "F6"))}</td><td class=\"n\">{N(o.Tolerance.Atol)} / {N(o.Tolerance.Rtol)}</td><td class=\"n\">{N(o.MinAtol)}</td>" +
                       (details ? $"<td>{Encode(Detail(o))}</td>" : "") + "</tr>");
@@ -121,7 +121,9 @@ internal static class Html
         sb.Append(c.Intermediates.Count == 0
             ? "<p class=\"note\">Outputs only (no intermediate tensor was compared).</p>"
             : first is null
-                ? $"<p>All {c.Intermediates.Count} shared intermediate tensors and {c.Outputs.Count} output(s) agree within tolerance.</p>"
+                ? Printing.AmplifiedClause(c) is { Length: > 0 } clause
+                    ? $"<p class=\"note\">All {c.Intermediates.Count} shared intermediate tensors and {c.Outputs.Count} output(s) pass, {c.Intermediates.Concat(c.Outputs).Count(t => t.Amplified)} of them only by local replay{Encode(clause)}.</p>"
+                    : $"<p>All {c.Intermediates.Count} shared intermediate tensors and {c.Outputs.Count} output(s) agree within tolerance.</p>"
                 : $"<p class=\"bad\">First tensor to drift: <code>{Encode(first)}</code>.</p>");
         sb.Append($"<figure id=\"{idPrefix}drift\">").Append(Svg.DriftChart(along, first)).Append("</figure>");
 

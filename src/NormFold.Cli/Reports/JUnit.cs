@@ -63,6 +63,7 @@ internal static class JUnit
                 ? new Verdict("failure", "gate", $"{driftGate.Count} drift gate failure(s)", string.Join("\n", driftGate.Select(f => $"{f.Gate}: {f.Subject}: {f.Reason}")))
                 : null;
         var output = new StringBuilder($"inputs: {c.Inputs}, {c.Iterations} iteration(s), ONNX Runtime {c.OrtVersion}, optimisation {c.OrtLevel}\n");
+        if (failing.Count == 0 && Printing.AmplifiedClause(c) is { Length: > 0 } clause) output.Append("passed by local replay").Append(clause).Append('\n');
         foreach (var o in c.Outputs) output.Append(Describe(o)).Append('\n');
         foreach (var n in c.Notes) output.Append("note: ").Append(n).Append('\n');
         return new Case(cls, "check", 0, v, output.ToString());
@@ -75,7 +76,7 @@ internal static class JUnit
             $"{a.Tensors} folded weight tensor(s), {a.Elements} elements checked bit for bit");
 
     static string Describe(TensorDrift t) =>
-        $"{t.Name}: {(t.Passed ? "ok" : "FAIL")}: {t.Problem ?? $"max abs {Printing.Num(t.MaxAbs)}, {Printing.Num(t.RelativeToMagnitude)} of max|ref|, cosine {Printing.Num(t.Cosine, "F6")}, {t.FailedElements} of {t.Elements} beyond tolerance"}";
+        $"{t.Name}: {Printing.ResultWord(t.Passed, t.Amplified)}: {t.Problem ?? $"max abs {Printing.Num(t.MaxAbs)}, {Printing.Num(t.RelativeToMagnitude)} of max|ref|, cosine {Printing.Num(t.Cosine, "F6")}, {t.FailedElements} of {t.Elements} beyond tolerance"}";
 
     static IEnumerable<string> Reasons(FoldReport? f) =>
         f is null ? [] : [.. (f.Gates?.Failures ?? []).Select(g => $"{g.Gate}: {g.Subject}: {g.Reason}"),

@@ -75,10 +75,13 @@ internal static class Markdown
         sb.Append($"{Cell(c.Inputs)}, {c.Iterations} iteration(s), ONNX Runtime {c.OrtVersion}, {(c.OrtLevel == "disable" ? "graph optimisations disabled" : "graph optimisation level " + c.OrtLevel)}.\n\n");
         sb.Append("| Output | Result | Max abs | Max abs / max\\|ref\\| | Cosine | Detail |\n| --- | --- | ---: | ---: | ---: | --- |\n");
         foreach (var o in c.Outputs)
-            sb.Append($"| `{Code(o.Name)}` | {(o.Passed ? "ok" : "**FAIL**")} | {Printing.Num(o.MaxAbs)} | {Printing.Num(o.RelativeToMagnitude)} | {Printing.Num(o.Cosine, "F6")} | {Cell(o.Problem ?? "")} |\n");
+            sb.Append($"| `{Code(o.Name)}` | {(o.Passed ? Printing.ResultWord(true, o.Amplified) : "**FAIL**")} | {Printing.Num(o.MaxAbs)} | {Printing.Num(o.RelativeToMagnitude)} | {Printing.Num(o.Cosine, "F6")} | {Cell(o.Problem ?? "")} |\n");
         sb.Append('\n');
         if (c.FirstDrifting is { } f) sb.Append($"First intermediate to drift: `{Code(f)}`.\n\n");
+        else if (c.Intermediates.Count(t => t.Amplified) is var amplified and > 0)
+            sb.Append($"All {c.Intermediates.Count} shared intermediate tensors pass: {c.Intermediates.Count - amplified} within tolerance, {amplified} beyond it as amplified rounding.\n\n");
         else if (c.Intermediates.Count > 0) sb.Append($"All {c.Intermediates.Count} shared intermediate tensors agree within tolerance.\n\n");
+        if (Printing.AmplifiedClause(c) is { Length: > 0 } clause) sb.Append($"**Passed by local replay**{Cell(clause)}.\n\n");
         if (c.WeightAudit is { } a)
             sb.Append(a.Passed ? $"Weight audit: {a.Tensors} folded tensor(s), {a.Elements} elements, bit-identical to the exact fold.\n\n"
                 : $"Weight audit **FAILED**: {Cell(Printing.AuditFailure(a.Inexact, a.Elements, a.Tensors, a.MaxUlp, a.WorstTensor, a.Skipped))}.\n\n");

@@ -278,6 +278,30 @@ public class LocalReplayCliTests
         Assert.Equal(31, check.GetProperty("replayedNodes").GetInt32());
     }
 
+    /// <summary>A pass that excused amplified rounding says so wherever a CI looks: the -q verdict line of fold and
+    /// check, the Markdown summary, JUnit and HTML (they said "ok" / "equivalence check passed" / "All … agree").</summary>
+    [Fact]
+    public void An_amplified_pass_is_named_in_every_format()
+    {
+        string dir = TempDir(), output = Path.Combine(dir, "out.onnx"), model = Path.Combine(ModelsDir, "efficientnet_small.onnx");
+        string md = Path.Combine(dir, "s.md"), junit = Path.Combine(dir, "r.xml"), html = Path.Combine(dir, "r.html");
+        var (code, stdout, _) = Cli.CliRunner.Run("fold", model, "-o", output, "--check", "-q", "--summary", md, "--junit", junit, "--html", html);
+        Assert.Equal(0, code);
+        const string Clause = "1 tensor(s) beyond the end-to-end tolerance (worst '/features/features.7/";
+        Assert.Contains("equivalence check passed; " + Clause, stdout);
+        Assert.Contains("pass as rounding the network amplifies: each of the 31 rewritten node(s) agrees on the original's own inputs (local replay)", stdout);
+        string summary = File.ReadAllText(md);
+        Assert.Contains("All 31 shared intermediate tensors pass: 30 within tolerance, 1 beyond it as amplified rounding.", summary);
+        Assert.Contains("**Passed by local replay**; " + Clause, summary);
+        Assert.DoesNotContain("agree within tolerance", summary);
+        Assert.Contains("passed by local replay; " + Clause, File.ReadAllText(junit));
+        Assert.Contains("only by local replay; 1 tensor(s) beyond the end-to-end tolerance", File.ReadAllText(html));
+        (code, stdout, _) = Cli.CliRunner.Run("check", model, output, "-q");
+        Assert.Equal(0, code);
+        Assert.Contains("Equivalent: 1 of 1 output(s) within tolerance", stdout);
+        Assert.Contains(Clause, stdout);
+    }
+
     /// <summary>`normfold check` on such a fault: exit 2, the replay named on the terminal, in the JSON (valid against
     /// the schema) and as the JUnit failure.</summary>
     [Fact]
