@@ -120,10 +120,21 @@ internal static class FoldedValues
             foreach (var w in weights) model.MaxAbsCache[w] = (w.RawData, max[w]);
     }
 
-    /// <summary>Whether the BN may scale a channel by more than 1 in magnitude (only then is W read), as far as its
-    /// parameters can be read (a BN whose parameters cannot be is not folded).</summary>
-    static bool MayScaleUp(GraphIndex index, NodeProto bn) =>
-        BatchNorm.BatchNormParameters.TryRead(index, bn, out var p) is null && p.Scale.Any(f => !(Math.Abs(f) <= 1));
+    /// <summary>Whether the BN may scale a channel by more than 1 in magnitude (only then is W read): some γ² > var + ε,
+    /// from γ and var alone (a guess for reading ahead, not a check: the rule reads the BN in full).</summary>
+    static bool MayScaleUp(GraphIndex index, NodeProto bn)
+    {
+        if (bn.Input.Count < 5 || !index.TryGetConstant(bn.Input[1], out var gammaTensor, out _)
+            || !index.TryGetConstant(bn.Input[4], out var varianceTensor, out _))
+            return false;
+        var gamma = index.Model.ReadDoubles(gammaTensor);
+        var variance = index.Model.ReadDoubles(varianceTensor);
+        double epsilon = Attributes.Float(bn, "epsilon", 1e-5f);
+        if (gamma.Length != variance.Length) return false;
+        for (int c = 0; c < gamma.Length; c++)
+            if (!(gamma[c] * gamma[c] <= variance[c] + epsilon)) return true;
+        return false;
+    }
 
     /// <summary>max|v| from the largest sign-cleared bit pattern: for IEEE 754 values of one type the patterns order as
     /// the magnitudes do, and every NaN's lies above infinity's. An integer max, so a vector at a time.</summary>
