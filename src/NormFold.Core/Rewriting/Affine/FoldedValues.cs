@@ -81,10 +81,13 @@ internal static class FoldedValues
                 return known.Max;
         var raw = model.RawMemory(t);
         if (raw.IsEmpty && TensorData.ElementCount(t) > 0)
-            return model.ReadDoubles(t).Aggregate(0.0, (m, v) => double.IsNaN(v) || double.IsNaN(m) ? double.NaN : Math.Max(m, Math.Abs(v)));
+            return model.ReadDoubles(t).Aggregate(0.0, (m, v) => MaxOrNaN(m, Math.Abs(v)));
         int type = t.DataType;
-        return FileBytes.Reduce(raw, chunk => MaxAbs(chunk, type), (a, b) => double.IsNaN(a) || double.IsNaN(b) ? double.NaN : Math.Max(a, b), 0.0);
+        return FileBytes.Reduce(raw, chunk => MaxAbs(chunk, type), MaxOrNaN, 0.0);
     }
+
+    /// <summary>The larger of two magnitudes, NaN when either is (IEEE 754 maximum).</summary>
+    static double MaxOrNaN(double a, double b) => double.IsNaN(a) || double.IsNaN(b) ? double.NaN : Math.Max(a, b);
 
     /// <summary>
     /// max|W| of the weights of every Conv, ConvTranspose, Gemm and MatMul that a BatchNormalization reads, all at once on
@@ -114,7 +117,7 @@ internal static class FoldedValues
             var chunk = buffer.Span(Math.Min(FileBytes.Chunk, w.RawData.Length - k * FileBytes.Chunk));
             FileBytes.CopyTo(w.RawData.Memory, k * FileBytes.Chunk, chunk);
             double m = MaxAbs(chunk, w.DataType);
-            lock (max) max[w] = double.IsNaN(m) || double.IsNaN(max[w]) ? double.NaN : Math.Max(m, max[w]);
+            lock (max) max[w] = MaxOrNaN(max[w], m);
         }, buffer => buffer.Dispose());
         lock (model.MaxAbsCache)
             foreach (var w in weights) model.MaxAbsCache[w] = (w.RawData, max[w]);
