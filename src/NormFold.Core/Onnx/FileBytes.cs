@@ -88,26 +88,33 @@ internal sealed class FileBytes : IDisposable
     /// time, chunks on every core at once (so <paramref name="combine"/> must not care about order): a mapped file's
     /// read into warm pooled buffers (see <see cref="CopyTo"/>), so a pass over a weight does not make the file's
     /// pages resident in this process. Chunk offsets are multiples of <see cref="Chunk"/>.</summary>
-    public static T Reduce<T>(ReadOnlyMemory<byte> memory, ChunkMap<T> map, Func<T, T, T> combine, T seed)
+    public static T Reduce<T>(ReadOnlyMemory<byte> memory, ChunkMap<T> map, Func<T, T, T> combine, T seed) =>
+        Reduce([memory], map, combine, seed)[0];
+
+    /// <summary>The same for each of <paramref name="memories"/>, the chunks of all of them in one parallel loop.</summary>
+    public static T[] Reduce<T>(IReadOnlyList<ReadOnlyMemory<byte>> memories, ChunkMap<T> map, Func<T, T, T> combine, T seed)
     {
-        if (!MemoryMarshal.TryGetMemoryManager(memory, out MappedMemory? _, out _, out _)) return combine(seed, map(memory.Span));
-        if (memory.Length <= Chunk)
+        var results = new T[memories.Count];
+        var jobs = new List<(int Memory, int Offset)>();
+        for (int i = 0; i < memories.Count; i++)
         {
-            using var one = ChunkBuffer.Rent();
-            var chunk = one.Span(memory.Length);
-            CopyTo(memory, 0, chunk);
-            return combine(seed, map(chunk));
+            var memory = memories[i];
+            if (!MemoryMarshal.TryGetMemoryManager(memory, out MappedMemory? _, out _, out _)) results[i] = combine(seed, map(memory.Span));
+            else
+            {
+                results[i] = seed;
+                for (int offset = 0; offset < memory.Length; offset += Chunk) jobs.Add((i, offset));
+            }
         }
-        T result = seed;
-        object gate = new();
-        ParallelFor((memory.Length + Chunk - 1) / Chunk, ChunkBuffer.Rent, (k, buffer) =>
+        ParallelFor(jobs.Count, ChunkBuffer.Rent, (k, buffer) =>
         {
-            var chunk = buffer.Span(Math.Min(Chunk, memory.Length - k * Chunk));
-            CopyTo(memory, k * Chunk, chunk);
+            var (i, offset) = jobs[k];
+            var chunk = buffer.Span(Math.Min(Chunk, memories[i].Length - offset));
+            CopyTo(memories[i], offset, chunk);
             T value = map(chunk);
-            lock (gate) result = combine(result, value);
+            lock (results) results[i] = combine(results[i], value);
         }, buffer => buffer.Dispose());
-        return result;
+        return results;
     }
 
     public delegate T ChunkMap<T>(ReadOnlySpan<byte> chunk);

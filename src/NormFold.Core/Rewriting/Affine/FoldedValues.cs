@@ -107,20 +107,13 @@ internal static class FoldedValues
                 && w.DataType is ElementType.Float or ElementType.Double or ElementType.Float16 or ElementType.BFloat16
                 && w.RawData.Length % ElementType.Size(w.DataType) == 0 && seen.Add(w))
                 weights.Add(w);
-        if (weights.Count == 0) return;
-        var jobs = weights.SelectMany(w => Enumerable.Range(0, (w.RawData.Length + FileBytes.Chunk - 1) / FileBytes.Chunk).Select(k => (Weight: w, Chunk: k))).ToList();
-        var max = new Dictionary<TensorProto, double>(ReferenceEqualityComparer.Instance);
-        foreach (var w in weights) max[w] = 0;
-        FileBytes.ParallelFor(jobs.Count, FileBytes.ChunkBuffer.Rent, (j, buffer) =>
+        foreach (var group in weights.GroupBy(w => w.DataType))
         {
-            var (w, k) = jobs[j];
-            var chunk = buffer.Span(Math.Min(FileBytes.Chunk, w.RawData.Length - k * FileBytes.Chunk));
-            FileBytes.CopyTo(w.RawData.Memory, k * FileBytes.Chunk, chunk);
-            double m = MaxAbs(chunk, w.DataType);
-            lock (max) max[w] = MaxOrNaN(max[w], m);
-        }, buffer => buffer.Dispose());
-        lock (model.MaxAbsCache)
-            foreach (var w in weights) model.MaxAbsCache[w] = (w.RawData, max[w]);
+            var list = group.ToList();
+            var max = FileBytes.Reduce([.. list.Select(w => w.RawData.Memory)], chunk => MaxAbs(chunk, group.Key), MaxOrNaN, 0.0);
+            lock (model.MaxAbsCache)
+                for (int i = 0; i < list.Count; i++) model.MaxAbsCache[list[i]] = (list[i].RawData, max[i]);
+        }
     }
 
     /// <summary>Whether the BN may scale a channel by more than 1 in magnitude (only then is W read): some γ² > var + ε,
