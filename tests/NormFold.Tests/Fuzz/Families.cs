@@ -45,13 +45,38 @@ public static partial class Families
         throw new InvalidOperationException();
     }
 
-    public static FuzzCase Generate(Family family, int seed)
+    /// <summary>A case of the current seeding (<see cref="Seeding.Mixed"/>): what campaigns generate.</summary>
+    public static FuzzCase Generate(Family family, int seed) => Generate(family, seed, Seeding.Mixed);
+
+    /// <summary>Regenerates the case a recorded id names (<see cref="FuzzCase.Id"/>: `family:seed` legacy, `family:mSEED` mixed).</summary>
+    public static FuzzCase Generate(string id)
     {
-        var r = new Random(seed);
-        var c = new FuzzCase { Family = family.Name, Seed = seed, Model = new ModelProto(), Risky = family.Risky };
+        var (family, seed, seeding) = FuzzCase.ParseId(id);
+        return Generate(Get(family), seed, seeding);
+    }
+
+    public static FuzzCase Generate(Family family, int seed, Seeding seeding)
+    {
+        var r = new Random(CaseSeed(family.Name, seed, seeding));
+        var c = new FuzzCase { Family = family.Name, Seed = seed, Seeding = seeding, Model = new ModelProto(), Risky = family.Risky };
         family.Mutate(c, r);
         if (c.Risky) c.SkipOracle = true;
         return c;
+    }
+
+    /// <summary>The seed of a case's Random. Legacy: the case seed itself — consecutive seeds give nearly linear first
+    /// draws (.NET's seeded Random), so a family's first choices followed the seed. Mixed: SplitMix64's finaliser of
+    /// (FNV-1a of the family's name, seed), so neighbouring seeds and families draw independently.</summary>
+    public static int CaseSeed(string family, int seed, Seeding seeding)
+    {
+        if (seeding == Seeding.Legacy) return seed;
+        ulong h = 14695981039346656037UL;
+        foreach (char ch in family) { h ^= ch; h *= 1099511628211UL; }
+        ulong z = h + (ulong)(uint)seed * 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z ^= z >> 31;
+        return (int)(z & 0x7FFFFFFF);
     }
 
     static void From(FuzzCase c, Random r, params string[] tags)

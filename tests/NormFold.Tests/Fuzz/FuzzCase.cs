@@ -16,6 +16,9 @@ public sealed record CaseDirs(string Root, string Model, string Out, string Outs
     public string Other => Path.Combine(Model, "other.onnx");
 }
 
+/// <summary>How a case's (family, seed) becomes its Random: <see cref="Families.CaseSeed"/>.</summary>
+public enum Seeding { Legacy, Mixed }
+
 /// <summary>
 /// A hostile-but-valid model (valid protobuf, hostile content) made from a seed: regenerate it from (family, seed).
 /// </summary>
@@ -23,6 +26,8 @@ public sealed class FuzzCase
 {
     public required string Family { get; init; }
     public required int Seed { get; init; }
+    /// <summary>Legacy: the ids recorded before the mixed seeding (`family:seed`); campaigns now make Mixed (`family:mSEED`).</summary>
+    public Seeding Seeding { get; init; } = Seeding.Mixed;
     public string Base { get; set; } = "";
     public string Mutation { get; set; } = "";
     public required ModelProto Model { get; set; }
@@ -46,6 +51,16 @@ public sealed class FuzzCase
     /// <summary>The oracle also feeds the initializers ONNX Runtime lets a caller override (IR ≥ 4, listed as inputs).</summary>
     public bool FeedInitializers { get; set; }
 
-    public string Id => $"{Family}:{Seed}";
-    public override string ToString() => $"{Family}:{Seed} ({Base}/{Mutation}{(Options.Count > 0 ? " " + string.Join(' ', Options) : "")})";
+    public string Id => Seeding == Seeding.Legacy ? $"{Family}:{Seed}" : $"{Family}:m{Seed}";
+
+    /// <summary>`family:seed` (legacy seeding, the ids recorded before it changed) or `family:mSEED` (mixed).</summary>
+    public static (string Family, int Seed, Seeding Seeding) ParseId(string id)
+    {
+        var parts = id.Trim().Split(':');
+        if (parts.Length != 2) throw new ArgumentException($"fuzz case id '{id}': expected family:seed or family:mSEED");
+        bool mixed = parts[1].StartsWith('m');
+        return (parts[0], int.Parse(mixed ? parts[1][1..] : parts[1]), mixed ? Seeding.Mixed : Seeding.Legacy);
+    }
+
+    public override string ToString() => $"{Id} ({Base}/{Mutation}{(Options.Count > 0 ? " " + string.Join(' ', Options) : "")})";
 }

@@ -37,7 +37,7 @@ public sealed class Harness(string root)
 
     public CaseDirs Prepare(FuzzCase c)
     {
-        string dir = Path.Combine(root, c.Family + "-" + c.Seed);
+        string dir = Path.Combine(root, c.Id.Replace(':', '-'));
         if (Directory.Exists(dir)) Directory.Delete(dir, true);
         var d = new CaseDirs(dir, Path.Combine(dir, "model"), Path.Combine(dir, "out"), Path.Combine(dir, "outside"), Path.Combine(dir, "canary.bin"));
         Directory.CreateDirectory(d.Model);

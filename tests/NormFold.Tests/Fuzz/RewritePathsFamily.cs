@@ -15,7 +15,7 @@ public static partial class Families
     /// </summary>
     static void RewritePaths(FuzzCase c, Random r)
     {
-        // Seeds are consecutive, and the first draws of Random(seed) follow the seed almost linearly: scramble it once.
+        // Scrambled once more (from before the mixed seeding; kept so that legacy ids replay the same cases).
         r = new Random(unchecked((int)((uint)r.Next() * 2654435761u)));
         switch (r.Next(3))
         {

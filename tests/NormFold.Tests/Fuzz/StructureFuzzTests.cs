@@ -8,10 +8,12 @@ namespace NormFold.Tests.Fuzz;
 /// (with and without --check), inspect and check. Every run must end in exit 0 (with an output ORT finds equivalent
 /// wherever it can run the input), exit 2, or exit 3 with one line naming the file — never anything else.
 /// Environment: NORMFOLD_FUZZ_RUNS (default 2000), NORMFOLD_FUZZ_SEED (default 1), NORMFOLD_FUZZ_ORACLE_EVERY
-/// (compare one case in N in ORT; default 3, 1 in a long campaign), NORMFOLD_FUZZ_CASE=family:seed (one case, folder
-/// kept), NORMFOLD_FUZZ_SUMMARY=FILE (also write the table there), NORMFOLD_FUZZ_NO_EXCLUDE=1 (bounded run with the
-/// known-failing mutations included), NORMFOLD_FUZZ_TRACE=FILE (log each case's start and end), NORMFOLD_FUZZ_FAMILIES=a,b
-/// (only these families: a campaign aimed at one).
+/// (compare one case in N in ORT; default 3, 1 in a long campaign), NORMFOLD_FUZZ_CASE=family:mSEED or family:seed (one
+/// case, folder kept), NORMFOLD_FUZZ_SUMMARY=FILE (also write the table there), NORMFOLD_FUZZ_NO_EXCLUDE=1 (bounded run
+/// with the known-failing mutations included), NORMFOLD_FUZZ_TRACE=FILE (log each case's start and end), NORMFOLD_FUZZ_FAMILIES=a,b
+/// (only these families: a campaign aimed at one), NORMFOLD_FUZZ_SEEDING=legacy (the cases of campaigns before the mixed
+/// seeding: ids `family:seed`; mixed ids are `family:mSEED`), NORMFOLD_FUZZ_PARALLEL (cases at a time, default 2),
+/// NORMFOLD_FUZZ_COVERAGE=N (no run: the coverage of N cases per family, legacy against mixed seeding).
 /// </summary>
 [Collection("Console")]
 public class StructureFuzzTests(ITestOutputHelper log)
@@ -28,7 +30,7 @@ public class StructureFuzzTests(ITestOutputHelper log)
 
     static bool Excluded(FuzzCase c) => KnownFailing.Any(k => k.Family == c.Family && c.Mutation.StartsWith(k.Mutation));
 
-    public static List<FuzzCase> Cases(int runs, int seed, bool bounded, IReadOnlyCollection<string>? only = null)
+    public static List<FuzzCase> Cases(int runs, int seed, bool bounded, IReadOnlyCollection<string>? only = null, Seeding seeding = Seeding.Mixed)
     {
         var families = Families.All.Where(f => f.Name != "scale" && (only == null || only.Contains(f.Name))).ToList();
         var cases = new List<FuzzCase>();
@@ -38,7 +40,7 @@ public class StructureFuzzTests(ITestOutputHelper log)
         {
             int s = seed * 1_000_000 + i;
             var f = i % scaleEvery == scaleEvery - 1 ? Families.Get("scale") : Families.ForSeed(s, families);
-            var c = Families.Generate(f, s);
+            var c = Families.Generate(f, s, seeding);
             if (bounded && Excluded(c) && Environment.GetEnvironmentVariable("NORMFOLD_FUZZ_NO_EXCLUDE") != "1") continue;
             cases.Add(c);
             total += c.Runs.Count;
@@ -96,8 +98,7 @@ public class StructureFuzzTests(ITestOutputHelper log)
     {
         string root = Path.Combine(Path.GetTempPath(), "normfold-fuzz", Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(root);
-        var parts = id.Split(':');
-        var results = Campaign.Run([Families.Generate(Families.Get(parts[0]), int.Parse(parts[1]))], new Harness(root) { OracleEvery = 1 });
+        var results = Campaign.Run([Families.Generate(id)], new Harness(root) { OracleEvery = 1 });
         try { Directory.Delete(root, true); } catch (IOException) { }
         Assert.True(results.All(r => !r.Bad), string.Join("\n", results.Select(r => $"{r.Kind}: {r.Outcome} exit {r.Exit} {r.Detail}")));
     }
@@ -105,21 +106,25 @@ public class StructureFuzzTests(ITestOutputHelper log)
     [Fact]
     public void Hostile_models_end_in_an_allowed_outcome()
     {
+        if (Env("NORMFOLD_FUZZ_COVERAGE", 0) is > 0 and int perFamily) // the tool's other mode: coverage, no run
+        {
+            string table = Coverage.Table(perFamily, Env("NORMFOLD_FUZZ_SEED", 7));
+            log.WriteLine(table);
+            if (Environment.GetEnvironmentVariable("NORMFOLD_FUZZ_SUMMARY") is { Length: > 0 } f) File.WriteAllText(f, table);
+            return;
+        }
         string root = Path.Combine(Path.GetTempPath(), "normfold-fuzz", Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(root);
         var only = Environment.GetEnvironmentVariable("NORMFOLD_FUZZ_CASE");
         List<FuzzCase> cases;
-        if (!string.IsNullOrEmpty(only))
-        {
-            var parts = only.Split(':');
-            cases = [Families.Generate(Families.Get(parts[0]), int.Parse(parts[1]))];
-        }
+        if (!string.IsNullOrEmpty(only)) cases = [Families.Generate(only)];
         else cases = Cases(Env("NORMFOLD_FUZZ_RUNS", 2000), Env("NORMFOLD_FUZZ_SEED", 1), bounded: Environment.GetEnvironmentVariable("NORMFOLD_FUZZ_RUNS") == null,
-            Environment.GetEnvironmentVariable("NORMFOLD_FUZZ_FAMILIES")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+            Environment.GetEnvironmentVariable("NORMFOLD_FUZZ_FAMILIES")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+            Environment.GetEnvironmentVariable("NORMFOLD_FUZZ_SEEDING") == "legacy" ? Seeding.Legacy : Seeding.Mixed);
         var harness = new Harness(root) { OracleEvery = only != null ? 1 : Env("NORMFOLD_FUZZ_ORACLE_EVERY", 3), KeepFolders = only != null,
             TraceFile = Environment.GetEnvironmentVariable("NORMFOLD_FUZZ_TRACE") };
         var sw = Stopwatch.StartNew();
-        var results = Campaign.Run(cases, harness);
+        var results = Campaign.Run(cases, harness, Math.Max(1, Env("NORMFOLD_FUZZ_PARALLEL", 2)));
         sw.Stop();
         string summary = Campaign.Summary(results, sw.Elapsed);
         if (only != null) summary += $"\nfolder kept: {root}\n" + string.Join("\n", results.Select(r => $"{r.Kind}: {r.Outcome} exit {r.Exit} {r.Detail}\n  normfold {string.Join(' ', r.Args)}"));
@@ -127,6 +132,36 @@ public class StructureFuzzTests(ITestOutputHelper log)
         if (Environment.GetEnvironmentVariable("NORMFOLD_FUZZ_SUMMARY") is { Length: > 0 } file) File.WriteAllText(file, summary);
         if (only == null) try { Directory.Delete(root, true); } catch (IOException) { }
         Assert.True(results.All(r => !r.Bad), summary);
+    }
+
+    /// <summary>.NET's seeded Random draws values that step by a constant between consecutive seeds (a Weyl sequence:
+    /// the first draw by 0.5224, the second by 0.2934): each case was its neighbour shifted by a fixed vector. The mixed
+    /// seeding draws neighbours independently: χ² of the pairs (first draw of seed s, of seed s + 1), 8×8 cells, 2,000 seeds.</summary>
+    [Theory]
+    [InlineData(Seeding.Legacy, false)]
+    [InlineData(Seeding.Mixed, true)]
+    public void Neighbouring_seeds_draw_independent_values(Seeding seeding, bool independent)
+    {
+        var first = Enumerable.Range(7_000_000, 2001).Select(s => new Random(Families.CaseSeed("bn-params", s, seeding)).Next(8)).ToArray();
+        var cells = new int[64];
+        for (int i = 0; i < 2000; i++) cells[first[i] * 8 + first[i + 1]]++;
+        double chi2 = cells.Sum(k => Math.Pow(k - 2000 / 64.0, 2) / (2000 / 64.0));
+        Assert.True(independent == chi2 < 103.4, $"χ² over 64 cells {chi2:0.0} (p < 0.001 above 103.4, 63 degrees of freedom)");
+    }
+
+    [Fact]
+    public void Case_ids_name_their_seeding_and_regenerate_the_same_case()
+    {
+        Assert.Equal(("affine", 7000008, Seeding.Legacy), FuzzCase.ParseId("affine:7000008"));
+        Assert.Equal(("affine", 7000008, Seeding.Mixed), FuzzCase.ParseId("affine:m7000008"));
+        foreach (var s in new[] { Seeding.Legacy, Seeding.Mixed })
+        {
+            var c = Families.Generate(Families.Get("bn-params"), 7000001, s);
+            var again = Families.Generate(c.Id);
+            Assert.Equal(c.ToString(), again.ToString());
+            Assert.Equal(Google.Protobuf.MessageExtensions.ToByteArray(c.Model), Google.Protobuf.MessageExtensions.ToByteArray(again.Model));
+        }
+        Assert.NotEqual(Families.CaseSeed("affine", 7000008, Seeding.Mixed), Families.CaseSeed("weights", 7000008, Seeding.Mixed));
     }
 
     [Fact]
