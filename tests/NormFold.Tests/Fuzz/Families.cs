@@ -31,6 +31,7 @@ public static partial class Families
         new("check-pairs", 10, CheckPairs),
         new("affine", 10, Affine),
         new("rewrite-paths", 8, RewritePaths),
+        new("fold-options", 8, FoldOptions),
         new("scale", 1, Scale, Risky: true),
     ];
 

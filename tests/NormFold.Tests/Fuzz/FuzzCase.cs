@@ -38,6 +38,15 @@ public sealed class FuzzCase
     public List<Action<CaseDirs>> Setup { get; } = [];
     /// <summary>Options given to fold and inspect (swaps, target opset, …).</summary>
     public List<string> Options { get; } = [];
+    /// <summary>Options of fold alone (fold and fold --check: the output's form); `{outside}` stands for the case's
+    /// folder outside the model's and output's.</summary>
+    public List<string> FoldOptions { get; } = [];
+    /// <summary>The check's own options (fold --check, check).</summary>
+    public List<string> CheckOptions { get; } = [];
+    /// <summary>Files an exit-0 fold may write beside its output.</summary>
+    public HashSet<string> OutputFiles { get; } = ["folded.onnx", "folded.onnx.data"];
+    /// <summary>Folders made in a fold's output folder before it runs (for data files in a subfolder).</summary>
+    public List<string> OutputFolders { get; } = [];
     public List<RunKind> Runs { get; set; } = [RunKind.Fold, RunKind.FoldCheck, RunKind.Inspect, RunKind.CheckTwin];
     /// <summary>Could kill or wedge the process (deep recursion, native crashes, FIFOs): run in a child process.</summary>
     public bool Risky { get; set; }
@@ -62,5 +71,9 @@ public sealed class FuzzCase
         return (parts[0], int.Parse(mixed ? parts[1][1..] : parts[1]), mixed ? Seeding.Mixed : Seeding.Legacy);
     }
 
-    public override string ToString() => $"{Id} ({Base}/{Mutation}{(Options.Count > 0 ? " " + string.Join(' ', Options) : "")})";
+    public override string ToString()
+    {
+        var options = Options.Concat(FoldOptions).Concat(CheckOptions).ToList();
+        return $"{Id} ({Base}/{Mutation}{(options.Count > 0 ? " " + string.Join(' ', options) : "")})";
+    }
 }

@@ -68,6 +68,7 @@ public sealed class Harness(string root)
         try
         {
             var before = Snapshot(d.Model);
+            var outsideBefore = Snapshot(d.Outside);
             bool sampled = c.Seed % OracleEvery == 0 && !c.SkipOracle;
             Oracle.Result? foldVerdict = null;
             string foldOut = "";
@@ -76,14 +77,16 @@ public sealed class Harness(string root)
             {
                 string outDir = Path.Combine(d.Out, $"{i++}-{kind}");
                 Directory.CreateDirectory(outDir);
+                if (kind is RunKind.Fold or RunKind.FoldCheck) foreach (var f in c.OutputFolders) Directory.CreateDirectory(Path.Combine(outDir, f));
                 string output = Path.Combine(outDir, "folded.onnx");
+                var fold = c.FoldOptions.Select(o => o.Replace("{outside}", d.Outside));
                 string[] args = kind switch
                 {
-                    RunKind.Fold => ["fold", d.Subject, "-o", output, .. c.Options],
-                    RunKind.FoldCheck => ["fold", d.Subject, "-o", output, "--check", .. c.Options, .. ShapeBindings(c)],
+                    RunKind.Fold => ["fold", d.Subject, "-o", output, .. c.Options, .. fold],
+                    RunKind.FoldCheck => ["fold", d.Subject, "-o", output, "--check", .. c.Options, .. fold, .. c.CheckOptions, .. ShapeBindings(c)],
                     RunKind.Inspect => ["inspect", d.Subject, .. c.Options],
-                    RunKind.CheckTwin => ["check", d.Subject, d.Twin, .. ShapeBindings(c)],
-                    _ => ["check", d.Subject, d.Other, .. ShapeBindings(c)],
+                    RunKind.CheckTwin => ["check", d.Subject, d.Twin, .. c.CheckOptions, .. ShapeBindings(c)],
+                    _ => ["check", d.Subject, d.Other, .. c.CheckOptions, .. ShapeBindings(c)],
                 };
                 Trace($"  {kind}");
                 var sw = Stopwatch.StartNew();
@@ -112,6 +115,8 @@ public sealed class Harness(string root)
                 var after = Snapshot(d.Model);
                 if (outcome < Outcome.InternalError && !SameSnapshot(before, after, out string diff))
                     (outcome, detail) = (Outcome.ModifiedInput, diff);
+                if (outcome < Outcome.InternalError && StrayWrites(d, outsideBefore) is { Count: > 0 } stray)
+                    (outcome, detail) = (Outcome.LeftFiles, "written outside the output's folder: " + string.Join(", ", stray));
                 results.Add(new RunResult(c, kind, outcome, code, detail, args, sw.Elapsed));
             }
         }
@@ -156,7 +161,9 @@ public sealed class Harness(string root)
         if (code is < 0 or > 4 || (code == 4 && !requireAll)) return (Outcome.Crash, $"exit {code}: {first}");
         if (code == 1) return (Outcome.InternalError, first);
         if (err.Contains("\n   at ") || err.Contains("Exception:") || err.Contains("Stack overflow")) return (Outcome.StackTrace, first);
-        var written = Directory.EnumerateFileSystemEntries(outDir, "*", SearchOption.AllDirectories).Select(p => Path.GetRelativePath(outDir, p)).ToList();
+        var written = Directory.EnumerateFileSystemEntries(outDir, "*", SearchOption.AllDirectories).Select(p => Path.GetRelativePath(outDir, p))
+            .Where(p => !(kind is RunKind.Fold or RunKind.FoldCheck && c.OutputFolders.Contains(p))).ToList();
+        var allowed = kind is RunKind.Fold or RunKind.FoldCheck ? c.OutputFiles : ["folded.onnx", "folded.onnx.data"];
         if (code != 0 && written.Count > 0) return (Outcome.LeftFiles, $"exit {code} left {string.Join(", ", written)}");
         if (code == 4)
             return c.ExpectAllFolded ? (Outcome.UnexpectedExit, "exit 4 though every candidate can fold: " + first) : (Outcome.Exit4, first);
@@ -194,7 +201,7 @@ public sealed class Harness(string root)
         {
             case RunKind.Fold or RunKind.FoldCheck:
                 if (!File.Exists(output)) return (Outcome.UnexpectedExit, "exit 0 but no output written");
-                var extra = written.Where(f => f is not ("folded.onnx" or "folded.onnx.data")).ToList();
+                var extra = written.Where(f => !allowed.Contains(f)).ToList();
                 if (extra.Count > 0) return (Outcome.LeftFiles, "beside the output: " + string.Join(", ", extra));
                 break;
             case RunKind.Inspect:
@@ -283,7 +290,7 @@ public sealed class Harness(string root)
 
     // ---- the model's folder, before and after ------------------------------------------------------------------
 
-    static Dictionary<string, string> Snapshot(string dir)
+    internal static Dictionary<string, string> Snapshot(string dir)
     {
         var map = new Dictionary<string, string>();
         var stack = new Stack<string>();
@@ -302,6 +309,20 @@ public sealed class Harness(string root)
         }
         return map;
     }
+
+    /// <summary>What a run made outside its output folder: entries in the case's folder or the output folders' parent
+    /// that are not the runs' folders, and any change to the outside folder.</summary>
+    internal static List<string> StrayWrites(CaseDirs d, Dictionary<string, string> outsideBefore)
+    {
+        var known = new HashSet<string> { d.Model, d.Out, d.Outside, d.Canary };
+        var stray = Directory.EnumerateFileSystemEntries(d.Root).Where(p => !known.Contains(p))
+            .Concat(Directory.EnumerateFileSystemEntries(d.Out).Where(p => !Directory.Exists(p) || !RunDir.IsMatch(Path.GetFileName(p))))
+            .Select(p => Path.GetRelativePath(d.Root, p)).ToList();
+        if (!SameSnapshot(outsideBefore, Snapshot(d.Outside), out string diff)) stray.Add("outside: " + diff);
+        return stray;
+    }
+
+    static readonly System.Text.RegularExpressions.Regex RunDir = new(@"^\d+-[A-Za-z]+$");
 
     static bool SameSnapshot(Dictionary<string, string> a, Dictionary<string, string> b, out string diff)
     {
