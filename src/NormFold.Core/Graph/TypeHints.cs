@@ -33,7 +33,7 @@ internal sealed class TypeHints
     static readonly HashSet<string> SameRank = new(StringComparer.Ordinal)
     {
         "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "Pad", "Resize", "Upsample", "DepthToSpace",
-        "SpaceToDepth", "Slice", "Tile",
+        "SpaceToDepth", "Tile",
     };
 
     /// <summary>Numpy-style broadcasting: shape is the inputs' broadcast, type is input 0's.</summary>
@@ -121,6 +121,7 @@ internal sealed class TypeHints
                     shape = S(0) is { } px && given.Length == px.Length && given.All(p => p >= 0 && p < px.Length) ? given.Select(p => px[p]).ToArray() : Unknown(given.Length);
                 else if (S(0) is { } x) shape = x.Reverse().ToArray();
                 break;
+            case "Slice": shape = SliceShape(index, n, S(0)); type = T(0); break;
             case "Concat": shape = ConcatShape(n, Enumerable.Range(0, n.Input.Count).Select(S).ToList()); type = T(0); break;
             case "Expand":
                 // The broadcast of X's shape with the constant shape (rank max of the two).
@@ -131,13 +132,7 @@ internal sealed class TypeHints
                 break;
             case "Shape":
                 // [rank of X], sliced by start/end (opset 15).
-                if (S(0) is { } sx)
-                {
-                    long r = sx.Length, start = Attributes.Int(n, "start", 0), end = Attributes.Int(n, "end", r);
-                    start = Math.Clamp(start < 0 ? start + r : start, 0, r);
-                    end = Math.Clamp(end < 0 ? end + r : end, 0, r);
-                    shape = [Math.Max(0, end - start)];
-                }
+                if (S(0) is { } sx) shape = [ShapeRange(n, sx.Length).Count];
                 type = (int)TensorProto.Types.DataType.Int64;
                 break;
             case "Gather":
@@ -185,14 +180,10 @@ internal sealed class TypeHints
                     shape = all.Where(d => d != 1).ToArray();
                 break;
             case "Reshape":
+                // The target's values as far as they follow (constants, Shape dims through Slice/Gather/Concat/Cast).
                 type = T(0);
-                if (n.Input.Count > 1 && index.TryGetConstant(n.Input[1], out var target, out _) && target.Dims.Count == 1)
-                    shape = ReshapeShape(index.Model.ReadInt64s(target), S(0), Attributes.Int(n, "allowzero", 0) != 0);
-                else if (n.Input.Count > 1 && index.Producer(n.Input[1]) is { OpType: "Shape" } s && s.Attribute.Count == 0 && s.Input.Count == 1)
-                    shape = shapeOf(s.Input[0]);
-                else if (n.Input.Count > 1 && ConcatTarget(index, n.Input[1], shapeOf) is { } pieces)
-                    shape = ReshapeShape(pieces, S(0), Attributes.Int(n, "allowzero", 0) != 0);
-                else if (S(1) is [var length and >= 0 and <= MaxRank]) shape = Unknown((int)length); // rank = the shape input's length
+                if (n.Input.Count > 1 && n.Input[1].Length > 0 && shapeOf(n.Input[1]) is null or [_] && ValuesOf(index, n.Input[1], shapeOf, new int[] { MaxValueNodes }) is { } target && target.Length <= MaxRank)
+                    shape = ReshapeShape(target, S(0), Attributes.Int(n, "allowzero", 0) != 0);
                 break;
         }
         return (shape, type);
@@ -223,25 +214,151 @@ internal sealed class TypeHints
     /// <summary>Entry of a Reshape target whose value is not known (neither a dim nor 0 nor −1).</summary>
     const long UnknownEntry = long.MinValue;
 
-    /// <summary>A Reshape target made by Concat of 1-D pieces: constants' values, <see cref="UnknownEntry"/> for the
-    /// entries of a computed piece of known length (Shape → Gather → Unsqueeze); null when a length is not known.</summary>
-    static long[]? ConcatTarget(GraphIndex index, string name, Func<string, long[]?> shapeOf)
+    /// <summary>How many producers one <see cref="ValuesOf"/> follows (a shape computation is a few nodes; a cycle in an
+    /// invalid model, or a chain of Concats each reading the one before twice, ends).</summary>
+    const int MaxValueNodes = 64;
+
+    /// <summary>
+    /// The values of a small integer tensor (flattened), as far as they follow, like ONNX's partial data propagation:
+    /// a constant's; Shape(X)'s dims where X's are known; carried through Slice and Gather (constant indices), Concat
+    /// (axis 0), Cast between int32/int64, Unsqueeze, Squeeze and Identity; <see cref="UnknownEntry"/> for each value
+    /// not known (every value of a tensor of known shape computed otherwise). Null when the element count is not known.
+    /// </summary>
+    long[]? ValuesOf(GraphIndex index, string name, Func<string, long[]?> shapeOf, int[] budget)
     {
-        if (index.Producer(name) is not { OpType: "Concat" } concat || !Attributes.IsDefaultDomain(concat)
-            || Attributes.Int(concat, "axis", 0) is not (0 or -1)) return null;
-        var target = new List<long>();
-        foreach (var piece in concat.Input)
+        if (index.TryGetConstant(name, out var t, out _))
+            return IsInteger(t) && t.Dims.Count <= 1 && (t.Dims.Count == 0 || t.Dims[0] <= MaxRank) ? index.Model.ReadInt64s(t) : null;
+        if (budget[0]-- > 0 && index.Producer(name) is { } n && Attributes.IsDefaultDomain(n) && n.Input.Count > 0 && n.Input[0].Length > 0
+            && Computed(index, n, shapeOf, budget) is { } values)
+            return values;
+        if (shapeOf(name) is not { } shape) return null;
+        long count = 1;
+        foreach (long d in shape)
+            if (d is < 0 or > MaxRank || (count *= d) > MaxRank) return null;
+        return Enumerable.Repeat(UnknownEntry, (int)count).ToArray();
+    }
+
+    /// <summary><see cref="ValuesOf"/> for the output of <paramref name="n"/>, or null when its op carries no values.</summary>
+    long[]? Computed(GraphIndex index, NodeProto n, Func<string, long[]?> shapeOf, int[] budget)
+    {
+        long[]? Input(int i) => i < n.Input.Count && n.Input[i].Length > 0 ? ValuesOf(index, n.Input[i], shapeOf, budget) : null;
+        bool OneD(int i) => i < n.Input.Count && shapeOf(n.Input[i]) is [_];
+        switch (n.OpType)
         {
-            if (piece.Length == 0) return null;
-            if (index.TryGetConstant(piece, out var t, out _))
-            {
-                if (t.Dims.Count != 1 || t.DataType != (int)TensorProto.Types.DataType.Int64) return null;
-                target.AddRange(index.Model.ReadInt64s(t));
-            }
-            else if (shapeOf(piece) is [var length and >= 0 and <= MaxRank]) target.AddRange(Enumerable.Repeat(UnknownEntry, (int)length));
-            else return null;
+            case "Shape":
+                if (shapeOf(n.Input[0]) is not { } x) return null;
+                var (start, count) = ShapeRange(n, x.Length);
+                return x.Skip((int)start).Take((int)count).Select(d => d >= 0 ? d : UnknownEntry).ToArray();
+            case "Identity" or "Unsqueeze" or "Squeeze":
+                return Input(0);
+            case "Cast":
+                // Between int32 and int64: a value outside the target's range is not known (it wraps).
+                long to = Attributes.Int(n, "to", 0);
+                if (to is not ((long)TensorProto.Types.DataType.Int64 or (long)TensorProto.Types.DataType.Int32)
+                    || ElemType(index, n.Input[0]) is not ((int)TensorProto.Types.DataType.Int64 or (int)TensorProto.Types.DataType.Int32)
+                    || Input(0) is not { } cast) return null;
+                return to == (long)TensorProto.Types.DataType.Int64 ? cast
+                    : cast.Select(v => v is >= int.MinValue and <= int.MaxValue ? v : UnknownEntry).ToArray();
+            case "Slice":
+                if (!OneD(0) || Input(0) is not { } data || SliceParameters(index, n) is not { } p || p.Axes.Any(a => a is not (0 or -1))) return null;
+                if (p.Starts.Length == 0) return data;
+                if (p.Starts.Length > 1) return null; // a repeated axis: invalid
+                return SliceRange(data.Length, p.Starts[0], p.Ends[0], p.Steps[0]) is { } r
+                    ? Enumerable.Range(0, (int)r.Count).Select(j => data[r.First + j * p.Steps[0]]).ToArray() : null;
+            case "Gather":
+                if (!OneD(0) || Attributes.Int(n, "axis", 0) is not (0 or -1) || Input(0) is not { } from
+                    || n.Input.Count < 2 || !index.TryGetConstant(n.Input[1], out var it, out _) || it.Dims.Count > 1 || !IsInteger(it) || TensorData.ElementCount(it) > MaxRank) return null;
+                var picked = new List<long>();
+                foreach (long i in index.Model.ReadInt64s(it))
+                {
+                    if (i < -from.Length || i >= from.Length) return null; // invalid: ORT rejects it
+                    picked.Add(from[i < 0 ? i + from.Length : i]);
+                }
+                return picked.ToArray();
+            case "Concat":
+                if (Attributes.Int(n, "axis", 0) is not (0 or -1)) return null;
+                var all = new List<long>();
+                for (int i = 0; i < n.Input.Count; i++)
+                {
+                    if (!OneD(i) || Input(i) is not { } piece) return null;
+                    all.AddRange(piece);
+                }
+                return all.Count <= MaxRank ? all.ToArray() : null;
+            default:
+                return null;
         }
-        return target.ToArray();
+    }
+
+    static bool IsInteger(TensorProto t) => t.DataType is (int)TensorProto.Types.DataType.Int64 or (int)TensorProto.Types.DataType.Int32;
+
+    /// <summary>Shape's first dim and count from start/end (opset 15; clamped to the rank).</summary>
+    static (long Start, long Count) ShapeRange(NodeProto n, long rank)
+    {
+        long start = Attributes.Int(n, "start", 0), end = Attributes.Int(n, "end", rank);
+        start = Math.Clamp(start < 0 ? start + rank : start, 0, rank);
+        end = Math.Clamp(end < 0 ? end + rank : end, 0, rank);
+        return (start, Math.Max(0, end - start));
+    }
+
+    /// <summary>Slice's starts, ends, axes (normalized later) and steps: attributes before opset 10, constant inputs
+    /// after (axes absent: 0, 1, …; steps absent: 1); null when one is not constant or their lengths differ.</summary>
+    static (long[] Starts, long[] Ends, long[] Axes, long[] Steps)? SliceParameters(GraphIndex index, NodeProto n)
+    {
+        long[]? Read(int i)
+        {
+            if (i >= n.Input.Count || n.Input[i].Length == 0) return [];
+            return index.TryGetConstant(n.Input[i], out var t, out _) && t.Dims.Count == 1 && t.Dims[0] <= MaxRank && IsInteger(t) ? index.Model.ReadInt64s(t) : null;
+        }
+        long[]? starts, ends, axes, steps;
+        if (index.Opset < 10)
+        {
+            starts = Attributes.Ints(n, "starts")?.ToArray(); ends = Attributes.Ints(n, "ends")?.ToArray();
+            axes = Attributes.Ints(n, "axes")?.ToArray() ?? []; steps = [];
+        }
+        else
+        {
+            starts = Read(1); ends = Read(2); axes = Read(3); steps = Read(4);
+            if (n.Input.Count < 3 || n.Input[1].Length == 0 || n.Input[2].Length == 0) return null;
+        }
+        if (starts is null || ends is null || axes is null || steps is null || ends.Length != starts.Length
+            || axes.Length is var na && na != 0 && na != starts.Length || steps.Length is var ns && ns != 0 && ns != starts.Length) return null;
+        if (axes.Length == 0) axes = Enumerable.Range(0, starts.Length).Select(a => (long)a).ToArray();
+        if (steps.Length == 0) steps = Enumerable.Repeat(1L, starts.Length).ToArray();
+        return (starts, ends, axes, steps);
+    }
+
+    /// <summary>The elements a Slice takes from a dim of <paramref name="dim"/>: the first index and how many (step
+    /// apart), with ONNX's clamping (step &gt; 0: start and end to [0, dim]; step &lt; 0: start to [0, dim − 1], end to
+    /// [−1, dim − 1]); null for a step of 0.</summary>
+    static (long First, long Count)? SliceRange(long dim, long start, long end, long step)
+    {
+        if (step is 0 or long.MinValue) return null;
+        if (dim == 0) return (0, 0);
+        if (start < 0) start += dim;
+        if (end < 0) end += dim;
+        if (step > 0)
+        {
+            start = Math.Clamp(start, 0, dim); end = Math.Clamp(end, 0, dim);
+            return (start, end > start ? (end - start - 1) / step + 1 : 0);
+        }
+        start = Math.Clamp(start, 0, dim - 1); end = Math.Clamp(end, -1, dim - 1);
+        return (start, start > end ? (start - end - 1) / -step + 1 : 0);
+    }
+
+    /// <summary>Slice: X's shape with each sliced dim's length where the dim and the parameters are known; X's rank otherwise.</summary>
+    static long[]? SliceShape(GraphIndex index, NodeProto n, long[]? x)
+    {
+        if (x is null) return null;
+        var result = x.ToArray();
+        if (SliceParameters(index, n) is not { } p) return Unknown(x.Length);
+        var seen = new HashSet<long>();
+        for (int i = 0; i < p.Starts.Length; i++)
+        {
+            long a = p.Axes[i] < 0 ? p.Axes[i] + x.Length : p.Axes[i];
+            if (a < 0 || a >= x.Length || !seen.Add(a)) return Unknown(x.Length); // invalid: ORT rejects it
+            result[a] = x[a] >= 0 && SliceRange(x[a], p.Starts[i], p.Ends[i], p.Steps[i]) is { } r ? r.Count : -1;
+        }
+        return result;
     }
 
     /// <summary>Unsqueeze/Squeeze axes from the attribute (opset &lt; 13) or a constant input, or null.</summary>

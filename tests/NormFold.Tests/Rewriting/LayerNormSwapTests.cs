@@ -379,4 +379,93 @@ public class LayerNormSwapTests
         long[] x0 = op == "Unsqueeze" ? [2, 8] : [2, 1, 8], x = op == "Unsqueeze" ? [2, 1, 8] : [2, 8];
         SwapAfter(x, x0, x0, g => g.Node(op, ["x0", g.Int64s("axes", 1)], "x", "op"));
     }
+
+    // ---- PP-OCRv4 rec (SVTR neck, exported by paddle2onnx): shapes computed from Shape values ----
+
+    /// <summary>A LayerNorm decomposition over the last axis (D = <paramref name="d"/>) of <paramref name="x"/>, nodes
+    /// prefixed <paramref name="p"/> (the ReduceMean is p + "mean"); returns its output.</summary>
+    static string AppendLayerNorm(GraphBuilder g, string x, string p, long d)
+    {
+        g.Node("ReduceMean", [x], p + "m", p + "mean", ("axes", new long[] { -1 }));
+        g.Node("Sub", [x, p + "m"], p + "d", p + "sub");
+        g.Node("Pow", [p + "d", g.Init(p + "two", F32, [], [2])], p + "sq", p + "pow");
+        g.Node("ReduceMean", [p + "sq"], p + "v", p + "var", ("axes", new long[] { -1 }));
+        g.Node("Add", [p + "v", g.Init(p + "eps", F32, [], [1e-6])], p + "ve", p + "add_eps");
+        g.Node("Sqrt", [p + "ve"], p + "s", p + "sqrt");
+        g.Node("Div", [p + "d", p + "s"], p + "n", p + "div");
+        g.Node("Mul", [p + "n", g.Init(p + "gamma", F32, [d], 0.5, 1.5)], p + "scaled", p + "mul");
+        g.Node("Add", [p + "scaled", g.Init(p + "beta", F32, [d], -0.5, 0.5)], p + "y", p + "add_beta");
+        return p + "y";
+    }
+
+    /// <summary>
+    /// The exporter's pattern: c = Conv(x0) [?, 8, 2, ?]; t = Transpose[0, 2, 1](Reshape(c, Concat(Slice(Shape(c), 0:2), [−1])));
+    /// LN 0 on t needs t's last dim (8, from Shape(c)'s values); then the residual block: r = Reshape(MatMul(LN 0), target)
+    /// with target = Concat(Cast([0]), Cast(Slice(Cast(Shape(LN 0), int32), 1:2)), Cast([8])) of int32 pieces, and LN 1
+    /// on Add(t, r) needs that Add's rank (both operands' ranks known: the larger). Opset 17 (Slice with inputs) or 9
+    /// (attributes, as exported).
+    /// </summary>
+    static OnnxModel OcrRecNeck(long opset)
+    {
+        const int I32 = (int)NormFold.Onnx.Proto.TensorProto.Types.DataType.Int32, I64 = (int)NormFold.Onnx.Proto.TensorProto.Types.DataType.Int64;
+        var g = new GraphBuilder(opset);
+        g.Input("x0", F32, [-1, 3, 2, -1]);
+        string Int32s(string name, int v)
+        {
+            g.Graph.Initializer.Add(new NormFold.Onnx.Proto.TensorProto { Name = name, DataType = I32, Dims = { 1 }, Int32Data = { v } });
+            return name;
+        }
+        void Slice(string x, long start, long end, string output)
+        {
+            if (opset >= 10) g.Node("Slice", [x, g.Int64s(output + "_s", start), g.Int64s(output + "_e", end), g.Int64s(output + "_a", 0)], output, output);
+            else g.Node("Slice", [x], output, output, ("starts", new long[] { start }), ("ends", new long[] { end }), ("axes", new long[] { 0 }));
+        }
+        g.Node("Conv", ["x0", g.Init("w", F32, [8, 3, 1, 1])], "c", "conv");
+        g.Node("Shape", ["c"], "c_shape", "shape_c");
+        Slice("c_shape", 0, 2, "nc");
+        g.Node("Concat", ["nc", g.Int64s("minus1", -1)], "flat_shape", "concat_flat", ("axis", 0L));
+        g.Node("Reshape", ["c", "flat_shape"], "flat", "flatten");
+        g.Node("Transpose", ["flat"], "t", "transpose", ("perm", new long[] { 0, 2, 1 }));
+        string ln0 = AppendLayerNorm(g, "t", "ln0_", 8);
+        g.Node("Shape", [ln0], "ln0_shape", "shape_ln0");
+        g.Node("Cast", ["ln0_shape"], "ln0_shape32", "cast32", ("to", (long)I32));
+        Slice("ln0_shape32", 1, 2, "len32");
+        g.Node("Cast", [Int32s("zero32", 0)], "p0", "cast_p0", ("to", (long)I64));
+        g.Node("Cast", ["len32"], "p1", "cast_p1", ("to", (long)I64));
+        g.Node("Cast", [Int32s("eight32", 8)], "p2", "cast_p2", ("to", (long)I64));
+        g.Node("Concat", ["p0", "p1", "p2"], "r_shape", "concat_r", ("axis", 0L));
+        g.Node("Reshape", [ln0, "r_shape"], "r", "reshape_r");
+        g.Node("MatMul", ["r", g.Init("wm", F32, [8, 8])], "mm", "matmul");
+        g.Node("Add", ["mm", g.Init("bm", F32, [8])], "proj", "add_bias");
+        g.Node("Add", ["t", "proj"], "res", "residual");
+        g.Output(AppendLayerNorm(g, "res", "ln1_", 8), F32, null);
+        return g.Build();
+    }
+
+    [Fact]
+    public void Swaps_both_layernorms_of_the_ppocr_rec_neck()
+    {
+        var original = OcrRecNeck(17);
+        var (folded, r) = Fold(original, Swap);
+        foreach (string anchor in new[] { "ln0_mean", "ln1_mean" })
+        {
+            var d = r.Log.Decisions.Single(x => x.Anchor == anchor);
+            Assert.True(d.Outcome == Outcome.Replaced, $"{anchor}: {d.Reason}: {d.Detail}");
+        }
+        Assert.Equal(0, Count(folded, "ReduceMean"));
+        Assert.Equal(2, Count(folded, "LayerNormalization"));
+        Assert.All(folded.Proto.Graph.Node.Where(n => n.OpType == "LayerNormalization"), ln =>
+            Assert.Equal(new long[] { 8 }, folded.Proto.Graph.Initializer.Single(t => t.Name == ln.Input[1]).Dims));
+        AssertEquivalent(original, folded, shapes: new Dictionary<string, long[]> { ["x0"] = [2, 3, 2, 5] });
+    }
+
+    /// <summary>As exported (opset 9): both ranks and the last dim follow; raising to 17 is what blocks (Slice-10 takes its
+    /// parameters as inputs), not the shapes.</summary>
+    [Fact]
+    public void The_opset_9_ppocr_rec_neck_is_left_for_the_opset_raise_not_for_its_shapes()
+    {
+        var (_, r) = Fold(OcrRecNeck(9), Swap);
+        foreach (string anchor in new[] { "ln0_mean", "ln1_mean" })
+            Assert.Contains("Slice", AssertLeft(r, SkipReason.OpsetTooLow, anchor).Detail);
+    }
 }
