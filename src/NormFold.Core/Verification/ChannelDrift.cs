@@ -57,7 +57,9 @@ internal static class ChannelDriftDetector
     /// errs in proportion to what cancelled, which its own values do not show: ~1.5e-8 on MobileNetV2's depthwise convs
     /// (0.02 u of max|ref|, ~0.1 u of the median rms); a gain counts by what it moves, g·S. The median, not max|ref|:
     /// a tensor with outliers (random-weight nets, max|ref| 1e4) would lift the floor past faults of 1 % in its
-    /// ordinary channels.</summary>
+    /// ordinary channels. Capped per channel at the end-to-end floor (MinGain of a gain, MinGain·M of an offset): a
+    /// replay that passes excuses an end-to-end excess (<see cref="CheckOptions.LocalReplay"/>), so it may not be looser
+    /// than the test it excuses (float16: 16 u is 0.8 %, and a channel's spread may be a third of the median rms).</summary>
     public const double ReplayMagnitudeUlps = 16;
     /// <summary>Channels with fewer elements are not tested (their gain and noise cannot be estimated).</summary>
     public const int MinElements = 8;
@@ -199,7 +201,7 @@ internal static class ChannelDriftDetector
 
         /// <param name="minGain">The floor of the gain band (and, times M, of the offset band).</param>
         /// <param name="floorUlps">A floor of the offset band of floorUlps·u times the median of the channels' rms (and,
-        /// over the channel's spread S, of the gain band).</param>
+        /// over the channel's spread S, of the gain band), each at most the end-to-end floor (MinGain·M, MinGain).</param>
         public Result Decide(double minGain = MinGain, double floorUlps = 0)
         {
             double u = UnitRoundoff(ElementType);
@@ -210,10 +212,10 @@ internal static class ChannelDriftDetector
             double floor = rms.Length == 0 ? 0 : floorUlps * u * rms[rms.Length / 2];
             // Among the subnormals rounding is absolute (and ORT's kernels flush them or not): no offset below the smallest
             // normal value is told apart from it, as in the elementwise tolerance.
-            floor = Math.Max(floor, Tolerance.SmallestNormal(ElementType));
+            double smallest = Tolerance.SmallestNormal(ElementType);
             var all = new List<ChannelDrift>(Channels.Length);
             for (int c = 0; c < Channels.Length; c++)
-                if (fits[c] is { } f) all.Add(Judge(c, f, u, relativeNoise, minGain, floor));
+                if (fits[c] is { } f) all.Add(Judge(c, f, u, relativeNoise, minGain, floor, smallest));
             var flagged = all.Where(d => d.Flagged).OrderByDescending(d => d.Ratio).ToList();
             return new Result(all.Count, flagged.Count, flagged.Take(MaxKept).ToList(), all.MaxBy(d => d.Ratio));
         }
@@ -324,7 +326,7 @@ internal static class ChannelDriftDetector
         return rel.Length == 0 ? 0 : rel[rel.Length / 2];
     }
 
-    static ChannelDrift Judge(int c, in Fit f, double u, double relativeNoise, double minGain, double floor)
+    static ChannelDrift Judge(int c, in Fit f, double u, double relativeNoise, double minGain, double floor, double smallest)
     {
         double rms = f.Rms, sigma = f.Sigma, gainError = f.GainError, meanD = f.MeanD;
         double noise = rms > 0 ? Math.Max(1, sigma / (u * rms) / NoiseUlps) : 1;
@@ -337,11 +339,14 @@ internal static class ChannelDriftDetector
         // affine function of one or two upstream values (a depthwise conv after ReLU6 leaving one nonzero input) carries
         // their rounding as a gain with no residual — up to 0.4 % on torchvision's MobileNetV2 at 224×224, as with ORT's
         // own Conv+BN fusion. The fold's arithmetic itself is verified bit for bit by the weight audit.
-        double gainThreshold = Math.Max(Math.Max(minGain, spread > 0 ? floor / spread : 0), GainUlps * u * noise + ArithmeticUlps * Arithmetic(u) * flatness);
+        // A replay's floor (the median channel's ulps) capped at the end-to-end floor: never looser than what it excuses.
+        double gainFloor = spread > 0 ? Math.Max(Math.Min(floor / spread, MinGain), smallest / spread) : 0;
+        double offsetFloor = Math.Max(Math.Min(floor, MinGain * rms), smallest);
+        double gainThreshold = Math.Max(Math.Max(minGain, gainFloor), GainUlps * u * noise + ArithmeticUlps * Arithmetic(u) * flatness);
         // Correlated accumulation noise (long sums in a different order) and nonlinearities after the rewrite shift a
         // channel's mean by up to about the noise itself: the offset must stand out of it.
         // (a gain below MinGain moves the channel's mean by up to MinGain·M)
-        double offsetThreshold = Math.Max(Math.Max(minGain * rms, floor), Math.Max(OffsetUlps * u * rms, OffsetNoise * sigma) + ArithmeticUlps * Arithmetic(u) * rms);
+        double offsetThreshold = Math.Max(Math.Max(minGain * rms, offsetFloor), Math.Max(OffsetUlps * u * rms, OffsetNoise * sigma) + ArithmeticUlps * Arithmetic(u) * rms);
         double critical = StudentCritical((long)f.Distinct - 2);
         double sigmaSignificance = Math.Max(sigma, Math.Max(u / Math.Sqrt(3), relativeNoise) * rms);
         bool gainOff = f.HasGain && Math.Abs(gainError) > gainThreshold && Math.Abs(gainError) > critical * sigmaSignificance * Math.Sqrt(f.Copies / f.Sxx);
