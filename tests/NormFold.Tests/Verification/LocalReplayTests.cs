@@ -255,7 +255,7 @@ public class LocalReplayTests
     [Fact]
     public void Float16_rounding_a_broadcast_spreads_over_a_channel_passes_as_amplified()
     {
-        var model = new OnnxModel(Fuzz.Families.Generate(Fuzz.Families.Get("affine"), 7000008).Model);
+        var model = new OnnxModel(Fuzz.Families.Generate("affine:7000008").Model); // a legacy id: its case is pinned
         const string bn2 = "/layers/layers.3/bn2/BatchNormalization_output_0";
         var (folded, r) = Fold(model);
         var options = new CheckOptions
