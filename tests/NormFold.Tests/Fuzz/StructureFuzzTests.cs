@@ -11,8 +11,8 @@ namespace NormFold.Tests.Fuzz;
 /// (compare one case in N in ORT; default 3, 1 in a long campaign), NORMFOLD_FUZZ_CASE=family:mSEED or family:seed (one
 /// case, folder kept), NORMFOLD_FUZZ_SUMMARY=FILE (also write the table there), NORMFOLD_FUZZ_NO_EXCLUDE=1 (bounded run
 /// with the known-failing mutations included), NORMFOLD_FUZZ_TRACE=FILE (log each case's start and end), NORMFOLD_FUZZ_FAMILIES=a,b
-/// (only these families: a campaign aimed at one), NORMFOLD_FUZZ_SEEDING=legacy (the cases of campaigns before the mixed
-/// seeding: ids `family:seed`; mixed ids are `family:mSEED`), NORMFOLD_FUZZ_PARALLEL (cases at a time, default 2),
+/// (only these families: a campaign aimed at one), NORMFOLD_FUZZ_SEEDING=legacy (each case's Random seeded as before the
+/// mixed seeding: ids `family:seed`; mixed ids are `family:mSEED`), NORMFOLD_FUZZ_PARALLEL (cases at a time, default 2),
 /// NORMFOLD_FUZZ_COVERAGE=N (no run: the coverage of N cases per family, legacy against mixed seeding).
 /// </summary>
 [Collection("Console")]
