@@ -156,7 +156,7 @@ public sealed class Harness(string root)
     {
         err = ProgressLine.Replace(err, ""); // a check's progress (after 1 s, one line per stage) is not the error
         string first = FirstLine(err);
-        if (timedOut) return (Outcome.Hang, $"no exit after {(c.Timeout ?? Timeout).TotalSeconds:0} s");
+        if (timedOut) return (Outcome.Hang, $"no exit after {(c.Timeout ?? Timeout).TotalSeconds:0} s{(c.Risky ? " of CPU time (or 4× that of wall time)" : "")}");
         bool requireAll = kind is RunKind.Fold or RunKind.FoldCheck or RunKind.Inspect && c.Options.Contains("--require-all-folded");
         if (code is < 0 or > 4 || (code == 4 && !requireAll)) return (Outcome.Crash, $"exit {code}: {first}");
         if (code == 1) return (Outcome.InternalError, first);
@@ -276,7 +276,7 @@ public sealed class Harness(string root)
         using var p = Process.Start(psi)!;
         var err = p.StandardError.ReadToEndAsync();
         var outp = p.StandardOutput.ReadToEndAsync();
-        if (!p.WaitForExit(timeout))
+        if (!WaitOrHang(p, timeout))
         {
             try { p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
             p.WaitForExit();
@@ -286,6 +286,21 @@ public sealed class Harness(string root)
         string text = err.Result;
         _ = outp.Result;
         return (p.ExitCode, text.Length > 20000 ? text[..20000] : text, false);
+    }
+
+    /// <summary>Waits for the child until it has used <paramref name="timeout"/> of CPU time (a loop) or four times that
+    /// of wall time (a wait that never ends): a child starved by a loaded machine is slow, not hung (scale:m7001999, a
+    /// 3,000-BN fold --check of 6 s CPU, passed 90 s of wall time at nice 15 under a load of 20). False: hung.</summary>
+    internal static bool WaitOrHang(Process p, TimeSpan timeout)
+    {
+        var wall = Stopwatch.StartNew();
+        while (!p.WaitForExit(TimeSpan.FromSeconds(1)))
+        {
+            TimeSpan cpu;
+            try { cpu = p.TotalProcessorTime; } catch (InvalidOperationException) { return true; }
+            if (wall.Elapsed > timeout && (cpu > timeout || wall.Elapsed > 4 * timeout)) return false;
+        }
+        return true;
     }
 
     // ---- the model's folder, before and after ------------------------------------------------------------------

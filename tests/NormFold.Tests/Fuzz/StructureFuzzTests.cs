@@ -191,6 +191,18 @@ public class StructureFuzzTests(ITestOutputHelper log)
         finally { Directory.Delete(root, true); }
     }
 
+    /// <summary>A child that uses no CPU is waited for up to 4× the timeout (a starved child is slow, not hung); one
+    /// still waiting then is hung.</summary>
+    [Theory]
+    [InlineData(2, true)]
+    [InlineData(30, false)]
+    public void A_starved_child_is_slow_not_hung(int sleepSeconds, bool exits)
+    {
+        using var p = Process.Start(new ProcessStartInfo("sleep", sleepSeconds.ToString()) { UseShellExecute = false })!;
+        try { Assert.Equal(exits, Harness.WaitOrHang(p, TimeSpan.FromSeconds(1))); }
+        finally { if (!p.HasExited) p.Kill(); }
+    }
+
     [Fact]
     public void The_same_seed_makes_the_same_cases()
     {
