@@ -42,7 +42,7 @@ internal static class JUnit
     {
         var foldGate = r.Gates?.Failures.Where(f => f.Gate == Gates.RequireAllFoldedOption.Name).ToList() ?? [];
         var fold = new Case(cls, "fold", 0,
-            foldGate.Count > 0 ? new Verdict("failure", "gate", $"{foldGate.Count} of {r.Summary.BatchNormalizations + r.Summary.OtherCandidates} candidate(s) not folded (--require-all-folded)",
+            foldGate.Count > 0 ? new Verdict("failure", "gate", $"{foldGate.Count} of {r.Decisions.Count(SkipReasons.IsFoldCandidate)} candidate(s) not folded (--require-all-folded)",
                 string.Join("\n", foldGate.Select(f => $"{f.Subject}: {f.Reason}"))) : null,
             Markdown.DecisionLines(r));
         if (r.Check is null)

@@ -60,7 +60,7 @@ public enum SkipReason
     NothingSaved,
     /// <summary>An affine op inside an activation x·f(x + k) (HardSwish, Swish, GELU): its result reaches, through elementwise
     /// ops, a node that also reads its input x, so folding it anywhere would change that other read. Never foldable:
-    /// not counted as a fold candidate (<see cref="SkipReasons.IsFoldCandidate"/>).</summary>
+    /// not counted as a fold candidate (<see cref="SkipReasons.IsFoldCandidate(Decision)"/>).</summary>
     PartOfActivation,
     /// <summary>BatchNormalization-14/15 with training_mode=0 (or absent) that names running_mean/running_var outputs,
     /// which exist only in training mode: ONNX rejects the node and ONNX Runtime does not load it.</summary>
@@ -76,11 +76,13 @@ internal static class SkipReasons
     /// <summary>Decisions that "all folded" counts: every BatchNormalization, and the per-channel affine ops
     /// (Mul/Div/Add/Sub) except those that are part of an activation (never foldable) and ops that changed no value,
     /// removed (nothing is left to fold).</summary>
-    public static bool IsFoldCandidate(Decision d) =>
-        d.AnchorOpType is "BatchNormalization" or "Mul" or "Div" or "Add" or "Sub" && d.Reason != SkipReason.PartOfActivation
-        && !RemovedNoOp(d);
+    public static bool IsFoldCandidate(Decision d) => IsFoldCandidate(d.AnchorOpType, d.Reason, d.Outcome, d.Rule, d.Created.Count + d.Weights.Count);
 
-    /// <summary>x·1, x + 0 … removed by the merge: no node and no tensor in their place.</summary>
-    static bool RemovedNoOp(Decision d) =>
-        d.Outcome == Outcome.Replaced && d.Rule == nameof(Affine.AffineMerge) && d.Created.Count == 0 && d.Weights.Count == 0;
+    /// <summary>The same for a decision as the report holds it.</summary>
+    public static bool IsFoldCandidate(Reports.DecisionEntry d) => IsFoldCandidate(d.AnchorOpType, d.Reason, d.Outcome, d.Rule, d.Created.Count + d.Weights.Count);
+
+    /// <summary>Removed no-ops (x·1, x + 0 … removed by the merge) leave no node and no tensor in their place.</summary>
+    static bool IsFoldCandidate(string anchorOpType, SkipReason? reason, Outcome outcome, string? rule, int madeCount) =>
+        anchorOpType is "BatchNormalization" or "Mul" or "Div" or "Add" or "Sub" && reason != SkipReason.PartOfActivation
+        && !(outcome == Outcome.Replaced && rule == nameof(Affine.AffineMerge) && madeCount == 0);
 }

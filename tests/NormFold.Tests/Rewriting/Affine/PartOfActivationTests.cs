@@ -181,4 +181,21 @@ public class PartOfActivationTests
         Assert.Contains("ProducerOutputIsGraphOutput", stderr);
         Assert.DoesNotContain("p2o.Add.1", stderr);
     }
+
+    /// <summary>The JUnit fold case counts what the gate counts: the BN, the / 6 and the blocked Mul (1 of 3), not the Add
+    /// inside the HardSwish (it said 1 of 4).</summary>
+    [Fact]
+    public void Junit_counts_the_candidates_the_gate_counts()
+    {
+        var g = PaddleHardSwish();
+        Op(g, "Mul", "y", [5, 1, 1], "blocked");
+        g.Output("blocked", F32, null);
+        string junit = Path.Combine(TempDir(), "j.xml");
+        Assert.Equal(NormFold.Cli.ExitCodes.GateFailed, CliRunner.Run("inspect", Save(g), "--require-all-folded", "--junit", junit, "-q").Code);
+        var failure = System.Xml.Linq.XDocument.Load(junit).Descendants("testcase").Single(c => (string?)c.Attribute("name") == "fold").Element("failure")!;
+        Assert.StartsWith("1 of 3 candidate(s) not folded", (string?)failure.Attribute("message"));
+        var (_, r) = Fold(g.Build());
+        Assert.Equal(3, r.Log.Decisions.Count(SkipReasons.IsFoldCandidate));
+        Assert.Equal(4, r.Log.Decisions.Count);
+    }
 }
