@@ -35,11 +35,11 @@ public class ReportFormatTests
         return result;
     });
 
-    public static void AssertValid(string schema, string json)
+    internal static void AssertValid(string schema, string json)
     {
         using var doc = JsonDocument.Parse(json);
         var result = Schemas.Value[schema].Evaluate(doc.RootElement, new EvaluationOptions { OutputFormat = OutputFormat.List });
-        var errors = result.Details.Where(d => d.Errors is { Count: > 0 }).SelectMany(d => d.Errors!.Select(e => $"{d.InstanceLocation}: {e.Key}: {e.Value}"));
+        var errors = (result.Details ?? []).Where(d => d.Errors is { Count: > 0 }).SelectMany(d => d.Errors!.Select(e => $"{d.InstanceLocation}: {e.Key}: {e.Value}"));
         Assert.True(result.IsValid, $"{schema}: " + string.Join("\n", errors));
     }
 
@@ -283,8 +283,8 @@ public class ReportFormatTests
     public static XDocument AssertSelfContainedHtml(string html)
     {
         var doc = XDocument.Parse(html.Replace("<!DOCTYPE html>", ""));
-        Assert.Empty(doc.Descendants().Where(e => e.Name.LocalName is "script" or "link" or "iframe" or "img" or "object" or "embed"));
-        Assert.Empty(doc.Descendants().Attributes().Where(a => a.Name.LocalName is "src" or "srcset" or "action" || a.Name.LocalName.StartsWith("on", StringComparison.Ordinal)));
+        Assert.DoesNotContain(doc.Descendants(), e => e.Name.LocalName is "script" or "link" or "iframe" or "img" or "object" or "embed");
+        Assert.DoesNotContain(doc.Descendants().Attributes(), a => a.Name.LocalName is "src" or "srcset" or "action" || a.Name.LocalName.StartsWith("on", StringComparison.Ordinal));
         string withoutNamespace = html.Replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
         Assert.DoesNotContain("http:", withoutNamespace);
         Assert.DoesNotContain("https:", withoutNamespace);

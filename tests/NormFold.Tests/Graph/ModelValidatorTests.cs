@@ -296,7 +296,7 @@ public class ZeroChannelTests
         g.Output("y");
         var (folded, r) = Fold(g.Build());
         Assert.Equal(Outcome.Folded, Single(r).Outcome);
-        Assert.Empty(folded.Proto.Graph.Initializer.Where(t => t.Dims.Count > 0 && t.Dims[0] != 0)); // W' [0, 2, 3, 3], b' [0]
+        Assert.DoesNotContain(folded.Proto.Graph.Initializer, t => t.Dims.Count > 0 && t.Dims[0] != 0); // W' [0, 2, 3, 3], b' [0]
         // Both run in ORT to the same empty output (the comparator's handling of empty outputs is tested on its own).
         var x = NormFold.Verification.NamedTensor.FromDoubles("x", GraphBuilder.F32, [1, 2, 4, 4], new double[32]);
         using var a = Runner(g.Build());

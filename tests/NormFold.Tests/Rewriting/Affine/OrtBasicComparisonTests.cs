@@ -19,7 +19,7 @@ namespace NormFold.Tests.Rewriting.Affine;
 public class OrtBasicComparisonTests(ITestOutputHelper output)
 {
     public static TheoryData<string> Bundled() =>
-        [.. Directory.GetFiles(ModelsDir, "*.onnx").Select(Path.GetFileName).Order()!, "external/mlp_bn1d.onnx"];
+        [.. Directory.GetFiles(ModelsDir, "*.onnx").Select(f => Path.GetFileName(f)).Order(), "external/mlp_bn1d.onnx"];
 
     public static TheoryData<string> Fusion() => [.. FusionGraphs.Keys];
 
