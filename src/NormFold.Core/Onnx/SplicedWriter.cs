@@ -71,48 +71,59 @@ internal static class SplicedWriter
         }
     }
 
-    /// <summary>The pieces at their offsets in the file, every payload's chunks and the bytes between payloads on every
-    /// core at once (one pwrite each): small tensors are written in parallel too, not only large ones.</summary>
+    /// <summary>The pieces written as windows of the file of at most <see cref="FileBytes.Chunk"/> bytes, each filled
+    /// (skeleton bytes copied, payloads read or computed) into one pooled buffer and written with one pwrite at its
+    /// offset, windows on every core at once: a model of many small tensors is a few large writes, not one per piece.
+    /// A payload is split between windows only at multiples of 8 bytes from its start (element boundaries, which a
+    /// deferred fold's <see cref="OnnxModel.FillRaw"/> needs).</summary>
     static void WriteAt(OnnxModel model, FileStream file, List<Piece> pieces)
     {
         file.Flush();
         long position = file.Position;
-        var jobs = new List<(long At, Piece Piece, int Offset, int Length)>();
-        var between = new MemoryStream();
-        long betweenAt = position;
-        void EndBetween()
+        var segments = new List<(Piece Piece, int Offset, int Length)>();
+        var windows = new List<(long At, int First, int End)>();
+        int fill = 0;
+        void Close()
         {
-            if (between.Length > 0) jobs.Add((betweenAt, new Piece(between.ToArray(), 0, (int)between.Length), 0, (int)between.Length));
-            between.SetLength(0);
+            if (fill == 0) return;
+            windows.Add((position - fill, windows.Count == 0 ? 0 : windows[^1].End, segments.Count));
+            fill = 0;
         }
         foreach (var piece in pieces)
         {
-            if (piece.Tensor is null)
+            long length = piece.Tensor is null ? piece.Length : model.RawLength(piece.Tensor);
+            for (long done = 0; done < length;)
             {
-                if (between.Length == 0) betweenAt = position;
-                between.Write(piece.Bytes, piece.Offset, piece.Length);
-                position += piece.Length;
-                continue;
+                long take = Math.Min(length - done, FileBytes.Chunk - fill);
+                if (piece.Tensor != null && done + take < length) take -= take % 8;
+                if (take == 0)
+                {
+                    Close();
+                    continue;
+                }
+                segments.Add((piece, (int)done, (int)take));
+                done += take;
+                fill += (int)take;
+                position += take;
+                if (fill == FileBytes.Chunk) Close();
             }
-            EndBetween();
-            long length = model.RawLength(piece.Tensor);
-            for (long offset = 0; offset < length; offset += FileBytes.Chunk)
-                jobs.Add((position + offset, piece, (int)offset, (int)Math.Min(FileBytes.Chunk, length - offset)));
-            position += length;
         }
-        EndBetween();
+        Close();
         var handle = file.SafeFileHandle;
-        FileBytes.ParallelFor(jobs.Count, FileBytes.ChunkBuffer.Rent, (k, buffer) =>
+        FileBytes.ParallelFor(windows.Count, FileBytes.ChunkBuffer.Rent, (k, buffer) =>
         {
-            var (at, piece, offset, length) = jobs[k];
-            if (piece.Tensor is null)
+            var (at, first, end) = windows[k];
+            var window = buffer.Span(FileBytes.Chunk);
+            int used = 0;
+            for (int i = first; i < end; i++)
             {
-                RandomAccess.Write(handle, piece.Bytes.AsSpan(piece.Offset, piece.Length), at);
-                return;
+                var (piece, offset, length) = segments[i];
+                var destination = window.Slice(used, length);
+                if (piece.Tensor is null) piece.Bytes.AsSpan(piece.Offset + offset, length).CopyTo(destination);
+                else model.FillRaw(piece.Tensor, offset, destination);
+                used += length;
             }
-            var chunk = buffer.Span(length);
-            model.FillRaw(piece.Tensor, offset, chunk);
-            RandomAccess.Write(handle, chunk, at);
+            RandomAccess.Write(handle, window[..used], at);
         }, buffer => buffer.Dispose());
         file.Seek(position, SeekOrigin.Begin);
     }
