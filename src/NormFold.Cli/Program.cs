@@ -1,6 +1,8 @@
 using NormFold.Cli;
 
 int code = Cli.Run(args, Console.Out);
+NormFold.Timeline.Mark("output");
+if (NormFold.Timeline.Report() is { } phases) Console.Error.WriteLine(phases);
 // For the benchmarks: peak resident memory of this process, as the kernel counted it.
 if (Environment.GetEnvironmentVariable("NORMFOLD_PEAK_RSS") == "1" && File.Exists("/proc/self/status"))
     foreach (var line in File.ReadLines("/proc/self/status"))

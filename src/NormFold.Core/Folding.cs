@@ -36,10 +36,26 @@ public static class Folding
     /// (the weight audit replaying this fold's log when <see cref="CheckOptions.AuditWeights"/> is set), and moved into
     /// place only if the check passes: otherwise nothing is written and <see cref="FoldResult.Written"/> is false.</summary>
     public static FoldResult FoldFile(string input, string output, PipelineOptions? options = null, SaveOptions? save = null,
-        CheckOptions? check = null)
+        CheckOptions? check = null) =>
+        Optimistically(optimistic => FoldFileOnce(input, output, (options ?? new PipelineOptions()) with
+        {
+            DeferWeightArithmetic = true, CheckFiniteWhenComputed = optimistic, // saved next
+        }, save, check));
+
+    /// <summary><paramref name="attempt"/>(true): load, fold with <see cref="PipelineOptions.CheckFiniteWhenComputed"/>,
+    /// save; if a folded weight overflowed while it was computed (<see cref="Tensors.ScaledWeightOverflow"/>: a fold the
+    /// pre-check would have refused), <paramref name="attempt"/>(false) from the start, with the pre-check. What the
+    /// first attempt saved was a temporary file, deleted as the exception left <see cref="ModelWriter.Save"/>.</summary>
+    internal static T Optimistically<T>(Func<bool, T> attempt)
+    {
+        try { return attempt(true); }
+        catch (Tensors.ScaledWeightOverflow) { return attempt(false); }
+    }
+
+    static FoldResult FoldFileOnce(string input, string output, PipelineOptions options, SaveOptions? save, CheckOptions? check)
     {
         using var model = OnnxModel.Load(input);
-        var result = Fold(model, (options ?? new PipelineOptions()) with { DeferWeightArithmetic = true }, justLoaded: true); // saved next
+        var result = Fold(model, options, justLoaded: true);
         if (check is null)
         {
             ModelWriter.Save(model, output, save);

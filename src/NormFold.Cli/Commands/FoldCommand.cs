@@ -129,47 +129,54 @@ internal sealed class FoldCommand : Command
         FoldResult? result = null;
         try
         {
-            using var model = OnnxModel.Load(input);
-            result = Folding.Fold(model, settings.Pipeline, justLoaded: true);
-            var foldGates = settings.Gates.Check(result, null).ToList();
-            CheckReport? report = null;
-            // The weight audit replays this fold's log against the saved model.
-            var request = settings.CheckRequest with { Options = settings.CheckRequest.Options with { FoldLog = result.Log } };
-            List<HistogramBuilder>? histograms = null;
-            if (settings.Check)
+            // Folded weights are checked for overflow as they are written (Folding.Optimistically).
+            return Folding.Optimistically(optimistic =>
             {
-                var collect = new List<HistogramBuilder>();
-                report = Folding.SaveIfEquivalent(model, output, settings.Save,
-                    (staged, label) => CheckRun.Run(input, staged, request, label, observe: (_, _, expected, actual) =>
-                    {
-                        lock (collect)
-                            for (int k = 0; k < expected.Count; k++)
-                            {
-                                if (collect.Count <= k) collect.Add(new HistogramBuilder());
-                                if (actual.TryGetValue(expected[k].Name, out var a)) collect[k].Add(expected[k], a);
-                            }
-                    }),
-                    accept: r => r.Passed && foldGates.Count == 0 && !settings.Gates.Check(null, r).Any());
-                histograms = collect;
-            }
-            else if (foldGates.Count == 0) ModelWriter.Save(model, output, settings.Save);
-            var gates = settings.Gates.Results(result, report);
-            var built = histograms?.Select(h => (ErrorHistogram?)h.Build()).ToList();
-            if (report is { Passed: false })
-            {
-                string why = report.FirstFailure is { } f
-                    ? $"{(report.Outputs.Contains(f) ? "output" : report.Replays.Contains(f) ? "the rewritten nodes' tensor (recomputed from the original's inputs)" : "intermediate tensor")} '{f.Name}' ({f.Problem ?? $"max abs error {Printing.Num(f.MaxAbs)} > tolerance"})"
-                    : report.Audit!.Skipped.Count > 0
-                        ? $"the weight audit ({report.Audit.Skipped.Count} folded weight tensor(s) could not be replayed)"
-                        : $"the weight audit ({report.Audit.Inexact} elements differ from the exact fold)";
-                return new Outcome(input, output, result, report, ExitCodes.CheckFailed,
-                    $"{input}: equivalence check failed on {why}; {output} was not written", clock.Elapsed, built, gates);
-            }
-            if (gates is { Passed: false })
-                return new Outcome(input, output, result, report, ExitCodes.GateFailed,
-                    $"{input}: {string.Join(", ", gates.Failures.Select(f => f.Gate).Distinct())}: {gates.Failures.Count} failure(s); {output} was not written",
-                    clock.Elapsed, built, gates);
-            return new Outcome(input, output, result, report, ExitCodes.Success, null, clock.Elapsed, built, gates);
+                Timeline.Mark("args");
+                using var model = OnnxModel.Load(input);
+                result = Folding.Fold(model, settings.Pipeline with { CheckFiniteWhenComputed = optimistic }, justLoaded: true);
+                Timeline.Mark("opcounts");
+                var foldGates = settings.Gates.Check(result, null).ToList();
+                if (foldGates.Count > 0) model.CheckDeferredFinite(); // not saved: decide the deferred pre-checks now
+                CheckReport? report = null;
+                // The weight audit replays this fold's log against the saved model.
+                var request = settings.CheckRequest with { Options = settings.CheckRequest.Options with { FoldLog = result.Log } };
+                List<HistogramBuilder>? histograms = null;
+                if (settings.Check)
+                {
+                    var collect = new List<HistogramBuilder>();
+                    report = Folding.SaveIfEquivalent(model, output, settings.Save,
+                        (staged, label) => CheckRun.Run(input, staged, request, label, observe: (_, _, expected, actual) =>
+                        {
+                            lock (collect)
+                                for (int k = 0; k < expected.Count; k++)
+                                {
+                                    if (collect.Count <= k) collect.Add(new HistogramBuilder());
+                                    if (actual.TryGetValue(expected[k].Name, out var a)) collect[k].Add(expected[k], a);
+                                }
+                        }),
+                        accept: r => r.Passed && foldGates.Count == 0 && !settings.Gates.Check(null, r).Any());
+                    histograms = collect;
+                }
+                else if (foldGates.Count == 0) ModelWriter.Save(model, output, settings.Save);
+                var gates = settings.Gates.Results(result, report);
+                var built = histograms?.Select(h => (ErrorHistogram?)h.Build()).ToList();
+                if (report is { Passed: false })
+                {
+                    string why = report.FirstFailure is { } f
+                        ? $"{(report.Outputs.Contains(f) ? "output" : report.Replays.Contains(f) ? "the rewritten nodes' tensor (recomputed from the original's inputs)" : "intermediate tensor")} '{f.Name}' ({f.Problem ?? $"max abs error {Printing.Num(f.MaxAbs)} > tolerance"})"
+                        : report.Audit!.Skipped.Count > 0
+                            ? $"the weight audit ({report.Audit.Skipped.Count} folded weight tensor(s) could not be replayed)"
+                            : $"the weight audit ({report.Audit.Inexact} elements differ from the exact fold)";
+                    return new Outcome(input, output, result, report, ExitCodes.CheckFailed,
+                        $"{input}: equivalence check failed on {why}; {output} was not written", clock.Elapsed, built, gates);
+                }
+                if (gates is { Passed: false })
+                    return new Outcome(input, output, result, report, ExitCodes.GateFailed,
+                        $"{input}: {string.Join(", ", gates.Failures.Select(f => f.Gate).Distinct())}: {gates.Failures.Count} failure(s); {output} was not written",
+                        clock.Elapsed, built, gates);
+                return new Outcome(input, output, result, report, ExitCodes.Success, null, clock.Elapsed, built, gates);
+            });
         }
         catch (Exception e) when (!rethrow && Cli.IsInputError(e))
         {

@@ -121,9 +121,11 @@ public static class ModelWriter
                     }
                 }
                 WriteModel(model, stream);
+                Timeline.Mark("write");
             }
             if (tmpData != null) File.Move(tmpData, dataPath!, overwrite: true);
             File.Move(tmpModel, full, overwrite: true);
+            Timeline.Mark("close+rename");
         }
         finally
         {

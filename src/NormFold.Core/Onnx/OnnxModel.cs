@@ -41,6 +41,9 @@ public sealed class OnnxModel : IDisposable
 
     /// <summary>Tensors NormFold created (fold results). Saving puts large ones beside existing external data.</summary>
     internal HashSet<TensorProto> Created { get; } = new(ReferenceEqualityComparer.Instance);
+    /// <summary>Set by the pipeline (PipelineOptions.CheckFiniteWhenComputed): deferred scalings made from now on check
+    /// their own results, and the pre-check leaves such weights to them.</summary>
+    internal bool CheckFiniteWhenComputed { get; set; }
 
     /// <summary>How messages name the model: the user's path (or words around it), never a temporary file NormFold
     /// wrote it to. Defaults to <see cref="SourcePath"/>.</summary>
@@ -77,6 +80,7 @@ public sealed class OnnxModel : IDisposable
         {
             var bytes = file.Range(0, (int)length);
             var proto = ZeroCopyParser.TryParse(bytes, out var typed);
+            Timeline.Mark("parse");
             if (proto is null)
             {
                 proto = ModelProto.Parser.ParseFrom(bytes.Span);
@@ -91,6 +95,7 @@ public sealed class OnnxModel : IDisposable
             Graph.ModelValidator.Validate(model);
             model.ValidateExternalReferences();
             model.LoadedWithExternalData = model.HasExternalData;
+            Timeline.Mark("validate");
             var loaded = model;
             model = null;
             return loaded;
@@ -222,6 +227,15 @@ public sealed class OnnxModel : IDisposable
         lock (_deferred) _deferred.TryGetValue(t, out deferred);
         if (deferred is null) FileBytes.CopyTo(RawMemory(t), offset, chunk);
         else deferred.Fill(chunk, offset);
+    }
+
+    /// <summary>The overflow checks of the deferred scalings that have one (see PipelineOptions.CheckFiniteWhenComputed),
+    /// without computing them: for a fold that is not saved. Throws <see cref="Tensors.ScaledWeightOverflow"/>.</summary>
+    internal void CheckDeferredFinite()
+    {
+        List<DeferredScaling> list;
+        lock (_deferred) list = [.. _deferred.Values];
+        foreach (var d in list) d.CheckAllFinite();
     }
 
     /// <summary>Computes every deferred tensor that <paramref name="keep"/> rejects (e.g. those a writer cannot stream).</summary>

@@ -59,6 +59,7 @@ internal static class SplicedWriter
             }
         }
         var pieces = Splice(skeleton, spliced);
+        Timeline.Mark("skeleton");
         if (output is FileStream { CanSeek: true } file)
         {
             WriteAt(model, file, pieces);

@@ -28,6 +28,13 @@ public sealed record PipelineOptions
     public bool DeferWeightArithmetic { get; init; }
     /// <summary>Default-domain opset the model may be raised to when a rewrite needs it (0: never raise).</summary>
     public long TargetOpset { get; init; }
+    /// <summary>
+    /// With <see cref="DeferWeightArithmetic"/>, for a caller that saves next and can fold again: whether a deferred
+    /// W·s is finite wherever W is (the pre-check that otherwise reads every such W ahead of the rules) is decided while
+    /// W·s is computed; an element that overflows throws <see cref="Tensors.ScaledWeightOverflow"/>, and the caller
+    /// folds again without this option (<see cref="Folding.Optimistically"/>), so decisions are the same either way.
+    /// </summary>
+    internal bool CheckFiniteWhenComputed { get; init; }
 }
 
 /// <summary>
@@ -62,6 +69,7 @@ internal sealed class Pipeline(PipelineOptions? options = null)
             if (!RuleNames.Contains(name))
                 throw new InvalidUsageException($"unknown rule '{name}' (rules: {string.Join(", ", RuleNames)})");
         var log = new RewriteLog();
+        model.CheckFiniteWhenComputed = _options.DeferWeightArithmetic && _options.CheckFiniteWhenComputed;
         var names = new NameAllocator(model);
         var opsets = new OpsetService(model, _options.TargetOpset);
         ProcessGraph(model, model.Proto.Graph, null, "main", names, opsets, log);
@@ -85,7 +93,9 @@ internal sealed class Pipeline(PipelineOptions? options = null)
             }
         if (bodyChanged) index = new GraphIndex(graph, model, parent, path); // bodies now read other outer names
 
-        Affine.FoldedValues.Prefetch(index);
+        Timeline.Mark("index");
+        if (!model.CheckFiniteWhenComputed) Affine.FoldedValues.Prefetch(index);
+        Timeline.Mark("prefetch");
         var editor = new GraphEditor(index, names, _options.DeferWeightArithmetic);
         editor.Orphans.UnionWith(orphansFromBodies);
         var context = new RewriteContext(index, opsets, _options);
@@ -97,8 +107,10 @@ internal sealed class Pipeline(PipelineOptions? options = null)
             else if (phase.WhenOff is { } note)
                 decisions.NoteOff(Anchors(editor, phase.Rules.SelectMany(r => r.AnchorOpTypes).ToHashSet(StringComparer.Ordinal)), note);
         }
+        Timeline.Mark("rules");
         foreach (var d in decisions.InOrder(editor.RemovedNodes)) log.Add(d);
         var outer = GraphCleanup.Run(editor);
+        Timeline.Mark("cleanup");
         outer.UnionWith(orphansFromBodies.Where(n => !index.Defines(n)));
         return outer;
     }

@@ -47,9 +47,14 @@ internal static class ChannelScaling
         if (raw.IsEmpty && count > 0) return null;
         if (raw.Length != count * ElementType.Size(type))
             throw new InvalidModelException($"tensor '{weight.Name}' holds {raw.Length} bytes, its dims say {count} {ElementType.Name(type)} elements");
-        return new DeferredScaling(raw, type, layout, s);
+        return new DeferredScaling(raw, type, layout, s) { CheckFinite = model.CheckFiniteWhenComputed };
     }
 }
+
+/// <summary>A deferred W·s (made with <see cref="DeferredScaling.CheckFinite"/>) found an element finite in W whose
+/// product is not finite in W's type: the fold that made it would have been refused. Not an input error: the caller
+/// (<see cref="Folding.Optimistically"/>) folds again with the pre-check.</summary>
+internal sealed class ScaledWeightOverflow() : Exception("a folded weight is not finite in its stored type");
 
 /// <summary>W' = W·s per channel over W's raw bytes, computed on demand for any range of elements: all at once
 /// (<see cref="Materialize"/>) or a chunk at a time straight into an output stream (<see cref="WriteTo"/>).</summary>
@@ -72,6 +77,10 @@ internal sealed class DeferredScaling
     }
 
     public int Length => _source.Length;
+
+    /// <summary>Before scaling by a factor above 1 in magnitude, check that no finite element's product rounds to ±∞
+    /// (throws <see cref="ScaledWeightOverflow"/>): the finite-result pre-check, done on the bytes as they are computed.</summary>
+    public bool CheckFinite { get; init; }
 
     /// <summary>Elements per parallel chunk.</summary>
     const int ParallelChunk = 1 << 18;
@@ -128,6 +137,7 @@ internal sealed class DeferredScaling
         var src = MemoryMarshal.Cast<byte, T>(source);
         var dst = MemoryMarshal.Cast<byte, T>(destination);
         if (src.IsEmpty) return; // also a weight with no channels at all
+        if (CheckFinite) ThrowIfOverflows(first, MemoryMarshal.AsBytes(src));
         if (_columns)
         {
             int n = _s.Length, j = first % n;
@@ -139,13 +149,7 @@ internal sealed class DeferredScaling
             return;
         }
         // The run holding element `first`, then run by run.
-        int lo = 0, hi = _runs.Length - 1;
-        while (lo < hi)
-        {
-            int mid = (lo + hi + 1) >> 1;
-            if (_runs[mid].Start <= first) lo = mid; else hi = mid - 1;
-        }
-        for (int k = lo, at = 0; at < src.Length; k++)
+        for (int k = RunAt(first), at = 0; at < src.Length; k++)
         {
             var (start, length, f) = _runs[k];
             int from = Math.Max(start, first) - first, to = Math.Min(start + length - first, src.Length);
@@ -157,6 +161,61 @@ internal sealed class DeferredScaling
                 for (int i = from; i < to; i++) dst[i] = TOp.Apply(src[i], f);
             at = to;
         }
+    }
+
+    /// <summary>The <see cref="CheckFinite"/> check over the whole source, a chunk at a time, computing nothing.</summary>
+    public void CheckAllFinite()
+    {
+        if (!CheckFinite) return;
+        using var buffer = Onnx.FileBytes.ChunkBuffer.Rent();
+        for (int offset = 0; offset < Length; offset += Onnx.FileBytes.Chunk)
+        {
+            var chunk = buffer.Span(Math.Min(Onnx.FileBytes.Chunk, Length - offset));
+            Onnx.FileBytes.CopyTo(_source, offset, chunk);
+            ThrowIfOverflows(offset / _size, chunk);
+        }
+    }
+
+    /// <summary>Throws <see cref="ScaledWeightOverflow"/> when some finite element of <paramref name="source"/> (elements
+    /// first… of W) times its factor is not finite once rounded to the type. Rounding is monotonic and symmetric, so per
+    /// run the largest finite |v| decides; the column layout is bounded by max|s| first and checked element by element
+    /// only when that bound overflows.</summary>
+    void ThrowIfOverflows(int first, ReadOnlySpan<byte> source)
+    {
+        int count = source.Length / _size;
+        if (_columns)
+        {
+            double sMax = _s.Max(Math.Abs);
+            if (sMax <= 1 || Rewriting.Affine.FoldedValues.IsFinite(Rewriting.Affine.FoldedValues.MaxFiniteAbs(source, _type) * sMax, _type)) return;
+            for (int i = 0; i < count; i++)
+            {
+                var element = source.Slice(i * _size, _size);
+                double v = Rewriting.Affine.FoldedValues.MaxFiniteAbs(element, _type);
+                if (!Rewriting.Affine.FoldedValues.IsFinite(v * Math.Abs(_s[(first + i) % _s.Length]), _type)) throw new ScaledWeightOverflow();
+            }
+            return;
+        }
+        for (int k = RunAt(first), at = 0; at < count; k++)
+        {
+            var (start, length, f) = _runs[k];
+            int from = Math.Max(start, first) - first, to = Math.Min(start + length - first, count);
+            if (Math.Abs(f) > 1 && !Rewriting.Affine.FoldedValues.IsFinite(
+                    Rewriting.Affine.FoldedValues.MaxFiniteAbs(source[(from * _size)..(to * _size)], _type) * Math.Abs(f), _type))
+                throw new ScaledWeightOverflow();
+            at = to;
+        }
+    }
+
+    /// <summary>Index of the run holding element <paramref name="first"/>.</summary>
+    int RunAt(int first)
+    {
+        int lo = 0, hi = _runs.Length - 1;
+        while (lo < hi)
+        {
+            int mid = (lo + hi + 1) >> 1;
+            if (_runs[mid].Start <= first) lo = mid; else hi = mid - 1;
+        }
+        return lo;
     }
 
     /// <summary>(float)((double)v·f) a vector at a time: widening is exact and narrowing rounds to nearest even, as the

@@ -13,7 +13,7 @@ namespace NormFold.Tests.Rewriting;
 public class FoldedValueNotFiniteTests
 {
     /// <summary>Producer → BN (BN "y" on "c"), γ[0] and var[0] and β[0], mean[0] set as given, all of <paramref name="type"/>.</summary>
-    static GraphBuilder WithBn(string producer, int type, double gamma, double variance, double beta = 0, double mean = 0,
+    internal static GraphBuilder WithBn(string producer, int type, double gamma, double variance, double beta = 0, double mean = 0,
         double w = 1)
     {
         var g = new GraphBuilder(15);

@@ -25,7 +25,7 @@ internal static class FoldedValues
             ? Match.Refuse(SkipReason.FoldedValueNotFinite, $"{what}[{i}] = {values[i]:G6} is not finite as {ElementType.Name(type)}")
             : null;
 
-    static bool IsFinite(double v, int type) => type switch
+    internal static bool IsFinite(double v, int type) => type switch
     {
         ElementType.Float => float.IsFinite((float)v),
         ElementType.Float16 => Half.IsFinite(Rounding.ToHalf(v)),
@@ -39,6 +39,8 @@ internal static class FoldedValues
     public static long? ScaledWeightNotFinite(OnnxModel model, TensorProto w, ChannelLayout layout, double[] s)
     {
         if (s.All(f => Math.Abs(f) <= 1)) return null;
+        // W·s will be a deferred scaling that checks its own elements as it computes them (ChannelScaling.Prepare).
+        if (model.CheckFiniteWhenComputed && !model.IsDeferred(w) && !model.RawMemory(w).IsEmpty) return null;
         if (IsFinite(MaxAbs(model, w) * s.Max(Math.Abs), w.DataType)) return null;
         var source = model.ReadDoubles(w);
         var scaled = ChannelScaling.Scale(model, w, layout, s);
@@ -139,39 +141,64 @@ internal static class FoldedValues
         switch (type)
         {
             case ElementType.Float:
-                uint f = MaxMasked(MemoryMarshal.Cast<byte, uint>(raw), 0x7FFF_FFFFu);
+                uint f = MaxMasked(MemoryMarshal.Cast<byte, uint>(raw), 0x7FFF_FFFFu, uint.MaxValue);
                 return f > 0x7F80_0000u ? double.NaN : BitConverter.UInt32BitsToSingle(f);
             case ElementType.Double:
-                ulong d = MaxMasked(MemoryMarshal.Cast<byte, ulong>(raw), 0x7FFF_FFFF_FFFF_FFFFul);
+                ulong d = MaxMasked(MemoryMarshal.Cast<byte, ulong>(raw), 0x7FFF_FFFF_FFFF_FFFFul, ulong.MaxValue);
                 return d > 0x7FF0_0000_0000_0000ul ? double.NaN : BitConverter.UInt64BitsToDouble(d);
             case ElementType.Float16:
-                ushort h = MaxMasked(MemoryMarshal.Cast<byte, ushort>(raw), (ushort)0x7FFF);
+                ushort h = MaxMasked(MemoryMarshal.Cast<byte, ushort>(raw), (ushort)0x7FFF, ushort.MaxValue);
                 return h > 0x7C00 ? double.NaN : (double)BitConverter.UInt16BitsToHalf(h);
             default: // bfloat16
-                ushort b = MaxMasked(MemoryMarshal.Cast<byte, ushort>(raw), (ushort)0x7FFF);
+                ushort b = MaxMasked(MemoryMarshal.Cast<byte, ushort>(raw), (ushort)0x7FFF, ushort.MaxValue);
                 return b > 0x7F80 ? double.NaN : Rounding.FromBFloat16Bits(b);
         }
     }
 
-    static T MaxMasked<T>(ReadOnlySpan<T> values, T mask) where T : unmanaged, IBinaryInteger<T>
+    /// <summary>max|v| over the finite elements only (0 when there are none): the ±∞ and NaN patterns are skipped.</summary>
+    internal static double MaxFiniteAbs(ReadOnlySpan<byte> raw, int type)
+    {
+        switch (type)
+        {
+            case ElementType.Float:
+                return BitConverter.UInt32BitsToSingle(MaxMasked(MemoryMarshal.Cast<byte, uint>(raw), 0x7FFF_FFFFu, 0x7F80_0000u));
+            case ElementType.Double:
+                return BitConverter.UInt64BitsToDouble(MaxMasked(MemoryMarshal.Cast<byte, ulong>(raw), 0x7FFF_FFFF_FFFF_FFFFul, 0x7FF0_0000_0000_0000ul));
+            case ElementType.Float16:
+                return (double)BitConverter.UInt16BitsToHalf(MaxMasked(MemoryMarshal.Cast<byte, ushort>(raw), (ushort)0x7FFF, (ushort)0x7C00));
+            default: // bfloat16
+                return Rounding.FromBFloat16Bits(MaxMasked(MemoryMarshal.Cast<byte, ushort>(raw), (ushort)0x7FFF, (ushort)0x7F80));
+        }
+    }
+
+    /// <summary>The largest v &amp; mask below <paramref name="below"/> (patterns at or above it are skipped), or 0.</summary>
+    static T MaxMasked<T>(ReadOnlySpan<T> values, T mask, T below) where T : unmanaged, IBinaryInteger<T>
     {
         T max = T.Zero;
         int i = 0, w = Vector<T>.Count;
         if (Vector.IsHardwareAccelerated && values.Length >= 4 * w)
         {
             var m = new Vector<T>(mask);
+            var limit = new Vector<T>(below);
             Vector<T> a = Vector<T>.Zero, b = a, c = a, d = a;
             for (; i <= values.Length - 4 * w; i += 4 * w)
             {
-                a = Vector.Max(a, new Vector<T>(values.Slice(i)) & m);
-                b = Vector.Max(b, new Vector<T>(values.Slice(i + w)) & m);
-                c = Vector.Max(c, new Vector<T>(values.Slice(i + 2 * w)) & m);
-                d = Vector.Max(d, new Vector<T>(values.Slice(i + 3 * w)) & m);
+                a = Vector.Max(a, Kept(new Vector<T>(values.Slice(i)) & m, limit));
+                b = Vector.Max(b, Kept(new Vector<T>(values.Slice(i + w)) & m, limit));
+                c = Vector.Max(c, Kept(new Vector<T>(values.Slice(i + 2 * w)) & m, limit));
+                d = Vector.Max(d, Kept(new Vector<T>(values.Slice(i + 3 * w)) & m, limit));
             }
             a = Vector.Max(Vector.Max(a, b), Vector.Max(c, d));
             for (int k = 0; k < w; k++) max = T.Max(max, a[k]);
         }
-        for (; i < values.Length; i++) max = T.Max(max, values[i] & mask);
+        for (; i < values.Length; i++)
+        {
+            T v = values[i] & mask;
+            if (v < below) max = T.Max(max, v);
+        }
         return max;
     }
+
+    static Vector<T> Kept<T>(Vector<T> v, Vector<T> below) where T : unmanaged, IBinaryInteger<T> =>
+        Vector.ConditionalSelect(Vector.LessThan(v, below), v, Vector<T>.Zero);
 }
