@@ -5,8 +5,9 @@ namespace NormFold.Tests.Fuzz;
 /// <summary>What a `check` of the case's pair may answer: a pair known to differ must never pass.</summary>
 public enum PairTruth { Unknown, Equivalent, Different }
 
-/// <summary>One CLI run of a case: which command, with which extra options.</summary>
-public enum RunKind { Fold, FoldCheck, Inspect, CheckTwin, CheckPair }
+/// <summary>One CLI run of a case: which command, with which extra options. FoldFolder: `fold` of the model's folder
+/// (subject.onnx and its identical twin) into a folder, two at a time — the same answer as folding the subject alone.</summary>
+public enum RunKind { Fold, FoldCheck, Inspect, CheckTwin, CheckPair, FoldFolder }
 
 /// <summary>Folders of one case: the model's own folder, the output folder, and the outside world (canary).</summary>
 public sealed record CaseDirs(string Root, string Model, string Out, string Outside, string Canary)

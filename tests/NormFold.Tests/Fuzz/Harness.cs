@@ -78,11 +78,12 @@ public sealed class Harness(string root)
                 string outDir = Path.Combine(d.Out, $"{i++}-{kind}");
                 Directory.CreateDirectory(outDir);
                 if (kind is RunKind.Fold or RunKind.FoldCheck) foreach (var f in c.OutputFolders) Directory.CreateDirectory(Path.Combine(outDir, f));
-                string output = Path.Combine(outDir, "folded.onnx");
+                string output = Path.Combine(outDir, kind == RunKind.FoldFolder ? "subject.onnx" : "folded.onnx");
                 var fold = c.FoldOptions.Select(o => o.Replace("{outside}", d.Outside));
                 string[] args = kind switch
                 {
                     RunKind.Fold => ["fold", d.Subject, "-o", output, .. c.Options, .. fold],
+                    RunKind.FoldFolder => ["fold", d.Model, "-o", outDir, "--jobs", "2", .. c.Options, .. fold],
                     RunKind.FoldCheck => ["fold", d.Subject, "-o", output, "--check", .. c.Options, .. fold, .. c.CheckOptions, .. ShapeBindings(c)],
                     RunKind.Inspect => ["inspect", d.Subject, .. c.Options],
                     RunKind.CheckTwin => ["check", d.Subject, d.Twin, .. c.CheckOptions, .. ShapeBindings(c)],
@@ -93,7 +94,7 @@ public sealed class Harness(string root)
                 var (code, err, timedOut) = c.Risky ? Child(args, c.Timeout ?? TimeSpan.FromSeconds(60)) : InProcess(args, c.Timeout ?? Timeout);
                 sw.Stop();
                 var (outcome, detail) = Classify(c, d, kind, code, err, timedOut, outDir, output);
-                if (outcome == Outcome.Exit0 && kind is RunKind.Fold or RunKind.FoldCheck && sampled)
+                if (outcome == Outcome.Exit0 && kind is RunKind.Fold or RunKind.FoldCheck or RunKind.FoldFolder && sampled)
                 {
                     var v = Oracle.Compare(d.Subject, output, c.Seed, c.FeedInitializers);
                     if (kind == RunKind.Fold) { foldVerdict = v; foldOut = output; }
@@ -112,6 +113,9 @@ public sealed class Harness(string root)
                     foldVerdict ??= Oracle.Compare(d.Subject, foldOut, c.Seed, c.FeedInitializers);
                     (outcome, detail) = FailedCheck(foldVerdict, d.Subject, detail);
                 }
+                if (kind == RunKind.FoldFolder && outcome < Outcome.InternalError && results.FirstOrDefault(x => x.Kind == RunKind.Fold) is { } alone &&
+                    alone.Exit != code && !c.FoldOptions.Contains("--external-data-file"))
+                    (outcome, detail) = (Outcome.UnexpectedExit, $"a folder of the model and its twin: exit {code}, the model alone: exit {alone.Exit}; {detail}");
                 var after = Snapshot(d.Model);
                 if (outcome < Outcome.InternalError && !SameSnapshot(before, after, out string diff))
                     (outcome, detail) = (Outcome.ModifiedInput, diff);
@@ -157,19 +161,27 @@ public sealed class Harness(string root)
         err = ProgressLine.Replace(err, ""); // a check's progress (after 1 s, one line per stage) is not the error
         string first = FirstLine(err);
         if (timedOut) return (Outcome.Hang, $"no exit after {(c.Timeout ?? Timeout).TotalSeconds:0} s{(c.Risky ? " of CPU time (or 4× that of wall time)" : "")}");
-        bool requireAll = kind is RunKind.Fold or RunKind.FoldCheck or RunKind.Inspect && c.Options.Contains("--require-all-folded");
+        bool requireAll = kind is RunKind.Fold or RunKind.FoldCheck or RunKind.FoldFolder or RunKind.Inspect && c.Options.Contains("--require-all-folded");
         if (code is < 0 or > 4 || (code == 4 && !requireAll)) return (Outcome.Crash, $"exit {code}: {first}");
         if (code == 1) return (Outcome.InternalError, first);
         if (err.Contains("\n   at ") || err.Contains("Exception:") || err.Contains("Stack overflow")) return (Outcome.StackTrace, first);
         var written = Directory.EnumerateFileSystemEntries(outDir, "*", SearchOption.AllDirectories).Select(p => Path.GetRelativePath(outDir, p))
             .Where(p => !(kind is RunKind.Fold or RunKind.FoldCheck && c.OutputFolders.Contains(p))).ToList();
-        var allowed = kind is RunKind.Fold or RunKind.FoldCheck ? c.OutputFiles : ["folded.onnx", "folded.onnx.data"];
+        var allowed = kind switch
+        {
+            RunKind.Fold or RunKind.FoldCheck => c.OutputFiles,
+            RunKind.FoldFolder => ["subject.onnx", "subject.onnx.data", "twin.onnx", "twin.onnx.data"],
+            _ => ["folded.onnx", "folded.onnx.data"],
+        };
         if (code != 0 && written.Count > 0) return (Outcome.LeftFiles, $"exit {code} left {string.Join(", ", written)}");
         if (code == 4)
             return c.ExpectAllFolded ? (Outcome.UnexpectedExit, "exit 4 though every candidate can fold: " + first) : (Outcome.Exit4, first);
         if (code == 3)
         {
             var lines = err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            // A folder: one line per model that failed ("[1/2] subject.onnx: FAILED: …"), each naming its file.
+            if (kind == RunKind.FoldFolder && lines.Length == 2 && lines.All(l => l.Contains("subject.onnx") || l.Contains("twin.onnx")))
+                return (Outcome.Exit3, first);
             if (lines.Length != 1) return (Outcome.MultiLineError, $"{lines.Length} lines: {string.Join(" | ", lines.Take(3))}");
             string[] files = ["subject.onnx", "twin.onnx", "other.onnx", "folded.onnx"];
             // It names the user's file, a tensor/node/input in quotes, or (usage errors) the option; never a stand-in
@@ -182,7 +194,7 @@ public sealed class Harness(string root)
         }
         if (code == 2)
         {
-            if (kind is RunKind.Fold or RunKind.Inspect) return (Outcome.UnexpectedExit, "exit 2 without a check: " + first);
+            if (kind is RunKind.Fold or RunKind.FoldFolder or RunKind.Inspect) return (Outcome.UnexpectedExit, "exit 2 without a check: " + first);
             if (kind == RunKind.CheckTwin || (kind == RunKind.CheckPair && c.Truth == PairTruth.Equivalent))
                 return (Outcome.FalseAlarm, "identical models: " + first);
             return (Outcome.Exit2, first);
@@ -199,8 +211,9 @@ public sealed class Harness(string root)
         }
         switch (kind)
         {
-            case RunKind.Fold or RunKind.FoldCheck:
+            case RunKind.Fold or RunKind.FoldCheck or RunKind.FoldFolder:
                 if (!File.Exists(output)) return (Outcome.UnexpectedExit, "exit 0 but no output written");
+                if (kind == RunKind.FoldFolder && !File.Exists(Path.Combine(outDir, "twin.onnx"))) return (Outcome.UnexpectedExit, "exit 0 but the twin not written");
                 var extra = written.Where(f => !allowed.Contains(f)).ToList();
                 if (extra.Count > 0) return (Outcome.LeftFiles, "beside the output: " + string.Join(", ", extra));
                 break;

@@ -67,6 +67,8 @@ public static partial class Families
             c.CheckOptions.AddRange(check);
             if (check.Count > 0) tags.Add("check:" + string.Join(' ', check));
         }
+        // The same through a folder (the subject and its twin, two at a time), where nothing runs in a child process.
+        if (!c.Risky && !c.Escapes && c.Setup.Count == 0 && r.Next(3) == 0) { c.Runs = [.. c.Runs, RunKind.FoldFolder]; tags.Add("folder"); }
         c.Mutation = string.Join(",", tags);
     }
 }
