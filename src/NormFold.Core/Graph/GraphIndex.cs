@@ -235,6 +235,9 @@ internal sealed class GraphIndex
     /// only, never from value_info or other declarations, which may lie; null when that leaves the rank open.</summary>
     public long[]? ProvenShape(string name) => Hints.ProvenShapeOf(this, name);
 
+    /// <summary>Where the proof of an unproven rank stops (<see cref="TypeHints.RankLostAt"/>).</summary>
+    internal string RankLostAt(string name) => Hints.RankLostAt(this, name);
+
     /// <summary>The declaration of a main-graph input (binding: ORT enforces it), else null.</summary>
     internal TypeProto? BindingDeclaredType(string name) => IsBinding(name) ? _types.GetValueOrDefault(name) : null;
 

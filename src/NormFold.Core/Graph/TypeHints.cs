@@ -508,6 +508,27 @@ internal sealed class TypeHints
         return index.Parent.ProvenShape(name);
     }
 
+    /// <summary>For a tensor whose rank is not proven: where the proof stops, walking back through the first input of each
+    /// producer whose rank is not proven either, to a node whose inputs' ranks all are (its op, or its parameters, give
+    /// no rank: Add with an unproven operand leads on to that operand), a graph input, or an enclosing graph's tensor.</summary>
+    internal string RankLostAt(GraphIndex index, string name)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (string current = name; seen.Add(current);)
+        {
+            if (!index.Defines(current) && index.Parent != null) return $"the proof stops at '{current}', from an enclosing graph";
+            if (index.Producer(current) is not { } p)
+                return index.Parent is null ? $"the proof stops at graph input '{current}', which declares no shape"
+                    : $"the proof stops at '{current}', an input of subgraph '{index.Path}' (its declared shape is no proof)";
+            if (!Attributes.IsDefaultDomain(p))
+                return $"the proof stops at {Attributes.Describe(p)} of domain '{p.Domain}', whose shapes NormFold does not infer";
+            if (p.Input.FirstOrDefault(i => i.Length > 0 && ProvenShapeOf(index, i) is null) is not { } unproven)
+                return $"the proof stops at {Attributes.Describe(p)}: its inputs' ranks are proven, but its output's rank does not follow from them and its constant parameters";
+            current = unproven;
+        }
+        return $"the proof stops in a cycle through '{name}'";
+    }
+
     public int? ElemType(GraphIndex index, string name) =>
         _type.TryGetValue(name, out int t) ? t : index.DeclaredElemType(name);
 }

@@ -14,6 +14,12 @@ internal abstract record Match
     public sealed record NoCandidate(string Why) : Match;
 
     public static Refused Refuse(SkipReason reason, string detail) => new(reason, detail);
+
+    /// <summary>The refusal when a rewrite needs the rank of <paramref name="x"/> (<paramref name="why"/>: what for) and the
+    /// graph does not prove it, naming where the proof stops.</summary>
+    public static Refused UnprovenRank(GraphIndex g, string x, string? why = null) =>
+        Refuse(SkipReason.UnknownRank, $"the rank of '{x}' does not follow from the graph's inputs and constants (a declared value_info is no proof)"
+            + (why is null ? "" : $": {why}") + $"; {g.RankLostAt(x)}");
 }
 
 /// <summary>Everything an apply step needs, computed by the match step. Subclassed per rule.</summary>

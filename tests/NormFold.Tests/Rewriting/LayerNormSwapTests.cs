@@ -242,9 +242,31 @@ public class LayerNormSwapTests
         var g = LayerNorm([2, 5, 8], [-1]);
         g.Graph.Input.Single(i => i.Name == "x").Type.TensorType.Shape = null;
         var (folded, r) = Fold(g.Build(), Swap);
-        Assert.Contains("rank of 'x'", AssertLeft(r, SkipReason.UnknownRank, "mean").Detail);
+        var detail = AssertLeft(r, SkipReason.UnknownRank, "mean").Detail;
+        Assert.Contains("rank of 'x'", detail);
+        Assert.Contains("the proof stops at graph input 'x', which declares no shape", detail);
         Assert.Equal(0, Count(folded, "LayerNormalization"));
     }
+
+    /// <summary>A residual Add(x0, Reshape(x0, t)) with t of unknown length: the Add's rank is not the known operand's (the
+    /// other may be higher), and the refusal names where the proof stops — the Reshape, past the Add.</summary>
+    [Fact]
+    public void An_unproven_rank_names_where_the_proof_stops()
+    {
+        var (_, r) = Fold(WithPrefix([2, 5, 8], [2, 5, 8], g =>
+        {
+            g.Input("t", (int)NormFold.Onnx.Proto.TensorProto.Types.DataType.Int64, [-1]);
+            g.Node("Reshape", ["x0", "t"], "r", "reshape");
+            g.Node("Add", ["x0", "r"], "x", "residual");
+        }).Build(), Swap);
+        var detail = AssertLeft(r, SkipReason.UnknownRank, "mean").Detail;
+        Assert.Contains("the rank of 'x' does not follow", detail);
+        Assert.Contains("the proof stops at Reshape 'reshape': its inputs' ranks are proven", detail);
+
+        (_, r) = Fold(WithPrefix([2, 5, 8], [2, 5, 8], g => g.Node("Relu", [g.Input("u", F32, null)], "x", "relu")).Build(), Swap);
+        Assert.Contains("the proof stops at graph input 'u', which declares no shape", AssertLeft(r, SkipReason.UnknownRank, "mean").Detail);
+    }
+
 
     [Fact]
     public void Refuses_when_only_a_value_info_declares_the_rank()
@@ -271,6 +293,14 @@ public class LayerNormSwapTests
     static (OnnxModel Folded, FoldResult Result) SwapAfter(long[] xDims, long[]? x0Dims, long[] x0Fed, Action<GraphBuilder> prefix,
         long[]? lyingValueInfo = null)
     {
+        var g = WithPrefix(xDims, x0Dims, prefix);
+        if (lyingValueInfo is not null) g.Graph.ValueInfo.Add(Value("x", F32, lyingValueInfo));
+        return SwapAndCheck(g.Build(), shapes: new Dictionary<string, long[]> { ["x0"] = x0Fed });
+    }
+
+    /// <summary><see cref="LayerNorm"/> over the last axis of x = prefix(x0), x0 declared <paramref name="x0Dims"/>.</summary>
+    static GraphBuilder WithPrefix(long[] xDims, long[]? x0Dims, Action<GraphBuilder> prefix)
+    {
         var g = LayerNorm(xDims, [-1]);
         g.Graph.Input.Remove(g.Graph.Input.Single(i => i.Name == "x"));
         g.Input("x0", F32, x0Dims);
@@ -279,8 +309,7 @@ public class LayerNormSwapTests
         var added = g.Graph.Node.Skip(before).ToList();
         foreach (var n in added) g.Graph.Node.Remove(n);
         for (int i = added.Count - 1; i >= 0; i--) g.Graph.Node.Insert(0, added[i]);
-        if (lyingValueInfo is not null) g.Graph.ValueInfo.Add(Value("x", F32, lyingValueInfo));
-        return SwapAndCheck(g.Build(), shapes: new Dictionary<string, long[]> { ["x0"] = x0Fed });
+        return g;
     }
 
     static string Scalar64(GraphBuilder g, string name, long value)

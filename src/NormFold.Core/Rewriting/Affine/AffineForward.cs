@@ -73,7 +73,7 @@ internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
         int rank;
         if ((xRank ?? L.Rank) is { } known && (xRank is not null || widest < known)) rank = known;
         else if (L.Rank is null && widest == 0 && !nodes.Any(n => n.OpType == "BatchNormalization")) rank = 1;
-        else return AffineHead.UnprovenRank(x, widest > 0 ? $"a constant of rank {widest} could have added axes to it" : "a BN normalises axis 1, which is the last axis only at rank 2");
+        else return Match.UnprovenRank(g, x, widest > 0 ? $"a constant of rank {widest} could have added axes to it" : "a BN normalises axis 1, which is the last axis only at rank 2");
         int axis = L.Axis < 0 ? rank + L.Axis : L.Axis;
         var chain = AffineChain.Walk(g, x, rank, axis, L.InputChannels, anchor, out var stop);
         if (chain.Count < nodes.Count) return stop ?? Match.Refuse(SkipReason.PatternMismatch, $"{Attributes.Describe(nodes[chain.Count])} is not a per-channel affine op");

@@ -179,10 +179,6 @@ internal static class AffineHead
     public static int WidestConstant(GraphIndex g, IEnumerable<NodeProto> nodes) =>
         nodes.Select(n => AffineOp.TryRead(g, n, out _)?.C.Dims.Length ?? 0).DefaultIfEmpty(0).Max();
 
-    /// <summary>The refusal when the rewrite needs the rank of <paramref name="x"/> and the graph does not prove it.</summary>
-    public static Match.Refused UnprovenRank(string x, string why) =>
-        Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' does not follow from the graph's inputs and constants (a declared value_info is no proof): {why}");
-
     public static string ProducerDescription(GraphIndex g, string x)
     {
         if (g.Producer(x) is { } producer) return $"input '{x}' comes from {Attributes.Describe(producer)}";

@@ -56,9 +56,9 @@ internal abstract class AffineIntoProducer : RewriteRule<AffineIntoProducer.Fold
         // a BN (axis 1) or a wider constant needs the rank.
         int rank = p.Rank ?? 1;
         if (p.Rank is null && piece.Any(n => n.OpType == "BatchNormalization"))
-            return AffineHead.UnprovenRank(x, "a BN normalises axis 1, which is the last axis only at rank 2");
+            return Match.UnprovenRank(g, x, "a BN normalises axis 1, which is the last axis only at rank 2");
         if (p.Rank is null && AffineHead.WidestConstant(g, piece) is > 1 and var widest)
-            return AffineHead.UnprovenRank(x, $"a constant of rank {widest} could add axes to it");
+            return Match.UnprovenRank(g, x, $"a constant of rank {widest} could add axes to it");
         int axis = p.Axis < 0 ? rank + p.Axis : p.Axis;
 
         var chain = AffineChain.Walk(g, x, rank, axis, p.Channels, anchor, out var stop);

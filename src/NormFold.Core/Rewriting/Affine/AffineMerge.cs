@@ -55,9 +55,9 @@ internal sealed class AffineMerge : RewriteRule<AffineMerge.MergePlan>
         var provenShape = g.ProvenShape(x);
         int? proven = provenShape?.Length;
         if (proven is null && piece.Any(n => n.OpType == "BatchNormalization"))
-            return AffineHead.UnprovenRank(x, "a BN normalises axis 1, which the merged constants must be shaped for");
+            return Match.UnprovenRank(g, x, "a BN normalises axis 1, which the merged constants must be shaped for");
         if (proven is null && g.Opset < 7)
-            return AffineHead.UnprovenRank(x, $"before opset 7 the merged constants broadcast along an axis counted from the first");
+            return Match.UnprovenRank(g, x, $"before opset 7 the merged constants broadcast along an axis counted from the first");
         int rank = proven ?? AffineHead.WidestConstant(g, piece);
         int axis = piece.Any(n => n.OpType == "BatchNormalization") ? 1 : piece.Select(n => Axis(g, n, rank)).FirstOrDefault(a => a is not null) ?? 1;
         // A proven size along the axis other than 1 is the channel count every constant must have (1 widens).

@@ -31,7 +31,7 @@ internal sealed class ToMulAdd : RewriteRule<ToMulAdd.MulAddPlan>
         // on the last axis.
         int? rank = g.ProvenShape(x)?.Length;
         if (rank is null)
-            return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' does not follow from the graph's inputs and constants (a declared value_info is no proof), so the [C,1,…] shape of Mul/Add constants is unknown");
+            return Match.UnprovenRank(g, x, "the [C,1,…] shape of the Mul/Add constants depends on it");
         if (rank < 2)
             return Match.Refuse(SkipReason.ShapeMismatch, $"'{x}' has rank {rank}; BatchNormalization needs rank ≥ 2");
         // A channel count the graph gives (propagated, e.g. from the producer's weights) that is not the BN's: ORT

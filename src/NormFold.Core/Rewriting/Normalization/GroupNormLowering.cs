@@ -31,7 +31,7 @@ internal sealed class GroupNormLowering : RewriteRule<GroupNormLowering.Lowering
         string x = gn.Input[0];
         // Proven (a value_info claiming rank 3 for a 4-D X would put the [C, 1] constants on the height axis).
         if (g.ProvenShape(x)?.Length is not { } rank)
-            return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' does not follow from the graph's inputs and constants (a declared value_info is no proof)");
+            return Match.UnprovenRank(g, x);
         if (rank < 3) return Match.Refuse(SkipReason.PatternMismatch, $"'{x}' has rank {rank}");
         if (gn.Input.Count < 3) return Match.Refuse(SkipReason.PatternMismatch, $"{Attributes.Describe(gn)} has {gn.Input.Count} inputs");
         long groups = Attributes.Int(gn, "num_groups", 0);

@@ -37,7 +37,7 @@ internal sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
         // X's rank and dims as the graph proves them (inputs, constants), never as a value_info says: a lying one would
         // make a Reshape to a different shape look like a restore.
         if (g.ProvenShape(x) is not { } xShape)
-            return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' does not follow from the graph's inputs and constants (a declared value_info is no proof)");
+            return Match.UnprovenRank(g, x);
         int? rank = xShape.Length;
         if (rank < 3) return Match.Refuse(SkipReason.PatternMismatch, $"'{x}' has rank {rank}; GroupNormalization needs rank ≥ 3");
         if (GroupCount(g, r1, x) is not { } groups)

@@ -54,7 +54,7 @@ internal sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
         // LayerNormalization's axis counts from X's rank: it must follow from the graph (its inputs and constants), not
         // from a value_info, which may lie (an axis −1 on an X of rank 0 is a model ORT rejects).
         if (g.ProvenShape(x) is not { } xShape)
-            return Match.Refuse(SkipReason.UnknownRank, $"the rank of '{x}' does not follow from the graph's inputs and constants (a declared value_info is no proof)");
+            return Match.UnprovenRank(g, x);
         int rank = xShape.Length;
         if (TrailingAxes(g, mean, rank, out int k) is { } badAxes) return badAxes;
 
