@@ -97,6 +97,7 @@ public class StructureFuzzTests(ITestOutputHelper log)
     [InlineData("affine:8000040")] // fp16 few-element channels: the same
     [InlineData("affine:13000737")] // ConvTranspose → Mul(1e-45): outputs ~1e-46 judged for channel drift below the smallest normal (check exit 2, offset −1.1e-46 allowed ± 7.8e-48)
     [InlineData("affine:13000858")] // relu(x)·1e-45/1e-45/k: 0 or 1/k in the original (one significant bit), x/k in the fold (now UnderflowEdge)
+    [InlineData("affine:7000008")] // fp16 BN → Sub(k) → BN after a BN: channel drift of the original's float16 BN output (check exit 2; fixed by 5c76d5c)
     [InlineData("affine:5000635")] // float, a channel of 64 copies of 2 values (broadcast duplicates) judged as systematic drift: the same
     public void Campaign_findings_stay_fixed(string id)
     {
