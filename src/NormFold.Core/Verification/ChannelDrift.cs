@@ -183,15 +183,18 @@ internal static class ChannelDriftDetector
     internal sealed class Accumulator
     {
         /// <param name="distinctFraction">The share of a channel's positions that are not copies (<see cref="DistinctFraction{TV}"/>).</param>
-        public Accumulator(int elementType, Sums[] channels, double distinctFraction)
+        public Accumulator(int elementType, Sums[] channels, double distinctFraction, long[] shape)
         {
             ElementType = elementType;
+            Shape = shape;
             Channels = channels;
             for (int c = 0; c < channels.Length; c++) channels[c].Distinct = channels[c].N * distinctFraction;
         }
 
         public int ElementType { get; }
         public Sums[] Channels { get; }
+        /// <summary>The tensor's shape (of the first run).</summary>
+        public long[] Shape { get; }
 
         public void Merge(Accumulator other)
         {
@@ -202,8 +205,11 @@ internal static class ChannelDriftDetector
         /// <param name="minGain">The floor of the gain band (and, times M, of the offset band).</param>
         /// <param name="floorUlps">A floor of the offset band of floorUlps·u times the median of the channels' rms (and,
         /// over the channel's spread S, of the gain band), each at most the end-to-end floor (MinGain·M, MinGain).</param>
-        public Result Decide(double minGain = MinGain, double floorUlps = 0)
+        /// <param name="shift">The additive constant the rewrite making the tensor stores: OffsetUlps·u·|c| more room
+        /// for a channel's offset (<see cref="ReplayShift"/>).</param>
+        public Result Decide(double minGain = MinGain, double floorUlps = 0, ReplayShift? shift = null)
         {
+            var shifts = shift?.PerChannel(Shape, Channels.Length);
             double u = UnitRoundoff(ElementType);
             var fits = new Fit?[Channels.Length];
             for (int c = 0; c < Channels.Length; c++) fits[c] = FitOf(Channels[c]);
@@ -215,7 +221,7 @@ internal static class ChannelDriftDetector
             double smallest = Tolerance.SmallestNormal(ElementType);
             var all = new List<ChannelDrift>(Channels.Length);
             for (int c = 0; c < Channels.Length; c++)
-                if (fits[c] is { } f) all.Add(Judge(c, f, u, relativeNoise, minGain, floor, smallest));
+                if (fits[c] is { } f) all.Add(Judge(c, f, u, relativeNoise, minGain, floor, smallest, shifts?[c] ?? 0));
             var flagged = all.Where(d => d.Flagged).OrderByDescending(d => d.Ratio).ToList();
             return new Result(all.Count, flagged.Count, flagged.Take(MaxKept).ToList(), all.MaxBy(d => d.Ratio));
         }
@@ -236,7 +242,7 @@ internal static class ChannelDriftDetector
                 ref var s = ref sums[c];
                 for (long j = 0; j < inner; j++, i++) Add(ref s, TE.Get(r[i]), TE.Get(a[i]));
             }
-        return new Accumulator(elementType, sums, DistinctFraction(r, shape));
+        return new Accumulator(elementType, sums, DistinctFraction(r, shape), shape);
     }
 
     /// <summary>The share of positions off the channel axis that are not copies: the product of the dims along which
@@ -326,7 +332,7 @@ internal static class ChannelDriftDetector
         return rel.Length == 0 ? 0 : rel[rel.Length / 2];
     }
 
-    static ChannelDrift Judge(int c, in Fit f, double u, double relativeNoise, double minGain, double floor, double smallest)
+    static ChannelDrift Judge(int c, in Fit f, double u, double relativeNoise, double minGain, double floor, double smallest, double shift)
     {
         double rms = f.Rms, sigma = f.Sigma, gainError = f.GainError, meanD = f.MeanD;
         double noise = rms > 0 ? Math.Max(1, sigma / (u * rms) / NoiseUlps) : 1;
@@ -346,7 +352,9 @@ internal static class ChannelDriftDetector
         // Correlated accumulation noise (long sums in a different order) and nonlinearities after the rewrite shift a
         // channel's mean by up to about the noise itself: the offset must stand out of it.
         // (a gain below MinGain moves the channel's mean by up to MinGain·M)
-        double offsetThreshold = Math.Max(Math.Max(minGain * rms, offsetFloor), Math.Max(OffsetUlps * u * rms, OffsetNoise * sigma) + ArithmeticUlps * Arithmetic(u) * rms);
+        // (the rewrite's stored constant c, rounded once with the factor it cancels against: up to 2u·|c|)
+        double offsetThreshold = Math.Max(Math.Max(minGain * rms, offsetFloor),
+            Math.Max(OffsetUlps * u * rms, OffsetNoise * sigma) + ArithmeticUlps * Arithmetic(u) * rms + OffsetUlps * u * shift);
         double critical = StudentCritical((long)f.Distinct - 2);
         double sigmaSignificance = Math.Max(sigma, Math.Max(u / Math.Sqrt(3), relativeNoise) * rms);
         bool gainOff = f.HasGain && Math.Abs(gainError) > gainThreshold && Math.Abs(gainError) > critical * sigmaSignificance * Math.Sqrt(f.Copies / f.Sxx);

@@ -65,9 +65,10 @@ internal static class Comparator
         Compare(reference, actual, toleranceFor, detectDrift ? DriftMode.Decide : DriftMode.None);
 
     /// <summary>The comparison with the drift decision taken over the (merged) sums of every run.</summary>
-    internal static OutputComparison WithDrift(OutputComparison c, ChannelDriftDetector.Accumulator sums, double minGain = ChannelDriftDetector.MinGain, double floorUlps = 0)
+    internal static OutputComparison WithDrift(OutputComparison c, ChannelDriftDetector.Accumulator sums, double minGain = ChannelDriftDetector.MinGain,
+        double floorUlps = 0, ReplayShift? shift = null)
     {
-        var drift = sums.Decide(minGain, floorUlps);
+        var drift = sums.Decide(minGain, floorUlps, shift);
         string? problem = c.Problem;
         if (c.FailedElements == 0 && problem is null && drift is { Flagged: > 0 } && drift.Findings[0] is var f)
             problem = $"systematic drift in {drift.Flagged} of {drift.Tested} channel(s); channel {f.Channel}: gain {f.Gain:G7} (allowed 1 ± {f.GainThreshold:G3}), " +
@@ -222,7 +223,7 @@ internal static class Comparator
                             st.AddFloats<DriftToo>(rf.Slice(i, length), af.Slice(i, length), i, ref channelSums[c]);
                             i += length;
                         }
-                sums = new ChannelDriftDetector.Accumulator(reference.ElementType, channelSums, ChannelDriftDetector.DistinctFraction(rf, reference.Shape));
+                sums = new ChannelDriftDetector.Accumulator(reference.ElementType, channelSums, ChannelDriftDetector.DistinctFraction(rf, reference.Shape), reference.Shape);
             }
             else
             {

@@ -8,7 +8,32 @@ namespace NormFold.Verification;
 /// its tensors replays which of the reference's.</summary>
 /// <param name="Replayed">Reference tensor → the replayed tensor compared with it.</param>
 /// <param name="Nodes">Rewritten nodes replayed.</param>
-internal sealed record ReplayPlan(OnnxModel Reference, IReadOnlyDictionary<string, string> Replayed, int Nodes);
+/// <param name="Shifts">Reference tensor → the additive constant the rewritten node making it stores (see
+/// <see cref="ReplayShift"/>).</param>
+internal sealed record ReplayPlan(OnnxModel Reference, IReadOnlyDictionary<string, string> Replayed, int Nodes,
+    IReadOnlyDictionary<string, ReplayShift> Shifts);
+
+/// <summary>
+/// The additive constant a rewritten node stores in the tensor's type — a Conv/ConvTranspose/Gemm bias, the constant of
+/// an Add or Sub (a standalone BN's t) — with its dims (broadcast against the tensor it makes, right-aligned). Rounded
+/// once to the type, it moves the channel's offset by up to u·|c|, and the factor rounded with it moves it by up to
+/// u·|c| more where the two cancel (y = s·x + t with t ≈ −s·x̄: float16 s = 148, t = 9.8, output mean 0.05): an error
+/// the channel's own values do not show.
+/// </summary>
+internal sealed record ReplayShift(long[] Dims, double[] Values)
+{
+    /// <summary>|c| per channel of a tensor of <paramref name="shape"/> (axis 1); null when c does not broadcast along
+    /// that axis alone (nor is a scalar).</summary>
+    public double[]? PerChannel(long[] shape, int channels)
+    {
+        if (Values.Length == 1) return Enumerable.Repeat(Math.Abs(Values[0]), channels).ToArray();
+        int offset = shape.Length - Dims.Length;
+        if (offset < 0 || offset > 1 || Values.Length != channels) return null;
+        for (int d = 0; d < Dims.Length; d++)
+            if (d + offset != 1 && Dims[d] != 1) return null;
+        return Values.Select(Math.Abs).ToArray();
+    }
+}
 
 /// <summary>
 /// Local replay: each rewrite judged on the reference's own values. The rewritten nodes of the candidate (those whose
@@ -114,7 +139,31 @@ internal static class LocalReplay
             graph.Node.Add(copy);
         }
         var model = new OnnxModel(proto, reference.SourcePath) { DisplayName = reference.DisplayName };
-        return new ReplayPlan(model, replayed, region.Count);
+        return new ReplayPlan(model, replayed, region.Count, Shifts(region, initializers, candidate, replayed));
+    }
+
+    /// <summary>The additive constant of each node making a replayed tensor: input 2 of Conv, ConvTranspose, Gemm; the
+    /// constant operand of Add and Sub.</summary>
+    static Dictionary<string, ReplayShift> Shifts(List<NodeProto> region, Dictionary<string, TensorProto> initializers,
+        OnnxModel candidate, Dictionary<string, string> replayed)
+    {
+        var shifts = new Dictionary<string, ReplayShift>(StringComparer.Ordinal);
+        foreach (var n in region)
+        {
+            if (n.Output.Count == 0 || !replayed.ContainsKey(n.Output[0])) continue;
+            string? c = n.OpType switch
+            {
+                "Conv" or "ConvTranspose" or "Gemm" when n.Input.Count > 2 => n.Input[2],
+                "Add" or "Sub" when n.Input.Count == 2 => initializers.ContainsKey(n.Input[1]) ? n.Input[1] : n.Input[0],
+                _ => null,
+            };
+            if (c is null || !initializers.TryGetValue(c, out var t) || !Tensors.ElementType.IsFoldable(t.DataType)) continue;
+            var values = candidate.ReadDoubles(t);
+            if (n.OpType == "Gemm" && n.Attribute.FirstOrDefault(a => a.Name == "beta") is { } beta)
+                for (int i = 0; i < values.Length; i++) values[i] *= beta.F;
+            shifts[n.Output[0]] = new ReplayShift([.. t.Dims], values);
+        }
+        return shifts;
     }
 
     static Dictionary<string, long> Opsets(ModelProto m) =>

@@ -153,6 +153,31 @@ public class CheckWorkTests
         Assert.Equal(File.ReadAllBytes(input), File.ReadAllBytes(output));
     }
 
+    /// <summary>README: the exit 0 of "nothing to check" says the models are the same computation, not that ONNX
+    /// Runtime can run them — it holds for a model ORT cannot load (here a custom-domain op).</summary>
+    [Fact]
+    public void Nothing_to_check_passes_without_onnx_runtime_even_on_a_model_it_cannot_load()
+    {
+        string dir = TempDir(), input = Path.Combine(dir, "custom.onnx"), output = Path.Combine(dir, "out.onnx");
+        var g = new GraphBuilder(13);
+        g.Input("x", F32, [1, 4]);
+        g.Node("Relu", ["x"], "t");
+        g.Node("FooBar", ["t"], "y");
+        g.Output("y", F32, [1, 4]);
+        g.Proto.Graph.Node.Single(n => n.OpType == "FooBar").Domain = "my.custom";
+        g.Proto.OpsetImport.Add(new NormFold.Onnx.Proto.OperatorSetIdProto { Domain = "my.custom", Version = 1 });
+        var model = g.Build();
+        ModelWriter.Save(model, input);
+        Assert.ThrowsAny<Exception>(() => new OrtRunner(input).Dispose()); // ORT cannot load it
+        var (code, stdout, _) = NormFold.Tests.Cli.CliRunner.Run("fold", input, "-o", output, "--check");
+        Assert.Equal(0, code);
+        Assert.Contains("nothing to check", stdout);
+        Assert.Equal(File.ReadAllBytes(input), File.ReadAllBytes(output));
+        (code, stdout, _) = NormFold.Tests.Cli.CliRunner.Run("check", input, input);
+        Assert.Equal(0, code);
+        Assert.Contains("ONNX Runtime not run", stdout);
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(3)]
