@@ -95,6 +95,7 @@ public static class Folding
                 throw new InvalidModelException($"{output}: refusing to overwrite {what} with {name}; choose another output path");
         }
         Guard(full, "the folded model");
+        ModelWriter.CheckDataFile(model, output, save); // here, naming the output: the staged save names the staged path
         string staging = Path.Combine(dir, $".normfold-{Environment.ProcessId}-{Guid.NewGuid():N}");
         TempFiles.Track(staging, folder: true);
         try
@@ -105,6 +106,8 @@ public static class Folding
                 throw new InvalidModelException($"{output}: cannot write in '{dir}': {NormFoldIOException.Describe(e)}", e);
             }
             string staged = Path.Combine(staging, Path.GetFileName(full));
+            // A data file named into a subfolder of the output's (checked above) goes into the same subfolder of staging.
+            if (Path.GetDirectoryName(save.ExternalFileName) is { Length: > 0 } sub) Directory.CreateDirectory(Path.Combine(staging, sub));
             ModelWriter.Save(model, staged, save);
             string label = $"the folded model ({output})";
             CheckReport report;
@@ -115,9 +118,10 @@ public static class Folding
             }
             if (accept?.Invoke(report) ?? report.Passed)
             {
-                var files = Directory.GetFiles(staging).OrderBy(f => f == staged).ToList(); // the model last, after its data
-                foreach (var file in files) Guard(Path.Combine(dir, Path.GetFileName(file)), $"'{Path.GetFileName(file)}'");
-                foreach (var file in files) File.Move(file, Path.Combine(dir, Path.GetFileName(file)), overwrite: true);
+                var files = Directory.GetFiles(staging, "*", SearchOption.AllDirectories)
+                    .Select(f => Path.GetRelativePath(staging, f)).OrderBy(f => f == Path.GetFileName(full)).ToList(); // the model last, after its data
+                foreach (var file in files) Guard(Path.Combine(dir, file), $"'{file}'");
+                foreach (var file in files) File.Move(Path.Combine(staging, file), Path.Combine(dir, file), overwrite: true);
             }
             return report;
         }

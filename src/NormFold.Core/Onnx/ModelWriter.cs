@@ -59,25 +59,7 @@ public static class ModelWriter
         if (!Directory.Exists(dir)) throw new InvalidModelException($"{path}: output folder '{dir}' does not exist");
 
         var moved = SelectExternal(model, options);
-        string? dataName = null, dataPath = null;
-        if (moved.Count > 0)
-        {
-            if (PathGuard.Resolve(Path.GetDirectoryName(Path.GetFullPath(path))!) != dir)
-                throw new InvalidModelException($"{path}: is a link into another folder; its data file would not be beside it (give the real path)");
-            dataName = options.ExternalFileName ?? Path.GetFileName(full) + ".data";
-            if (dataName.Length == 0 || Path.IsPathRooted(dataName) || dataName.Split('/', '\\').Contains(".."))
-                throw new InvalidModelException($"{path}: data file '{dataName}' must be a file name relative to the output's folder");
-            dataPath = PathGuard.Resolve(Path.Combine(dir, dataName));
-            if (!Directory.Exists(Path.GetDirectoryName(dataPath)))
-                throw new InvalidModelException($"{path}: data file '{dataName}': folder '{Path.GetDirectoryName(dataPath)}' does not exist");
-            PathGuard.CheckRegularOrAbsent($"{path}: data file '{dataName}'", dataPath);
-            if (System.Text.Encoding.UTF8.GetByteCount(Path.GetFileName(dataPath)) > 255)
-                throw new InvalidModelException($"{path}: data file '{dataName}': the file name is longer than 255 bytes");
-            if (dataPath == full)
-                throw new InvalidModelException($"{path}: its data file '{dataName}' would be the model file itself; choose another name");
-            if (inputs.TryGetValue(dataPath, out what))
-                throw new InvalidModelException($"{path}: its data file '{dataName}' would overwrite {what}; choose another name");
-        }
+        var (dataName, dataPath) = moved.Count > 0 ? DataFile(path, full, dir, options, inputs) : (null, null);
 
         var movedSet = new HashSet<TensorProto>(moved, ReferenceEqualityComparer.Instance);
         long inlineBytes = 0;
@@ -135,6 +117,38 @@ public static class ModelWriter
             TempFiles.Untrack(tmpModel);
             if (tmpData != null) TempFiles.Untrack(tmpData);
         }
+    }
+
+    /// <summary>The checks <see cref="Save"/> makes of the data file a save of <paramref name="model"/> to
+    /// <paramref name="path"/> writes (none when no tensor goes external), with messages naming <paramref name="path"/>:
+    /// for a caller that saves into a staging folder first.</summary>
+    internal static void CheckDataFile(OnnxModel model, string path, SaveOptions options)
+    {
+        if (SelectExternal(model, options).Count == 0) return;
+        string full = PathGuard.Resolve(path);
+        DataFile(path, full, Path.GetDirectoryName(full)!, options, model.InputFiles());
+    }
+
+    /// <summary>The data file's name (relative to the output's folder) and resolved path, checked: relative, in an
+    /// existing folder, a regular file or absent, not the model itself nor one of the input's files.</summary>
+    static (string? Name, string? Path) DataFile(string path, string full, string dir, SaveOptions options, Dictionary<string, string> inputs)
+    {
+        if (PathGuard.Resolve(Path.GetDirectoryName(Path.GetFullPath(path))!) != dir)
+            throw new InvalidModelException($"{path}: is a link into another folder; its data file would not be beside it (give the real path)");
+        string dataName = options.ExternalFileName ?? Path.GetFileName(full) + ".data";
+        if (dataName.Length == 0 || Path.IsPathRooted(dataName) || dataName.Split('/', '\\').Contains(".."))
+            throw new InvalidModelException($"{path}: data file '{dataName}' must be a file name relative to the output's folder");
+        string dataPath = PathGuard.Resolve(Path.Combine(dir, dataName));
+        if (!Directory.Exists(Path.GetDirectoryName(dataPath)))
+            throw new InvalidModelException($"{path}: data file '{dataName}': folder '{Path.GetDirectoryName(dataPath)}' does not exist");
+        PathGuard.CheckRegularOrAbsent($"{path}: data file '{dataName}'", dataPath);
+        if (System.Text.Encoding.UTF8.GetByteCount(Path.GetFileName(dataPath)) > 255)
+            throw new InvalidModelException($"{path}: data file '{dataName}': the file name is longer than 255 bytes");
+        if (dataPath == full)
+            throw new InvalidModelException($"{path}: its data file '{dataName}' would be the model file itself; choose another name");
+        if (inputs.TryGetValue(dataPath, out var what))
+            throw new InvalidModelException($"{path}: its data file '{dataName}' would overwrite {what}; choose another name");
+        return (dataName, dataPath);
     }
 
     /// <summary>

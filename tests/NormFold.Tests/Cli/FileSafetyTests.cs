@@ -30,6 +30,8 @@ public class FileSafetyTests
     [InlineData("fold", "m.onnx", "-o", "out.onnx", "--report", "mlp_bn1d.onnx.data")]              // report = input's data file
     [InlineData("fold", "r.onnx", "-o", "out.onnx", "--report", "out.onnx")]                        // report = output
     [InlineData("fold", "r.onnx", "-o", "out.onnx", "--external-data-file", "out.onnx")]            // data file = output
+    [InlineData("fold", "r.onnx", "-o", "out.onnx", "--check", "--external-data-file", "out.onnx")] // the same, checked (staged)
+    [InlineData("fold", "m.onnx", "-o", "out.onnx", "--check", "--external-data-file", "m.onnx")]
     [InlineData("inspect", "r.onnx", "--json", "r.onnx")]
     [InlineData("check", "r.onnx", "m.onnx", "--json", "m.onnx")]
     [InlineData("check", "r.onnx", "m.onnx", "--json", "mlp_bn1d.onnx.data")]
@@ -43,11 +45,44 @@ public class FileSafetyTests
             var (code, _, err) = Run(args);
             Assert.Equal(ExitCodes.InvalidInput, code);
             Assert.Matches("overwrite|would be the model file", err);
+            Assert.DoesNotContain(".normfold-", err); // names the output, never the check's staging folder
             Assert.Single(err.Trim().Split('\n'));
         }
         finally { Environment.CurrentDirectory = cwd; }
         Assert.True(untouched(), "an input changed");
         Assert.False(File.Exists(Path.Combine(dir, "out.onnx")));
+    }
+
+    /// <summary>fuzz's fold-options:m23000257: a data file in a subfolder of the output's was refused only with --check
+    /// (the staging folder had no such subfolder), naming the staging path; one in a missing folder is refused alike
+    /// either way, naming the output.</summary>
+    [Fact]
+    public void A_data_file_in_a_subfolder_is_written_the_same_with_and_without_the_check()
+    {
+        var (dir, untouched) = Inputs();
+        var written = new List<byte[]>();
+        foreach (bool check in new[] { false, true })
+        {
+            string o = Path.Combine(dir, check ? "checked" : "plain");
+            Directory.CreateDirectory(Path.Combine(o, "sub"));
+            string output = Path.Combine(o, "f.onnx");
+            var (code, _, err) = Run(["fold", Path.Combine(dir, "r.onnx"), "-o", output, "--external-data-file", "sub/w.data", "-q", .. check ? new[] { "--check" } : []]);
+            Assert.True(code == ExitCodes.Success, err);
+            Assert.Equal(["f.onnx"], Directory.GetFiles(o).Select(Path.GetFileName));
+            Assert.Equal(["w.data"], Directory.GetFiles(Path.Combine(o, "sub")).Select(Path.GetFileName));
+            Assert.Equal(["sub"], Directory.GetDirectories(o).Select(Path.GetFileName));
+            written.Add([.. File.ReadAllBytes(output), .. File.ReadAllBytes(Path.Combine(o, "sub", "w.data"))]);
+            AssertEquivalent(OnnxModel.Load(Path.Combine(dir, "r.onnx")), OnnxModel.Load(output));
+
+            string missing = Path.Combine(o, "g.onnx");
+            (code, _, err) = Run(["fold", Path.Combine(dir, "r.onnx"), "-o", missing, "--external-data-file", "nosub/w.data", .. check ? new[] { "--check" } : []]);
+            Assert.Equal(ExitCodes.InvalidInput, code);
+            Assert.Contains($"nosub/w.data: folder '{Path.Combine(o, "nosub")}' does not exist", err);
+            Assert.DoesNotContain(".normfold-", err);
+            Assert.False(File.Exists(missing));
+        }
+        Assert.Equal(written[0], written[1]);
+        Assert.True(untouched());
     }
 
     [Fact]
