@@ -118,12 +118,17 @@ internal sealed class GraphIndex
     /// The constant value of a tensor: an initializer that is not also a graph input (those can be fed at run
     /// time; before IR version 4 they cannot), or a Constant node's value. Looks into enclosing graphs for names this graph does not define.
     /// </summary>
-    public bool TryGetConstant(string name, out TensorProto tensor, out string whyNot)
+    public bool TryGetConstant(string name, out TensorProto tensor, out string whyNot) => Find(name, out tensor, explain: true, out whyNot);
+
+    /// <summary>The same without saying why not (no message is built: most callers only test).</summary>
+    public bool TryGetConstant(string name, out TensorProto tensor) => Find(name, out tensor, explain: false, out _);
+
+    bool Find(string name, out TensorProto tensor, bool explain, out string whyNot)
     {
         // Transpose/Identity chains over a constant are walked down, then materialized back up: a loop, since a
         // chain may be thousands of nodes long (and, in a model that skipped validation, a cycle).
-        var chain = new List<(GraphIndex Scope, string Name, NodeProto Node)>();
-        var seen = new HashSet<NodeProto>(ReferenceEqualityComparer.Instance);
+        List<(GraphIndex Scope, string Name, NodeProto Node)>? chain = null;
+        HashSet<NodeProto>? seen = null;
         tensor = null!;
         for (var (scope, current) = (this, name); ;)
         {
@@ -133,7 +138,7 @@ internal sealed class GraphIndex
             // Runtime: Graph::CanOverrideInitializer() is ir_version >= 4).
             bool fixedInitializer = Model.Proto.IrVersion is >= 1 and < 4 && scope.Initializers.ContainsKey(current);
             if (scope._inputs.Contains(current) && !fixedInitializer)
-                fail = scope.Initializers.ContainsKey(current)
+                fail = !explain ? "" : scope.Initializers.ContainsKey(current)
                     ? $"'{current}' is an initializer that is also a graph input, so it can be replaced at run time"
                     : $"'{current}' is a graph input";
             else if (scope.Initializers.TryGetValue(current, out var init)) found = init;
@@ -141,25 +146,26 @@ internal sealed class GraphIndex
             {
                 if (node.OpType == "Constant" && Attributes.IsDefaultDomain(node) && ConstantValue(node) is { } value) found = value;
                 else if (scope._materialized.TryGetValue(current, out var done)) found = done;
-                else if (node.OpType is "Transpose" or "Identity" && Attributes.IsDefaultDomain(node) && node.Input.Count == 1 && seen.Add(node))
+                else if (node.OpType is "Transpose" or "Identity" && Attributes.IsDefaultDomain(node) && node.Input.Count == 1
+                         && (seen ??= new(ReferenceEqualityComparer.Instance)).Add(node))
                 {
-                    chain.Add((scope, current, node));
+                    (chain ??= []).Add((scope, current, node));
                     current = node.Input[0];
                     continue;
                 }
-                else fail = $"'{current}' is computed by {Attributes.Describe(node)}";
+                else fail = explain ? $"'{current}' is computed by {Attributes.Describe(node)}" : "";
             }
             else if (scope.Parent != null) { scope = scope.Parent; continue; }
-            else fail = $"'{current}' is not defined in the graph";
+            else fail = explain ? $"'{current}' is not defined in the graph" : "";
 
-            if (fail is null)
+            if (fail is null && chain != null)
                 for (int i = chain.Count - 1; i >= 0 && fail is null; i--)
                 {
                     if (!Tensors.ElementType.IsFoldable(found!.DataType)) fail = "";
                     else found = chain[i].Scope.Materialize(chain[i].Name, chain[i].Node, found);
                 }
             if (fail is null) { tensor = found!; whyNot = ""; return true; }
-            whyNot = chain.Count > 0 ? $"'{chain[0].Name}' is computed by {Attributes.Describe(chain[0].Node)}" : fail;
+            whyNot = !explain ? "" : chain is { Count: > 0 } ? $"'{chain[0].Name}' is computed by {Attributes.Describe(chain[0].Node)}" : fail;
             return false;
         }
     }
@@ -254,7 +260,7 @@ internal sealed class GraphIndex
     internal int? DeclaredElemType(string name)
     {
         if (RawDeclaredType(name) is { TensorType: { HasElemType: true } tt }) return tt.ElemType;
-        if (TryGetConstant(name, out var t, out _)) return t.DataType;
+        if (TryGetConstant(name, out var t)) return t.DataType;
         return null;
     }
 

@@ -126,7 +126,7 @@ internal sealed class TypeHints
             case "Expand":
                 // The broadcast of X's shape with the constant shape (rank max of the two).
                 type = T(0);
-                if (S(0) is { } ex && n.Input.Count > 1 && index.TryGetConstant(n.Input[1], out var to, out _) && to.Dims.Count == 1 && to.Dims[0] <= MaxRank)
+                if (S(0) is { } ex && n.Input.Count > 1 && index.TryGetConstant(n.Input[1], out var to) && to.Dims.Count == 1 && to.Dims[0] <= MaxRank)
                     shape = Broadcast(ex, index.Model.ReadInt64s(to));
                 else if (S(0) is { } ex2 && S(1) is [var length and >= 0 and <= MaxRank]) shape = Unknown(Math.Max(ex2.Length, (int)length));
                 break;
@@ -226,7 +226,7 @@ internal sealed class TypeHints
     /// </summary>
     long[]? ValuesOf(GraphIndex index, string name, Func<string, long[]?> shapeOf, int[] budget)
     {
-        if (index.TryGetConstant(name, out var t, out _))
+        if (index.TryGetConstant(name, out var t))
             return IsInteger(t) && t.Dims.Count <= 1 && (t.Dims.Count == 0 || t.Dims[0] <= MaxRank) ? index.Model.ReadInt64s(t) : null;
         if (budget[0]-- > 0 && index.Producer(name) is { } n && Attributes.IsDefaultDomain(n) && n.Input.Count > 0 && n.Input[0].Length > 0
             && Computed(index, n, shapeOf, budget) is { } values)
@@ -267,7 +267,7 @@ internal sealed class TypeHints
                     ? Enumerable.Range(0, (int)r.Count).Select(j => data[r.First + j * p.Steps[0]]).ToArray() : null;
             case "Gather":
                 if (!OneD(0) || Attributes.Int(n, "axis", 0) is not (0 or -1) || Input(0) is not { } from
-                    || n.Input.Count < 2 || !index.TryGetConstant(n.Input[1], out var it, out _) || it.Dims.Count > 1 || !IsInteger(it) || TensorData.ElementCount(it) > MaxRank) return null;
+                    || n.Input.Count < 2 || !index.TryGetConstant(n.Input[1], out var it) || it.Dims.Count > 1 || !IsInteger(it) || TensorData.ElementCount(it) > MaxRank) return null;
                 var picked = new List<long>();
                 foreach (long i in index.Model.ReadInt64s(it))
                 {
@@ -307,7 +307,7 @@ internal sealed class TypeHints
         long[]? Read(int i)
         {
             if (i >= n.Input.Count || n.Input[i].Length == 0) return [];
-            return index.TryGetConstant(n.Input[i], out var t, out _) && t.Dims.Count == 1 && t.Dims[0] <= MaxRank && IsInteger(t) ? index.Model.ReadInt64s(t) : null;
+            return index.TryGetConstant(n.Input[i], out var t) && t.Dims.Count == 1 && t.Dims[0] <= MaxRank && IsInteger(t) ? index.Model.ReadInt64s(t) : null;
         }
         long[]? starts, ends, axes, steps;
         if (index.Opset < 10)
@@ -364,7 +364,7 @@ internal sealed class TypeHints
     /// <summary>Unsqueeze/Squeeze axes from the attribute (opset &lt; 13) or a constant input, or null.</summary>
     static long[]? Axes(GraphIndex index, NodeProto n) =>
         Attributes.Ints(n, "axes")?.ToArray()
-        ?? (n.Input.Count > 1 && n.Input[1].Length > 0 && index.TryGetConstant(n.Input[1], out var t, out _) ? index.Model.ReadInt64s(t) : null);
+        ?? (n.Input.Count > 1 && n.Input[1].Length > 0 && index.TryGetConstant(n.Input[1], out var t) ? index.Model.ReadInt64s(t) : null);
 
     static bool HasAxesInput(NodeProto n) => n.Input.Count > 1 && n.Input[1].Length > 0;
 
@@ -492,7 +492,7 @@ internal sealed class TypeHints
     {
         if (_shape.TryGetValue(name, out var s)) return s;
         if (index.Defines(name) || index.Parent is null)
-            return index.TryGetConstant(name, out var t, out _) ? t.Dims.ToArray() : Shape(index.RawDeclaredType(name));
+            return index.TryGetConstant(name, out var t) ? t.Dims.ToArray() : Shape(index.RawDeclaredType(name));
         return index.Parent.Shape(name);
     }
 
@@ -504,7 +504,7 @@ internal sealed class TypeHints
     {
         if (_proven.TryGetValue(name, out var s)) return s;
         if (index.Defines(name) || index.Parent is null)
-            return index.TryGetConstant(name, out var t, out _) ? t.Dims.ToArray() : Shape(index.BindingDeclaredType(name));
+            return index.TryGetConstant(name, out var t) ? t.Dims.ToArray() : Shape(index.BindingDeclaredType(name));
         return index.Parent.ProvenShape(name);
     }
 

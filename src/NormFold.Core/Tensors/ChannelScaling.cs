@@ -244,7 +244,9 @@ internal sealed class DeferredScaling
         {
             case ChannelLayout.Rows:
                 int perRow = (int)(count / s.Length);
-                return Enumerable.Range(0, s.Length).Select(m => (m * perRow, perRow, s[m])).ToArray();
+                var rows = new (int, int, double)[s.Length];
+                for (int m = 0; m < rows.Length; m++) rows[m] = (m * perRow, perRow, s[m]);
+                return rows;
             case ChannelLayout.TransposedConv t:
                 long inPerGroup = t.InputChannels / t.Groups;
                 int kernel = (int)(count / (t.InputChannels * t.OutputsPerGroup));

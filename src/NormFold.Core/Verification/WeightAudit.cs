@@ -77,7 +77,7 @@ internal static class WeightAudit
         void Compare(string graph, WeightRecord w)
         {
             var (expectedTensor, _) = Expected(graph, w);
-            if (Index(_candidateIndex, _candidateGraphs, candidate, graph) is not { } ci || !ci.TryGetConstant(w.Result, out var got, out _))
+            if (Index(_candidateIndex, _candidateGraphs, candidate, graph) is not { } ci || !ci.TryGetConstant(w.Result, out var got))
                 throw new AuditException($"'{w.Result}' ({graph}): the rewritten model has no such tensor");
             if (got.DataType != expectedTensor.DataType || !got.Dims.SequenceEqual(expectedTensor.Dims))
                 throw new AuditException($"'{w.Result}' ({graph}): {ElementType.Name(got.DataType)} [{string.Join(",", got.Dims)}], the fold made {ElementType.Name(expectedTensor.DataType)} [{string.Join(",", expectedTensor.Dims)}]");
@@ -141,7 +141,7 @@ internal static class WeightAudit
                 {
                     // f[o] = Σ W[i]·Shift[in(i)] from 0 in element order; b'[r, o] = Scale[o]·(F·b[r, o] + f[o]) + OutShift[o].
                     var (wt, wv) = Source(graph, f.Weight);
-                    var resultTensor = Index(_candidateIndex, _candidateGraphs, candidate, graph) is { } ci && ci.TryGetConstant(f.Result, out var rt, out _) ? rt
+                    var resultTensor = Index(_candidateIndex, _candidateGraphs, candidate, graph) is { } ci && ci.TryGetConstant(f.Result, out var rt) ? rt
                         : throw new AuditException($"'{f.Result}' ({graph}): the rewritten model has no such tensor");
                     int n = (int)(resultTensor.Dims.Count == 0 ? 1 : resultTensor.Dims[^1]);
                     var forward = new double[n];
@@ -162,7 +162,7 @@ internal static class WeightAudit
                 }
                 case NewConstant c:
                 {
-                    var got = Index(_candidateIndex, _candidateGraphs, candidate, graph) is { } ci && ci.TryGetConstant(c.Result, out var t, out _) ? t : null;
+                    var got = Index(_candidateIndex, _candidateGraphs, candidate, graph) is { } ci && ci.TryGetConstant(c.Result, out var t) ? t : null;
                     return Rounded(got?.DataType ?? throw new AuditException($"'{c.Result}' ({graph}): the rewritten model has no such tensor"),
                         got.Dims, c.Values);
                 }
@@ -172,18 +172,18 @@ internal static class WeightAudit
         }
 
         int ResultType(string graph, WeightRecord w) =>
-            Index(_candidateIndex, _candidateGraphs, candidate, graph) is { } ci && ci.TryGetConstant(w.Result, out var t, out _) ? t.DataType
+            Index(_candidateIndex, _candidateGraphs, candidate, graph) is { } ci && ci.TryGetConstant(w.Result, out var t) ? t.DataType
                 : throw new AuditException($"'{w.Result}' ({graph}): the rewritten model has no such tensor");
 
         static long Count(GraphIndex? index, string name) =>
-            index is not null && index.TryGetConstant(name, out var t, out _) ? TensorData.ElementCount(t)
+            index is not null && index.TryGetConstant(name, out var t) ? TensorData.ElementCount(t)
                 : throw new AuditException($"'{name}': the rewritten model has no such tensor");
 
         /// <summary>A source tensor: the original's constant, or the exact result of an earlier record.</summary>
         (TensorProto Tensor, double[] Values) Source(string graph, string name)
         {
             if (_computed.TryGetValue((graph, name), out var done)) return done;
-            if (Index(_referenceIndex, _referenceGraphs, reference, graph) is { } ri && ri.TryGetConstant(name, out var t, out _))
+            if (Index(_referenceIndex, _referenceGraphs, reference, graph) is { } ri && ri.TryGetConstant(name, out var t))
                 return (t, reference.ReadDoubles(t));
             throw new AuditException($"'{name}' ({graph}): not a constant of the original model");
         }

@@ -93,7 +93,7 @@ internal sealed record AffineChain(IReadOnlyList<NodeProto> Nodes, ChannelAffine
     /// <summary>The type a node computes in: its constant's (the data's, by ONNX's type rules); a BN's scale's.</summary>
     static int StepType(GraphIndex g, NodeProto n) =>
         AffineOp.TryRead(g, n, out _) is { } op ? op.C.DataType
-        : g.TryGetConstant(n.Input[1], out var t, out _) ? t.DataType : Tensors.ElementType.Double;
+        : g.TryGetConstant(n.Input[1], out var t) ? t.DataType : Tensors.ElementType.Double;
 
     static ChannelAffine? Fail(Match.Refused r, out Match.Refused? refusal) { refusal = r; return null; }
 }

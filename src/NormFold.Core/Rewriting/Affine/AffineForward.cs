@@ -149,7 +149,7 @@ internal abstract class AffineForward : RewriteRule<AffineForward.ForwardPlan>
         string y = matmul.Output[0];
         if (g.IsGraphOutput(y) || g.Consumers(y) is not [{ OpType: "Add" } add] || add.Input.Count != 2
             || !(add.Input[0] == y && add.Input[1] == bias || add.Input[1] == y && add.Input[0] == bias)
-            || !g.TryGetConstant(bias, out var tensor, out _))
+            || !g.TryGetConstant(bias, out var tensor))
             return null;
         return (add, tensor);
     }

@@ -107,7 +107,7 @@ internal static class AffineHead
     /// Q·Kᵀ) never takes a constant in.</summary>
     static bool HasWeight(GraphIndex g, NodeProto n) =>
         LinearOps.Contains(n.OpType) && Attributes.IsDefaultDomain(n) && n.Input.Count > 1
-        && (g.Producer(n.Input[1]) is null || g.TryGetConstant(n.Input[1], out _, out _));
+        && (g.Producer(n.Input[1]) is null || g.TryGetConstant(n.Input[1], out _));
 
     /// <summary>
     /// Whether merging could give fewer nodes than the piece has (or will have): scales alone (Mul, Div) or shifts alone (Add, x − c)

@@ -125,7 +125,7 @@ internal sealed record AffineOp(NodeProto Node, int DataSlot, string Kind, Affin
     static long[]? Unsqueezed(GraphIndex g, NodeProto p, long[] dims)
     {
         IReadOnlyList<long>? axes = Attributes.Ints(p, "axes");
-        if (axes is null && p.Input.Count > 1 && g.TryGetConstant(p.Input[1], out var a, out _) && a.DataType is (int)TensorProto.Types.DataType.Int64 or (int)TensorProto.Types.DataType.Int32)
+        if (axes is null && p.Input.Count > 1 && g.TryGetConstant(p.Input[1], out var a) && a.DataType is (int)TensorProto.Types.DataType.Int64 or (int)TensorProto.Types.DataType.Int32)
             axes = TensorData.ReadInt64s(a, g.Model.RawBytes(a));
         if (axes is null) return null;
         int rank = dims.Length + axes.Count;
@@ -143,7 +143,7 @@ internal sealed record AffineOp(NodeProto Node, int DataSlot, string Kind, Affin
 
     static long[]? Reshaped(GraphIndex g, NodeProto p, long[] dims)
     {
-        if (p.Input.Count < 2 || !g.TryGetConstant(p.Input[1], out var s, out _) || s.DataType != (int)TensorProto.Types.DataType.Int64) return null;
+        if (p.Input.Count < 2 || !g.TryGetConstant(p.Input[1], out var s) || s.DataType != (int)TensorProto.Types.DataType.Int64) return null;
         var shape = TensorData.ReadInt64s(s, g.Model.RawBytes(s));
         bool allowZero = Attributes.Int(p, "allowzero", 0) != 0;
         long count = dims.Aggregate(1L, (x, y) => x * y), known = 1;

@@ -122,8 +122,8 @@ internal static class FoldedValues
     /// from γ and var alone (a guess for reading ahead, not a check: the rule reads the BN in full).</summary>
     static bool MayScaleUp(GraphIndex index, NodeProto bn)
     {
-        if (bn.Input.Count < 5 || !index.TryGetConstant(bn.Input[1], out var gammaTensor, out _)
-            || !index.TryGetConstant(bn.Input[4], out var varianceTensor, out _))
+        if (bn.Input.Count < 5 || !index.TryGetConstant(bn.Input[1], out var gammaTensor)
+            || !index.TryGetConstant(bn.Input[4], out var varianceTensor))
             return false;
         var gamma = index.Model.ReadDoubles(gammaTensor);
         var variance = index.Model.ReadDoubles(varianceTensor);

@@ -104,7 +104,7 @@ internal sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
     static long? GroupCount(GraphIndex g, NodeProto reshape, string x)
     {
         if (Attributes.Int(reshape, "allowzero", 0) != 0) return null;
-        if (g.TryGetConstant(reshape.Input[1], out var t, out _))
+        if (g.TryGetConstant(reshape.Input[1], out var t))
         {
             var s = g.Model.ReadInt64s(t);
             bool batchOk = s.Length == 3 && (s[0] == 0 || (g.ProvenShape(x) is [var n, ..] && n >= 0 && n == s[0]));
@@ -112,7 +112,7 @@ internal sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
         }
         if (g.Producer(reshape.Input[1]) is { OpType: "Concat" } concat && concat.Input.Count == 3)
         {
-            long? Scalar(string n) => g.TryGetConstant(n, out var c, out _) && TensorData.ElementCount(c) == 1 ? g.Model.ReadInt64s(c)[0] : null;
+            long? Scalar(string n) => g.TryGetConstant(n, out var c) && TensorData.ElementCount(c) == 1 ? g.Model.ReadInt64s(c)[0] : null;
             bool batch = Scalar(concat.Input[0]) == 0 || IsBatchOf(g, concat.Input[0], x);
             return batch && Scalar(concat.Input[1]) is > 0 and var gCount && Scalar(concat.Input[2]) == -1 ? gCount : null;
         }
@@ -124,7 +124,7 @@ internal sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
     {
         var p = g.Producer(name);
         if (p is { OpType: "Unsqueeze" }) p = g.Producer(p.Input[0]);
-        if (p is { OpType: "Gather" } && g.TryGetConstant(p.Input[1], out var idx, out _) && g.Model.ReadInt64s(idx) is [0])
+        if (p is { OpType: "Gather" } && g.TryGetConstant(p.Input[1], out var idx) && g.Model.ReadInt64s(idx) is [0])
             return g.Producer(p.Input[0]) is { OpType: "Shape" } s && s.Input[0] == x && s.Attribute.Count == 0;
         return false;
     }
@@ -135,7 +135,7 @@ internal sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
         if (g.Producer(reshape.Input[1]) is { OpType: "Shape" } shape && shape.Input[0] == x
             && Attributes.Int(shape, "start", 0) == 0 && Attributes.Find(shape, "end") is null)
             return true;
-        if (g.TryGetConstant(reshape.Input[1], out var t, out _) && g.ProvenShape(x) is { } proven && proven.All(d => d >= 0))
+        if (g.TryGetConstant(reshape.Input[1], out var t) && g.ProvenShape(x) is { } proven && proven.All(d => d >= 0))
             return g.Model.ReadInt64s(t).SequenceEqual(proven);
         return false;
     }

@@ -234,7 +234,7 @@ internal sealed class LayerNormSwap : RewriteRule<LayerNormSwap.LayerNormPlan>
         if (Attributes.Ints(rm, "axes") is { } attr) axes = attr.ToArray();
         else if (rm.Input.Count > 1 && rm.Input[1].Length > 0)
         {
-            if (!g.TryGetConstant(rm.Input[1], out var t, out _) || t.DataType != (int)TensorProto.Types.DataType.Int64)
+            if (!g.TryGetConstant(rm.Input[1], out var t) || t.DataType != (int)TensorProto.Types.DataType.Int64)
                 return Match.Refuse(SkipReason.PatternMismatch, $"{who}'s axes '{rm.Input[1]}' are not a constant");
             axes = g.Model.ReadInt64s(t);
         }

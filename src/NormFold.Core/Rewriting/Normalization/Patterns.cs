@@ -11,7 +11,7 @@ internal static class Patterns
     public static bool TryConstant(GraphIndex g, string name, out double[] values, out long[] dims)
     {
         values = []; dims = [];
-        if (g.TryGetConstant(name, out var t, out _) && Tensors.ElementType.IsFoldable(t.DataType))
+        if (g.TryGetConstant(name, out var t) && Tensors.ElementType.IsFoldable(t.DataType))
         {
             values = g.Model.ReadDoubles(t);
             dims = t.Dims.ToArray();
@@ -20,7 +20,7 @@ internal static class Patterns
         if (g.Producer(name) is { OpType: "Unsqueeze" } u && Attributes.IsDefaultDomain(u) && TryConstant(g, u.Input[0], out values, out var inner))
         {
             long[]? axes = Attributes.Ints(u, "axes")?.ToArray();
-            if (axes is null && u.Input.Count > 1 && g.TryGetConstant(u.Input[1], out var a, out _)) axes = g.Model.ReadInt64s(a);
+            if (axes is null && u.Input.Count > 1 && g.TryGetConstant(u.Input[1], out var a)) axes = g.Model.ReadInt64s(a);
             if (axes is null) return false;
             int rank = inner.Length + axes.Length;
             var normalized = axes.Select(x => x < 0 ? x + rank : x).ToHashSet();
@@ -78,12 +78,12 @@ internal static class Patterns
             if (p is null || !Attributes.IsDefaultDomain(p)) return null;
             switch (p.OpType)
             {
-                case "Conv" when g.TryGetConstant(p.Input[1], out var w, out _) && w.Dims.Count > 0:
+                case "Conv" when g.TryGetConstant(p.Input[1], out var w) && w.Dims.Count > 0:
                     return w.Dims[0];
-                case "ConvTranspose" when g.TryGetConstant(p.Input[1], out var w, out _) && w.Dims.Count > 1:
+                case "ConvTranspose" when g.TryGetConstant(p.Input[1], out var w) && w.Dims.Count > 1:
                     return w.Dims[1] * Attributes.Int(p, "group", 1);
                 case "BatchNormalization" or "InstanceNormalization" when p.Input.Count > 1
-                    && g.TryGetConstant(p.Input[1], out var s, out _) && s.Dims.Count == 1:
+                    && g.TryGetConstant(p.Input[1], out var s) && s.Dims.Count == 1:
                     return s.Dims[0]; // one scale per channel
                 case "Relu" or "LeakyRelu" or "Sigmoid" or "Tanh" or "Clip" or "Identity" or "Dropout" or "HardSwish"
                     or "HardSigmoid" or "Elu" or "Selu" or "Gelu" or "Mish" or "Softplus" or "Erf" or "Neg" or "Abs"
@@ -95,7 +95,7 @@ internal static class Patterns
                     break;
                 case "Add" or "Sub" or "Mul" or "Div":
                     // The non-constant operand carries the channels (a per-channel constant broadcasts into it).
-                    var operand = p.Input.FirstOrDefault(i => !g.TryGetConstant(i, out _, out _));
+                    var operand = p.Input.FirstOrDefault(i => !g.TryGetConstant(i, out _));
                     if (operand is null) return null;
                     name = operand;
                     break;
