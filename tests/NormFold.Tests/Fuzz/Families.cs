@@ -32,6 +32,7 @@ public static partial class Families
         new("affine", 10, Affine),
         new("rewrite-paths", 8, RewritePaths),
         new("fold-options", 8, FoldOptions),
+        new("half-numerics", 6, HalfNumerics),
         new("scale", 1, Scale, Risky: true),
     ];
 

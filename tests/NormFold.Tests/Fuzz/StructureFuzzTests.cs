@@ -30,6 +30,9 @@ public class StructureFuzzTests(ITestOutputHelper log)
     [
         ("fold-options", "external-data-file:'sub/w.data'", "[verify]/[load] fold --check --external-data-file is staged under a name the user never gave"),
         ("fold-options", "external-data-file:'folded.onnx'", "the same (the error names the staging folder)"),
+        ("half-numerics", ":large-shift", "[verify] float16 channel drift: the stored shift's rounding (u·|t|) and flat channels (half-numerics, 06:40)"),
+        ("half-numerics", ":tiny-var", "the same"),
+        ("half-numerics", ":cancel", "the same"),
     ];
 
     static bool Excluded(FuzzCase c) => KnownFailing.Any(k => k.Family == c.Family && c.Mutation.Contains(k.Mutation));
