@@ -75,6 +75,37 @@ public class GroupNormSwapTests
         AssertEquivalent(original, swapped);
     }
 
+    /// <summary>torch at opset ≤ 8 (no int64 Constant yet): the target [0, G, −1] is Cast(Constant float [0., G, −1.]) to
+    /// int64 (review's gn_op7: "does not reshape … with a constant G"). Whole numbers convert exactly: G is read; a
+    /// fraction is not a group count.</summary>
+    [Theory]
+    [InlineData(2.0, true)]
+    [InlineData(2.5, false)]
+    public void A_group_shape_cast_from_a_float_constant_is_read(double groups, bool swaps)
+    {
+        var g = Decomposed(opset: 7);
+        g.Graph.Initializer.Remove(g.Graph.Initializer.Single(t => t.Name == "gshape"));
+        g.Node("Constant", [], "gshape_f", "gshape_const", ("value", NormFold.Tensors.TensorData.Create("gshape_f", F32, [3], [0, groups, -1])));
+        g.Node("Cast", ["gshape_f"], "gshape", "gshape_cast", ("to", (long)NormFold.Onnx.Proto.TensorProto.Types.DataType.Int64));
+        foreach (var name in new[] { "gshape_cast", "gshape_const" })
+        {
+            var n = g.Graph.Node.Single(x => x.Name == name);
+            g.Graph.Node.Remove(n);
+            g.Graph.Node.Insert(0, n);
+        }
+        var original = g.Build();
+        var (swapped, r) = Fold(original, Swap(21));
+        if (!swaps)
+        {
+            Assert.Contains("with a constant G", AssertLeft(r, SkipReason.PatternMismatch, "instnorm").Detail);
+            return;
+        }
+        Assert.Equal(Outcome.Replaced, r.Log.Decisions.Single(d => d.Anchor == "instnorm").Outcome);
+        Assert.Equal(2, swapped.Proto.Graph.Node.Single(n => n.OpType == "GroupNormalization").Attribute.Single(a => a.Name == "num_groups").I);
+        Assert.Equal(21, swapped.DefaultOpset);
+        AssertEquivalent(original, swapped);
+    }
+
     [Fact]
     public void Without_a_target_opset_the_refusal_says_what_would_allow_it()
     {

@@ -104,9 +104,8 @@ internal sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
     static long? GroupCount(GraphIndex g, NodeProto reshape, string x)
     {
         if (Attributes.Int(reshape, "allowzero", 0) != 0) return null;
-        if (g.TryGetConstant(reshape.Input[1], out var t))
+        if (ConstantTarget(g, reshape.Input[1]) is { } s)
         {
-            var s = g.Model.ReadInt64s(t);
             bool batchOk = s.Length == 3 && (s[0] == 0 || (g.ProvenShape(x) is [var n, ..] && n >= 0 && n == s[0]));
             return batchOk && s[1] > 0 && s[2] == -1 ? s[1] : null;
         }
@@ -117,6 +116,20 @@ internal sealed class GroupNormSwap : RewriteRule<GroupNormSwap.GroupNormPlan>
             return batch && Scalar(concat.Input[1]) is > 0 and var gCount && Scalar(concat.Input[2]) == -1 ? gCount : null;
         }
         return null;
+    }
+
+    /// <summary>A constant int64 shape, or one cast to int64 from a floating-point constant of whole numbers (torch at
+    /// opset ≤ 8, which had no int64 Constant: Cast(Constant [0., G, −1.])); null otherwise.</summary>
+    static long[]? ConstantTarget(GraphIndex g, string name)
+    {
+        if (g.TryGetConstant(name, out var t))
+            return t.DataType == (int)TensorProto.Types.DataType.Int64 ? g.Model.ReadInt64s(t) : null;
+        if (g.Producer(name) is not { OpType: "Cast" } cast || !Attributes.IsDefaultDomain(cast) || cast.Input.Count != 1
+            || Attributes.Int(cast, "to", 0) != (long)TensorProto.Types.DataType.Int64
+            || !Patterns.TryConstant(g, cast.Input[0], out var values, out var dims) || dims.Length != 1)
+            return null;
+        // Whole numbers well inside float's exact range convert exactly, whatever the rounding.
+        return values.All(v => v == Math.Floor(v) && Math.Abs(v) < 1 << 24) ? values.Select(v => (long)v).ToArray() : null;
     }
 
     /// <summary>Shape(X)[0:1] or Gather(Shape(X), 0) (possibly unsqueezed).</summary>
