@@ -126,7 +126,7 @@ internal static class ModelValidator
         foreach (var n in g.Node)
         {
             int count = 0;
-            foreach (var name in GraphIndex.ReadNames(n).Distinct())
+            foreach (var name in GraphIndex.ReadNames(n)) // a name read twice is an edge counted and freed twice
                 if (producers.TryGetValue(name, out var p))
                 {
                     count++;
@@ -185,50 +185,53 @@ internal static class ModelValidator
 
     static void CheckNode(string where, long opset, NodeProto n, Scope scope)
     {
-        string who = $"{where}: {Attributes.Describe(n)}";
+        string Who() => $"{where}: {Attributes.Describe(n)}"; // built only for a message: most nodes pass
         if (n.Output.Count == 0 || n.Output[0].Length == 0)
-            throw new InvalidModelException($"{who} has no output");
+            throw new InvalidModelException($"{Who()} has no output");
         if (RequiredInputs.TryGetValue(n.OpType, out var required))
         {
             if (n.OpType == "Reshape" && opset >= 5) required = ["data", "shape"];
             if (n.OpType == "Unsqueeze" && opset >= 13) required = ["data", "axes"];
             if (n.Input.Count < required.Length)
-                throw new InvalidModelException($"{who} has {n.Input.Count} input(s); it needs {required.Length} ({string.Join(", ", required)})");
+                throw new InvalidModelException($"{Who()} has {n.Input.Count} input(s); it needs {required.Length} ({string.Join(", ", required)})");
             for (int i = 0; i < required.Length; i++)
                 if (n.Input[i].Length == 0)
-                    throw new InvalidModelException($"{who}: its required input {i} ({required[i]}) is empty");
+                    throw new InvalidModelException($"{Who()}: its required input {i} ({required[i]}) is empty");
         }
         switch (n.OpType)
         {
             case "Constant":
                 int values = n.Attribute.Count(a => ConstantValues.Contains(a.Name));
                 if (values != 1)
-                    throw new InvalidModelException($"{who} holds {values} values; a Constant holds exactly one (value, value_float, value_floats, …)");
+                    throw new InvalidModelException($"{Who()} holds {values} values; a Constant holds exactly one (value, value_float, value_floats, …)");
                 if (Attributes.Find(n, "value") is { } v && v.T is null)
-                    throw new InvalidModelException($"{who}: its 'value' attribute holds no tensor");
+                    throw new InvalidModelException($"{Who()}: its 'value' attribute holds no tensor");
                 break;
             case "Conv" or "ConvTranspose":
-                CheckConvAttributes(who, n, scope.ConstantWeight(n.Input[1]));
+                CheckConvAttributes(Who, n, scope.ConstantWeight(n.Input[1]));
                 break;
         }
     }
 
-    static void CheckConvAttributes(string who, NodeProto n, TensorProto? weight)
+    static readonly (string Name, long Min, int PerAxis)[] ConvLists =
+        [("strides", 1L, 1), ("dilations", 1L, 1), ("kernel_shape", 1L, 1), ("pads", 0L, 2), ("output_padding", 0L, 1)];
+
+    static void CheckConvAttributes(Func<string> who, NodeProto n, TensorProto? weight)
     {
         long group = Attributes.Int(n, "group", 1);
-        if (group < 1) throw new InvalidModelException($"{who}: group = {group}; it must be at least 1");
+        if (group < 1) throw new InvalidModelException($"{who()}: group = {group}; it must be at least 1");
         int? spatial = weight is { Dims.Count: >= 3 } ? weight.Dims.Count - 2 : null;
-        foreach (var (name, min, perAxis) in new[] { ("strides", 1L, 1), ("dilations", 1L, 1), ("kernel_shape", 1L, 1), ("pads", 0L, 2), ("output_padding", 0L, 1) })
+        foreach (var (name, min, perAxis) in ConvLists)
         {
             if (name == "output_padding" && n.OpType != "ConvTranspose") continue;
             if (Attributes.Ints(n, name) is not { } values) continue;
             foreach (long v in values)
-                if (v < min) throw new InvalidModelException($"{who}: {name} [{string.Join(", ", values)}] holds {v}; each must be at least {min}");
+                if (v < min) throw new InvalidModelException($"{who()}: {name} [{string.Join(", ", values)}] holds {v}; each must be at least {min}");
             if (spatial is { } s && values.Count != s * perAxis)
-                throw new InvalidModelException($"{who}: {name} has {values.Count} values; its weight '{weight!.Name}' [{string.Join(", ", weight.Dims)}] has {s} spatial axes, so it needs {s * perAxis}");
+                throw new InvalidModelException($"{who()}: {name} has {values.Count} values; its weight '{weight!.Name}' [{string.Join(", ", weight.Dims)}] has {s} spatial axes, so it needs {s * perAxis}");
         }
         if (weight is { Dims.Count: >= 1 } && weight.Dims[0] % group != 0)
-            throw new InvalidModelException($"{who}: group = {group} does not divide the {(n.OpType == "Conv" ? "output" : "input")} channels of its weight '{weight.Name}' [{string.Join(", ", weight.Dims)}]");
+            throw new InvalidModelException($"{who()}: group = {group} does not divide the {(n.OpType == "Conv" ? "output" : "input")} channels of its weight '{weight.Name}' [{string.Join(", ", weight.Dims)}]");
     }
 
     static string Label(NodeProto n) => n.Name.Length > 0 ? n.Name : $"<{n.OpType} → {n.Output.FirstOrDefault()}>";
