@@ -97,7 +97,7 @@ internal sealed record AffineOp(NodeProto Node, int DataSlot, string Kind, Affin
     }
 
     /// <summary>
-    /// A constant operand: <see cref="GraphIndex.TryGetConstant"/>, or Unsqueeze/Reshape/Identity of one
+    /// A constant operand: <see cref="GraphIndex.TryGetConstant(string, out TensorProto)"/>, or Unsqueeze/Reshape/Identity of one
     /// (elements unchanged, dims as the op makes them). Only floating-point types are read.
     /// </summary>
     public static bool TryConstant(GraphIndex g, string name, out Constant constant, out string whyNot)
