@@ -20,13 +20,15 @@ internal sealed record ReplayPlan(OnnxModel Reference, IReadOnlyDictionary<strin
 /// u·|c| more where the two cancel (y = s·x + t with t ≈ −s·x̄: float16 s = 148, t = 9.8, output mean 0.05): an error
 /// the channel's own values do not show.
 /// </summary>
-internal sealed record ReplayShift(long[] Dims, double[] Values)
+/// <param name="Dims">null: one value per channel by the op's definition (a Conv/ConvTranspose bias [M]).</param>
+internal sealed record ReplayShift(long[]? Dims, double[] Values)
 {
     /// <summary>|c| per channel of a tensor of <paramref name="shape"/> (axis 1); null when c does not broadcast along
     /// that axis alone (nor is a scalar).</summary>
     public double[]? PerChannel(long[] shape, int channels)
     {
         if (Values.Length == 1) return Enumerable.Repeat(Math.Abs(Values[0]), channels).ToArray();
+        if (Dims is null) return Values.Length == channels ? Values.Select(Math.Abs).ToArray() : null;
         int offset = shape.Length - Dims.Length;
         if (offset < 0 || offset > 1 || Values.Length != channels) return null;
         for (int d = 0; d < Dims.Length; d++)
@@ -161,7 +163,7 @@ internal static class LocalReplay
             var values = candidate.ReadDoubles(t);
             if (n.OpType == "Gemm" && n.Attribute.FirstOrDefault(a => a.Name == "beta") is { } beta)
                 for (int i = 0; i < values.Length; i++) values[i] *= beta.F;
-            shifts[n.Output[0]] = new ReplayShift([.. t.Dims], values);
+            shifts[n.Output[0]] = new ReplayShift(n.OpType is "Conv" or "ConvTranspose" ? null : [.. t.Dims], values);
         }
         return shifts;
     }

@@ -102,6 +102,8 @@ public class StructureFuzzTests(ITestOutputHelper log)
     [InlineData("fold-options:m23000257")] // fold --check --external-data-file sub/w.data: exit 3 where fold alone wrote it (the same)
     [InlineData("affine:7000008")] // fp16 BN → Sub(k) → BN after a BN: channel drift of the original's float16 BN output (check exit 2; fixed by 5c76d5c)
     [InlineData("affine:5000635")] // float, a channel of 64 copies of 2 values (broadcast duplicates) judged as systematic drift: the same
+    [InlineData("half-numerics:m32000204")] // float16 Conv→BN(large shift) chains: replay drift from a folded Conv bias of ~1e2 rounded to half (fixed when Conv biases counted per channel in the replay's 2u·|c|)
+    [InlineData("half-numerics:m33000077")] // the same
     public void Campaign_findings_stay_fixed(string id)
     {
         string root = Path.Combine(Path.GetTempPath(), "normfold-fuzz", Guid.NewGuid().ToString("N"));

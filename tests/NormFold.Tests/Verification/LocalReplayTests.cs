@@ -312,7 +312,8 @@ public class LocalReplayTests
         double[] c = [1, -2, 3];
         Assert.Equal([1, 2, 3], new ReplayShift([3, 1, 1], c).PerChannel([2, 3, 4, 5], 3)!);   // a BN's [C,1,1] t
         Assert.Equal([1, 2, 3], new ReplayShift([1, 3, 1], c).PerChannel([2, 3, 4], 3)!);
-        Assert.Equal([1, 2, 3], new ReplayShift([3], c).PerChannel([2, 3], 3)!);               // a Conv/Gemm bias
+        Assert.Equal([1, 2, 3], new ReplayShift([3], c).PerChannel([2, 3], 3)!);               // a Gemm's C
+        Assert.Equal([1, 2, 3], new ReplayShift(null, c).PerChannel([2, 3, 4, 5], 3)!);        // a Conv bias: axis 1 by the op
         Assert.Equal([4, 4, 4], new ReplayShift([], [-4]).PerChannel([2, 3, 4], 3)!);          // a scalar
         Assert.Null(new ReplayShift([3], c).PerChannel([2, 3, 1, 3], 3));                    // along the last axis
         Assert.Null(new ReplayShift([3, 1], c).PerChannel([2, 5, 3, 1], 5));
