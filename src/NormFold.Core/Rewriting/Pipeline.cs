@@ -71,7 +71,7 @@ internal sealed class Pipeline(PipelineOptions? options = null)
         var log = new RewriteLog();
         model.CheckFiniteWhenComputed = _options.DeferWeightArithmetic && _options.CheckFiniteWhenComputed;
         var names = new NameAllocator(model);
-        var opsets = new OpsetService(model, _options.TargetOpset);
+        var opsets = new OpsetService(model, _options.TargetOpset, names);
         ProcessGraph(model, model.Proto.Graph, null, "main", names, opsets, log);
         if (opsets.Raised) Normalization.OpsetUpgrade.RaiseIrVersion(model);
         return log;
@@ -130,7 +130,7 @@ internal sealed class Pipeline(PipelineOptions? options = null)
                 if (!decisions.LeftByDisabledRule(anchor, phaseIndex))
                     foreach (var rule in rulesFor[anchor.OpType])
                         if (!_options.DisabledRules.Contains(rule.Name) && rule.TryMatch(context, anchor) is Match.Planned) break;
-            context.Opsets.Settle();
+            context.Opsets.Settle(context.Graph);
         }
         int passes = phase.Repeat == Repeat.Once ? 1 : Math.Max(1, _options.MaxPasses);
         for (int pass = 0; pass < passes; pass++)

@@ -26,7 +26,7 @@ internal sealed class RewriteContext(GraphIndex graph, OpsetService opsets, Pipe
 /// surveys every anchor (each <see cref="Require"/> is answered yes and remembered), then settles once: raise to the
 /// highest version asked for, excusing the nodes the surveyed rewrites replace; then the real pass gets the verdict.
 /// </summary>
-internal sealed class OpsetService(OnnxModel model, long target)
+internal sealed class OpsetService(OnnxModel model, long target, NameAllocator? names = null)
 {
     bool _surveying;
     long _asked;
@@ -69,13 +69,13 @@ internal sealed class OpsetService(OnnxModel model, long target)
     }
 
     /// <summary>Ends the survey: raises the opset to the highest version asked for, unless another node would change.</summary>
-    internal void Settle()
+    internal void Settle(GraphIndex? live = null)
     {
         _surveying = false;
         _blocked = null;
         if (_asked <= Current) return;
         var blockers = OpsetUpgrade.Blockers(model, _asked, _excused);
-        if (blockers.Count == 0) { OpsetUpgrade.Raise(model, _asked); Raised = true; }
+        if (blockers.Count == 0) { OpsetUpgrade.Raise(model, _asked, names, _excused, live); Raised = true; }
         else _blocked = $"raising the opset from {Current} to {_asked} would change {blockers.Count} other node(s): " +
                         $"{string.Join("; ", blockers.Take(5))}{(blockers.Count > 5 ? "; …" : "")}";
     }

@@ -488,13 +488,20 @@ public class LayerNormSwapTests
         AssertEquivalent(original, folded, shapes: new Dictionary<string, long[]> { ["x0"] = [2, 3, 2, 5] });
     }
 
-    /// <summary>As exported (opset 9): both ranks and the last dim follow; raising to 17 is what blocks (Slice-10 takes its
-    /// parameters as inputs), not the shapes.</summary>
+    /// <summary>As exported (opset 9): both ranks and the last dim follow, and raising to 17 rewrites the Slice-1 nodes'
+    /// attributes as inputs (OpsetUpgrade), so both swap.</summary>
     [Fact]
-    public void The_opset_9_ppocr_rec_neck_is_left_for_the_opset_raise_not_for_its_shapes()
+    public void The_opset_9_ppocr_rec_neck_swaps_both_raising_its_slices_to_17()
     {
-        var (_, r) = Fold(OcrRecNeck(9), Swap);
+        var original = OcrRecNeck(9);
+        var (folded, r) = Fold(original, Swap);
         foreach (string anchor in new[] { "ln0_mean", "ln1_mean" })
-            Assert.Contains("Slice", AssertLeft(r, SkipReason.OpsetTooLow, anchor).Detail);
+        {
+            var d = r.Log.Decisions.Single(x => x.Anchor == anchor);
+            Assert.True(d.Outcome == Outcome.Replaced, $"{anchor}: {d.Reason}: {d.Detail}");
+        }
+        Assert.Equal(17, folded.DefaultOpset);
+        Assert.All(folded.Proto.Graph.Node.Where(n => n.OpType == "Slice"), n => Assert.Empty(n.Attribute));
+        AssertEquivalent(original, folded, shapes: new Dictionary<string, long[]> { ["x0"] = [2, 3, 2, 5] });
     }
 }

@@ -102,8 +102,8 @@ public class OpsetUpgradeTests
     }
 
     /// <summary>opset 9 (as PaddleOCR exports): ReduceMean → Sub → Pow → ReduceMean → Add ε → Sqrt → Div → Mul γ → Add β
-    /// → Clip(min, max attributes).</summary>
-    internal static OnnxModel LayerNormClip9()
+    /// → Clip(min, max attributes), or → Pad(pads attribute), which no upgrade rewrites.</summary>
+    internal static OnnxModel LayerNormClip9(bool pad = false)
     {
         var g = new GraphBuilder(9);
         g.Input("x", F32, [2, 5, 8]);
@@ -120,22 +120,87 @@ public class OpsetUpgradeTests
         g.Init("beta", F32, [8], -0.5, 0.5);
         g.Node("Mul", ["n", "gamma"], "sc", "mul");
         g.Node("Add", ["sc", "beta"], "ln", "add_beta");
-        g.Node("Clip", ["ln"], "y", "clip", ("min", -0.5f), ("max", 0.5f));
+        if (pad) g.Node("Pad", ["ln"], "y", "pad", ("pads", new long[] { 0, 0, 1, 0, 0, 1 }));
+        else g.Node("Clip", ["ln"], "y", "clip", ("min", -0.5f), ("max", 0.5f));
         g.Output("y");
         return g.Build();
     }
 
     [Fact]
-    public void Layernorm_swap_is_refused_when_raising_9_to_17_would_break_a_clip_with_attributes()
+    public void Layernorm_swap_is_refused_when_raising_9_to_17_would_break_a_pad_with_attributes()
     {
-        var original = LayerNormClip9();
+        var original = LayerNormClip9(pad: true);
 
         var (folded, r) = Fold(original, new PipelineOptions { SwapLayerNorm = true, TargetOpset = 17 });
         var d = AssertLeft(r, SkipReason.OpsetTooLow, "mean");
-        Assert.Contains("Clip 'clip' (Clip-11 takes min and max as inputs instead of attributes)", d.Detail);
+        Assert.Contains("Pad 'pad' (Pad-11 takes pads and value as inputs instead of attributes)", d.Detail);
         Assert.Equal(9, folded.DefaultOpset);
         Assert.Equal(0, Count(folded, "LayerNormalization"));
         AssertEquivalent(original, folded);
+    }
+
+    /// <summary>opset 9 as PaddleOCR exports: a decomposed LayerNorm, then Clip-6 (both bounds, min only, none), Slice-1
+    /// (with axes and an end of INT64_MAX, without axes), Unsqueeze-1, Squeeze-1 with and without axes.</summary>
+    internal static OnnxModel AttributeOps9()
+    {
+        var g = new GraphBuilder(9);
+        var ln = LayerNormClip9();
+        g.Graph.Input.Add(ln.Proto.Graph.Input);
+        g.Graph.Initializer.Add(ln.Proto.Graph.Initializer);
+        g.Graph.Node.Add(ln.Proto.Graph.Node.Where(n => n.OpType != "Clip"));
+        g.Node("Clip", ["ln"], "c1", "clip_both", ("min", -0.5f), ("max", 0.5f));
+        g.Node("Clip", ["c1"], "c2", "clip_min", ("min", -0.25f));
+        g.Node("Clip", ["c2"], "c3", "clip_none");
+        g.Node("Slice", ["c3"], "s1", "slice_axes", ("starts", new long[] { 1 }), ("ends", new long[] { long.MaxValue }), ("axes", new long[] { 1 }));
+        g.Node("Slice", ["s1"], "s2", "slice", ("starts", new long[] { 0, 0 }), ("ends", new long[] { 1, -1 }));     // [1, 3, 8]
+        g.Node("Unsqueeze", ["s2"], "u", "unsqueeze", ("axes", new long[] { 0 }));                                  // [1, 1, 3, 8]
+        g.Node("Squeeze", ["u"], "y", "squeeze", ("axes", new long[] { 0, 1 }));                                    // [3, 8]
+        g.Node("Squeeze", ["s2"], "z", "squeeze_all");
+        g.Output("y");
+        g.Output("z");
+        return g.Build();
+    }
+
+    [Fact]
+    public void Layernorm_swap_raises_9_to_17_rewriting_clip_slice_squeeze_and_unsqueeze_attributes_as_inputs()
+    {
+        var original = AttributeOps9();
+        Assert.Empty(OpsetUpgrade.Blockers(original, 17));
+        var (folded, r) = Fold(original, new PipelineOptions { SwapLayerNorm = true, TargetOpset = 17 });
+        Assert.Equal(Outcome.Replaced, r.Log.Decisions.Single(d => d.Anchor == "mean").Outcome);
+        Assert.Equal(17, folded.DefaultOpset);
+        Assert.Equal(1, Count(folded, "LayerNormalization"));
+        var nodes = folded.Proto.Graph.Node.ToDictionary(n => n.Name);
+        Assert.All(new[] { "clip_both", "clip_min", "clip_none", "slice_axes", "slice", "unsqueeze", "squeeze" },
+            name => Assert.Empty(nodes[name].Attribute));
+        Assert.Equal(3, nodes["clip_none"].Input.Count);
+        Assert.Equal(4, nodes["slice_axes"].Input.Count);
+        Assert.Equal(3, nodes["slice"].Input.Count);
+        Assert.Single(nodes["squeeze_all"].Input);
+        var init = folded.Proto.Graph.Initializer.ToDictionary(t => t.Name);
+        Assert.Equal(float.MaxValue, Assert.Single(init[nodes["clip_min"].Input[2]].FloatData));
+        Assert.Equal(long.MaxValue, init[nodes["slice_axes"].Input[2]].Int64Data[0]);
+        AssertEquivalent(original, folded);
+        // Raised alone (no swap) to each version in between, too.
+        foreach (long target in new long[] { 10, 11, 13, 17 }) RaiseAndCheck(original, target);
+    }
+
+    [Fact]
+    public void A_clip_with_attributes_on_float16_still_blocks_11()
+    {
+        var g = new GraphBuilder(9);
+        g.Input("x", F16, [2, 3]);
+        g.Node("Clip", ["x"], "y", "clip", ("min", 0.1f), ("max", 0.7f));
+        g.Output("y", F16);
+        Assert.Equal("Clip 'clip' (Clip-11 takes min and max as inputs instead of attributes, and its input is not known to be float or double)",
+            Blocked(g.Build(), 11));
+    }
+
+    [Fact]
+    public void A_slice_without_ends_still_blocks_10()
+    {
+        Assert.Equal("Slice 'n' (Slice-10 takes starts, ends and axes as inputs instead of attributes, and this node lacks starts or ends)",
+            Blocked(One(9, "Slice", attrs: ("starts", new long[] { 0 })), 10));
     }
 
     [Fact]
@@ -476,8 +541,6 @@ public class OpsetUpgradeTests
     [InlineData(13, "ReduceMean", 18, "ReduceMean-18 takes axes as an input, not an attribute")]
     [InlineData(13, "ReduceMax", 18, "ReduceMax-18 takes axes as an input, not an attribute")]
     [InlineData(11, "ReduceSum", 13, "ReduceSum-13 takes axes as an input, not an attribute")]
-    [InlineData(11, "Squeeze", 13, "Squeeze-13 takes axes as an input, not an attribute")]
-    [InlineData(11, "Unsqueeze", 13, "Unsqueeze-13 takes axes as an input, not an attribute")]
     public void Axes_attributes_block_the_version_that_made_them_an_input(long from, string op, long to, string what)
     {
         var model = One(from, op, dims: [2, 1, 4, 5], attrs: ("axes", new long[] { 1 }));
@@ -557,7 +620,7 @@ public class OpsetUpgradeTests
     }
 
     [Theory]
-    [InlineData(9, "Clip", 11, "Clip 'n' (Clip-11 takes min and max as inputs instead of attributes)")]
+    [InlineData(10, "Pad", 11, "Pad 'n' (Pad-11 takes pads and value as inputs instead of attributes)")]
     [InlineData(10, "Resize", 11, "Resize 'n' (Resize-11 changed its inputs and coordinate transformation)")]
     [InlineData(13, "Resize", 18, "Resize 'n' (Resize-18 changed its definition, and NormFold has no rule that this node keeps its meaning)")]
     [InlineData(18, "GroupNormalization", 21, "GroupNormalization 'n' (GroupNormalization-21 takes scale and bias per channel instead of per group)")]
@@ -616,12 +679,12 @@ public class OpsetUpgradeTests
         body.Input("cond_in", Bool, []);
         body.Input("acc", F32, [2, 3]);
         body.Node("Identity", ["cond_in"], "cond_out", "body_cond");
-        body.Node("Clip", ["acc"], "acc_out", "body_clip", ("min", 0f), ("max", 1f));
+        body.Node("Pad", ["acc"], "acc_out", "body_pad", ("pads", new long[] { 0, 0, 0, 0 }));
         body.Output("cond_out", Bool);
         body.Output("acc_out");
         g.Node("Loop", ["trips", "", "x"], "y", "loop", ("body", body.Graph));
         g.Output("y");
-        Assert.Equal("Clip 'body_clip' (Clip-11 takes min and max as inputs instead of attributes)", Blocked(g.Build(), 11));
+        Assert.Equal("Pad 'body_pad' (Pad-11 takes pads and value as inputs instead of attributes)", Blocked(g.Build(), 11));
     }
 
     [Fact]
@@ -652,13 +715,13 @@ public class OpsetUpgradeCliTests
 {
     [Theory]
     [InlineData("softmax", "--swap-groupnorm", "21", 11, "Softmax-13 changes the axis semantics")]
-    [InlineData("clip", "--swap-layernorm", "17", 9, "Clip-11 takes min and max as inputs instead of attributes")]
+    [InlineData("pad", "--swap-layernorm", "17", 9, "Pad-11 takes pads and value as inputs instead of attributes")]
     public void Fold_with_a_target_opset_keeps_the_opset_and_reports_the_blocking_node(string name, string swap, string target,
         long opset, string why)
     {
         string dir = TempDir(), input = Path.Combine(dir, name + ".onnx"), output = Path.Combine(dir, name + ".out.onnx"),
             report = Path.Combine(dir, name + ".json");
-        ModelWriter.Save(name == "softmax" ? OpsetUpgradeTests.ConvGroupNormSoftmax(1) : OpsetUpgradeTests.LayerNormClip9(), input);
+        ModelWriter.Save(name == "softmax" ? OpsetUpgradeTests.ConvGroupNormSoftmax(1) : OpsetUpgradeTests.LayerNormClip9(pad: true), input);
         // As the issue ran it, without --check: exit 0 must be trustworthy on its own.
         var (code, stdout, stderr) = NormFold.Tests.Cli.CliRunner.Run("fold", input, "-o", output, swap, "--target-opset", target,
             "--report", report);

@@ -7,7 +7,8 @@ namespace NormFold.Rewriting.Normalization;
 /// <summary>
 /// Raising a model's default-domain opset from F to T. A node of op X keeps its meaning only if every version at which
 /// X's definition changed in (F, T] (<see cref="OnnxOpVersions"/>, ONNX's since_versions) has an exemption below whose
-/// check passes for this node. No exemption, a failed check, an op NormFold does not know, an op that does not exist
+/// check passes for this node, or an upgrade below rewrites it as ONNX's version converter does (attributes that became
+/// inputs → constant inputs). No exemption, a failed check, an op NormFold does not know, an op that does not exist
 /// at F, or one deprecated by T: the node blocks the raise. Every If/Loop/Scan body counts; nodes of other domains
 /// (com.microsoft, …) do not depend on the default-domain opset.
 /// </summary>
@@ -153,6 +154,73 @@ internal static class OpsetUpgrade
         return e;
     }
 
+    /// <summary>
+    /// A change ONNX's version converter makes mechanically: attributes become constant inputs. <paramref name="Applies"/>:
+    /// the node needs it; <paramref name="Cannot"/>: why this node cannot be rewritten (null: it can); <paramref name="Plan"/>:
+    /// the attributes dropped and the inputs appended after input 0 (null: an omitted input).
+    /// </summary>
+    sealed record Upgrade(Func<NodeProto, bool> Applies, Func<NodeProto, GraphIndex, string?> Cannot,
+        Func<NodeProto, GraphIndex, (string[] Drop, (string Suffix, TensorProto? Value)[] Inputs)> Plan);
+
+    static readonly Dictionary<(string Op, int Version), Upgrade> Upgrades = new()
+    {
+        // Clip-6(x; min, max attributes, defaults the lowest/highest float) → Clip-11(x, min, max): both bounds as
+        // scalars of x's type, the defaults too (Clip-6 clamps ±inf to them; Clip-11 without an input does not).
+        [("Clip", 11)] = new(_ => true,
+            (n, g) => n.Input.Count > 0 && g.ElemType(n.Input[0]) is 1 or 11 ? null
+                : "takes min and max as inputs instead of attributes, and its input is not known to be float or double",
+            (n, g) =>
+            {
+                int type = g.ElemType(n.Input[0])!.Value;
+                double min = Attributes.Find(n, "min") is { } lo ? lo.F : float.MinValue;
+                double max = Attributes.Find(n, "max") is { } hi ? hi.F : float.MaxValue;
+                return (["min", "max"], [("min", Scalar(type, min)), ("max", Scalar(type, max))]);
+            }),
+        // Slice-1(x; starts, ends[, axes]) → Slice-10(x, starts, ends[, axes]): the same clamping of each value.
+        [("Slice", 10)] = new(_ => true,
+            (n, _) => Attributes.Find(n, "starts") is null || Attributes.Find(n, "ends") is null
+                ? "takes starts, ends and axes as inputs instead of attributes, and this node lacks starts or ends" : null,
+            (n, _) => (["starts", "ends", "axes"], [("starts", Int64s(n, "starts")), ("ends", Int64s(n, "ends")),
+                ("axes", Attributes.Find(n, "axes") is null ? null : Int64s(n, "axes"))])),
+        // Squeeze/Unsqueeze-1/11(x; axes) → -13(x, axes).
+        [("Squeeze", 13)] = AxesToInput,
+        [("Unsqueeze", 13)] = AxesToInput,
+    };
+
+    static Upgrade AxesToInput => new(n => Attributes.Find(n, "axes") != null, (_, _) => null,
+        (n, _) => (["axes"], [("axes", Int64s(n, "axes"))]));
+
+    static TensorProto Scalar(int type, double value)
+    {
+        var t = new TensorProto { DataType = type };
+        if (type == 11) t.DoubleData.Add(value); else t.FloatData.Add((float)value);
+        return t;
+    }
+
+    static TensorProto Int64s(NodeProto n, string attr)
+    {
+        var values = Attributes.Find(n, attr)!.Ints;
+        var t = new TensorProto { DataType = (int)TensorProto.Types.DataType.Int64 };
+        t.Dims.Add(values.Count);
+        t.Int64Data.AddRange(values);
+        return t;
+    }
+
+    /// <summary>Rewrites <paramref name="n"/> by <paramref name="plan"/>; <paramref name="add"/> stores a constant and
+    /// names it.</summary>
+    static void Rewrite(NodeProto n, (string[] Drop, (string Suffix, TensorProto? Value)[] Inputs) plan,
+        Func<string, TensorProto, string> add)
+    {
+        var kept = n.Attribute.Where(a => !plan.Drop.Contains(a.Name)).ToList();
+        n.Attribute.Clear();
+        n.Attribute.AddRange(kept);
+        var inputs = new List<string> { n.Input[0] };
+        foreach (var (suffix, value) in plan.Inputs) inputs.Add(value is null ? "" : add(suffix, value));
+        while (inputs[^1].Length == 0) inputs.RemoveAt(inputs.Count - 1);
+        n.Input.Clear();
+        n.Input.AddRange(inputs);
+    }
+
     /// <summary>What changed, for versions without an exemption worth naming.</summary>
     static readonly Dictionary<(string, int), string> Changes = new()
     {
@@ -203,6 +271,13 @@ internal static class OpsetUpgrade
         foreach (int v in versions)
         {
             if (v <= from || v > target) continue;
+            if (Upgrades.TryGetValue((op, v), out var up) && up.Applies(n))
+            {
+                if (up.Cannot(n, g) is { } no) return $"{op}-{v} {no}";
+                n = n.Clone(); // later versions judge the rewritten node
+                Rewrite(n, up.Plan(n, g), (suffix, _) => suffix);
+                continue;
+            }
             string? why = Exemptions.TryGetValue((op, v), out var ex)
                 ? Fails(ex, n, g)
                 : Changes.GetValueOrDefault((op, v)) ?? "changed its definition, and NormFold has no rule that this node keeps its meaning";
@@ -250,11 +325,46 @@ internal static class OpsetUpgrade
 
     /// <summary>Sets the default-domain opset import to <paramref name="target"/>. The IR version follows once the
     /// rewrites are done (<see cref="RaiseIrVersion"/>): until then the graphs keep the IR version's meaning of an
-    /// initializer listed as a graph input.</summary>
-    public static void Raise(OnnxModel model, long target)
+    /// initializer listed as a graph input.
+    /// Nodes an upgrade covers (<see cref="Upgrades"/>) are rewritten first, except <paramref name="excused"/> ones; new
+    /// constants are named by <paramref name="names"/>, and <paramref name="live"/> (an index in use, with its parents)
+    /// is kept current.</summary>
+    public static void Raise(OnnxModel model, long target, NameAllocator? names = null, IReadOnlySet<NodeProto>? excused = null,
+        GraphIndex? live = null)
     {
+        long from = model.DefaultOpset;
+        names ??= new NameAllocator(model);
+        foreach (var g in Indexed(model).ToList())
+            foreach (var n in g.Graph.Node.ToList())
+            {
+                if (!Attributes.IsDefaultDomain(n) || excused?.Contains(n) == true
+                    || !OnnxOpVersions.Since.TryGetValue(n.OpType, out var versions)) continue;
+                foreach (int v in versions)
+                {
+                    if (v <= from || v > target || !Upgrades.TryGetValue((n.OpType, v), out var up)
+                        || !up.Applies(n) || up.Cannot(n, g) != null) continue;
+                    var plan = up.Plan(n, g);
+                    var index = Live(live, g.Graph);
+                    index?.RemoveNode(n);
+                    Rewrite(n, plan, (suffix, t) =>
+                    {
+                        t.Name = names.FreshValue($"{(n.Name.Length > 0 ? n.Name : n.Output[0])}_{suffix}");
+                        g.Graph.Initializer.Add(t);
+                        if (index != null) index.Initializers[t.Name] = t;
+                        return t.Name;
+                    });
+                    index?.AddNode(n);
+                }
+            }
         foreach (var o in model.Proto.OpsetImport)
             if (o.Domain is "" or "ai.onnx") o.Version = target;
+    }
+
+    static GraphIndex? Live(GraphIndex? live, GraphProto graph)
+    {
+        for (var i = live; i != null; i = i.Parent)
+            if (ReferenceEquals(i.Graph, graph)) return i;
+        return null;
     }
 
     /// <summary>Raises the IR version to one that allows the default-domain opset. Before IR version 4 every initializer
