@@ -688,6 +688,28 @@ public class OpsetUpgradeTests
     }
 
     [Fact]
+    public void A_clip_inside_a_loop_body_is_rewritten_with_the_body_s_own_constants()
+    {
+        var g = new GraphBuilder(9);
+        g.Input("x", F32, [2, 3]);
+        g.Int64s("trips", 2);
+        var body = g.Body("body");
+        body.Input("i", I64, []);
+        body.Input("cond_in", Bool, []);
+        body.Input("acc", F32, [2, 3]);
+        body.Node("Identity", ["cond_in"], "cond_out", "body_cond");
+        body.Node("Clip", ["acc"], "acc_out", "body_clip", ("min", 0f), ("max", 0.5f));
+        body.Output("cond_out", Bool);
+        body.Output("acc_out");
+        g.Node("Loop", ["trips", "", "x"], "y", "loop", ("body", body.Graph));
+        g.Output("y");
+        var raised = RaiseAndCheck(g.Build(), 11);
+        var b = raised.Proto.Graph.Node.Single(n => n.OpType == "Loop").Attribute.Single().G;
+        Assert.Equal(2, b.Initializer.Count);
+        Assert.Empty(raised.Proto.Graph.Initializer.Where(t => t.Name.StartsWith("body_clip")));
+    }
+
+    [Fact]
     public void A_target_past_the_table_blocks()
     {
         Assert.Equal($"opset {OpsetUpgrade.HighestKnown + 1} is past opset {OpsetUpgrade.HighestKnown}, the newest NormFold knows",
@@ -731,5 +753,19 @@ public class OpsetUpgradeCliTests
         Assert.Equal(0, Count(folded, "GroupNormalization") + Count(folded, "LayerNormalization"));
         Assert.Contains("OpsetTooLow", stdout);
         Assert.Contains(why, File.ReadAllText(report));
+    }
+
+    [Fact]
+    public void Fold_check_raises_an_opset_9_layernorm_with_clip_slice_and_squeeze_attributes_to_17()
+    {
+        string dir = TempDir(), input = Path.Combine(dir, "ops9.onnx"), output = Path.Combine(dir, "ops9.out.onnx");
+        ModelWriter.Save(OpsetUpgradeTests.AttributeOps9(), input);
+        var (code, stdout, stderr) = NormFold.Tests.Cli.CliRunner.Run("fold", input, "-o", output, "--swap-layernorm",
+            "--target-opset", "17", "--check");
+        Assert.True(code == 0, stdout + stderr);
+        var folded = OnnxModel.Load(output);
+        Assert.Equal(17, folded.DefaultOpset);
+        Assert.Equal(1, Count(folded, "LayerNormalization"));
+        Assert.DoesNotContain("OpsetTooLow", stdout);
     }
 }
