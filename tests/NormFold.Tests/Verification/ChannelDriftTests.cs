@@ -271,11 +271,6 @@ public class ChannelDriftTests
         // float32: its noise is 2¹³ times smaller, no note.
         var f32 = Load("resnet_tiny");
         Assert.Null(Note(EquivalenceChecker.Check(f32, Fold(f32).Folded, new CheckOptions())));
-        // The CLI names the option.
-        string dir = TempDir(), output = Path.Combine(dir, "out.onnx");
-        var (code, stdout, _) = Cli.CliRunner.Run("fold", Path.Combine(ModelsDir, "resnet_tiny_fp16.onnx"), "-o", output, "--check");
-        Assert.Equal(0, code);
-        Assert.Contains("more iterations or a larger batch test more (bind it with --shape NAME:DxDx…)", stdout.Replace("\n  ", " "));
     }
 }
 
@@ -306,6 +301,18 @@ public class StudentCriticalTests
 [Collection("Console")]
 public class ChannelDriftCliTests
 {
+    /// <summary>The note of a float16 check over few elements per channel, as the CLI prints it: it names the option.
+    /// (Here, not in ChannelDriftTests: the CLI swaps Console.Error, which only the "Console" collection may do — from a
+    /// parallel class it stole the fuzz harness's error output, which then failed a case for an empty message.)</summary>
+    [Fact]
+    public void The_float16_few_elements_note_names_the_option()
+    {
+        string dir = TempDir(), output = Path.Combine(dir, "out.onnx");
+        var (code, stdout, _) = NormFold.Tests.Cli.CliRunner.Run("fold", Path.Combine(ModelsDir, "resnet_tiny_fp16.onnx"), "-o", output, "--check");
+        Assert.Equal(0, code);
+        Assert.Contains("more iterations or a larger batch test more (bind it with --shape NAME:DxDx…)", stdout.Replace("\n  ", " "));
+    }
+
     [Fact]
     public void Check_of_a_float16_fold_with_one_channel_off_exits_2_and_the_json_names_channel_gain_and_threshold()
     {
