@@ -102,8 +102,8 @@ public class OpsetUpgradeTests
     }
 
     /// <summary>opset 9 (as PaddleOCR exports): ReduceMean → Sub → Pow → ReduceMean → Add ε → Sqrt → Div → Mul γ → Add β
-    /// → Clip(min, max attributes), or → Pad(pads attribute), which no upgrade rewrites.</summary>
-    internal static OnnxModel LayerNormClip9(bool pad = false)
+    /// → Clip(min, max attributes), or → Upsample-9, deprecated from opset 10 (no upgrade rewrites it).</summary>
+    internal static OnnxModel LayerNormClip9(bool upsample = false)
     {
         var g = new GraphBuilder(9);
         g.Input("x", F32, [2, 5, 8]);
@@ -120,20 +120,24 @@ public class OpsetUpgradeTests
         g.Init("beta", F32, [8], -0.5, 0.5);
         g.Node("Mul", ["n", "gamma"], "sc", "mul");
         g.Node("Add", ["sc", "beta"], "ln", "add_beta");
-        if (pad) g.Node("Pad", ["ln"], "y", "pad", ("pads", new long[] { 0, 0, 1, 0, 0, 1 }));
+        if (upsample)
+        {
+            g.Init("scales", F32, [3], [1, 1, 2]);
+            g.Node("Upsample", ["ln", "scales"], "y", "upsample", ("mode", "nearest"));
+        }
         else g.Node("Clip", ["ln"], "y", "clip", ("min", -0.5f), ("max", 0.5f));
         g.Output("y");
         return g.Build();
     }
 
     [Fact]
-    public void Layernorm_swap_is_refused_when_raising_9_to_17_would_break_a_pad_with_attributes()
+    public void Layernorm_swap_is_refused_when_raising_9_to_17_would_break_an_upsample()
     {
-        var original = LayerNormClip9(pad: true);
+        var original = LayerNormClip9(upsample: true);
 
         var (folded, r) = Fold(original, new PipelineOptions { SwapLayerNorm = true, TargetOpset = 17 });
         var d = AssertLeft(r, SkipReason.OpsetTooLow, "mean");
-        Assert.Contains("Pad 'pad' (Pad-11 takes pads and value as inputs instead of attributes)", d.Detail);
+        Assert.Contains("Upsample 'upsample' (Upsample is deprecated from opset 10)", d.Detail);
         Assert.Equal(9, folded.DefaultOpset);
         Assert.Equal(0, Count(folded, "LayerNormalization"));
         AssertEquivalent(original, folded);
@@ -537,35 +541,165 @@ public class OpsetUpgradeTests
         Assert.False(EquivalenceChecker.Check(model, raised, new CheckOptions { Iterations = 1 }).Passed);
     }
 
+    /// <summary>opset 9: Pad-2 (constant with +0, with a value, reflect with a value it ignores, edge, negative pads),
+    /// every reduction with axes (one an empty list, which reduces all), Split with a split attribute and without,
+    /// TopK's k, Dropout's ratio: the attributes that became inputs at 10–18, which the raise rewrites.</summary>
+    internal static OnnxModel AttributeInputs9()
+    {
+        var g = new GraphBuilder(9);
+        g.Input("x", F32, [2, 3, 4, 6]);
+        long[] pads = [0, 0, 1, 2, 0, 0, 2, 1];
+        g.Node("Pad", ["x"], "o_pad0", "pad_zero", ("pads", pads));
+        g.Node("Pad", ["x"], "o_padv", "pad_value", ("pads", pads), ("value", -1.5f));
+        g.Node("Pad", ["x"], "o_padr", "pad_reflect", ("mode", "reflect"), ("pads", new long[] { 0, 0, 1, 1, 0, 0, 1, 1 }), ("value", 3f));
+        g.Node("Pad", ["x"], "o_pade", "pad_edge", ("mode", "edge"), ("pads", pads));
+        g.Node("Pad", ["x"], "o_padn", "pad_negative", ("pads", new long[] { 0, 0, -1, 1, 0, 0, 0, -2 }));
+        // Reductions on (0.5, 1.5), where every one is finite.
+        g.Node("Sigmoid", ["x"], "sg", "sigmoid");
+        g.Init("half", F32, [], [0.5]);
+        g.Node("Add", ["sg", "half"], "p", "positive");
+        string[] reductions = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+            "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"];
+        for (int i = 0; i < reductions.Length; i++)
+        {
+            long[] axes = (i % 3) switch { 0 => [1], 1 => [2, 3], _ => [0, 3] };
+            g.Node(reductions[i], ["p"], "o_" + reductions[i], reductions[i].ToLowerInvariant(), ("axes", axes), ("keepdims", (long)(i % 2)));
+        }
+        g.Node("ReduceMean", ["p"], "o_mean_all", "reducemean_all", ("axes", Array.Empty<long>()));
+        g.Node("ReduceSum", ["p"], "o_sum_all", "reducesum_all", ("axes", Array.Empty<long>()), ("keepdims", 0L));
+        g.NodeMulti("Split", ["x"], ["o_s1", "o_s2"], "split", ("axis", 1L), ("split", new long[] { 1, 2 }));
+        g.NodeMulti("Split", ["x"], ["o_e1", "o_e2", "o_e3"], "split_equal", ("axis", 3L));
+        g.NodeMulti("TopK", ["x"], ["o_topk", "o_topk_i"], "topk", ("k", 2L));
+        g.Node("Dropout", ["x"], "o_dropout", "dropout", ("ratio", 0.3f));
+        foreach (var o in (string[])["o_pad0", "o_padv", "o_padr", "o_pade", "o_padn", .. reductions.Select(r => "o_" + r), "o_mean_all",
+            "o_sum_all", "o_s1", "o_s2", "o_e1", "o_e2", "o_e3", "o_topk"])
+            g.Output(o);
+        g.Output("o_topk_i", I64);
+        g.Output("o_dropout");
+        return g.Build();
+    }
+
     [Theory]
-    [InlineData(13, "ReduceMean", 18, "ReduceMean-18 takes axes as an input, not an attribute")]
-    [InlineData(13, "ReduceMax", 18, "ReduceMax-18 takes axes as an input, not an attribute")]
-    [InlineData(11, "ReduceSum", 13, "ReduceSum-13 takes axes as an input, not an attribute")]
-    public void Axes_attributes_block_the_version_that_made_them_an_input(long from, string op, long to, string what)
-    {
-        var model = One(from, op, dims: [2, 1, 4, 5], attrs: ("axes", new long[] { 1 }));
-        Assert.Equal($"{op} 'n' ({what})", Blocked(model, to));
-        Assert.Empty(OpsetUpgrade.Blockers(model, to - 1));
-    }
+    [InlineData(10)]
+    [InlineData(11)]
+    [InlineData(12)]
+    [InlineData(13)]
+    [InlineData(17)]
+    [InlineData(18)]
+    [InlineData(21)]
+    [InlineData(23)]
+    public void Attributes_that_became_inputs_are_rewritten_and_compute_the_same(long target) =>
+        RaiseAndCheck(AttributeInputs9(), target);
 
     [Fact]
-    public void Split_with_a_split_attribute_blocks_13_and_without_a_split_input_blocks_18()
+    public void The_rewritten_nodes_take_the_attributes_values_as_constant_inputs()
     {
-        Assert.Contains("Split-13 takes split as an input, not an attribute",
-            Blocked(One(11, "Split", 2, attrs: [("axis", 1L), ("split", new long[] { 1, 2 })]), 13));
-        Assert.Contains("Split-18 needs the split input or num_outputs, which this node lacks", Blocked(One(13, "Split", 2), 18));
+        var raised = RaiseAndCheck(AttributeInputs9(), 18);
+        var nodes = raised.Proto.Graph.Node.ToDictionary(n => n.Name);
+        var init = raised.Proto.Graph.Initializer.ToDictionary(t => t.Name);
+        long[] Ints(string node, int input) => [.. init[nodes[node].Input[input]].Int64Data];
+
+        Assert.Equal([0, 0, 1, 2, 0, 0, 2, 1], Ints("pad_zero", 1));
+        Assert.Equal(2, nodes["pad_zero"].Input.Count);                                          // +0: Pad-11's default
+        Assert.Equal(-1.5f, Assert.Single(init[nodes["pad_value"].Input[2]].FloatData));
+        Assert.Equal(2, nodes["pad_reflect"].Input.Count);                                       // reflect ignores the value
+        Assert.Equal("reflect", Assert.Single(nodes["pad_reflect"].Attribute).S.ToStringUtf8());
+        Assert.Equal([1], Ints("reducesum", 1));
+        Assert.Equal([2, 3], Ints("reducemean", 1));
+        Assert.Equal([0, 3], Ints("reducemax", 1));
+        Assert.Equal("keepdims", Assert.Single(nodes["reducemean"].Attribute).Name);
+        Assert.Single(nodes["reducemean_all"].Input);                                            // empty axes: reduce all
+        Assert.Empty(nodes["reducemean_all"].Attribute);
+        Assert.Equal([1, 2], Ints("split", 1));
+        Assert.Equal(("num_outputs", 3L), (nodes["split_equal"].Attribute[1].Name, nodes["split_equal"].Attribute[1].I));
+        Assert.Single(nodes["split_equal"].Input);
+        Assert.Equal([2], Ints("topk", 1));
+        Assert.Equal(0.3f, Assert.Single(init[nodes["dropout"].Input[1]].FloatData));
+        Assert.Empty(nodes["dropout"].Attribute);
+        Assert.Equal(init.Count, raised.Proto.Graph.Initializer.Select(t => t.Name).Distinct().Count());
+    }
+
+    /// <summary>opset 13 as torch exports a GroupNorm net and a LayerNorm net, each ending in a ReduceMean(axes) global
+    /// pool: raising to 21 (GroupNormalization-21) used to be refused by the pool's ReduceMean-18.</summary>
+    [Fact]
+    public void Groupnorm_swap_raises_13_to_21_past_a_reducemean_with_axes()
+    {
         var g = new GraphBuilder(13);
-        g.Input("x", F32, [2, 3]);
-        g.Int64s("parts", 1, 2);
-        g.NodeMulti("Split", ["x", "parts"], ["a", "b"], "split", ("axis", 1L));
-        g.Output("a"); g.Output("b");
-        RaiseAndCheck(g.Build(), 18);
+        var gn = ConvGroupNormSoftmax(-1);
+        g.Graph.Input.Add(gn.Proto.Graph.Input);
+        g.Graph.Initializer.Add(gn.Proto.Graph.Initializer);
+        g.Graph.Node.Add(gn.Proto.Graph.Node.Where(n => n.OpType != "Softmax"));
+        g.Node("ReduceMean", ["gn"], "y", "pool", ("axes", new long[] { 2, 3 }), ("keepdims", 0L));
+        g.Output("y");
+        var original = g.Build();
+        var (folded, r) = Fold(original, new PipelineOptions { SwapGroupNorm = true, TargetOpset = 21 });
+        Assert.Equal(Outcome.Replaced, r.Log.Decisions.Single(d => d.Anchor == "instnorm").Outcome);
+        Assert.Equal(21, folded.DefaultOpset);
+        var pool = folded.Proto.Graph.Node.Single(n => n.Name == "pool");
+        Assert.Equal(2, pool.Input.Count);
+        AssertEquivalent(original, folded);
     }
 
     [Fact]
-    public void Dropout_with_a_ratio_attribute_blocks_12_and_a_read_mask_blocks_10()
+    public void Attributes_that_became_inputs_inside_a_loop_body_are_rewritten_with_the_body_s_own_constants()
     {
-        Assert.Equal("Dropout 'n' (Dropout-12 takes ratio as an input, not an attribute)", Blocked(One(11, "Dropout", attrs: ("ratio", 0.3f)), 12));
+        // Body: acc [2, 3] → Pad(value 0.25) → ReduceMean(axes 1) → acc − mean → Split(split [1, 2], axis 1) → parts swapped.
+        var g = LoopOver(body =>
+        {
+            body.Node("Pad", ["acc"], "pd", "body_pad", ("pads", new long[] { 0, 1, 0, 1 }), ("value", 0.25f));    // [2, 5]
+            body.Node("ReduceMean", ["pd"], "rm", "body_mean", ("axes", new long[] { 1 }));                       // [2, 1]
+            body.Node("Sub", ["acc", "rm"], "d", "body_sub");
+            body.NodeMulti("Split", ["d"], ["s1", "s2"], "body_split", ("axis", 1L), ("split", new long[] { 1, 2 }));
+            body.Node("Concat", ["s2", "s1"], "acc_out", "body_concat", ("axis", 1L));
+        });
+        var raised = RaiseAndCheck(g.Build(), 18);
+        var b = raised.Proto.Graph.Node.Single(n => n.OpType == "Loop").Attribute.Single().G;
+        Assert.Equal(4, b.Initializer.Count);                                                    // pads, value, axes, split
+        var consts = b.Initializer.Select(t => t.Name).ToHashSet();
+        Assert.All(b.Node.Where(n => n.Name is "body_pad" or "body_mean" or "body_split"), n => Assert.Contains(n.Input[1], consts));
+        Assert.Contains(b.Node.Single(n => n.Name == "body_pad").Input[2], consts);
+        Assert.Empty(raised.Proto.Graph.Initializer.Where(t => t.Name.StartsWith("body_")));
+    }
+
+    // ---- refusals of the rewrites, and of the conditions they keep ----
+
+    [Fact]
+    public void A_pad_value_on_an_input_not_known_to_be_float_or_double_blocks_11()
+    {
+        var g = new GraphBuilder(9);
+        g.Input("x", F16, [2, 3]);
+        g.Node("Pad", ["x"], "y", "pad", ("pads", new long[] { 0, 1, 0, 1 }), ("value", 0.5f));
+        g.Output("y", F16);
+        Assert.Equal("Pad 'pad' (Pad-11 takes pads and value as inputs instead of attributes, and its value 0.5 needs its input to be known as float or double)",
+            Blocked(g.Build(), 11));
+        // A value of +0 is Pad-11's default for every type: no constant of x's type is needed.
+        g.Graph.Node[0].Attribute[1].F = 0;
+        Assert.Empty(OpsetUpgrade.Blockers(g.Build(), 11));
+    }
+
+    [Theory]
+    [InlineData("Pad", "Pad-11 takes pads and value as inputs instead of attributes, and this node lacks pads")]
+    [InlineData("TopK", "TopK-10 takes k as an input instead of an attribute, and this node lacks k")]
+    public void A_node_lacking_its_required_attribute_blocks(string op, string why) =>
+        Assert.Equal($"{op} 'n' ({why})", Blocked(One(9, op, op == "TopK" ? 2 : 1), 11));
+
+    [Fact]
+    public void A_rewritten_node_must_still_meet_the_change_s_other_conditions()
+    {
+        // noop_with_empty_axes is new at 18: a ReduceMean-13 carrying it was not valid, so its axes are not rewritten.
+        Assert.Equal("ReduceMean 'n' (ReduceMean-18 added the attribute noop_with_empty_axes that this node already has, so it was not valid before)",
+            Blocked(One(13, "ReduceMean", attrs: [("axes", new long[] { 1 }), ("noop_with_empty_axes", 1L)]), 18));
+        Assert.Equal("ReduceSum 'n' (ReduceSum-13 added input 2 that this node already has, so it was not valid before)",
+            Blocked(One(11, "ReduceSum", extraInputs: ["x"], attrs: ("axes", new long[] { 1 })), 13));
+        Assert.Equal("Split 'n' (Split-18 added the attribute num_outputs that this node already has, so it was not valid before)",
+            Blocked(One(13, "Split", 2, attrs: ("num_outputs", 2L)), 18));
+        Assert.Equal("Dropout 'n' (Dropout-12 added the attribute seed that this node already has, so it was not valid before)",
+            Blocked(One(11, "Dropout", attrs: [("ratio", 0.3f), ("seed", 1L)]), 12));
+    }
+
+    [Fact]
+    public void A_read_dropout_mask_blocks_10()
+    {
         Assert.Equal("Dropout 'n' (Dropout-10 changed the mask output's type, which this node produces)", Blocked(One(9, "Dropout", 2), 10));
         Assert.Empty(OpsetUpgrade.Blockers(One(9, "Dropout"), 10));
     }
@@ -620,7 +754,6 @@ public class OpsetUpgradeTests
     }
 
     [Theory]
-    [InlineData(10, "Pad", 11, "Pad 'n' (Pad-11 takes pads and value as inputs instead of attributes)")]
     [InlineData(10, "Resize", 11, "Resize 'n' (Resize-11 changed its inputs and coordinate transformation)")]
     [InlineData(13, "Resize", 18, "Resize 'n' (Resize-18 changed its definition, and NormFold has no rule that this node keeps its meaning)")]
     [InlineData(18, "GroupNormalization", 21, "GroupNormalization 'n' (GroupNormalization-21 takes scale and bias per channel instead of per group)")]
@@ -669,7 +802,12 @@ public class OpsetUpgradeTests
     }
 
     /// <summary>An opset-9 Loop (two trips) whose body applies one node, acc_out = OP(acc), to the carried [2, 3] value.</summary>
-    static GraphBuilder LoopOver(string op, string name, params (string, object)[] attributes)
+    static GraphBuilder LoopOver(string op, string name, params (string, object)[] attributes) =>
+        LoopOver(body => body.Node(op, ["acc"], "acc_out", name, attributes));
+
+    /// <summary>An opset-9 Loop (two trips) whose body's nodes (<paramref name="nodes"/>) compute acc_out [2, 3] from the
+    /// carried acc [2, 3].</summary>
+    static GraphBuilder LoopOver(Action<GraphBuilder> nodes)
     {
         var g = new GraphBuilder(9);
         g.Input("x", F32, [2, 3]);
@@ -679,7 +817,7 @@ public class OpsetUpgradeTests
         body.Input("cond_in", Bool, []);
         body.Input("acc", F32, [2, 3]);
         body.Node("Identity", ["cond_in"], "cond_out", "body_cond");
-        body.Node(op, ["acc"], "acc_out", name, attributes);
+        nodes(body);
         body.Output("cond_out", Bool);
         body.Output("acc_out");
         g.Node("Loop", ["trips", "", "x"], "y", "loop", ("body", body.Graph));
@@ -690,8 +828,9 @@ public class OpsetUpgradeTests
     [Fact]
     public void A_changed_node_inside_a_loop_body_blocks()
     {
-        var g = LoopOver("Pad", "body_pad", ("pads", new long[] { 0, 0, 0, 0 }));
-        Assert.Equal("Pad 'body_pad' (Pad-11 takes pads and value as inputs instead of attributes)", Blocked(g.Build(), 11));
+        var g = LoopOver("Softmax", "body_softmax", ("axis", 0L));
+        Assert.Equal("Softmax 'body_softmax' (Softmax-13 changes the axis semantics: axis 0 alone instead of the flattened axes 0..1)",
+            Blocked(g.Build(), 13));
     }
 
     [Fact]
@@ -732,13 +871,13 @@ public class OpsetUpgradeCliTests
 {
     [Theory]
     [InlineData("softmax", "--swap-groupnorm", "21", 11, "Softmax-13 changes the axis semantics")]
-    [InlineData("pad", "--swap-layernorm", "17", 9, "Pad-11 takes pads and value as inputs instead of attributes")]
+    [InlineData("upsample", "--swap-layernorm", "17", 9, "Upsample is deprecated from opset 10")]
     public void Fold_with_a_target_opset_keeps_the_opset_and_reports_the_blocking_node(string name, string swap, string target,
         long opset, string why)
     {
         string dir = TempDir(), input = Path.Combine(dir, name + ".onnx"), output = Path.Combine(dir, name + ".out.onnx"),
             report = Path.Combine(dir, name + ".json");
-        ModelWriter.Save(name == "softmax" ? OpsetUpgradeTests.ConvGroupNormSoftmax(1) : OpsetUpgradeTests.LayerNormClip9(pad: true), input);
+        ModelWriter.Save(name == "softmax" ? OpsetUpgradeTests.ConvGroupNormSoftmax(1) : OpsetUpgradeTests.LayerNormClip9(upsample: true), input);
         // As the issue ran it, without --check: exit 0 must be trustworthy on its own.
         var (code, stdout, stderr) = NormFold.Tests.Cli.CliRunner.Run("fold", input, "-o", output, swap, "--target-opset", target,
             "--report", report);

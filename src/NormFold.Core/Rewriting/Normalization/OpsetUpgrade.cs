@@ -36,9 +36,10 @@ internal static class OpsetUpgrade
     static readonly Exemption Wider = new("only accepts more values (negative axes or indices, broadcasting, new modes); every value valid before means the same");
     static readonly Exemption Clarified = new("only reworded defaults an old node already meant; ONNX's version converter upgrades it unchanged");
 
+    /// <summary>An attribute became an input: without it both mean the same; with it <see cref="Upgrades"/> rewrites the
+    /// node, which must still pass the other conditions.</summary>
     static Exemption AxesBecameInput(string attr, int[]? types = null, string[]? attrs = null, int firstInput = int.MaxValue) =>
-        new($"took {attr} as an input instead of an attribute; without the attribute both mean the same", types, attrs, firstInput,
-            (n, _) => Attributes.Find(n, attr) != null ? $"takes {attr} as an input, not an attribute" : null);
+        new($"took {attr} as an input instead of an attribute; without the attribute both mean the same", types, attrs, firstInput);
 
     /// <summary>Softmax/LogSoftmax/Hardmax-13: one axis (default −1) instead of the 2-D coercion at axis (default 1);
     /// the same when both resolve to the last axis.</summary>
@@ -69,6 +70,9 @@ internal static class OpsetUpgrade
         return new GraphIndex(copy, index.Model, index.Parent is { } p ? WithoutDeclarations(p) : null, index.Path);
     });
 
+    static readonly string[] ReduceButSum = ["ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean",
+        "ReduceMin", "ReduceProd", "ReduceSumSquare"];
+
     /// <summary>(op, version) → why the change at that version cannot alter a node passing the checks.</summary>
     static readonly Dictionary<(string Op, int Version), Exemption> Exemptions = BuildExemptions();
 
@@ -76,7 +80,6 @@ internal static class OpsetUpgrade
     {
         var e = new Dictionary<(string, int), Exemption>();
         void At(int v, Exemption x, params string[] ops) { foreach (var op in ops) e.Add((op, v), x); }
-        string[] reduceButSum = ["ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSumSquare"];
 
         At(8, Wider, "Max", "Min", "Mean", "Sum");
         At(8, Adds("storage_order and the Indices output", ["storage_order"]), "MaxPool");
@@ -90,7 +93,7 @@ internal static class OpsetUpgrade
         At(10, new("made the mask output boolean; the same when the mask is not read", Check: (n, _) =>
             n.Output.Count > 1 && n.Output[1].Length > 0 ? "changed the mask output's type, which this node produces" : null), "Dropout");
         At(11, Wider, ["ArgMax", "ArgMin", "Compress", "Concat", "Flatten", "Gather", "Hardmax", "LogSoftmax", "Softmax", "Slice",
-            "Split", "Squeeze", "Unsqueeze", "ReduceSum", "If", "Loop", "Scan", "Gemm", .. reduceButSum]);
+            "Split", "Squeeze", "Unsqueeze", "ReduceSum", "If", "Loop", "Scan", "Gemm", .. ReduceButSum]);
         At(11, Clarified, "Conv", "AveragePool", "MaxPool");
         At(11, Types([1, 2, 3, 4, 5, F16, 11, 12, 13]), "Equal");
         At(11, Adds("sparse_value", ["sparse_value"]), "Constant");
@@ -101,14 +104,12 @@ internal static class OpsetUpgrade
         At(12, Adds("value_float(s), value_int(s), value_string(s)", ["value_float", "value_floats", "value_int", "value_ints", "value_string", "value_strings"]), "Constant");
         At(12, Types(Ints), "Clip", "Max", "Min", "Pow");
         At(12, Types(Int8s), "MaxPool", "ReduceMax", "ReduceMin");
-        At(12, new("took ratio as an input instead of an attribute (and added training_mode); without the attribute both mean the same",
-            Check: (n, _) => Attributes.Find(n, "ratio") != null ? "takes ratio as an input, not an attribute" : null,
-            NewAttributes: ["seed"], FirstNewInput: 1), "Dropout");
+        At(12, AxesBecameInput("ratio", attrs: ["seed"], firstInput: 1), "Dropout");
         At(13, Types(Bf16Only), ["Abs", "Add", "ArgMax", "ArgMin", "Cast", "Ceil", "Clip", "Concat", "Constant", "DepthToSpace", "Div",
             "Dropout", "Equal", "Erf", "Exp", "Expand", "Flatten", "Floor", "Gather", "GatherElements", "GatherND", "Gemm", "Greater",
             "Identity", "If", "IsNaN", "Less", "Log", "Loop", "LRN", "MatMul", "Max", "Mean", "MeanVarianceNormalization", "Min", "Mod",
             "Mul", "Neg", "NonZero", "Pad", "Pow", "Reciprocal", "Relu", "Reshape", "ScatterElements", "ScatterND", "Shape", "Sigmoid",
-            "Sign", "Size", "Slice", "SpaceToDepth", "Sqrt", "Sub", "Sum", "Tanh", "Tile", "Transpose", .. reduceButSum]);
+            "Sign", "Size", "Slice", "SpaceToDepth", "Sqrt", "Sub", "Sum", "Tanh", "Tile", "Transpose", .. ReduceButSum]);
         At(13, AxesBecameInput("axes", Bf16Only, ["noop_with_empty_axes"], 1), "ReduceSum");
         At(13, AxesBecameInput("axes", Bf16Only, firstInput: 1), "Squeeze", "Unsqueeze");
         At(13, AxesBecameInput("split", Bf16Only, firstInput: 1), "Split");
@@ -131,9 +132,8 @@ internal static class OpsetUpgrade
         At(18, Wider, "ScatterND", "ScatterElements", "OptionalGetElement", "OptionalHasElement");
         At(18, Adds("the axes input", [], 3), "Pad");
         At(18, Adds("ceil_mode and dilations", ["ceil_mode", "dilations"]), "LpPool");
-        At(18, AxesBecameInput("axes", attrs: ["noop_with_empty_axes"], firstInput: 1), reduceButSum);
-        At(18, new("added num_outputs; the same when the split input is given", NewAttributes: ["num_outputs"], Check: (n, _) =>
-            n.Input.Count > 1 && n.Input[1].Length > 0 ? null : "needs the split input or num_outputs, which this node lacks"), "Split");
+        At(18, AxesBecameInput("axes", attrs: ["noop_with_empty_axes"], firstInput: 1), ReduceButSum);
+        At(18, Adds("num_outputs (without a split input, Upgrades sets it)", ["num_outputs"]), "Split");
         At(19, Types(F8), "Constant", "Identity", "If", "Loop", "Pad", "Reshape", "Scan", "Shape", "Size");
         At(19, Types(Str), "Equal");
         At(19, Adds("saturate (float 8 only)", ["saturate"], types: F8), "Cast", "CastLike");
@@ -157,38 +157,82 @@ internal static class OpsetUpgrade
     /// <summary>
     /// A change ONNX's version converter makes mechanically: attributes become constant inputs. <paramref name="Applies"/>:
     /// the node needs it; <paramref name="Cannot"/>: why this node cannot be rewritten (null: it can); <paramref name="Plan"/>:
-    /// the attributes dropped and the inputs appended after input 0 (null: an omitted input).
+    /// the rewrite.
     /// </summary>
-    sealed record Upgrade(Func<NodeProto, bool> Applies, Func<NodeProto, GraphIndex, string?> Cannot,
-        Func<NodeProto, GraphIndex, (string[] Drop, (string Suffix, TensorProto? Value)[] Inputs)> Plan);
+    sealed record Upgrade(Func<NodeProto, bool> Applies, Func<NodeProto, GraphIndex, string?> Cannot, Func<NodeProto, GraphIndex, Plan> Plan);
 
-    static readonly Dictionary<(string Op, int Version), Upgrade> Upgrades = new()
+    /// <summary>The attributes dropped, the inputs that replace those after input 0 (none: inputs unchanged; a null
+    /// value: an omitted input), and attributes set.</summary>
+    sealed record Plan(string[] Drop, (string Suffix, TensorProto? Value)[] Inputs, AttributeProto[]? Set = null);
+
+    static readonly Dictionary<(string Op, int Version), Upgrade> Upgrades = BuildUpgrades();
+
+    static Dictionary<(string, int), Upgrade> BuildUpgrades()
     {
-        // Clip-6(x; min, max attributes, defaults the lowest/highest float) → Clip-11(x, min, max): both bounds as
-        // scalars of x's type, the defaults too (Clip-6 clamps ±inf to them; Clip-11 without an input does not).
-        [("Clip", 11)] = new(_ => true,
-            (n, g) => n.Input.Count > 0 && g.ElemType(n.Input[0]) is 1 or 11 ? null
-                : "takes min and max as inputs instead of attributes, and its input is not known to be float or double",
-            (n, g) =>
-            {
-                int type = g.ElemType(n.Input[0])!.Value;
-                double min = Attributes.Find(n, "min") is { } lo ? lo.F : float.MinValue;
-                double max = Attributes.Find(n, "max") is { } hi ? hi.F : float.MaxValue;
-                return (["min", "max"], [("min", Scalar(type, min)), ("max", Scalar(type, max))]);
-            }),
-        // Slice-1(x; starts, ends[, axes]) → Slice-10(x, starts, ends[, axes]): the same clamping of each value.
-        [("Slice", 10)] = new(_ => true,
-            (n, _) => Attributes.Find(n, "starts") is null || Attributes.Find(n, "ends") is null
-                ? "takes starts, ends and axes as inputs instead of attributes, and this node lacks starts or ends" : null,
-            (n, _) => (["starts", "ends", "axes"], [("starts", Int64s(n, "starts")), ("ends", Int64s(n, "ends")),
-                ("axes", Attributes.Find(n, "axes") is null ? null : Int64s(n, "axes"))])),
-        // Squeeze/Unsqueeze-1/11(x; axes) → -13(x, axes).
-        [("Squeeze", 13)] = AxesToInput,
-        [("Unsqueeze", 13)] = AxesToInput,
-    };
+        var u = new Dictionary<(string, int), Upgrade>
+        {
+            // Clip-6(x; min, max attributes, defaults the lowest/highest float) → Clip-11(x, min, max): both bounds as
+            // scalars of x's type, the defaults too (Clip-6 clamps ±inf to them; Clip-11 without an input does not).
+            [("Clip", 11)] = new(_ => true,
+                (n, g) => FloatOrDouble(n, g) ? null
+                    : "takes min and max as inputs instead of attributes, and its input is not known to be float or double",
+                (n, g) =>
+                {
+                    int type = g.ElemType(n.Input[0])!.Value;
+                    double min = Attributes.Find(n, "min") is { } lo ? lo.F : float.MinValue;
+                    double max = Attributes.Find(n, "max") is { } hi ? hi.F : float.MaxValue;
+                    return new(["min", "max"], [("min", Scalar(type, min)), ("max", Scalar(type, max))]);
+                }),
+            // Slice-1(x; starts, ends[, axes]) → Slice-10(x, starts, ends[, axes]): the same clamping of each value.
+            [("Slice", 10)] = new(_ => true,
+                (n, _) => Attributes.Find(n, "starts") is null || Attributes.Find(n, "ends") is null
+                    ? "takes starts, ends and axes as inputs instead of attributes, and this node lacks starts or ends" : null,
+                (n, _) => new(["starts", "ends", "axes"], [("starts", Int64s(n, "starts")), ("ends", Int64s(n, "ends")),
+                    ("axes", Attributes.Find(n, "axes") is null ? null : Int64s(n, "axes"))])),
+            // Pad-2(x; pads, mode, value) → Pad-11(x, pads[, constant_value]): the same [x1_begin, …, x1_end, …] layout;
+            // the value as a scalar of x's type (omitted when +0, Pad-11's default, or when the mode ignores it).
+            [("Pad", 11)] = new(_ => true,
+                (n, g) => Attributes.Find(n, "pads") is null
+                    ? "takes pads and value as inputs instead of attributes, and this node lacks pads"
+                    : PadValue(n) is { } v && !FloatOrDouble(n, g)
+                        ? $"takes pads and value as inputs instead of attributes, and its value {v} needs its input to be known as float or double"
+                        : null,
+                (n, g) => new(["pads", "value"], [("pads", Int64s(n, "pads")),
+                    ("value", PadValue(n) is { } v ? Scalar(g.ElemType(n.Input[0])!.Value, v) : null)])),
+            // TopK-1(x; k) → TopK-10(x, K = [k]).
+            [("TopK", 10)] = new(_ => true,
+                (n, _) => Attributes.Find(n, "k") is null ? "takes k as an input instead of an attribute, and this node lacks k" : null,
+                (n, _) => new(["k"], [("k", Int64s([Attributes.Find(n, "k")!.I]))])),
+            // Split-2/11(x; split) → Split-13(x, split).
+            [("Split", 13)] = AttributeToInput("split"),
+            // Split-13(x) with no split → Split-18(x; num_outputs = outputs): equal parts, as Split-13 makes (it requires the
+            // axis to divide evenly; Split-18 also accepts a smaller last part, which Split-13 rejects).
+            [("Split", 18)] = new(n => (n.Input.Count < 2 || n.Input[1].Length == 0) && Attributes.Find(n, "num_outputs") is null,
+                (_, _) => null, (n, _) => new([], [], [new AttributeProto
+                    { Name = "num_outputs", Type = AttributeProto.Types.AttributeType.Int, I = n.Output.Count }])),
+            // Dropout-10/11(x; ratio) → Dropout-12(x, ratio): without training_mode both are the identity.
+            [("Dropout", 12)] = new(n => Attributes.Find(n, "ratio") != null, (_, _) => null,
+                (n, _) => new(["ratio"], [("ratio", Scalar(1, Attributes.Find(n, "ratio")!.F))])),
+            // Squeeze/Unsqueeze-1/11(x; axes) → -13(x, axes).
+            [("Squeeze", 13)] = AttributeToInput("axes"),
+            [("Unsqueeze", 13)] = AttributeToInput("axes"),
+            // ReduceSum-1/11 → 13, the other reductions → 18 (x; axes) → (x, axes); noop_with_empty_axes stays 0, so an
+            // empty list still reduces every axis (the input is then omitted).
+            [("ReduceSum", 13)] = AttributeToInput("axes", omitEmpty: true),
+        };
+        foreach (var op in ReduceButSum) u.Add((op, 18), AttributeToInput("axes", omitEmpty: true));
+        return u;
+    }
 
-    static Upgrade AxesToInput => new(n => Attributes.Find(n, "axes") != null, (_, _) => null,
-        (n, _) => (["axes"], [("axes", Int64s(n, "axes"))]));
+    static Upgrade AttributeToInput(string attr, bool omitEmpty = false) => new(n => Attributes.Find(n, attr) != null, (_, _) => null,
+        (n, _) => new([attr], [(attr, omitEmpty && Attributes.Find(n, attr)!.Ints.Count == 0 ? null : Int64s(n, attr))]));
+
+    static bool FloatOrDouble(NodeProto n, GraphIndex g) => n.Input.Count > 0 && g.ElemType(n.Input[0]) is 1 or 11;
+
+    /// <summary>Pad-2's fill value when it matters and is not +0 (Pad-11's default), else null.</summary>
+    static double? PadValue(NodeProto n) =>
+        Attributes.Find(n, "mode") is { } m && m.S.ToStringUtf8() != "constant" ? null
+        : Attributes.Find(n, "value") is { } a && (a.F != 0 || float.IsNegative(a.F)) ? a.F : null;
 
     static TensorProto Scalar(int type, double value)
     {
@@ -197,9 +241,10 @@ internal static class OpsetUpgrade
         return t;
     }
 
-    static TensorProto Int64s(NodeProto n, string attr)
+    static TensorProto Int64s(NodeProto n, string attr) => Int64s(Attributes.Find(n, attr)!.Ints);
+
+    static TensorProto Int64s(IReadOnlyCollection<long> values)
     {
-        var values = Attributes.Find(n, attr)!.Ints;
         var t = new TensorProto { DataType = (int)TensorProto.Types.DataType.Int64 };
         t.Dims.Add(values.Count);
         t.Int64Data.AddRange(values);
@@ -208,12 +253,13 @@ internal static class OpsetUpgrade
 
     /// <summary>Rewrites <paramref name="n"/> by <paramref name="plan"/>; <paramref name="add"/> stores a constant and
     /// names it.</summary>
-    static void Rewrite(NodeProto n, (string[] Drop, (string Suffix, TensorProto? Value)[] Inputs) plan,
-        Func<string, TensorProto, string> add)
+    static void Rewrite(NodeProto n, Plan plan, Func<string, TensorProto, string> add)
     {
         var kept = n.Attribute.Where(a => !plan.Drop.Contains(a.Name)).ToList();
         n.Attribute.Clear();
         n.Attribute.AddRange(kept);
+        n.Attribute.AddRange(plan.Set ?? []);
+        if (plan.Inputs.Length == 0) return;
         var inputs = new List<string> { n.Input[0] };
         foreach (var (suffix, value) in plan.Inputs) inputs.Add(value is null ? "" : add(suffix, value));
         while (inputs[^1].Length == 0) inputs.RemoveAt(inputs.Count - 1);
@@ -224,10 +270,6 @@ internal static class OpsetUpgrade
     /// <summary>What changed, for versions without an exemption worth naming.</summary>
     static readonly Dictionary<(string, int), string> Changes = new()
     {
-        [("Clip", 11)] = "takes min and max as inputs instead of attributes",
-        [("Pad", 11)] = "takes pads and value as inputs instead of attributes",
-        [("Slice", 10)] = "takes starts, ends and axes as inputs instead of attributes",
-        [("TopK", 10)] = "takes k as an input instead of an attribute",
         [("Upsample", 9)] = "takes scales as an input instead of an attribute",
         [("Resize", 11)] = "changed its inputs and coordinate transformation",
         [("GroupNormalization", 21)] = "takes scale and bias per channel instead of per group",
@@ -271,15 +313,17 @@ internal static class OpsetUpgrade
         foreach (int v in versions)
         {
             if (v <= from || v > target) continue;
+            bool has = Exemptions.TryGetValue((op, v), out var ex);
             if (Upgrades.TryGetValue((op, v), out var up) && up.Applies(n))
             {
-                if (up.Cannot(n, g) is { } no) return $"{op}-{v} {no}";
+                // The exemption's other conditions (types, attributes and inputs the old node must not have) still hold.
+                if (((has ? Fails(ex! with { Check = null }, n, g) : null) ?? up.Cannot(n, g)) is { } no) return $"{op}-{v} {no}";
                 n = n.Clone(); // later versions judge the rewritten node
                 Rewrite(n, up.Plan(n, g), (suffix, _) => suffix);
                 continue;
             }
-            string? why = Exemptions.TryGetValue((op, v), out var ex)
-                ? Fails(ex, n, g)
+            string? why = has
+                ? Fails(ex!, n, g)
                 : Changes.GetValueOrDefault((op, v)) ?? "changed its definition, and NormFold has no rule that this node keeps its meaning";
             if (why != null) return $"{op}-{v} {why}";
         }
