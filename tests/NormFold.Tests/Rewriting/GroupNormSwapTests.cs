@@ -231,15 +231,17 @@ public class GroupNormSwapTests
     [Fact]
     public void Raising_is_refused_when_another_node_would_change_meaning()
     {
-        // A ReduceMean with an `axes` attribute stops being valid at opset 18.
+        // RoiAlign-16 changed its default coordinate_transformation_mode (output_half_pixel → half_pixel).
         var original = Decomposed(opset: 13, extra: g =>
         {
-            g.Node("ReduceMean", ["y"], "mean", "reduce", ("axes", new long[] { 1 }));
-            g.Output("mean");
+            g.Init("rois", F32, [1, 4], [0, 0, 2, 2]);
+            g.Int64s("batch", 0);
+            g.Node("RoiAlign", ["y", "rois", "batch"], "roi", "roialign", ("output_height", 2L), ("output_width", 2L));
+            g.Output("roi");
         }).Build();
         var (swapped, r) = Fold(original, Swap(21));
         var d = AssertLeft(r, SkipReason.OpsetTooLow, "instnorm");
-        Assert.Contains("ReduceMean 'reduce'", d.Detail);
+        Assert.Contains("RoiAlign 'roialign' (RoiAlign-16 changed the default coordinate_transformation_mode)", d.Detail);
         Assert.Equal(13, swapped.DefaultOpset);
     }
 
