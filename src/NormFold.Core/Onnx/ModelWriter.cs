@@ -173,6 +173,9 @@ public static class ModelWriter
         var main = new HashSet<TensorProto>(model.Proto.Graph?.Initializer ?? [], ReferenceEqualityComparer.Instance);
         var live = new HashSet<TensorProto>(model.AllTensors(), ReferenceEqualityComparer.Instance);
         model.MaterializeDeferred(t => main.Contains(t) || OnnxModel.IsExternal(t) || !live.Contains(t));
+        // One nothing holds any more (a later fold into the same op composed its factors from the original weight) is
+        // not computed, but its overflow check still counts: the pre-check would have refused the fold that made it.
+        model.CheckDeferredFinite(t => !live.Contains(t));
         SplicedWriter.Write(model, output);
     }
 

@@ -230,11 +230,14 @@ public sealed class OnnxModel : IDisposable
     }
 
     /// <summary>The overflow checks of the deferred scalings that have one (see PipelineOptions.CheckFiniteWhenComputed),
-    /// without computing them: for a fold that is not saved. Throws <see cref="Tensors.ScaledWeightOverflow"/>.</summary>
-    internal void CheckDeferredFinite()
+    /// without computing them: for a fold that is not saved, or (<paramref name="which"/>) deferred tensors a save does
+    /// not write. Throws <see cref="Tensors.ScaledWeightOverflow"/>.</summary>
+    internal void CheckDeferredFinite() => CheckDeferredFinite(_ => true);
+
+    internal void CheckDeferredFinite(Func<TensorProto, bool> which)
     {
         List<DeferredScaling> list;
-        lock (_deferred) list = [.. _deferred.Values];
+        lock (_deferred) list = [.. _deferred.Where(d => which(d.Key)).Select(d => d.Value)];
         foreach (var d in list) d.CheckAllFinite();
     }
 
