@@ -14,10 +14,13 @@ internal static class ReportSettings
         new("--html", "FILE.html", "write a self-contained HTML report with drift charts (- for stdout)", Writes: "HTML report"),
     ];
 
+    static readonly string[] JsonOptions = ["--report", "--json"];
+    static readonly string[] All = [.. JsonOptions, .. Options.Select(o => o.Name)];
+
     /// <summary>The JSON report's option: fold's --report (alias --json), or --json.</summary>
     static void Json(Io io, Func<string> json)
     {
-        foreach (var option in new[] { "--report", "--json" })
+        foreach (var option in JsonOptions)
             if (io.Wants(option)) io.WriteReport(option, json());
     }
 
@@ -28,8 +31,11 @@ internal static class ReportSettings
         if (io.Wants("--html")) io.WriteReport("--html", html());
     }
 
-    public static void Write(Io io, FoldReport report)
+    /// <summary>Built only when a report was asked for: most runs (and every quiet one in a pipeline) ask for none.</summary>
+    public static void Write(Io io, Func<FoldReport> build)
     {
+        if (!All.Any(io.Wants)) return;
+        var report = build();
         Json(io, report.ToJson);
         Views(io, () => JUnit.Of(report), () => Markdown.Of(report), () => Html.Of(report));
     }

@@ -7,28 +7,30 @@ namespace NormFold;
 internal static class Timeline
 {
     static readonly bool On = Environment.GetEnvironmentVariable("NORMFOLD_PHASES") == "1";
-    static readonly List<(string Step, long At)> Marks = [];
+    static readonly List<(string Step, long At, long Allocated)> Marks = [];
     static readonly long Start = Stopwatch.GetTimestamp();
 
     public static void Mark(string step)
     {
         if (!On) return;
         long now = Stopwatch.GetTimestamp();
-        lock (Marks) Marks.Add((step, now));
+        long allocated = GC.GetTotalAllocatedBytes();
+        lock (Marks) Marks.Add((step, now, allocated));
     }
 
-    /// <summary>"step=ms …": each step's own time, from the previous mark (the first from the first mark's class load).</summary>
+    /// <summary>"step=ms/KiB …": each step's own time and managed allocation, from the previous mark (the first from
+    /// the first mark's class load).</summary>
     public static string? Report()
     {
         if (!On) return null;
         var parts = new List<string>();
-        long previous = Start;
+        long previous = Start, allocatedBefore = 0;
         lock (Marks)
-            foreach (var (step, at) in Marks)
+            foreach (var (step, at, allocated) in Marks)
             {
-                parts.Add($"{step}={Stopwatch.GetElapsedTime(previous, at).TotalMilliseconds:F2}");
-                previous = at;
+                parts.Add($"{step}={Stopwatch.GetElapsedTime(previous, at).TotalMilliseconds:F2}/{(allocated - allocatedBefore) / 1024}");
+                (previous, allocatedBefore) = (at, allocated);
             }
-        return "phases_ms " + string.Join(' ', parts);
+        return "phases_ms/KiB " + string.Join(' ', parts);
     }
 }

@@ -106,7 +106,7 @@ internal sealed class FoldCommand : Command
             stdout.Write(Printing.Check(report, checkRequest.Localize, io.Width));
             stdout.WriteLine();
         }
-        ReportSettings.Write(io, outcome.Report(io.CommandLine));
+        ReportSettings.Write(io, () => outcome.Report(io.CommandLine));
         stdout.WriteLine(Printing.Summary(result));
         if (outcome.Error != null)
         {

@@ -46,7 +46,7 @@ internal sealed class InspectCommand : Command
         stdout.WriteLine(Printing.Summary(result));
         var gate = gates.Results(result, null);
         int exit = gate is { Passed: false } ? ExitCodes.GateFailed : ExitCodes.Success;
-        ReportSettings.Write(io, NormFold.Reports.ReportBuilder.Fold(input, null, result, null, null, gate, io.CommandLine, exit));
+        ReportSettings.Write(io, () => NormFold.Reports.ReportBuilder.Fold(input, null, result, null, null, gate, io.CommandLine, exit));
         if (gate is { Passed: false })
         {
             Console.Error.WriteLine($"normfold: inspect: {input}: --require-all-folded: {gate.Failures.Count} not folded:");

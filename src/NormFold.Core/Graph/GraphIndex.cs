@@ -59,7 +59,7 @@ internal sealed class GraphIndex
 
     internal void AddNode(NodeProto n)
     {
-        foreach (var o in n.Output) if (o.Length > 0) Producers[o] = n;
+        for (int k = 0; k < n.Output.Count; k++) if (n.Output[k].Length > 0) Producers[n.Output[k]] = n;
         foreach (var i in ReadNames(n)) AddConsumer(i, n);
     }
 
@@ -83,7 +83,9 @@ internal sealed class GraphIndex
     /// <summary>Names a node reads: its inputs, and the outer names its subgraphs capture.</summary>
     public static IEnumerable<string> ReadNames(NodeProto n)
     {
-        foreach (var i in n.Input) if (i.Length > 0) yield return i;
+        var inputs = n.Input; // an index loop: a foreach over a RepeatedField allocates
+        for (int k = 0; k < inputs.Count; k++) if (inputs[k].Length > 0) yield return inputs[k];
+        if (!OnnxModel.HasSubgraphs(n)) yield break;
         foreach (var g in OnnxModel.Subgraphs(n))
             foreach (var captured in CapturedNames(g)) yield return captured;
     }
@@ -277,17 +279,23 @@ internal sealed class GraphIndex
 internal sealed class Readers : IReadOnlyList<NodeProto>
 {
     readonly List<NodeProto> _items = [];
-    readonly Dictionary<NodeProto, int> _count = new(ReferenceEqualityComparer.Instance);
+    /// <summary>Entries per reader, built at the first removal: most names never lose a reader.</summary>
+    Dictionary<NodeProto, int>? _count;
     int _removed;
 
     public void Add(NodeProto n)
     {
         _items.Add(n);
-        _count[n] = _count.GetValueOrDefault(n) + 1;
+        if (_count != null) _count[n] = _count.GetValueOrDefault(n) + 1;
     }
 
     public void Remove(NodeProto n)
     {
+        if (_count is null)
+        {
+            _count = new(ReferenceEqualityComparer.Instance);
+            foreach (var item in _items) _count[item] = _count.GetValueOrDefault(item) + 1;
+        }
         if (!_count.TryGetValue(n, out int c)) return;
         if (c == 1) _count.Remove(n); else _count[n] = c - 1;
         _removed++;
@@ -309,7 +317,7 @@ internal sealed class Readers : IReadOnlyList<NodeProto>
     void Compact()
     {
         if (_removed == 0) return;
-        var quota = new Dictionary<NodeProto, int>(_count, ReferenceEqualityComparer.Instance);
+        var quota = new Dictionary<NodeProto, int>(_count!, ReferenceEqualityComparer.Instance);
         int kept = 0;
         for (int i = 0; i < _items.Count; i++) // not foreach: writing an element invalidates a List enumerator
         {

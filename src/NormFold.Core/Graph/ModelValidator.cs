@@ -75,24 +75,29 @@ internal static class ModelValidator
     static Scope CheckGraph(string file, long opset, GraphProto g, string path, Scope? outer)
     {
         string where = $"{file}: graph '{path}'";
-        var defined = new HashSet<string>(StringComparer.Ordinal);
-        var inputs = new HashSet<string>(StringComparer.Ordinal);
+        var defined = new HashSet<string>(g.Input.Count + g.Initializer.Count + g.Node.Count, StringComparer.Ordinal);
+        var inputs = new HashSet<string>(g.Input.Count, StringComparer.Ordinal);
         foreach (var v in g.Input)
         {
             if (!inputs.Add(v.Name)) throw new InvalidModelException($"{where}: graph input '{v.Name}' is declared twice");
             defined.Add(v.Name);
         }
-        var initializers = new Dictionary<string, TensorProto>(StringComparer.Ordinal);
+        var initializers = new Dictionary<string, TensorProto>(g.Initializer.Count, StringComparer.Ordinal);
         foreach (var t in g.Initializer)
             if (!initializers.TryAdd(t.Name, t)) throw new InvalidModelException($"{where}: two initializers are named '{t.Name}'");
         foreach (var s in g.SparseInitializer)
             if (s.Values is { } v && !initializers.TryAdd(v.Name, v)) throw new InvalidModelException($"{where}: two initializers are named '{v.Name}'");
         defined.UnionWith(initializers.Keys);
 
-        var producers = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
+        var producers = new Dictionary<string, NodeProto>(g.Node.Count, StringComparer.Ordinal);
+        List<string>? readFirst = null; // names a node reads before any node of this graph has produced them
         foreach (var n in g.Node)
-            foreach (var o in n.Output)
+        {
+            foreach (var name in GraphIndex.ReadNames(n))
+                if (!producers.ContainsKey(name)) (readFirst ??= []).Add(name);
+            for (int k = 0; k < n.Output.Count; k++) // not foreach: a RepeatedField's enumerator allocates
             {
+                string o = n.Output[k];
                 if (o.Length == 0) continue;
                 if (producers.TryGetValue(o, out var other))
                     throw new InvalidModelException($"{where}: '{o}' is produced twice, by {Attributes.Describe(other)}{(ReferenceEquals(other, n) ? "" : $" and by {Attributes.Describe(n)}")}");
@@ -100,6 +105,7 @@ internal static class ModelValidator
                     throw new InvalidModelException($"{where}: '{o}' is both {(inputs.Contains(o) ? "a graph input" : "an initializer")} and the output of {Attributes.Describe(n)}");
                 producers[o] = n;
             }
+        }
         defined.UnionWith(producers.Keys);
         var scope = new Scope(defined, outer, initializers, producers);
 
@@ -113,7 +119,9 @@ internal static class ModelValidator
         foreach (var o in g.Output)
             if (!scope.Contains(o.Name))
                 throw new InvalidModelException($"{where}: graph output '{o.Name}' is not defined by any input, initializer or node");
-        CheckAcyclic(where, g, producers);
+        // Nodes in topological order (as exporters write them) cannot form a cycle: only a name read before its
+        // producer calls for the full check.
+        if (readFirst != null && readFirst.Exists(producers.ContainsKey)) CheckAcyclic(where, g, producers);
         return scope;
     }
 

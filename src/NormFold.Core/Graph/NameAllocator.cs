@@ -20,11 +20,13 @@ internal sealed class NameAllocator
             foreach (var v in g.ValueInfo) _values.Add(v.Name);
             foreach (var t in g.Initializer) _values.Add(t.Name);
             foreach (var s in g.SparseInitializer) if (s.Values != null) _values.Add(s.Values.Name);
-            foreach (var n in g.Node)
+            var nodes = g.Node; // index loops: a foreach over a RepeatedField allocates
+            for (int k = 0; k < nodes.Count; k++)
             {
+                var n = nodes[k];
                 _nodes.Add(n.Name);
-                foreach (var o in n.Output) _values.Add(o);
-                foreach (var i in n.Input) _values.Add(i);
+                for (int j = 0; j < n.Output.Count; j++) _values.Add(n.Output[j]);
+                for (int j = 0; j < n.Input.Count; j++) _values.Add(n.Input[j]);
             }
         }
         foreach (var f in model.Proto.Functions)

@@ -164,8 +164,10 @@ internal sealed class FileBytes : IDisposable
         catch (AggregateException e) { System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw(); }
     }
 
-    /// <summary>Bytes per streamed chunk: large enough for few system calls, small enough to stay in cache.</summary>
-    public const int Chunk = 1 << 20;
+    /// <summary>Bytes per streamed chunk: large enough for few system calls, small enough to stay in cache — and each
+    /// buffer's first use faults in fresh pages (1.4 µs per 4 KB page here): 1 MB buffers made a 3.7 MB fold take 450
+    /// more page faults than 256 KB ones.</summary>
+    public const int Chunk = 1 << 18;
 
     /// <summary>A <see cref="Chunk"/>-byte buffer outside the garbage-collected heap, from a pool of at most two per core,
     /// reused (its pages stay warm). On the heap each would be a large object, and the first few of those trigger a

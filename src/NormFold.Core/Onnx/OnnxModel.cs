@@ -410,14 +410,26 @@ public sealed class OnnxModel : IDisposable
     /// functions and training graphs too.</summary>
     internal IEnumerable<TensorProto> AllTensors()
     {
+        // Index loops throughout: a foreach over a protobuf RepeatedField allocates an enumerator each time.
         foreach (var g in AllGraphs())
         {
-            foreach (var t in g.Initializer) yield return t;
+            var initializers = g.Initializer;
+            for (int i = 0; i < initializers.Count; i++) yield return initializers[i];
             foreach (var s in g.SparseInitializer) { if (s.Values != null) yield return s.Values; if (s.Indices != null) yield return s.Indices; }
-            foreach (var n in g.Node) foreach (var t in AttributeTensors(n)) yield return t;
+            var nodes = g.Node;
+            for (int i = 0; i < nodes.Count; i++)
+                if (HasAttributeTensors(nodes[i])) foreach (var t in AttributeTensors(nodes[i])) yield return t;
         }
         foreach (var f in Proto.Functions)
             foreach (var n in f.Node) foreach (var t in AttributeTensors(n)) yield return t;
+    }
+
+    static bool HasAttributeTensors(NodeProto n)
+    {
+        var attributes = n.Attribute;
+        for (int i = 0; i < attributes.Count; i++)
+            if (attributes[i].T != null || attributes[i].Tensors.Count > 0) return true;
+        return false;
     }
 
     static IEnumerable<TensorProto> AttributeTensors(NodeProto n)
@@ -445,8 +457,19 @@ public sealed class OnnxModel : IDisposable
         {
             var g = stack.Pop();
             yield return g;
-            foreach (var n in g.Node) foreach (var sg in Subgraphs(n)) stack.Push(sg);
+            var nodes = g.Node;
+            for (int i = 0; i < nodes.Count; i++)
+                if (HasSubgraphs(nodes[i])) foreach (var sg in Subgraphs(nodes[i])) stack.Push(sg);
         }
+    }
+
+    /// <summary>Whether <see cref="Subgraphs"/> yields anything (without allocating, unlike it).</summary>
+    internal static bool HasSubgraphs(NodeProto n)
+    {
+        var attributes = n.Attribute;
+        for (int i = 0; i < attributes.Count; i++)
+            if (attributes[i].G != null || attributes[i].Graphs.Count > 0) return true;
+        return false;
     }
 
     internal static IEnumerable<GraphProto> Subgraphs(NodeProto n)

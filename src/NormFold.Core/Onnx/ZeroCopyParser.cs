@@ -26,7 +26,7 @@ internal static class ZeroCopyParser
     {
         typed = [];
         var slices = new List<Slice?>();
-        var stripped = new MemoryStream(buffer.Length / 64 + 1024);
+        var stripped = new Output(buffer.Length / 64 + 1024);
         try
         {
             if (!CopyMessage(buffer.Span, 0, buffer.Length, stripped, depth: 0, slices)) return null;
@@ -34,7 +34,7 @@ internal static class ZeroCopyParser
         catch (IndexOutOfRangeException) { return null; }
         catch (ArgumentOutOfRangeException) { return null; }
         ModelProto model;
-        try { model = ModelProto.Parser.ParseFrom(stripped.GetBuffer().AsSpan(0, (int)stripped.Length)); }
+        try { model = ModelProto.Parser.ParseFrom(stripped.Written); }
         catch (InvalidProtocolBufferException) { return null; }
         if (model.Graph is null ? slices.Count != 0 : model.Graph.Initializer.Count != slices.Count) return null;
         for (int i = 0; i < slices.Count; i++)
@@ -57,7 +57,7 @@ internal static class ZeroCopyParser
 
     /// <summary>Copies the fields of a message; depth 0 = ModelProto, 1 = GraphProto, 2 = an initializer TensorProto.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    static bool CopyMessage(ReadOnlySpan<byte> b, int start, int end, MemoryStream output, int depth, List<Slice?> slices)
+    static bool CopyMessage(ReadOnlySpan<byte> b, int start, int end, Output output, int depth, List<Slice?> slices)
     {
         int pos = start;
         Slice? raw = null, packed = null;
@@ -79,13 +79,12 @@ internal static class ZeroCopyParser
                     pos += (int)length;
                     if (depth == 0 && field == ModelGraph || depth == 1 && field == GraphInitializer)
                     {
-                        var inner = new MemoryStream();
                         int before = slices.Count;
-                        if (!CopyMessage(b, payload, pos, inner, depth + 1, slices)) return false;
+                        output.WriteVarint(tag);
+                        int at = output.OpenLength();
+                        if (!CopyMessage(b, payload, pos, output, depth + 1, slices)) return false;
                         if (depth == 1 && slices.Count == before) slices.Add(null); // an initializer without raw_data
-                        WriteVarint(output, tag);
-                        WriteVarint(output, (ulong)inner.Length);
-                        output.Write(inner.GetBuffer(), 0, (int)inner.Length);
+                        output.CloseLength(at);
                         continue;
                     }
                     if (depth == 2 && field == TensorRawData)
@@ -126,9 +125,49 @@ internal static class ZeroCopyParser
         return false;
     }
 
-    static void WriteVarint(MemoryStream s, ulong v)
+    /// <summary>The stripped copy, in one growing array: a nested message's length is written in front of it once its
+    /// fields are (a 5-byte hole, closed up by moving the fields down), not through a stream per message.</summary>
+    sealed class Output(int capacity)
     {
-        while (v >= 0x80) { s.WriteByte((byte)(v | 0x80)); v >>= 7; }
-        s.WriteByte((byte)v);
+        byte[] _bytes = new byte[capacity];
+        int _length;
+
+        public ReadOnlySpan<byte> Written => _bytes.AsSpan(0, _length);
+
+        Span<byte> Grow(int count)
+        {
+            if (_length + count > _bytes.Length) Array.Resize(ref _bytes, Math.Max(_bytes.Length * 2, _length + count));
+            var span = _bytes.AsSpan(_length, count);
+            _length += count;
+            return span;
+        }
+
+        public void Write(ReadOnlySpan<byte> bytes) => bytes.CopyTo(Grow(bytes.Length));
+
+        public void WriteVarint(ulong v)
+        {
+            while (v >= 0x80) { Grow(1)[0] = (byte)(v | 0x80); v >>= 7; }
+            Grow(1)[0] = (byte)v;
+        }
+
+        /// <summary>Room for a length prefix (at most 5 bytes: messages are below 2 GB); its position.</summary>
+        public int OpenLength()
+        {
+            Grow(5);
+            return _length - 5;
+        }
+
+        /// <summary>Writes the length of what followed <see cref="OpenLength"/> into its room, closing the gap.</summary>
+        public void CloseLength(int at)
+        {
+            int content = at + 5, size = _length - content, n = 0;
+            for (uint v = (uint)size; ; v >>= 7)
+            {
+                _bytes[at + n++] = (byte)(v >= 0x80 ? v | 0x80 : v);
+                if (v < 0x80) break;
+            }
+            _bytes.AsSpan(content, size).CopyTo(_bytes.AsSpan(at + n));
+            _length -= 5 - n;
+        }
     }
 }

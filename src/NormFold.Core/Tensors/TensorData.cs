@@ -15,12 +15,14 @@ internal static class TensorData
     public static long ElementCount(TensorProto t)
     {
         long n = 1;
-        foreach (long d in t.Dims)
-            if (d < 0) throw new FormatException($"tensor '{t.Name}': dimension {d} in [{string.Join(", ", t.Dims)}] is negative");
-        foreach (long d in t.Dims)
+        var dims = t.Dims; // index loops: a foreach over a RepeatedField allocates
+        for (int i = 0; i < dims.Count; i++)
+            if (dims[i] < 0) throw new FormatException($"tensor '{t.Name}': dimension {dims[i]} in [{string.Join(", ", dims)}] is negative");
+        for (int i = 0; i < dims.Count; i++)
         {
+            long d = dims[i];
             if (d == 0) return 0;
-            if (n > long.MaxValue / d) throw new FormatException($"tensor '{t.Name}': dims [{string.Join(", ", t.Dims)}] hold more than {long.MaxValue} elements");
+            if (n > long.MaxValue / d) throw new FormatException($"tensor '{t.Name}': dims [{string.Join(", ", dims)}] hold more than {long.MaxValue} elements");
             n *= d;
         }
         return n;

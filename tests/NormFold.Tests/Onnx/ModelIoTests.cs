@@ -291,6 +291,30 @@ public class ZeroCopyTests
         Assert.Throws<ObjectDisposedException>(() => model.RawBytes(weight).Length);
     }
 
+    [Theory]
+    [InlineData(100)]        // every length prefix of the stripped copy fits in 1 byte
+    [InlineData(5_000)]      // graph and model: 2 or 3 bytes
+    [InlineData(700_000)]    // graph and model: 4 bytes (the stripped copy above 2 MB)
+    public void Zero_copy_length_prefixes_of_every_width_equal_protobufs(int constantFloats)
+    {
+        // What is not cut out (a Constant's value is a node attribute, not an initializer) stays in the stripped copy,
+        // whose nested lengths are written into 5-byte holes and closed up.
+        var g = new GraphBuilder(15);
+        g.Input("x", GraphBuilder.F32, [1, 4, 5, 5]);
+        g.Init("w", GraphBuilder.F32, [4, 4, 16, 16]);
+        g.Node("Conv", ["x", "w"], "y", "conv");
+        var value = new TensorProto { Name = "k", DataType = GraphBuilder.F32, Dims = { constantFloats } };
+        value.FloatData.AddRange(Enumerable.Range(0, constantFloats).Select(i => (float)i));
+        g.Proto.Graph.Node.Add(new NodeProto { OpType = "Constant", Name = "c", Output = { "k" }, Attribute = { new AttributeProto { Name = "value", Type = AttributeProto.Types.AttributeType.Tensor, T = value } } });
+        g.Output("y");
+        g.Output("k");
+        var bytes = g.Proto.ToByteArray();
+        var zero = ZeroCopyParser.TryParse(bytes);
+        Assert.NotNull(zero);
+        Assert.Equal(ModelProto.Parser.ParseFrom(bytes), zero);
+        Assert.Equal(bytes, zero!.ToByteArray());
+    }
+
     [Fact]
     public void Garbage_falls_back_to_the_plain_parser()
     {

@@ -157,7 +157,7 @@ internal static class AffineHead
 
     /// <summary>The slot of the non-constant operand (0 for a BN).</summary>
     public static int DataSlot(GraphIndex g, NodeProto n) =>
-        !IsBn(n) && n.Input.Count == 2 && AffineOp.TryConstant(g, n.Input[0], out _, out _) ? 1 : 0;
+        !IsBn(n) && n.Input.Count == 2 && AffineOp.TryConstant(g, n.Input[0], out _) ? 1 : 0;
 
     /// <summary>Refusal unless <paramref name="reader"/> alone reads <paramref name="tensor"/>, which is not a graph output.</summary>
     public static Match.Refused? SoleReader(GraphIndex g, string tensor, NodeProto reader)

@@ -33,7 +33,7 @@ internal sealed record AffineOp(NodeProto Node, int DataSlot, string Kind, Affin
     {
         refusal = null;
         if (!OpTypes.Contains(n.OpType) || !Attributes.IsDefaultDomain(n) || n.Input.Count != 2 || n.Output.Count != 1) return null;
-        bool c0 = TryConstant(g, n.Input[0], out var k0, out _), c1 = TryConstant(g, n.Input[1], out var k1, out _);
+        bool c0 = TryConstant(g, n.Input[0], out var k0), c1 = TryConstant(g, n.Input[1], out var k1);
         if (c0 == c1) return null;
         int dataSlot = c0 ? 1 : 0;
         var c = c0 ? k0 : k1;
@@ -100,24 +100,24 @@ internal sealed record AffineOp(NodeProto Node, int DataSlot, string Kind, Affin
     /// A constant operand: <see cref="GraphIndex.TryGetConstant(string, out TensorProto)"/>, or Unsqueeze/Reshape/Identity of one
     /// (elements unchanged, dims as the op makes them). Only floating-point types are read.
     /// </summary>
-    public static bool TryConstant(GraphIndex g, string name, out Constant constant, out string whyNot)
+    public static bool TryConstant(GraphIndex g, string name, out Constant constant)
     {
         constant = null!;
-        if (g.TryGetConstant(name, out var t, out whyNot))
+        if (g.TryGetConstant(name, out var t))
         {
             if (!ElementType.IsFoldable(t.DataType)) { constant = new Constant(name, t.DataType, t.Dims.ToArray(), []); return true; }
             constant = new Constant(name, t.DataType, t.Dims.ToArray(), g.Model.ReadDoubles(t));
             return true;
         }
         if (g.Producer(name) is not { } p || !Attributes.IsDefaultDomain(p) || p.Input.Count == 0 || p.Output.Count != 1) return false;
-        if (p.OpType is not ("Unsqueeze" or "Reshape" or "Identity") || !TryConstant(g, p.Input[0], out var source, out _)) return false;
+        if (p.OpType is not ("Unsqueeze" or "Reshape" or "Identity") || !TryConstant(g, p.Input[0], out var source)) return false;
         long[]? dims = p.OpType switch
         {
             "Identity" => source.Dims,
             "Unsqueeze" => Unsqueezed(g, p, source.Dims),
             _ => Reshaped(g, p, source.Dims),
         };
-        if (dims is null) { whyNot = $"'{name}' is computed by {Attributes.Describe(p)} with axes or shape that are not constant or not valid"; return false; }
+        if (dims is null) return false; // axes or shape not constant or not valid
         constant = source with { Name = name, Dims = dims };
         return true;
     }
