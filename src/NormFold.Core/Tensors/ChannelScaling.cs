@@ -30,9 +30,9 @@ internal static class ChannelScaling
         if (Prepare(model, weight, layout, s) is { } scaling) return scaling.Materialize();
         // Typed fields (float_data, …): rare for weights; go through doubles.
         var values = model.ReadDoubles(weight);
-        var runs = DeferredScaling.Runs(values.Length, layout, s);
+        var runs = DeferredScaling.Runs.Of(values.Length, layout, s);
         if (layout is ChannelLayout.Columns) for (int i = 0; i < values.Length; i++) values[i] *= s[i % s.Length];
-        else foreach (var (start, length, f) in runs) for (int i = start; i < start + length; i++) values[i] *= f;
+        else for (int r = 0; r < runs.Count; r++) for (int i = r * runs.Length; i < (r + 1) * runs.Length; i++) values[i] *= runs.Factor(s, r);
         return TensorData.Encode(weight.DataType, values);
     }
 
@@ -64,7 +64,7 @@ internal sealed class DeferredScaling
     readonly int _type, _size;
     readonly bool _columns;
     readonly double[] _s;
-    readonly (int Start, int Length, double F)[] _runs;
+    readonly Runs _runs;
 
     public DeferredScaling(ReadOnlyMemory<byte> source, int type, ChannelLayout layout, double[] s)
     {
@@ -73,7 +73,7 @@ internal sealed class DeferredScaling
         _size = ElementType.Size(type);
         _columns = layout is ChannelLayout.Columns;
         _s = s;
-        _runs = Runs(source.Length / _size, layout, s);
+        _runs = Runs.Of(source.Length / _size, layout, s);
     }
 
     public int Length => _source.Length;
@@ -151,8 +151,9 @@ internal sealed class DeferredScaling
         // The run holding element `first`, then run by run.
         for (int k = RunAt(first), at = 0; at < src.Length; k++)
         {
-            var (start, length, f) = _runs[k];
-            int from = Math.Max(start, first) - first, to = Math.Min(start + length - first, src.Length);
+            int start = k * _runs.Length;
+            double f = _runs.Factor(_s, k);
+            int from = Math.Max(start, first) - first, to = Math.Min(start + _runs.Length - first, src.Length);
             if (typeof(T) == typeof(Half)) // vectorised, same results as HalfOp
                 HalfVector.ScaleRun(MemoryMarshal.Cast<T, ushort>(src[from..to]), MemoryMarshal.Cast<T, ushort>(dst[from..to]), f);
             else if (typeof(T) == typeof(float)) // vectorised, same results as FloatOp
@@ -197,8 +198,9 @@ internal sealed class DeferredScaling
         }
         for (int k = RunAt(first), at = 0; at < count; k++)
         {
-            var (start, length, f) = _runs[k];
-            int from = Math.Max(start, first) - first, to = Math.Min(start + length - first, count);
+            int start = k * _runs.Length;
+            double f = _runs.Factor(_s, k);
+            int from = Math.Max(start, first) - first, to = Math.Min(start + _runs.Length - first, count);
             if (Math.Abs(f) > 1 && !Rewriting.Affine.FoldedValues.IsFinite(
                     Rewriting.Affine.FoldedValues.MaxFiniteAbs(source[(from * _size)..(to * _size)], _type) * Math.Abs(f), _type))
                 throw new ScaledWeightOverflow();
@@ -207,16 +209,7 @@ internal sealed class DeferredScaling
     }
 
     /// <summary>Index of the run holding element <paramref name="first"/>.</summary>
-    int RunAt(int first)
-    {
-        int lo = 0, hi = _runs.Length - 1;
-        while (lo < hi)
-        {
-            int mid = (lo + hi + 1) >> 1;
-            if (_runs[mid].Start <= first) lo = mid; else hi = mid - 1;
-        }
-        return lo;
-    }
+    int RunAt(int first) => first / _runs.Length;
 
     /// <summary>(float)((double)v·f) a vector at a time: widening is exact and narrowing rounds to nearest even, as the
     /// scalar cast does, so the results are the same bits.</summary>
@@ -236,35 +229,32 @@ internal sealed class DeferredScaling
         for (; i < src.Length; i++) dst[i] = FloatOp.Apply(src[i], f);
     }
 
-    /// <summary>Runs of consecutive elements that share one channel, in order (none for the column layout).</summary>
-    internal static (int Start, int Length, double F)[] Runs(long count, ChannelLayout layout, double[] s)
+    /// <summary>W's elements as <see cref="Count"/> runs of <see cref="Length"/> consecutive elements that share one factor:
+    /// run r is elements [r·Length, (r + 1)·Length), scaled by s[(r / P / Q)·P + r mod P] (<see cref="Factor"/>). Rows: one
+    /// run per output channel (P = Count, Q = 1: s[r]). ConvTranspose [C_in, M/g, k…] scaled per output channel: run
+    /// (i, j) = i·(M/g) + j takes s[(i / (C_in/g))·(M/g) + j]. Conv [M, C/g, k…] scaled per input channel: run (m, j) =
+    /// m·(C/g) + j takes s[(m / (M/g))·(C/g) + j]. Computed, not stored: a forward fold into a large Conv has a run per
+    /// kernel.</summary>
+    internal readonly record struct Runs(int Length, int Count, int P, long Q)
     {
-        if (count == 0) return []; // an empty weight (zero channels or a zero-size kernel): nothing to scale
-        switch (layout)
+        public double Factor(double[] s, int r) => s[(int)(r / P / Q) * P + r % P];
+
+        public static Runs Of(long count, ChannelLayout layout, double[] s)
         {
-            case ChannelLayout.Rows:
-                int perRow = (int)(count / s.Length);
-                var rows = new (int, int, double)[s.Length];
-                for (int m = 0; m < rows.Length; m++) rows[m] = (m * perRow, perRow, s[m]);
-                return rows;
-            case ChannelLayout.TransposedConv t:
-                long inPerGroup = t.InputChannels / t.Groups;
-                int kernel = (int)(count / (t.InputChannels * t.OutputsPerGroup));
-                var runs = new (int, int, double)[t.InputChannels * t.OutputsPerGroup];
-                for (long i = 0; i < t.InputChannels; i++)
-                    for (long j = 0; j < t.OutputsPerGroup; j++)
-                        runs[i * t.OutputsPerGroup + j] = ((int)((i * t.OutputsPerGroup + j) * kernel), kernel, s[(i / inPerGroup) * t.OutputsPerGroup + j]);
-                return runs;
-            case ChannelLayout.ConvInputs c:
-                long outPerGroup = c.OutputChannels / c.Groups;
-                int k = (int)(count / (c.OutputChannels * c.InputsPerGroup));
-                var inputRuns = new (int, int, double)[c.OutputChannels * c.InputsPerGroup];
-                for (long m = 0; m < c.OutputChannels; m++)
-                    for (long j = 0; j < c.InputsPerGroup; j++)
-                        inputRuns[m * c.InputsPerGroup + j] = ((int)((m * c.InputsPerGroup + j) * k), k, s[(m / outPerGroup) * c.InputsPerGroup + j]);
-                return inputRuns;
-            default:
-                return [];
+            if (count == 0) return new(1, 0, 1, 1); // an empty weight (zero channels or a zero-size kernel): nothing to scale
+            switch (layout)
+            {
+                case ChannelLayout.Rows:
+                    return new((int)(count / s.Length), s.Length, s.Length, 1);
+                case ChannelLayout.TransposedConv t:
+                    int perGroup = (int)t.OutputsPerGroup;
+                    return new((int)(count / (t.InputChannels * t.OutputsPerGroup)), (int)(t.InputChannels * t.OutputsPerGroup), perGroup, t.InputChannels / t.Groups);
+                case ChannelLayout.ConvInputs c:
+                    int inputs = (int)c.InputsPerGroup;
+                    return new((int)(count / (c.OutputChannels * c.InputsPerGroup)), (int)(c.OutputChannels * c.InputsPerGroup), inputs, c.OutputChannels / c.Groups);
+                default: // Columns: scaled element by element, not by runs
+                    return new(1, 0, 1, 1);
+            }
         }
     }
 }
