@@ -125,6 +125,7 @@ internal static class Printing
     static string TensorTable(IEnumerable<OutputComparison> tensors, int width)
     {
         var list = tensors.ToList();
+        if (list.Count == 0) return ""; // nothing compared (e.g. nothing to check): no empty table
         var sb = new StringBuilder(Table(CheckHeaders, list.Select(Row), width));
         foreach (var o in list.Where(o => !o.Passed))
             sb.Append(Wrap($"  {o.Name}: " + (o.Problem ?? $"{o.FailedElements} of {o.Elements} elements beyond tolerance; worst at " +
