@@ -309,8 +309,9 @@ public sealed class Harness(string root)
         var wall = Stopwatch.StartNew();
         while (!p.WaitForExit(TimeSpan.FromSeconds(1)))
         {
-            TimeSpan cpu;
-            try { cpu = p.TotalProcessorTime; } catch (InvalidOperationException) { return true; }
+            TimeSpan? cpu; // unknown when the child exits (and is reaped) between the wait and the read: the next wait says so
+            try { cpu = p.TotalProcessorTime; }
+            catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception) { cpu = null; }
             if (wall.Elapsed > timeout && (cpu > timeout || wall.Elapsed > 4 * timeout)) return false;
         }
         return true;
