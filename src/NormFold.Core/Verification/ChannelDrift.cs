@@ -164,6 +164,8 @@ internal static class ChannelDriftDetector
         /// <summary>Elements at distinct positions: N less the copies along the tensor's broadcast axes.</summary>
         public double Distinct;
         public double Shift, R, RR, D, DD, RD, MaxAbs;
+        /// <summary>Elements of a pile counted as one (<see cref="CollapsePile{TV, TE}"/>): N + Piled were summed.</summary>
+        public long Piled;
         public bool Started;
 
         /// <summary>Adds another run's sums (moved to this shift).</summary>
@@ -175,7 +177,7 @@ internal static class ChannelDriftDetector
             RR += o.RR + 2 * h * o.R + o.N * h * h;
             RD += o.RD + h * o.D;
             R += o.R + o.N * h;
-            D += o.D; DD += o.DD; N += o.N; Distinct += o.Distinct; MaxAbs = Math.Max(MaxAbs, o.MaxAbs);
+            D += o.D; DD += o.DD; N += o.N; Piled += o.Piled; Distinct += o.Distinct; MaxAbs = Math.Max(MaxAbs, o.MaxAbs);
         }
     }
 
@@ -242,8 +244,58 @@ internal static class ChannelDriftDetector
                 ref var s = ref sums[c];
                 for (long j = 0; j < inner; j++, i++) Add(ref s, TE.Get(r[i]), TE.Get(a[i]));
             }
+        if (UnitRoundoff(elementType) > Arithmetic(1))
+            for (int c = 0; c < channels; c++) CollapsePile<TV, TE>(ref sums[c], r, a, outer, channels, inner, c);
         return new Accumulator(elementType, sums, DistinctFraction(r, shape), shape);
     }
+
+    /// <summary>
+    /// A channel's most repeated reference value (a Boyer–Moore majority candidate, its count verified) counted as one
+    /// element with the pile's mean δ. A pile is one exact value rounded once on each side — the image of a clipped
+    /// input (ReLU zeros → BN's t), or values less than an ulp apart — so its elements share one rounding error, which
+    /// the fit would weigh by the pile's size, at the pile's distance from the channel's mean: a gain of up to
+    /// √(pile share)·ulp/S that no count of elements averages away (fp16 DenseNet-121: 2016 of 2048 elements one value,
+    /// gain 0.977). Only where the type's rounding exceeds ORT's arithmetic allowance a (float16, bfloat16): for float
+    /// and double a·φ already covers one rounding of the pile, √(share)·u·M/S ≤ u·φ.
+    /// </summary>
+    static void CollapsePile<TV, TE>(ref Sums s, ReadOnlySpan<TV> r, ReadOnlySpan<TV> a, long outer, int channels, long inner, int c)
+        where TV : unmanaged where TE : struct, Comparator.IElement<TV>
+    {
+        if (s.N < 3) return;
+        double candidate = 0;
+        long votes = 0;
+        for (long o = 0; o < outer; o++)
+            for (long j = 0, i = (o * channels + c) * inner; j < inner; j++, i++)
+            {
+                double ri = TE.Get(r[(int)i]), ai = TE.Get(a[(int)i]);
+                if (!Counts(ri, ai)) continue;
+                if (votes == 0) { candidate = ri; votes = 1; }
+                else votes += ri == candidate ? 1 : -1;
+            }
+        long p = 0;
+        double pd = 0, pdd = 0;
+        for (long o = 0; o < outer; o++)
+            for (long j = 0, i = (o * channels + c) * inner; j < inner; j++, i++)
+            {
+                double ri = TE.Get(r[(int)i]), ai = TE.Get(a[(int)i]);
+                if (!Counts(ri, ai) || ri != candidate) continue;
+                double dl = ai - ri;
+                p++; pd += dl; pdd += dl * dl;
+            }
+        if (p < 2) return;
+        // p elements at x = candidate − Shift out, one back with δ = pd / p.
+        double x = candidate - s.Shift, mean = pd / p;
+        s.N -= p - 1;
+        s.Piled += p - 1;
+        s.R -= (p - 1) * x;
+        s.RR -= (p - 1) * x * x;
+        s.D += mean - pd;
+        s.DD += mean * mean - pdd;
+        s.RD += x * (mean - pd);
+    }
+
+    /// <summary>Whether an element enters a channel's sums (<see cref="Add"/>).</summary>
+    static bool Counts(double ri, double ai) => double.IsFinite(ri) && double.IsFinite(ai) && ri != 0 && ai != 0;
 
     /// <summary>The share of positions off the channel axis that are not copies: the product of the dims along which
     /// <paramref name="r"/> varies over the product of all (axis 1 aside). An axis is a copy axis when every slice along
@@ -292,7 +344,7 @@ internal static class ChannelDriftDetector
     internal static void Add(ref Sums s, double ri, double ai)
     {
         // Exact zeros say nothing about gain or noise: clipped by a ReLU, padding, masks.
-        if (!double.IsFinite(ri) || !double.IsFinite(ai) || ri == 0 || ai == 0) return;
+        if (!Counts(ri, ai)) return;
         if (!s.Started) { s.Shift = ri; s.Started = true; }
         double x = ri - s.Shift, dl = ai - ri;
         s.N++; s.R += x; s.RR += x * x; s.D += dl; s.DD += dl * dl; s.RD += x * dl;
@@ -302,7 +354,7 @@ internal static class ChannelDriftDetector
     public sealed record Result(int Tested, int Flagged, List<ChannelDrift> Findings, ChannelDrift? Worst);
 
     /// <summary>A channel's least-squares fit of δ on r (see the class summary).</summary>
-    readonly record struct Fit(long N, double Distinct, double Copies, double MeanD, double Sxx, bool HasGain,
+    readonly record struct Fit(long N, long Piled, double Distinct, double Copies, double MeanD, double Sxx, bool HasGain,
         double GainError, double Sigma, double Rms, double MaxAbs);
 
     static Fit? FitOf(in Sums s)
@@ -321,7 +373,7 @@ internal static class ChannelDriftDetector
         double sse = Math.Max(0, hasGain ? sdd - sxd * gainError : sdd);
         double copies = n / distinct;
         double sigma = Math.Sqrt(sse / Math.Max(1, n - 2 * copies));
-        return new Fit(n, distinct, copies, meanD, sxx, hasGain, gainError, sigma, rms, s.MaxAbs);
+        return new Fit(n, s.Piled, distinct, copies, meanD, sxx, hasGain, gainError, sigma, rms, s.MaxAbs);
     }
 
     /// <summary>The median over a tensor's channels of σ/M: the noise its rewrite leaves, which one channel's few
@@ -348,7 +400,16 @@ internal static class ChannelDriftDetector
         // A replay's floor (the median channel's ulps) capped at the end-to-end floor: never looser than what it excuses.
         double gainFloor = spread > 0 ? Math.Max(Math.Min(floor / spread, MinGain), smallest / spread) : 0;
         double offsetFloor = Math.Max(Math.Min(floor, MinGain * rms), smallest);
-        double gainThreshold = Math.Max(Math.Max(minGain, gainFloor), GainUlps * u * noise + ArithmeticUlps * Arithmetic(u) * flatness);
+        // Both tensors are rounded once to the type: r = r* + e_r, a = a* + e_a, |e| ≤ u·|value|, so E[e²] ≤ (u·M)².
+        // The fit reads Σ(r − r̄)(e_a − e_r)/Σ(r − r̄)² as a gain: e_r is noise in the regressor (attenuation
+        // −var(e_r)/S²) and e_a follows e_r (cov(e_a, e_r)/S²), each ≤ g² with g = u·M/S. That holds while the errors
+        // are a sawtooth of smoothly spread values, nearly independent of them (their correlation with r falls as
+        // exp(−2π²S²/ulp²)); when the channel spans under half an ulp (S ≤ ulp/2 ≤ u·M) they follow r, up to
+        // g per side (Cauchy–Schwarz), and g ≥ 1 there, so 2g² still bounds it. Piles of one value, the other way
+        // rounding errors line up, count once (CollapsePile). float16: a channel of mean 89 and spread 0.03 (half an
+        // ulp) reads its grid as a gain of 0.04; one of mean 100 and spread 5 gets 2e-4 more room.
+        double grid = spread > 0 ? u * rms / spread : 0;
+        double gainThreshold = Math.Max(Math.Max(minGain, gainFloor), GainUlps * u * noise + ArithmeticUlps * Arithmetic(u) * flatness + 2 * grid * grid);
         // Correlated accumulation noise (long sums in a different order) and nonlinearities after the rewrite shift a
         // channel's mean by up to about the noise itself: the offset must stand out of it.
         // (a gain below MinGain moves the channel's mean by up to MinGain·M)
@@ -359,6 +420,6 @@ internal static class ChannelDriftDetector
         double sigmaSignificance = Math.Max(sigma, Math.Max(u / Math.Sqrt(3), relativeNoise) * rms);
         bool gainOff = f.HasGain && Math.Abs(gainError) > gainThreshold && Math.Abs(gainError) > critical * sigmaSignificance * Math.Sqrt(f.Copies / f.Sxx);
         bool offsetOff = Math.Abs(meanD) > offsetThreshold && Math.Abs(meanD) > critical * sigmaSignificance / Math.Sqrt(f.Distinct);
-        return new ChannelDrift(c, f.N, 1 + gainError, gainThreshold, meanD, offsetThreshold, sigma, f.MaxAbs, gainOff || offsetOff);
+        return new ChannelDrift(c, f.N + f.Piled, 1 + gainError, gainThreshold, meanD, offsetThreshold, sigma, f.MaxAbs, gainOff || offsetOff);
     }
 }

@@ -104,6 +104,10 @@ public class StructureFuzzTests(ITestOutputHelper log)
     [InlineData("affine:5000635")] // float, a channel of 64 copies of 2 values (broadcast duplicates) judged as systematic drift: the same
     [InlineData("half-numerics:m32000204")] // float16 Conv→BN(large shift) chains: replay drift from a folded Conv bias of ~1e2 rounded to half (fixed when Conv biases counted per channel in the replay's 2u·|c|)
     [InlineData("half-numerics:m33000077")] // the same
+    [InlineData("half-numerics:m31000000")] // float16 channel of 2 grid values (a BN of large shift, spread half an ulp): the grid read as a gain 0.04 (fixed by the 2(u·M/S)² gain band)
+    [InlineData("half-numerics:m32000445")] // the same, 4 grid values, gain 0.80
+    [InlineData("half-numerics:m10004490")] // the same in a replay, gain 0.81
+    [InlineData("half-numerics:m31000001")] // half a channel one value (ReLU zeros through Conv→BN) at its low edge: its one rounding read as a gain 1.025 (fixed by counting the pile once)
     public void Campaign_findings_stay_fixed(string id)
     {
         string root = Path.Combine(Path.GetTempPath(), "normfold-fuzz", Guid.NewGuid().ToString("N"));

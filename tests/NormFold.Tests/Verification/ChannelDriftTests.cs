@@ -162,29 +162,32 @@ public class ChannelDriftTests
 
     static (NamedTensor Reference, NamedTensor Candidate) Bf16Pair(int seed, int faultChannel = -1, double gain = 1, double offsetOfSpread = 0)
     {
-        const int C = 16, inner = 64, outer = 2;
+        const int C = 16, outer = 2;
         var rng = new Random(seed);
         double Round(double v) => Rounding.FromBFloat16Bits(Rounding.ToBFloat16Bits(v));
         var s = Enumerable.Range(0, C).Select(_ => 0.2 + 2 * rng.NextDouble()).ToArray();
         var t = Enumerable.Range(0, C).Select(_ => rng.NextDouble() - 0.5).ToArray();
         var mu = Enumerable.Range(0, C).Select(_ => 2 * rng.NextDouble() - 1).ToArray();
-        var r = new double[outer * C * inner];
-        var a = new double[r.Length];
-        for (int o = 0; o < outer; o++)
-            for (int c = 0; c < C; c++)
-                for (int j = 0; j < inner; j++)
-                {
-                    int i = (o * C + c) * inner + j;
-                    double x = mu[c] + Gaussian(rng);
-                    r[i] = Round(Round(x) * s[c] + t[c]);
-                    double sc = c == faultChannel ? s[c] * gain : s[c], tc = c == faultChannel ? t[c] + offsetOfSpread * s[c] : t[c];
-                    a[i] = Round(x * Round(sc) + Round(tc));
-                }
-        long[] shape = [outer, C, 8, 8];
-        return (NamedTensor.FromDoubles("y", BF16, shape, r), NamedTensor.FromDoubles("y", BF16, shape, a));
+        return Pair(BF16, [outer, C, 8, 8], c =>
+        {
+            double x = mu[c] + Gaussian(rng);
+            double sc = c == faultChannel ? s[c] * gain : s[c], tc = c == faultChannel ? t[c] + offsetOfSpread * s[c] : t[c];
+            return (Round(Round(x) * s[c] + t[c]), Round(x * Round(sc) + Round(tc)));
+        });
     }
 
-    static double Gaussian(Random rng) => Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
+    /// <summary>A reference and a candidate tensor of <paramref name="shape"/> [outer, C, …], element by element in
+    /// order: <paramref name="element"/> gets the element's channel and gives both values.</summary>
+    internal static (NamedTensor, NamedTensor) Pair(int type, long[] shape, Func<int, (double R, double A)> element)
+    {
+        long channels = shape[1], inner = shape.Skip(2).Aggregate(1L, (p, d) => p * d);
+        var r = new double[shape.Aggregate(1L, (p, d) => p * d)];
+        var a = new double[r.Length];
+        for (int i = 0; i < r.Length; i++) (r[i], a[i]) = element((int)(i / inner % channels));
+        return (NamedTensor.FromDoubles("y", type, shape, r), NamedTensor.FromDoubles("y", type, shape, a));
+    }
+
+    internal static double Gaussian(Random rng) => Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
 
     [Fact]
     public void Bfloat16_correct_folds_pass_and_a_one_percent_gamma_fault_or_a_three_percent_offset_is_caught()
@@ -431,6 +434,75 @@ public class ChannelDriftEvidenceTests
                 }
         long[] shape = [outer, C, 2, 2];
         return (NamedTensor.FromDoubles("y", F16, shape, r), NamedTensor.FromDoubles("y", F16, shape, a));
+    }
+
+    // float16 channels of a BN with a large shift (half-numerics fuzz family), [8, 4, 8, 8]: 512 elements a channel,
+    // one exact value t per element, the reference round(t), the candidate round(c + (t − c)·gain + d): a correct
+    // fold's exact result differs from the reference's by less than an ulp (d), rounded once. Without a pile, t is
+    // spread evenly over mean ± √3·spread (c = mean); with one, a share of the elements is c = round(mean) exactly (the
+    // BN's t where its input was clipped to 0: the channel's lowest value) and the others c + spread·|N(0, 1)|.
+    static (NamedTensor, NamedTensor) FlatFloat16(int seed, double mean, double spread, double d, double gain = 1, double pile = 0)
+    {
+        const int C = 4, outer = 8;
+        var rng = new Random(seed);
+        double H(double v) => Rounding.FromHalf(Rounding.ToHalf(v));
+        double center = pile > 0 ? H(mean) : mean;
+        return ChannelDriftTests.Pair(F16, [outer, C, 8, 8], _ =>
+        {
+            double t = pile == 0 ? mean + spread * Math.Sqrt(3) * (2 * rng.NextDouble() - 1)
+                : rng.NextDouble() < pile ? center : center + spread * Math.Abs(ChannelDriftTests.Gaussian(rng));
+            return (H(t), H(center + (t - center) * gain + d));
+        });
+    }
+
+    /// <summary>half-numerics:m32000445 / m31000000: a channel whose values span under an ulp (mean 25.7, spread
+    /// 0.013; the ulp is 0.0156) takes 2–4 grid values, and where the candidate's exact values sit a fraction of an ulp
+    /// from the reference's, the two roundings differ in step with r: the fit read gains of 0.67–0.96. The gain band
+    /// now holds 2(u·M/S)², what both tensors' own rounding can make of a gain.</summary>
+    [Fact]
+    public void A_float16_channel_spanning_under_an_ulp_reads_no_gain_from_the_grid()
+    {
+        for (int seed = 0; seed < 40; seed++)
+        {
+            var (r, a) = FlatFloat16(seed, 25.68, 0.013, -0.3 * 0.015625);
+            var c = Comparator.Compare(r, a);
+            Assert.True(c.DriftingChannels == 0, $"seed {seed}: {c.Problem}");
+        }
+    }
+
+    /// <summary>half-numerics:m31000001, fp16 DenseNet-121 (batch 8, seed 1): half a channel one exact value (a BN's
+    /// t where its input was clipped to 0), the rest spread over a few ulps. The pile's one rounding error, weighed by
+    /// its 256 copies at its distance from the mean, read as a gain of 1.025; the pile now counts once.</summary>
+    [Fact]
+    public void A_float16_pile_of_one_value_counts_once()
+    {
+        for (int seed = 0; seed < 40; seed++)
+        {
+            var (r, a) = FlatFloat16(seed, 74.19, 0.6, 0.45 * 0.0625, pile: 0.5);
+            var c = Comparator.Compare(r, a);
+            Assert.True(c.DriftingChannels == 0, $"seed {seed}: {c.Problem}");
+        }
+    }
+
+    /// <summary>Faults of 1 % in flat float16 channels are still caught: a gain about the mean where the channel spans
+    /// many ulps (mean 100, spread 5: 80 ulps), a scale of the whole value (a weight × 1.01) where it spans less than
+    /// one (mean 89, spread 0.03: the mean moves by 0.89, 14 ulps), and with half the channel one value.</summary>
+    [Fact]
+    public void One_percent_faults_in_flat_float16_channels_are_still_caught()
+    {
+        for (int seed = 0; seed < 20; seed++)
+        {
+            var (r, a) = FlatFloat16(seed, 100, 5, 0, gain: 1.01);
+            var c = Comparator.Compare(r, a);
+            Assert.True(c.DriftingChannels == 4, $"seed {seed}: gain about the mean missed, worst {c.WorstChannel}");
+            Assert.All(c.Drift, d => Assert.InRange(d.Gain, 1.008, 1.012));
+            (r, a) = FlatFloat16(seed, 89, 0.03, 0.01 * 89, gain: 1.01);
+            c = Comparator.Compare(r, a);
+            Assert.True(c.DriftingChannels == 4, $"seed {seed}: a scale of 1 % missed, worst {c.WorstChannel}");
+            (r, a) = FlatFloat16(seed, 100, 5, 0, gain: 1.01, pile: 0.5);
+            c = Comparator.Compare(r, a);
+            Assert.True(c.DriftingChannels == 4, $"seed {seed}: gain with a pile missed, worst {c.WorstChannel}");
+        }
     }
 
     [Fact]
