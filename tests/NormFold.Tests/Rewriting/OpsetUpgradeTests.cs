@@ -661,6 +661,109 @@ public class OpsetUpgradeTests
         Assert.Empty(raised.Proto.Graph.Initializer.Where(t => t.Name.StartsWith("body_")));
     }
 
+    /// <summary>opset 11 as torch exports upsampling: Resize with an empty roi and constant scales (nearest asymmetric/floor,
+    /// linear pytorch_half_pixel, cubic half_pixel), or with an empty scales tensor and constant sizes (linear
+    /// align_corners), which Resize-13 wants omitted.</summary>
+    internal static OnnxModel Resizes11()
+    {
+        var g = new GraphBuilder(11);
+        g.Input("x", F32, [1, 2, 3, 4]);
+        g.Init("roi", F32, [0], []);
+        g.Init("scales", F32, [4], [1, 1, 2, 2]);
+        g.Init("no_scales", F32, [0], []);
+        Int64Init(g, "sizes", [4], 1, 2, 5, 7);
+        g.Node("Resize", ["x", "roi", "scales"], "o_nearest", "nearest", ("mode", "nearest"),
+            ("coordinate_transformation_mode", "asymmetric"), ("nearest_mode", "floor"));
+        g.Node("Resize", ["x", "roi", "scales"], "o_linear", "linear", ("mode", "linear"),
+            ("coordinate_transformation_mode", "pytorch_half_pixel"));
+        g.Node("Resize", ["x", "roi", "scales"], "o_cubic", "cubic", ("mode", "cubic"), ("cubic_coeff_a", -0.75f));
+        g.Node("Resize", ["x", "roi", "no_scales", "sizes"], "o_sizes", "sizes", ("mode", "linear"),
+            ("coordinate_transformation_mode", "align_corners"));
+        foreach (var o in new[] { "o_nearest", "o_linear", "o_cubic", "o_sizes" }) g.Output(o);
+        return g.Build();
+    }
+
+    [Theory]
+    [InlineData(13)]
+    [InlineData(18)]
+    [InlineData(19)]
+    [InlineData(21)]
+    public void Torch_resizes_at_11_raise_and_compute_the_same(long target)
+    {
+        var raised = RaiseAndCheck(Resizes11(), target);
+        var sizes = raised.Proto.Graph.Node.Single(n => n.Name == "sizes");
+        Assert.Equal(["x", "roi", "", "sizes"], sizes.Input);
+        Assert.Equal(3, raised.Proto.Graph.Node.Single(n => n.Name == "nearest").Input.Count);
+    }
+
+    /// <summary>opset 9 as torch exports a decoder: ConvTranspose with explicit pads, strides, output_padding and groups.</summary>
+    [Theory]
+    [InlineData(11)]
+    [InlineData(13)]
+    [InlineData(21)]
+    public void Convtranspose_with_explicit_pads_raises_from_9_and_computes_the_same(long target)
+    {
+        var g = new GraphBuilder(9);
+        g.Input("x", F32, [1, 4, 5, 5]);
+        g.Init("w", F32, [4, 3, 3, 3]);
+        g.Init("b", F32, [6]);
+        g.Node("ConvTranspose", ["x", "w", "b"], "y", "deconv", ("strides", new long[] { 2, 2 }), ("pads", new long[] { 1, 1, 1, 1 }),
+            ("output_padding", new long[] { 1, 1 }), ("group", 2L), ("dilations", new long[] { 1, 1 }), ("kernel_shape", new long[] { 3, 3 }));
+        g.Output("y");
+        RaiseAndCheck(g.Build(), target);
+    }
+
+    /// <summary>opset 8: Upsample-7's scales attribute becomes Upsample-9's input (Upsample is deprecated from 10).</summary>
+    [Fact]
+    public void Upsample_scales_attribute_becomes_an_input_at_9()
+    {
+        var g = new GraphBuilder(8);
+        g.Input("x", F32, [1, 2, 3, 4]);
+        g.Node("Upsample", ["x"], "y", "up", ("mode", "nearest")).Attribute.Add(new NormFold.Onnx.Proto.AttributeProto
+            { Name = "scales", Type = NormFold.Onnx.Proto.AttributeProto.Types.AttributeType.Floats, Floats = { 1f, 1f, 2f, 3f } });
+        g.Output("y");
+        var raised = RaiseAndCheck(g.Build(), 9);
+        var up = Assert.Single(raised.Proto.Graph.Node);
+        Assert.Equal([1f, 1f, 2f, 3f], Assert.Single(raised.Proto.Graph.Initializer, t => t.Name == up.Input[1]).FloatData);
+        Assert.Equal("Upsample 'up' (Upsample is deprecated from opset 10)", Blocked(g.Build(), 10));
+    }
+
+    [Theory]
+    [InlineData("auto_pad", "SAME_UPPER", "ConvTranspose-11 changed how auto_pad SAME_UPPER splits the padding")]
+    [InlineData("output_shape", null, "ConvTranspose-11 changed how output_shape splits the padding")]
+    [InlineData("dilations", null, "ConvTranspose-11 changed how dilations enter the output size")]
+    public void Convtranspose_padding_worded_differently_at_11_blocks(string attr, string? value, string why)
+    {
+        var g = new GraphBuilder(9);
+        g.Input("x", F32, [1, 2, 4, 4]);
+        g.Init("w", F32, [2, 2, 3, 3]);
+        g.Node("ConvTranspose", ["x", "w"], "y", "deconv", ("strides", new long[] { 2, 2 }),
+            (attr, value ?? (object)(attr == "output_shape" ? new long[] { 8, 8 } : new long[] { 2, 2 })));
+        g.Output("y");
+        Assert.Equal($"ConvTranspose 'deconv' ({why})", Blocked(g.Build(), 11));
+    }
+
+    [Fact]
+    public void Resize_refusals_name_what_changed()
+    {
+        var tf = One(11, "Resize", extraInputs: ["roi", "scales"], attrs: ("coordinate_transformation_mode", "tf_half_pixel_for_nn"));
+        Assert.Equal("Resize 'n' (Resize-13 dropped the coordinate_transformation_mode tf_half_pixel_for_nn, which this node uses)", Blocked(tf, 13));
+
+        // Beside sizes, a scales that is a graph input (not known to be empty) cannot be omitted.
+        var g = new GraphBuilder(11);
+        g.Input("x", F32, [1, 2, 3, 4]);
+        g.Input("scales", F32, [0]);
+        g.Init("roi", F32, [0], []);
+        Int64Init(g, "sizes", [4], 1, 2, 5, 7);
+        g.Node("Resize", ["x", "roi", "scales", "sizes"], "y", "resize", ("mode", "linear"));
+        g.Output("y");
+        Assert.Equal("Resize 'resize' (Resize-13 omits scales when sizes is given, and this node's scales is not a constant empty tensor)",
+            Blocked(g.Build(), 13));
+
+        Assert.Equal("Resize 'n' (Resize-18 added the attribute antialias that this node already has, so it was not valid before)",
+            Blocked(One(13, "Resize", extraInputs: ["", "scales"], attrs: ("antialias", 1L)), 18));
+    }
+
     // ---- refusals of the rewrites, and of the conditions they keep ----
 
     [Fact]
@@ -755,7 +858,7 @@ public class OpsetUpgradeTests
 
     [Theory]
     [InlineData(10, "Resize", 11, "Resize 'n' (Resize-11 changed its inputs and coordinate transformation)")]
-    [InlineData(13, "Resize", 18, "Resize 'n' (Resize-18 changed its definition, and NormFold has no rule that this node keeps its meaning)")]
+    [InlineData(10, "NonMaxSuppression", 11, "NonMaxSuppression 'n' (NonMaxSuppression-11 changed its definition, and NormFold has no rule that this node keeps its meaning)")]
     [InlineData(18, "GroupNormalization", 21, "GroupNormalization 'n' (GroupNormalization-21 takes scale and bias per channel instead of per group)")]
     [InlineData(10, "OneHot", 11, "OneHot 'n' (OneHot-11 changed how negative indices are read)")]
     public void A_change_without_an_exemption_blocks(long from, string op, long to, string why)

@@ -95,6 +95,12 @@ internal static class OpsetUpgrade
         At(11, Wider, ["ArgMax", "ArgMin", "Compress", "Concat", "Flatten", "Gather", "Hardmax", "LogSoftmax", "Softmax", "Slice",
             "Split", "Squeeze", "Unsqueeze", "ReduceSum", "If", "Loop", "Scan", "Gemm", .. ReduceButSum]);
         At(11, Clarified, "Conv", "AveragePool", "MaxPool");
+        At(11, new("reworded the output size with dilations and swapped how auto_pad/output_shape split the padding; the same with explicit pads and no dilation",
+            Check: (n, _) => Attributes.Find(n, "auto_pad") is { } a && a.S.ToStringUtf8() is not ("NOTSET" or "" or "VALID")
+                    ? $"changed how auto_pad {a.S.ToStringUtf8()} splits the padding"
+                : Attributes.Find(n, "output_shape") != null ? "changed how output_shape splits the padding"
+                : Attributes.Find(n, "dilations") is { } d && d.Ints.Any(x => x != 1) ? "changed how dilations enter the output size"
+                : null), "ConvTranspose");
         At(11, Types([1, 2, 3, 4, 5, F16, 11, 12, 13]), "Equal");
         At(11, Adds("sparse_value", ["sparse_value"]), "Constant");
         At(11, Adds("mode (default DCR)", ["mode"]), "DepthToSpace");
@@ -114,6 +120,9 @@ internal static class OpsetUpgrade
         At(13, AxesBecameInput("axes", Bf16Only, firstInput: 1), "Squeeze", "Unsqueeze");
         At(13, AxesBecameInput("split", Bf16Only, firstInput: 1), "Split");
         At(13, LastAxis, "Softmax", "LogSoftmax", "Hardmax");
+        At(13, new("dropped the coordinate mode tf_half_pixel_for_nn and made roi and scales optional", Bf16Only, Check: (n, _) =>
+            Attributes.Find(n, "coordinate_transformation_mode")?.S.ToStringUtf8() == "tf_half_pixel_for_nn"
+                ? "dropped the coordinate_transformation_mode tf_half_pixel_for_nn, which this node uses" : null), "Resize");
         At(14, Types(SmallInts), "Add", "Sub", "Mul", "Div");
         At(14, Types(SignedInts), "Relu");
         At(14, Types(F16, Bf16), "CumSum");
@@ -132,12 +141,14 @@ internal static class OpsetUpgrade
         At(18, Wider, "ScatterND", "ScatterElements", "OptionalGetElement", "OptionalHasElement");
         At(18, Adds("the axes input", [], 3), "Pad");
         At(18, Adds("ceil_mode and dilations", ["ceil_mode", "dilations"]), "LpPool");
+        At(18, Adds("antialias, axes and keep_aspect_ratio_policy", ["antialias", "axes", "keep_aspect_ratio_policy"]), "Resize");
         At(18, AxesBecameInput("axes", attrs: ["noop_with_empty_axes"], firstInput: 1), ReduceButSum);
         At(18, Adds("num_outputs (without a split input, Upgrades sets it)", ["num_outputs"]), "Split");
         At(19, Types(F8), "Constant", "Identity", "If", "Loop", "Pad", "Reshape", "Scan", "Shape", "Size");
         At(19, Types(Str), "Equal");
         At(19, Adds("saturate (float 8 only)", ["saturate"], types: F8), "Cast", "CastLike");
         At(19, Adds("dilations", ["dilations"]), "AveragePool");
+        At(19, Wider, "Resize"); // the coordinate mode half_pixel_symmetric
         At(20, Types([Bf16, .. F8]), "ConstantOfShape");
         At(20, Types([F16, Bf16, .. F8]), "IsInf");
         At(20, Types(F8), "IsNaN");
@@ -162,8 +173,8 @@ internal static class OpsetUpgrade
     sealed record Upgrade(Func<NodeProto, bool> Applies, Func<NodeProto, GraphIndex, string?> Cannot, Func<NodeProto, GraphIndex, Plan> Plan);
 
     /// <summary>The attributes dropped, the inputs that replace those after input 0 (none: inputs unchanged; a null
-    /// value: an omitted input), and attributes set.</summary>
-    sealed record Plan(string[] Drop, (string Suffix, TensorProto? Value)[] Inputs, AttributeProto[]? Set = null);
+    /// value: an omitted input), attributes set, and inputs omitted from then on.</summary>
+    sealed record Plan(string[] Drop, (string Suffix, TensorProto? Value)[] Inputs, AttributeProto[]? Set = null, int[]? Omit = null);
 
     static readonly Dictionary<(string Op, int Version), Upgrade> Upgrades = BuildUpgrades();
 
@@ -213,6 +224,20 @@ internal static class OpsetUpgrade
             // Dropout-10/11(x; ratio) → Dropout-12(x, ratio): without training_mode both are the identity.
             [("Dropout", 12)] = new(n => Attributes.Find(n, "ratio") != null, (_, _) => null,
                 (n, _) => new(["ratio"], [("ratio", Scalar(1, Attributes.Find(n, "ratio")!.F))])),
+            // Resize-11(x, roi, scales = [], sizes) → Resize-13(x, roi, "", sizes): 11 wants an empty scales tensor beside
+            // sizes, 13 an omitted scales.
+            [("Resize", 13)] = new(n => n.Input.Count > 3 && n.Input[3].Length > 0 && n.Input[2].Length > 0,
+                (n, g) => g.TryGetConstant(n.Input[2], out var t) && t.Dims.Count > 0 && t.Dims.Any(d => d == 0) ? null
+                    : "omits scales when sizes is given, and this node's scales is not a constant empty tensor",
+                (_, _) => new([], [], Omit: [2])),
+            // Upsample-7(x; scales) → Upsample-9(x, scales).
+            [("Upsample", 9)] = new(n => Attributes.Find(n, "scales") != null, (_, _) => null, (n, _) =>
+            {
+                var t = new TensorProto { DataType = 1 };
+                t.Dims.Add(Attributes.Find(n, "scales")!.Floats.Count);
+                t.FloatData.AddRange(Attributes.Find(n, "scales")!.Floats);
+                return new(["scales"], [("scales", t)]);
+            }),
             // Squeeze/Unsqueeze-1/11(x; axes) → -13(x, axes).
             [("Squeeze", 13)] = AttributeToInput("axes"),
             [("Unsqueeze", 13)] = AttributeToInput("axes"),
@@ -259,9 +284,9 @@ internal static class OpsetUpgrade
         n.Attribute.Clear();
         n.Attribute.AddRange(kept);
         n.Attribute.AddRange(plan.Set ?? []);
-        if (plan.Inputs.Length == 0) return;
-        var inputs = new List<string> { n.Input[0] };
+        var inputs = plan.Inputs.Length == 0 ? n.Input.ToList() : [n.Input[0]];
         foreach (var (suffix, value) in plan.Inputs) inputs.Add(value is null ? "" : add(suffix, value));
+        foreach (int i in plan.Omit ?? []) inputs[i] = "";
         while (inputs[^1].Length == 0) inputs.RemoveAt(inputs.Count - 1);
         n.Input.Clear();
         n.Input.AddRange(inputs);
@@ -270,7 +295,6 @@ internal static class OpsetUpgrade
     /// <summary>What changed, for versions without an exemption worth naming.</summary>
     static readonly Dictionary<(string, int), string> Changes = new()
     {
-        [("Upsample", 9)] = "takes scales as an input instead of an attribute",
         [("Resize", 11)] = "changed its inputs and coordinate transformation",
         [("GroupNormalization", 21)] = "takes scale and bias per channel instead of per group",
         [("RoiAlign", 16)] = "changed the default coordinate_transformation_mode",
@@ -316,8 +340,8 @@ internal static class OpsetUpgrade
             bool has = Exemptions.TryGetValue((op, v), out var ex);
             if (Upgrades.TryGetValue((op, v), out var up) && up.Applies(n))
             {
-                // The exemption's other conditions (types, attributes and inputs the old node must not have) still hold.
-                if (((has ? Fails(ex! with { Check = null }, n, g) : null) ?? up.Cannot(n, g)) is { } no) return $"{op}-{v} {no}";
+                // The exemption's conditions (types, attributes and inputs the old node must not have) still hold.
+                if (((has ? Fails(ex!, n, g) : null) ?? up.Cannot(n, g)) is { } no) return $"{op}-{v} {no}";
                 n = n.Clone(); // later versions judge the rewritten node
                 Rewrite(n, up.Plan(n, g), (suffix, _) => suffix);
                 continue;
