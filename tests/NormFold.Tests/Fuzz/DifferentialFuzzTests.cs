@@ -95,6 +95,43 @@ public class DifferentialFuzzTests(ITestOutputHelper log)
         finally { Directory.Delete(dir, true); }
     }
 
+    /// <summary>The write path (<see cref="WriteEdge"/>): what fold writes is Google.Protobuf's serialisation of the same
+    /// fold made in memory. NORMFOLD_WRITE_RUNS cases (default 16), NORMFOLD_WRITE_SEED, NORMFOLD_WRITE_CASE=SEED.</summary>
+    [Fact]
+    public void Written_models_are_protobufs_serialisation_of_the_fold()
+    {
+        string root = Path.Combine(Path.GetTempPath(), "normfold-write", Guid.NewGuid().ToString("N"));
+        int? only = Env("NORMFOLD_WRITE_CASE", -1) is >= 0 and var one ? one : null;
+        int runs = Env("NORMFOLD_WRITE_RUNS", 16), first = Env("NORMFOLD_WRITE_SEED", 1) * 1_000_000;
+        var seeds = only is { } s ? [s] : Enumerable.Range(first, runs);
+        var sw = Stopwatch.StartNew();
+        var failures = new List<string>();
+        long bytes = 0;
+        int count = 0;
+        try
+        {
+            foreach (int seed in seeds)
+            {
+                var c = WriteEdge.Make(seed);
+                string dir = Path.Combine(root, seed.ToString());
+                var problems = WriteEdge.Check(c, dir);
+                bytes += new FileInfo(Path.Combine(dir, "m.onnx")).Length;
+                count++;
+                if (problems.Count > 0) failures.Add($"{c}: repro NORMFOLD_WRITE_CASE={seed}\n    " + string.Join("\n    ", problems));
+                if (only is null) Directory.Delete(dir, true);
+            }
+        }
+        finally
+        {
+            if (only is null) try { Directory.Delete(root, true); } catch (IOException) { }
+        }
+        string summary = $"write-edge: {count} cases ({bytes / 1e6:0.0} MB of input) in {sw.Elapsed.TotalSeconds:0.0} s; {failures.Count} differing\n"
+            + string.Join("\n", failures.Take(30)) + (only is null ? "" : $"\nfolder kept: {root}");
+        log.WriteLine(summary);
+        if (Environment.GetEnvironmentVariable("NORMFOLD_WRITE_SUMMARY") is { Length: > 0 } file) File.WriteAllText(file, summary);
+        Assert.True(failures.Count == 0, summary);
+    }
+
     internal static string Summary(List<FiniteEdge.Verdict> verdicts, TimeSpan took)
     {
         var sb = new StringBuilder();

@@ -220,6 +220,16 @@ internal static class FiniteEdge
 
     // ---- the property ------------------------------------------------------------------------------------------
 
+    /// <summary>The case's input as dir/m.onnx: protobuf's bytes, or saved with external data as <paramref name="save"/> says.</summary>
+    public static string WriteInput(ModelProto model, SaveOptions? save, string dir)
+    {
+        Directory.CreateDirectory(dir);
+        string input = Path.Combine(dir, "m.onnx");
+        if (save is null) File.WriteAllBytes(input, model.ToByteArray());
+        else using (var m = new OnnxModel(model.Clone())) ModelWriter.Save(m, input, save);
+        return input;
+    }
+
     /// <summary>What one way of folding gave: the decisions, the bytes written (model and data file), or the error.</summary>
     public sealed record Run(string Log, byte[] Model, byte[] Data, string? Error)
     {
@@ -253,13 +263,7 @@ internal static class FiniteEdge
     /// </summary>
     public static Verdict Check(Case c, string dir)
     {
-        Directory.CreateDirectory(dir);
-        string input = Path.Combine(dir, "m.onnx");
-        using (var m = new OnnxModel(c.Model.Clone()))
-        {
-            if (c.ExternalInput) ModelWriter.Save(m, input, new SaveOptions { ExternalData = ExternalDataMode.All, ExternalThreshold = 0 });
-            else File.WriteAllBytes(input, c.Model.ToByteArray());
-        }
+        string input = WriteInput(c.Model, c.ExternalInput ? new SaveOptions { ExternalData = ExternalDataMode.All, ExternalThreshold = 0 } : null, dir);
         Run Fold(string name, Func<string, RewriteLog> fold)
         {
             string d = Path.Combine(dir, name), output = Path.Combine(d, "out.onnx");
