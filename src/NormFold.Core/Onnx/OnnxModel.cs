@@ -230,10 +230,10 @@ public sealed class OnnxModel : IDisposable
     }
 
     /// <summary>The overflow checks of the deferred scalings that have one (see PipelineOptions.CheckFiniteWhenComputed),
-    /// without computing them: for a fold that is not saved, or (<paramref name="which"/>) deferred tensors a save does
-    /// not write. Throws <see cref="Tensors.ScaledWeightOverflow"/>.</summary>
+    /// without computing them: for a fold that is not saved. Throws <see cref="Tensors.ScaledWeightOverflow"/>.</summary>
     internal void CheckDeferredFinite() => CheckDeferredFinite(_ => true);
 
+    /// <summary>The same for the deferred tensors <paramref name="which"/> selects (those a save does not write).</summary>
     internal void CheckDeferredFinite(Func<TensorProto, bool> which)
     {
         List<DeferredScaling> list;
