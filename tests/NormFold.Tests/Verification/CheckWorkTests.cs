@@ -154,6 +154,21 @@ public class CheckWorkTests
         Assert.Equal(File.ReadAllBytes(input), File.ReadAllBytes(output));
     }
 
+    [Fact]
+    public void Nothing_to_check_says_nothing_about_inputs_it_never_made()
+    {
+        // resnet_tiny's batch dim is dynamic: a run would note it is bound to 1; with nothing run, no such note.
+        string dir = TempDir(), once = Path.Combine(dir, "once.onnx"), twice = Path.Combine(dir, "twice.onnx");
+        Assert.Equal(0, NormFold.Tests.Cli.CliRunner.Run("fold", Path.Combine(ModelsDir, "resnet_tiny.onnx"), "-o", once).Code);
+        var (code, stdout, _) = NormFold.Tests.Cli.CliRunner.Run("fold", once, "-o", twice, "--check");
+        Assert.Equal(0, code);
+        Assert.Contains("nothing to check", stdout);
+        Assert.DoesNotContain("unbound", stdout);
+        (code, stdout, _) = NormFold.Tests.Cli.CliRunner.Run("fold", Path.Combine(ModelsDir, "resnet_tiny.onnx"), "-o", twice, "--check");
+        Assert.Equal(0, code);
+        Assert.Contains("unbound", stdout); // the note itself still comes where inputs are made
+    }
+
     /// <summary>README: the exit 0 of "nothing to check" says the models are the same computation, not that ONNX
     /// Runtime can run them — it holds for a model ORT cannot load (here a custom-domain op).</summary>
     [Fact]
