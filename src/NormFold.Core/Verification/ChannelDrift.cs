@@ -208,11 +208,17 @@ internal static class ChannelDriftDetector
         /// <param name="floorUlps">A floor of the offset band of floorUlps·u times the median of the channels' rms (and,
         /// over the channel's spread S, of the gain band), each at most the end-to-end floor (MinGain·M, MinGain).</param>
         /// <param name="shift">The additive constant the rewrite making the tensor stores: OffsetUlps·u·|c| more room
-        /// for a channel's offset (<see cref="ReplayShift"/>).</param>
-        public Result Decide(double minGain = MinGain, double floorUlps = 0, ReplayShift? shift = null)
+        /// for a channel's offset (<see cref="ReplayShift"/>); for float16/bfloat16, with its weights and
+        /// <paramref name="inputMeans"/> (the channel means of the reference tensor they multiply), u·|c| + the bound of
+        /// <see cref="LinearInput"/> instead: each of the two rounded once.</param>
+        public Result Decide(double minGain = MinGain, double floorUlps = 0, ReplayShift? shift = null, double[]? inputMeans = null)
         {
-            var shifts = shift?.PerChannel(Shape, Channels.Length);
             double u = UnitRoundoff(ElementType);
+            var shifts = shift?.PerChannel(Shape, Channels.Length);
+            var weighed = u > Arithmetic(1) ? shift?.Input?.PerChannel(inputMeans, Channels.Length, Z) : null;
+            var stored = new double[Channels.Length];
+            for (int c = 0; c < stored.Length; c++)
+                stored[c] = weighed is null ? OffsetUlps * u * (shifts?[c] ?? 0) : u * ((shifts?[c] ?? 0) + weighed[c]);
             var fits = new Fit?[Channels.Length];
             for (int c = 0; c < Channels.Length; c++) fits[c] = FitOf(Channels[c]);
             double relativeNoise = MedianRelativeNoise(fits.OfType<Fit>());
@@ -223,7 +229,7 @@ internal static class ChannelDriftDetector
             double smallest = Tolerance.SmallestNormal(ElementType);
             var all = new List<ChannelDrift>(Channels.Length);
             for (int c = 0; c < Channels.Length; c++)
-                if (fits[c] is { } f) all.Add(Judge(c, f, u, relativeNoise, minGain, floor, smallest, shifts?[c] ?? 0));
+                if (fits[c] is { } f) all.Add(Judge(c, f, u, relativeNoise, minGain, floor, smallest, stored[c]));
             var flagged = all.Where(d => d.Flagged).OrderByDescending(d => d.Ratio).ToList();
             return new Result(all.Count, flagged.Count, flagged.Take(MaxKept).ToList(), all.MaxBy(d => d.Ratio));
         }
@@ -384,7 +390,8 @@ internal static class ChannelDriftDetector
         return rel.Length == 0 ? 0 : rel[rel.Length / 2];
     }
 
-    static ChannelDrift Judge(int c, in Fit f, double u, double relativeNoise, double minGain, double floor, double smallest, double shift)
+    /// <param name="stored">What the rounding of the constants the rewrite stores can move the channel's mean by.</param>
+    static ChannelDrift Judge(int c, in Fit f, double u, double relativeNoise, double minGain, double floor, double smallest, double stored)
     {
         double rms = f.Rms, sigma = f.Sigma, gainError = f.GainError, meanD = f.MeanD;
         double noise = rms > 0 ? Math.Max(1, sigma / (u * rms) / NoiseUlps) : 1;
@@ -413,9 +420,10 @@ internal static class ChannelDriftDetector
         // Correlated accumulation noise (long sums in a different order) and nonlinearities after the rewrite shift a
         // channel's mean by up to about the noise itself: the offset must stand out of it.
         // (a gain below MinGain moves the channel's mean by up to MinGain·M)
-        // (the rewrite's stored constant c, rounded once with the factor it cancels against: up to 2u·|c|)
+        // (the rewrite's stored constant c, rounded once with the factor it cancels against: up to 2u·|c|; for float16
+        // and bfloat16 with its weights' rounding against the input's mean instead, u·|c| + LinearInput's bound)
         double offsetThreshold = Math.Max(Math.Max(minGain * rms, offsetFloor),
-            Math.Max(OffsetUlps * u * rms, OffsetNoise * sigma) + ArithmeticUlps * Arithmetic(u) * rms + OffsetUlps * u * shift);
+            Math.Max(OffsetUlps * u * rms, OffsetNoise * sigma) + ArithmeticUlps * Arithmetic(u) * rms + stored);
         double critical = StudentCritical((long)f.Distinct - 2);
         double sigmaSignificance = Math.Max(sigma, Math.Max(u / Math.Sqrt(3), relativeNoise) * rms);
         bool gainOff = f.HasGain && Math.Abs(gainError) > gainThreshold && Math.Abs(gainError) > critical * sigmaSignificance * Math.Sqrt(f.Copies / f.Sxx);

@@ -187,10 +187,14 @@ public static class EquivalenceChecker
                 && SegmentedModel.CanSegment(reference) && SegmentedModel.CanSegment(candidate))
                 return Segmented(first, candidate, options, inputsFor, onOutputs, shared, graphOutputs,
                     options.BatchBytes > 0 ? options.BatchBytes : BatchBudget(reference, candidate, inputBytes), inputBytes, replayed, shifts) with { ReplayedNodes = plan?.Nodes ?? 0 };
-            using var a = SharedTensors.Runner(first, [.. shared, .. replayed.Values], options.Level, ReferenceLabel(options, reference));
+            // The reference tensors the replayed nodes' weights multiply, for their means (graph inputs are the inputs').
+            var graphInputs = first.Proto.Graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
+            var means = shifts.Values.Select(s => s.Input?.Name).OfType<string>()
+                .Where(n => !graphInputs.Contains(n) && !shared.Contains(n) && !graphOutputs.Contains(n)).Distinct().ToList();
+            using var a = SharedTensors.Runner(first, [.. shared, .. replayed.Values, .. means], options.Level, ReferenceLabel(options, reference));
             using var b = LoadCandidate(() => SharedTensors.Runner(candidate, shared, options.Level, CandidateLabel(options, candidate)),
                 () => a.Run(inputsFor(0)));
-            return Check(a, b, options, inputsFor, onOutputs, shared, validateTolerances: false, replayed, shifts) with { ReplayedNodes = plan?.Nodes ?? 0 };
+            return Check(a, b, options, inputsFor, onOutputs, shared, validateTolerances: false, replayed, shifts, means) with { ReplayedNodes = plan?.Nodes ?? 0 };
         }
         report = report with { SkippedUnchanged = skipped, SkippedCarried = carriedCount };
         var audit = options.AuditWeights && options.FoldLog is { } log ? WeightAudit.Run(reference, candidate, log) : null;
@@ -252,9 +256,10 @@ public static class EquivalenceChecker
         Func<int, List<NamedTensor>>? inputsFor,
         Action<int, List<NamedTensor>, List<NamedTensor>, Dictionary<string, NamedTensor>>? onOutputs,
         IReadOnlyList<string>? intermediates, bool validateTolerances, IReadOnlyDictionary<string, string>? replayed = null,
-        IReadOnlyDictionary<string, ReplayShift>? shifts = null)
+        IReadOnlyDictionary<string, ReplayShift>? shifts = null, IReadOnlyList<string>? means = null)
     {
         replayed ??= new Dictionary<string, string>();
+        means ??= [];
         options ??= new CheckOptions();
         var notes = new List<string>();
         if (inputsFor is null)
@@ -263,7 +268,7 @@ public static class EquivalenceChecker
             notes.AddRange(generator.Notes);
             inputsFor = generator.Generate;
         }
-        var extra = new HashSet<string>([.. intermediates ?? [], .. replayed.Values]);
+        var extra = new HashSet<string>([.. intermediates ?? [], .. replayed.Values, .. means]);
         // Non-tensor intermediates (sequences, maps) cannot be compared element-wise: leave them out.
         var tensorsInBoth = reference.Outputs.Where(o => o.ElementType != 0).Select(o => o.Name)
             .Intersect(candidate.Outputs.Where(o => o.ElementType != 0).Select(o => o.Name)).ToHashSet();
@@ -274,19 +279,19 @@ public static class EquivalenceChecker
         if (validateTolerances) CheckTolerancesNameTensors(options, referenceNames, graphOutputs);
         var candidateNames = candidate.Outputs.Select(o => o.Name).ToHashSet();
 
-        var tally = new Tally(options, replayed, shifts);
+        var tally = new Tally(options, replayed, shifts, means);
         for (int it = 0; it < options.Iterations; it++)
         {
             var inputs = inputsFor(it);
             string stage = $"iteration {it + 1} of {options.Iterations}";
             options.Progress?.Invoke($"{stage}: running the original");
-            using var expected = reference.RunInPlace(inputs, [.. referenceNames, .. replayNames]);
+            using var expected = reference.RunInPlace(inputs, [.. referenceNames, .. replayNames, .. means.Where(reference.Outputs.Select(o => o.Name).Contains)]);
             options.Progress?.Invoke($"{stage}: running the rewritten model");
             using var candidateOutputs = candidate.RunInPlace(inputs, referenceNames.Where(candidateNames.Contains).ToList());
             var actual = candidateOutputs.ToDictionary(t => t.Name);
             onOutputs?.Invoke(it, inputs, expected.Take(graphOutputs.Count).ToList(), actual.Where(kv => !extra.Contains(kv.Key)).ToDictionary());
             options.Progress?.Invoke($"{stage}: comparing {expected.Count} tensor(s)");
-            tally.Add(it, expected, actual);
+            tally.Add(it, expected, actual, inputs);
         }
         return tally.Report(graphOutputs, shared, notes);
     }
@@ -318,7 +323,7 @@ public static class EquivalenceChecker
         List<string> WithReplays(List<string> batch) => [.. batch, .. batch.Where(replayed.ContainsKey).Select(n => replayed[n])];
         using var a = new SegmentedModel(reference, WithReplays(compared), options.Level, ReferenceLabel(options, reference));
         using var b = new SegmentedModel(candidate, compared, options.Level, CandidateLabel(options, candidate));
-        var tally = new Tally(options, replayed, shifts);
+        var tally = new Tally(options, replayed, shifts, []); // the means of compared tensors and graph inputs only
         var size = TensorSizes.Estimate(reference, inputsFor(0));
         int next = 0;             // shared tensors batched so far
         bool complete = false;    // the graph outputs' batch is defined
@@ -356,7 +361,7 @@ public static class EquivalenceChecker
                     options.Progress?.Invoke($"{stage}: comparing {expected.Count} tensor(s)");
                     bool last = complete && k == a.Count - 1;
                     if (last) onOutputs?.Invoke(it, inputs, expected.Where(t => !tally.IsReplay(t.Name)).ToList(), actual);
-                    tally.Add(it, expected, actual);
+                    tally.Add(it, expected, actual, inputs);
                     a.Release(k);
                     b.Release(k);
                 }
@@ -388,11 +393,36 @@ public static class EquivalenceChecker
 
     /// <summary>Per tensor the worst iteration's comparison, and the drift sums of every iteration; the same for the
     /// replayed tensors (<see cref="LocalReplay"/>: the reference's run holds both a tensor and its replay).</summary>
-    sealed class Tally(CheckOptions options, IReadOnlyDictionary<string, string> replayed, IReadOnlyDictionary<string, ReplayShift>? shifts)
+    /// <param name="meansOnly">Tensors the reference exposes only for their channel means (<see cref="LinearInput"/>).</param>
+    sealed class Tally(CheckOptions options, IReadOnlyDictionary<string, string> replayed, IReadOnlyDictionary<string, ReplayShift>? shifts,
+        IReadOnlyList<string> meansOnly)
     {
         readonly Kind _endToEnd = new(), _replay = new();
         readonly HashSet<string> _replayNames = replayed.Values.ToHashSet(StringComparer.Ordinal);
+        readonly HashSet<string> _meansOnly = meansOnly.ToHashSet(StringComparer.Ordinal);
+        /// <summary>(tensor, channel axis) → per channel Σx and count over every run, of the tensors weights multiply.</summary>
+        readonly Dictionary<(string Name, int Axis), (double[] Sum, long[] Count)> _means = (shifts?.Values ?? [])
+            .Select(s => s.Input).OfType<LinearInput>().Select(i => (i.Name, i.Axis)).Distinct().ToDictionary(k => k, _ => (Array.Empty<double>(), Array.Empty<long>()));
         int? _firstFailing;
+
+        /// <summary>Adds a tensor's per-channel sums (along <paramref name="axis"/>) to its running means.</summary>
+        void AddMeans((string Name, int Axis) key, NamedTensor t)
+        {
+            if (t.Strings != null || !t.IsFloatingPoint || key.Axis >= t.Shape.Length) return;
+            var (sum, count) = _means[key];
+            int channels = (int)t.Shape[key.Axis];
+            if (sum.Length == 0) _means[key] = (sum, count) = (new double[channels], new long[channels]);
+            if (sum.Length != channels) return;
+            long inner = 1;
+            for (int d = key.Axis + 1; d < t.Shape.Length; d++) inner *= t.Shape[d];
+            var v = t.ToDoubles();
+            for (long i = 0; i < v.Length; i++)
+                if (double.IsFinite(v[i])) { int c = (int)(i / inner % channels); sum[c] += v[i]; count[c]++; }
+        }
+
+        double[]? MeansOf(LinearInput? input) =>
+            input is not null && _means.TryGetValue((input.Name, input.Axis), out var m) && m.Sum.Length > 0 && m.Count.All(n => n > 0)
+                ? m.Sum.Select((s, c) => s / m.Count[c]).ToArray() : null;
 
         sealed class Kind
         {
@@ -403,10 +433,12 @@ public static class EquivalenceChecker
 
         public bool IsReplay(string name) => _replayNames.Contains(name);
 
-        public void Add(int iteration, IReadOnlyList<NamedTensor> expected, IReadOnlyDictionary<string, NamedTensor> actual)
+        public void Add(int iteration, IReadOnlyList<NamedTensor> expected, IReadOnlyDictionary<string, NamedTensor> actual, IReadOnlyList<NamedTensor> inputs)
         {
             var byName = expected.ToDictionary(t => t.Name, StringComparer.Ordinal);
-            var regular = expected.Where(t => !IsReplay(t.Name)).ToList();
+            foreach (var key in _means.Keys.ToList())
+                if ((byName.GetValueOrDefault(key.Name) ?? inputs.FirstOrDefault(i => i.Name == key.Name)) is { } x) AddMeans(key, x);
+            var regular = expected.Where(t => !IsReplay(t.Name) && !_meansOnly.Contains(t.Name)).ToList();
             // (reference, replayed under the reference's name) of every replayed tensor this batch holds
             var pairs = regular.Where(t => replayed.TryGetValue(t.Name, out var r) && byName.ContainsKey(r))
                 .Select(t => (Reference: t, Replay: byName[replayed[t.Name]] with { Name = t.Name })).ToList();
@@ -433,7 +465,7 @@ public static class EquivalenceChecker
             foreach (var (name, sums) in _endToEnd.DriftSums) _endToEnd.Worst[name] = Comparator.WithDrift(_endToEnd.Worst[name], sums);
             foreach (var (name, sums) in _replay.DriftSums)
                 _replay.Worst[name] = Comparator.WithDrift(_replay.Worst[name], sums, ChannelDriftDetector.ReplayMinGain, ChannelDriftDetector.ReplayMagnitudeUlps,
-                    shifts?.GetValueOrDefault(name));
+                    shifts?.GetValueOrDefault(name), MeansOf(shifts?.GetValueOrDefault(name)?.Input));
             var outputs = graphOutputs.Select(n => _endToEnd.Worst[n]).ToList();
             var inner = shared.Select(n => _endToEnd.Worst[n]).ToList();
             var replays = shared.Concat(graphOutputs).Where(_replay.Worst.ContainsKey).Select(n => _replay.Worst[n]).ToList();

@@ -23,6 +23,9 @@ internal sealed record ReplayPlan(OnnxModel Reference, IReadOnlyDictionary<strin
 /// <param name="Dims">null: one value per channel by the op's definition (a Conv/ConvTranspose bias [M]).</param>
 internal sealed record ReplayShift(long[]? Dims, double[] Values)
 {
+    /// <summary>The rewritten node's rounded weights and the reference tensor they multiply (null: not known).</summary>
+    public LinearInput? Input { get; init; }
+
     /// <summary>|c| per channel of a tensor of <paramref name="shape"/> (axis 1); null when c does not broadcast along
     /// that axis alone (nor is a scalar).</summary>
     public double[]? PerChannel(long[] shape, int channels)
@@ -34,6 +37,80 @@ internal sealed record ReplayShift(long[]? Dims, double[] Values)
         for (int d = 0; d < Dims.Length; d++)
             if (d + offset != 1 && Dims[d] != 1) return null;
         return Values.Select(Math.Abs).ToArray();
+    }
+}
+
+/// <summary>
+/// The weights a rewritten linear node (Conv, ConvTranspose, Gemm, MatMul) stores, against the reference tensor
+/// <paramref name="Name"/> they multiply. Rounded once to the type, W' = W'* + ε with |ε| ≤ u·|W'|, they move output
+/// channel m's mean by Σₖ εₘₖ·x̄ₖ (x̄ₖ the mean of the input channel tap k reads): at most u·Σₖ |W'ₘₖ|·|x̄ₖ|, an offset
+/// the output's own values do not bound when the sum cancels (float16: a Conv after a BN of large shift, inputs ~100,
+/// Σ|W'| = 88, outputs ~18 — half-numerics:m31000012). Exactly: |ε| ≤ ulp(W')/2 = u·h with h = 2^⌊log₂|W'|⌋. Weights of
+/// one exact value round alike, so the taps are grouped by |W'| (equal exact values have equal rounded ones):
+/// c_v = h_v·Σ_{|W'ₖ| = v} |x̄ₖ|, worst case u·Σ c_v. Distinct exact values round independently, each error uniform on
+/// ±u·h_v (the probabilistic model of rounding, Higham and Mary 2019): the sum is normal of variance u²·Σ c_v²/3, and
+/// the bound is the smaller of the worst case and λ = Z (the drift test's own level) of its standard deviations.
+/// </summary>
+/// <param name="Axis">The channel axis of the input (1; 0 for Gemm's transposed A).</param>
+/// <param name="Weights">Reads the stored weights (times |α| for Gemm), laid out as the op defines them.</param>
+internal sealed record LinearInput(string Name, int Axis, string Op, long[] Dims, int Groups, bool TransB, Func<double[]> Weights)
+{
+    /// <summary>Output channels (M) and input channels (K) of the node.</summary>
+    (long M, long K) Channels => Op switch
+    {
+        "Conv" => (Dims[0], Dims[1] * Groups),
+        "ConvTranspose" => (Dims[1] * Groups, Dims[0]),
+        _ => TransB ? (Dims[0], Dims[1]) : (Dims[1], Dims[0]),
+    };
+
+    /// <summary>The bound over u per output channel, from the input's channel means; null when they do not fit.</summary>
+    public double[]? PerChannel(double[]? means, int channels, double lambda)
+    {
+        var (outputs, inputs) = Channels;
+        if (means is null || channels != outputs || means.Length != inputs) return null;
+        var w = Weights();
+        long taps = w.Length / (Dims[0] * Dims[1]);
+        var groups = new Dictionary<double, double>[channels];
+        for (int m = 0; m < channels; m++) groups[m] = [];
+        for (long i = 0; i < w.Length; i++)
+        {
+            long row = i / taps / Dims[1], col = i / taps % Dims[1];
+            var (m, k) = Op switch
+            {
+                "Conv" => (row, row / (Dims[0] / Groups) * Dims[1] + col),          // W [M, C/g, k…]
+                "ConvTranspose" => (row / (Dims[0] / Groups) * Dims[1] + col, row), // W [C, M/g, k…]
+                _ => TransB ? (row, col) : (col, row),                             // B [K, N] or [N, K]
+            };
+            double v = Math.Abs(w[i]);
+            if (v > 0 && double.IsFinite(v)) groups[m][v] = groups[m].GetValueOrDefault(v) + Math.ScaleB(1, Math.ILogB(v)) * Math.Abs(means[k]);
+        }
+        var bound = new double[channels];
+        for (int m = 0; m < channels; m++)
+        {
+            double sum = 0, squares = 0;
+            foreach (var c in groups[m].Values) { sum += c; squares += c * c; }
+            bound[m] = Math.Min(sum, lambda * Math.Sqrt(squares / 3));
+        }
+        return bound;
+    }
+
+    /// <summary>The weights of a Conv/ConvTranspose ([M, C/g, k…] / [C, M/g, k…]), Gemm or rank-2 MatMul node
+    /// (weight dims <paramref name="dims"/>); null for other layouts.</summary>
+    public static LinearInput? Of(NodeProto n, long[] dims, Func<double[]> weights)
+    {
+        long Attr(string name, long fallback) => n.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.I : fallback;
+        if (dims.Length < 2 || dims.Any(d => d <= 0)) return null;
+        long groups = Attr("group", 1);
+        switch (n.OpType)
+        {
+            case "Conv" or "ConvTranspose" when groups > 0 && dims[0] % groups == 0:
+                return new LinearInput(n.Input[0], 1, n.OpType, dims, (int)groups, false, weights);
+            case "Gemm" or "MatMul" when dims.Length == 2:
+                double alpha = n.OpType == "Gemm" && n.Attribute.FirstOrDefault(a => a.Name == "alpha") is { } al ? Math.Abs(al.F) : 1;
+                return new LinearInput(n.Input[0], n.OpType == "Gemm" && Attr("transA", 0) != 0 ? 0 : 1, n.OpType, dims, 1,
+                    n.OpType == "Gemm" && Attr("transB", 0) != 0, () => weights().Select(x => alpha * x).ToArray());
+            default: return null;
+        }
     }
 }
 
@@ -141,15 +218,19 @@ internal static class LocalReplay
             graph.Node.Add(copy);
         }
         var model = new OnnxModel(proto, reference.SourcePath) { DisplayName = reference.DisplayName };
-        return new ReplayPlan(model, replayed, region.Count, Shifts(region, initializers, candidate, replayed));
+        bool FromReference(string x) => referenceInputs.Contains(x) || referenceMakes.Contains(x) && !initializers.ContainsKey(x);
+        return new ReplayPlan(model, replayed, region.Count, Shifts(region, initializers, candidate, replayed, FromReference));
     }
 
     /// <summary>The additive constant of each node making a replayed tensor: input 2 of Conv, ConvTranspose, Gemm; the
-    /// constant operand of Add and Sub.</summary>
+    /// constant operand of Add and Sub; and the weights of Conv, ConvTranspose, Gemm and MatMul with the reference
+    /// tensor they multiply (<see cref="LinearInput"/>).</summary>
     static Dictionary<string, ReplayShift> Shifts(List<NodeProto> region, Dictionary<string, TensorProto> initializers,
-        OnnxModel candidate, Dictionary<string, string> replayed)
+        OnnxModel candidate, Dictionary<string, string> replayed, Func<string, bool> fromReference)
     {
         var shifts = new Dictionary<string, ReplayShift>(StringComparer.Ordinal);
+        bool Constant(string name, out TensorProto t) =>
+            initializers.TryGetValue(name, out t!) && Tensors.ElementType.IsFoldable(t.DataType);
         foreach (var n in region)
         {
             if (n.Output.Count == 0 || !replayed.ContainsKey(n.Output[0])) continue;
@@ -159,11 +240,19 @@ internal static class LocalReplay
                 "Add" or "Sub" when n.Input.Count == 2 => initializers.ContainsKey(n.Input[1]) ? n.Input[1] : n.Input[0],
                 _ => null,
             };
-            if (c is null || !initializers.TryGetValue(c, out var t) || !Tensors.ElementType.IsFoldable(t.DataType)) continue;
-            var values = candidate.ReadDoubles(t);
-            if (n.OpType == "Gemm" && n.Attribute.FirstOrDefault(a => a.Name == "beta") is { } beta)
-                for (int i = 0; i < values.Length; i++) values[i] *= beta.F;
-            shifts[n.Output[0]] = new ReplayShift(n.OpType is "Conv" or "ConvTranspose" ? null : [.. t.Dims], values);
+            var shift = new ReplayShift([], []);
+            if (c is not null && Constant(c, out var t))
+            {
+                var values = candidate.ReadDoubles(t);
+                if (n.OpType == "Gemm" && n.Attribute.FirstOrDefault(a => a.Name == "beta") is { } beta)
+                    for (int i = 0; i < values.Length; i++) values[i] *= beta.F;
+                shift = new ReplayShift(n.OpType is "Conv" or "ConvTranspose" ? null : [.. t.Dims], values);
+            }
+            // float16/bfloat16 only: for float and double the arithmetic allowance a·M (256 float ulps) stands in.
+            if (n.OpType is "Conv" or "ConvTranspose" or "Gemm" or "MatMul" && n.Input.Count > 1 && fromReference(n.Input[0])
+                && Constant(n.Input[1], out var w) && (TensorProto.Types.DataType)w.DataType is TensorProto.Types.DataType.Float16 or TensorProto.Types.DataType.Bfloat16)
+                shift = shift with { Input = LinearInput.Of(n, [.. w.Dims], () => candidate.ReadDoubles(w)) };
+            if (shift.Values.Length > 0 || shift.Input != null) shifts[n.Output[0]] = shift;
         }
         return shifts;
     }

@@ -353,6 +353,68 @@ public class LocalReplayTests
         Assert.DoesNotContain(report.Outputs.Concat(report.Intermediates), c => c.Amplified);
     }
 
+    /// <summary>half-numerics:m31000012 and kin: float16 Conv → BN(β = 10) → Conv → BN(var 1e-2): the second fold's
+    /// weights (W·10, rounded once to float16) meet inputs of mean 10 with weights of either sign, so each weight's
+    /// rounding times 10 adds to a channel's mean while the sum cancels: outputs of magnitude 77 off by up to 0.17 in
+    /// a correct fold, where the replay allowed 0.11. It now allows what that rounding can do, from the input's channel
+    /// means (LinearInput): 0.47 here.</summary>
+    internal static OnnxModel LargeMeanInput(double gamma = 1, double betaShift = 0, double inputMean = 10)
+    {
+        var g = new GraphBuilder(opset: 13, seed: 17);
+        string x = g.Input("x", F16, [8, 4, 8, 8]);
+        g.Node("Conv", [x, g.Init("w0", F16, [8, 4, 1, 1]), g.Init("b0", F16, [8])], "c0");
+        g.Bn("c0", 8, "a", F16);
+        g.SetInit("a.gamma", F16, [8], Enumerable.Repeat(1.0, 8).ToArray());
+        g.SetInit("a.beta", F16, [8], Enumerable.Repeat(inputMean, 8).ToArray());
+        g.SetInit("a.mean", F16, [8], new double[8]);
+        g.SetInit("a.var", F16, [8], Enumerable.Repeat(1.0, 8).ToArray());
+        // weights of either sign summing to about 0 per output channel: the mean 100 of the input cancels
+        var rng = new Random(5);
+        var w1 = new double[8 * 8 * 9];
+        for (int m = 0; m < 8; m++)
+        {
+            var row = Enumerable.Range(0, 72).Select(_ => rng.NextDouble() - 0.5).ToArray();
+            double mean = row.Average();
+            for (int k = 0; k < 72; k++) w1[m * 72 + k] = row[k] - mean;
+        }
+        g.Node("Conv", ["a", g.Init("w1", F16, [8, 8, 3, 3], w1), g.Init("b1", F16, [8], new double[8])], "c1");
+        g.Bn("c1", 8, "y", F16);
+        g.SetInit("y.gamma", F16, [8], [1, 1, 1, gamma, 1, 1, 1, 1]);
+        g.SetInit("y.beta", F16, [8], [0, 0, 0, 0, 0, betaShift, 0, 0]);
+        g.SetInit("y.mean", F16, [8], new double[8]);
+        g.SetInit("y.var", F16, [8], Enumerable.Repeat(1e-2, 8).ToArray());
+        g.Output("y", F16, [8, 8, 6, 6]);
+        return g.Build();
+    }
+
+    [Fact]
+    public void Float16_weights_rounded_against_an_input_of_large_mean_are_not_drift()
+    {
+        var original = LargeMeanInput();
+        var (folded, _) = Fold(original);
+        var options = new CheckOptions { Iterations = 2 };
+        var report = EquivalenceChecker.Check(original, folded, options);
+        Assert.True(report.Passed, $"{report.FirstFailure?.Name}: {report.FirstFailure?.Problem}");
+        var replay = report.Replays.Single(r => r.Name == "y");
+        Assert.True(replay.Passed && replay.DriftingChannels == 0, replay.Problem);
+        Assert.True(replay.WorstChannel!.OffsetThreshold < 0.01 * replay.ReferenceMagnitude, $"{replay.WorstChannel}");
+    }
+
+    /// <summary>The same model with a fault in the second BN: γ × 1.01 in channel 3 (a gain) and β + 0.5 in channel 5
+    /// (an offset of 0.65 % of the tensor's magnitude, 3× the largest a correct fold leaves there) are caught.</summary>
+    [Fact]
+    public void One_percent_faults_behind_an_input_of_large_mean_are_caught()
+    {
+        var original = LargeMeanInput();
+        foreach (var (broken, channel) in new[] { (LargeMeanInput(gamma: 1.01), 3), (LargeMeanInput(betaShift: 0.5), 5) })
+        {
+            var report = EquivalenceChecker.Check(original, Fold(broken).Folded, new CheckOptions { Iterations = 2 });
+            Assert.False(report.Passed);
+            Assert.Equal("y", report.FirstReplayFailure?.Name);
+            Assert.Equal(channel, report.FirstReplayFailure!.Drift[0].Channel);
+        }
+    }
+
     [Fact]
     public void Without_intermediates_nothing_is_replayed()
     {
