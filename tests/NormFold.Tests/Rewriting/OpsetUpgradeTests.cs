@@ -764,6 +764,42 @@ public class OpsetUpgradeTests
             Blocked(One(13, "Resize", extraInputs: ["", "scales"], attrs: ("antialias", 1L)), 18));
     }
 
+    /// <summary>opset 18: GroupNormalization-18 (3 groups of 2 channels) with constant per-group scale and bias.</summary>
+    static GraphBuilder GroupNorm18(int type = F32, long[]? dims = null, bool scaleIsInput = false)
+    {
+        var g = new GraphBuilder(18);
+        g.Input("x", type, dims ?? [2, 6, 3, 3]);
+        if (scaleIsInput) g.Input("scale", type, [3]); else g.Init("scale", type, [3], [0.5, 1.5, -2]);
+        g.Init("bias", type, [3], [0.25, -1, 3]);
+        g.Node("GroupNormalization", ["x", "scale", "bias"], "y", "gn", ("num_groups", 3L), ("epsilon", 1e-3f));
+        g.Output("y", type);
+        return g;
+    }
+
+    [Theory]
+    [InlineData(F32)]
+    [InlineData(F16)]
+    public void Groupnormalization_18_raises_to_21_with_each_group_s_scale_and_bias_per_channel(int type)
+    {
+        var raised = RaiseAndCheck(GroupNorm18(type).Build(), 21);
+        var gn = Assert.Single(raised.Proto.Graph.Node);
+        var init = raised.Proto.Graph.Initializer.ToDictionary(t => t.Name);
+        Assert.Equal([0.5, 0.5, 1.5, 1.5, -2, -2], raised.ReadDoubles(init[gn.Input[1]]));
+        Assert.Equal([0.25, 0.25, -1, -1, 3, 3], raised.ReadDoubles(init[gn.Input[2]]));
+        Assert.Equal(type, init[gn.Input[1]].DataType);
+        Assert.Equal(type, gn.Attribute.Single(a => a.Name == "stash_type").I);   // 18 computes in x's type
+    }
+
+    [Fact]
+    public void Groupnormalization_18_without_constant_per_group_parameters_or_a_known_channel_count_blocks_21()
+    {
+        const string why = "GroupNormalization 'gn' (GroupNormalization-21 takes scale and bias per channel instead of per group, and this node's are not constants of num_groups values over a known channel count it divides)";
+        Assert.Equal(why, Blocked(GroupNorm18(scaleIsInput: true).Build(), 21));
+        Assert.Equal(why, Blocked(GroupNorm18(dims: [2, -1, 3, 3]).Build(), 21));
+        Assert.Equal(why, Blocked(GroupNorm18(dims: [2, 5, 3, 3]).Build(), 21));
+        Assert.Empty(OpsetUpgrade.Blockers(GroupNorm18().Build(), 20));
+    }
+
     // ---- refusals of the rewrites, and of the conditions they keep ----
 
     [Fact]
@@ -859,7 +895,6 @@ public class OpsetUpgradeTests
     [Theory]
     [InlineData(10, "Resize", 11, "Resize 'n' (Resize-11 changed its inputs and coordinate transformation)")]
     [InlineData(10, "NonMaxSuppression", 11, "NonMaxSuppression 'n' (NonMaxSuppression-11 changed its definition, and NormFold has no rule that this node keeps its meaning)")]
-    [InlineData(18, "GroupNormalization", 21, "GroupNormalization 'n' (GroupNormalization-21 takes scale and bias per channel instead of per group)")]
     [InlineData(10, "OneHot", 11, "OneHot 'n' (OneHot-11 changed how negative indices are read)")]
     public void A_change_without_an_exemption_blocks(long from, string op, long to, string why)
     {

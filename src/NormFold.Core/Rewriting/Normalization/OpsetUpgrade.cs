@@ -1,6 +1,7 @@
 using NormFold.Graph;
 using NormFold.Onnx;
 using NormFold.Onnx.Proto;
+using NormFold.Tensors;
 
 namespace NormFold.Rewriting.Normalization;
 
@@ -238,6 +239,23 @@ internal static class OpsetUpgrade
                 t.FloatData.AddRange(Attributes.Find(n, "scales")!.Floats);
                 return new(["scales"], [("scales", t)]);
             }),
+            // GroupNormalization-18(x, scale[G], bias[G]) → -21(x, scale[C], bias[C]; stash_type = their type): each group's
+            // value repeated over its C/G channels; 18 computes in x's type, 21 in stash_type (float by default).
+            [("GroupNormalization", 21)] = new(_ => true, (n, g) => PerGroup(n, g) != null ? null
+                    : "takes scale and bias per channel instead of per group, and this node's are not constants of num_groups values over a known channel count it divides",
+                (n, g) =>
+                {
+                    var (scale, bias, channels) = PerGroup(n, g)!.Value;
+                    TensorProto PerChannel(TensorProto t)
+                    {
+                        var v = g.Model.ReadDoubles(t);
+                        var c = new double[channels];
+                        for (int i = 0; i < channels; i++) c[i] = v[i / (channels / v.Length)];
+                        return TensorData.Create("", t.DataType, new long[] { channels }, c);
+                    }
+                    return new([], [("scale", PerChannel(scale)), ("bias", PerChannel(bias))], [new AttributeProto
+                        { Name = "stash_type", Type = AttributeProto.Types.AttributeType.Int, I = scale.DataType }]);
+                }),
             // Squeeze/Unsqueeze-1/11(x; axes) → -13(x, axes).
             [("Squeeze", 13)] = AttributeToInput("axes"),
             [("Unsqueeze", 13)] = AttributeToInput("axes"),
@@ -251,6 +269,19 @@ internal static class OpsetUpgrade
 
     static Upgrade AttributeToInput(string attr, bool omitEmpty = false) => new(n => Attributes.Find(n, attr) != null, (_, _) => null,
         (n, _) => new([attr], [(attr, omitEmpty && Attributes.Find(n, attr)!.Ints.Count == 0 ? null : Int64s(n, attr))]));
+
+    /// <summary>GroupNormalization-18's constant scale and bias of num_groups floating-point values each, and the channel
+    /// count the graph proves (divisible by num_groups); null otherwise.</summary>
+    static (TensorProto Scale, TensorProto Bias, int Channels)? PerGroup(NodeProto n, GraphIndex g)
+    {
+        long groups = Attributes.Int(n, "num_groups", 0);
+        if (n.Input.Count < 3 || groups <= 0 || !g.TryGetConstant(n.Input[1], out var scale) || !g.TryGetConstant(n.Input[2], out var bias)
+            || g.ProvenShape(n.Input[0]) is not { Length: > 1 } shape || shape[1] <= 0 || shape[1] % groups != 0 || shape[1] > Array.MaxLength)
+            return null;
+        foreach (var t in new[] { scale, bias })
+            if (!ElementType.IsFoldable(t.DataType) || t.DataType != scale.DataType || TensorData.ElementCount(t) != groups) return null;
+        return (scale, bias, (int)shape[1]);
+    }
 
     static bool FloatOrDouble(NodeProto n, GraphIndex g) => n.Input.Count > 0 && g.ElemType(n.Input[0]) is 1 or 11;
 
@@ -296,7 +327,6 @@ internal static class OpsetUpgrade
     static readonly Dictionary<(string, int), string> Changes = new()
     {
         [("Resize", 11)] = "changed its inputs and coordinate transformation",
-        [("GroupNormalization", 21)] = "takes scale and bias per channel instead of per group",
         [("RoiAlign", 16)] = "changed the default coordinate_transformation_mode",
         [("GridSample", 20)] = "renamed its mode values",
         [("DFT", 20)] = "takes dft_length and axis as inputs",
