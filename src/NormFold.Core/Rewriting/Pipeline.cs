@@ -154,10 +154,11 @@ internal sealed class Pipeline(PipelineOptions? options = null)
         Match.Refused? first = null, recognised = null;
         foreach (var rule in rules)
         {
-            var match = rule.TryMatch(context, anchor);
+            bool disabled = _options.DisabledRules.Contains(rule.Name);
+            var match = disabled ? Probe(rule, context, anchor) : rule.TryMatch(context, anchor);
             if (match is Match.Planned planned)
             {
-                if (_options.DisabledRules.Contains(rule.Name))
+                if (disabled)
                 {
                     recognised ??= Match.Refuse(SkipReason.RuleDisabled, $"{rule.Name} (disabled) would have {planned.Plan.Describe()}");
                     continue;
@@ -175,6 +176,17 @@ internal sealed class Pipeline(PipelineOptions? options = null)
             if (!SkipReasons.MeansNotThisPattern(refused.Reason)) recognised ??= refused;
         }
         return (recognised ?? first) is { } why ? Left(anchor, path, why) : null;
+    }
+
+    /// <summary>Whether a disabled rule would rewrite the anchor. Its plan is never applied, so no deferred W·s of it is
+    /// ever computed and checked (PipelineOptions.CheckFiniteWhenComputed): its finite-result pre-check runs here.</summary>
+    static Match Probe(IRewriteRule rule, RewriteContext context, NodeProto anchor)
+    {
+        var model = context.Graph.Model;
+        if (!model.CheckFiniteWhenComputed) return rule.TryMatch(context, anchor);
+        model.CheckFiniteWhenComputed = false;
+        try { return rule.TryMatch(context, anchor); }
+        finally { model.CheckFiniteWhenComputed = true; }
     }
 
     /// <summary>Anchors of the given op types (default domain) still in the graph, in graph order: the one place anchors

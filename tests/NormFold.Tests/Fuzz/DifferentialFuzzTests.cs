@@ -53,12 +53,12 @@ public class DifferentialFuzzTests(ITestOutputHelper log)
     /// factors from the original weight — the superseded W·s was never computed, so never checked, and the run kept
     /// folds the pre-check refuses.</summary>
     [Theory]
-    [InlineData(1000043)] // float Conv → Mul → BN (W·s overflows) → BN: both folded, the second composed from W
-    [InlineData(1000370)] // float16 Gemm → BN → BN (overflows) → BN
-    [InlineData(1000054)] // float both sides: Conv → Div → BN folded backward (overflows), then x → Mul forward into the Conv
-    [InlineData(1000314)] // bfloat16, one Gemm weight shared by two Gemms: BN (overflows) → BN → Mul on the second
-    [InlineData(1000107)] // double, inside an If branch (Conv → Div → BN (overflows) → BN), external data in and out
-    [InlineData(2000250)] // double ConvTranspose → BN → Mul (overflows) → BN: the affine rule's BN → Mul fold, where the pre-check leaves BN alone to the BN rule
+    [InlineData(1000027)] // float grouped ConvTranspose → Mul → BN (W·s overflows) → BN: both folded, the second composed from W
+    [InlineData(1000359)] // float16 MatMul → BN (overflows) → BN
+    [InlineData(1000212)] // double both sides: Conv → BN → Mul folded backward (overflows), then x → Mul forward into the Conv
+    [InlineData(1000271)] // float16 grouped Conv weight shared by two Convs: BN → Div (overflows) → BN on the first
+    [InlineData(1000314)] // bfloat16 Gemm weight shared by two Gemms: BN (overflows) → BN → Mul on the second
+    [InlineData(1000466)] // double, in an If branch: MatMul → BN → BN (overflows) → BN, external data in and out
     public void Superseded_folds_are_checked(int seed)
     {
         string dir = Path.Combine(Path.GetTempPath(), "normfold-diff", Guid.NewGuid().ToString("N"));
@@ -130,6 +130,42 @@ public class DifferentialFuzzTests(ITestOutputHelper log)
         log.WriteLine(summary);
         if (Environment.GetEnvironmentVariable("NORMFOLD_WRITE_SUMMARY") is { Length: > 0 } file) File.WriteAllText(file, summary);
         Assert.True(failures.Count == 0, summary);
+    }
+
+    /// <summary>A disabled rule is asked whether it would fold ("RuleDisabled: … would have folded"), and its plan is
+    /// never applied: optimistically its overflow was never checked, so the report said it would have folded what the
+    /// pre-check refuses, and the BN stayed a BN where the pre-checked run made it Mul + Add. Ids from the property, then
+    /// the smallest case: Conv → BN (γ = 8, |W| ≈ 1e38) with BatchNormIntoConv disabled.</summary>
+    [Theory]
+    [InlineData(30000355)] // double MatMul → BN (overflows) → BN, BatchNormIntoMatMul disabled
+    [InlineData(30002847)] // float16, in an If branch, BatchNormIntoMatMul disabled
+    [InlineData(30002900)] // float16 shared ConvTranspose weight, AffineIntoConvTranspose disabled
+    [InlineData(30001256)] // bfloat16 shared MatMul weight, AffineIntoMatMul disabled
+    public void Disabled_rules_are_probed_with_the_pre_check(int seed)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "normfold-diff", Guid.NewGuid().ToString("N"));
+        try
+        {
+            var v = FiniteEdge.Check(FiniteEdge.Make(seed), dir);
+            Assert.True(v.Divergences.Count == 0, string.Join("\n", v.Divergences));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void A_disabled_rule_would_not_have_folded_what_the_pre_check_refuses()
+    {
+        var g = NormFold.Tests.Rewriting.FoldedValueNotFiniteTests.WithBn("Conv", GraphBuilder.F32, 8, 1 - 1e-5, w: 1e38);
+        var options = new NormFold.Rewriting.PipelineOptions { DisabledRules = new HashSet<string> { "BatchNormIntoConv" } };
+        var c = new FiniteEdge.Case(0, g.Proto, "conv-bn", false, new NormFold.Onnx.SaveOptions(), options);
+        string dir = Path.Combine(Path.GetTempPath(), "normfold-diff", Guid.NewGuid().ToString("N"));
+        try
+        {
+            var v = FiniteEdge.Check(c, dir);
+            Assert.Contains("Replaced BatchNormToMulAdd →  FoldedValueNotFinite", v.PreChecked.Log);
+            Assert.True(v.Divergences.Count == 0, string.Join("\n", v.Divergences));
+        }
+        finally { Directory.Delete(dir, true); }
     }
 
     internal static string Summary(List<FiniteEdge.Verdict> verdicts, TimeSpan took)

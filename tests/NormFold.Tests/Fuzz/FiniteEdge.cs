@@ -107,7 +107,11 @@ internal static class FiniteEdge
             return y;
         }
 
-        // P reading x (dims xs) and weight w; returns its output, channels and rank.
+        // Per block: the Conv/ConvTranspose group, Gemm's transB, alpha and beta.
+        long group = 1, transB = 0;
+        float alpha = 1, gemmBeta = 1;
+
+        // P reading x and weight w; returns its output, channels and rank.
         (string Y, long Ch, int Rank) Producer(GraphBuilder b, string op, string x, long c, long m, string w, bool bias)
         {
             string y = Fresh("p");
@@ -116,15 +120,15 @@ internal static class FiniteEdge
             {
                 case "Conv":
                     if (bias) ins = [.. ins, b.Init(Fresh("cb"), type, [m], Enumerable.Range(0, (int)m).Select(_ => r.NextDouble() - 0.5).ToArray())];
-                    b.Node("Conv", ins, y, Fresh("conv"));
+                    b.Node("Conv", ins, y, Fresh("conv"), ("group", group));
                     return (y, m, 4);
                 case "ConvTranspose":
                     if (bias) ins = [.. ins, b.Init(Fresh("cb"), type, [m], Enumerable.Range(0, (int)m).Select(_ => r.NextDouble() - 0.5).ToArray())];
-                    b.Node("ConvTranspose", ins, y, Fresh("convT"));
+                    b.Node("ConvTranspose", ins, y, Fresh("convT"), ("group", group));
                     return (y, m, 4);
                 case "Gemm":
                     if (bias) ins = [.. ins, b.Init(Fresh("gc"), type, [m], Enumerable.Range(0, (int)m).Select(_ => r.NextDouble() - 0.5).ToArray())];
-                    b.Node("Gemm", ins, y, Fresh("gemm"));
+                    b.Node("Gemm", ins, y, Fresh("gemm"), ("transB", transB), ("alpha", alpha), ("beta", gemmBeta));
                     return (y, m, 2);
                 default:
                     b.Node("MatMul", ins, y, Fresh("matmul"));
@@ -134,8 +138,9 @@ internal static class FiniteEdge
 
         long[] WeightDims(string op, long c, long m, long k) => op switch
         {
-            "Conv" => [m, c, k, k],
-            "ConvTranspose" => [c, m, k, k],
+            "Conv" => [m, c / group, k, k],
+            "ConvTranspose" => [c, m / group, k, k],
+            "Gemm" when transB == 1 => [m, c],
             _ => [c, m],
         };
 
@@ -156,6 +161,14 @@ internal static class FiniteEdge
             string kind = r.Next(10) switch { < 4 => "chain", < 6 => "both-sides", < 8 => "shared", _ => "if" };
             tags.Add($"{kind}:{op}");
             long c = Any(1L, 2, 3, 4), m = Any(1L, 2, 4, 5), k = op.StartsWith("Conv") ? Any(1L, 1, 3) : 1;
+            (group, transB, alpha, gemmBeta) = (1, 0, 1, 1);
+            if (op.StartsWith("Conv") && c > 1 && r.Next(3) == 0)
+            {
+                // Grouped (depthwise): each group's weights scaled by its own input and output channels.
+                (group, m) = (c, c * Any(1L, 2));
+                tags.Add("grouped");
+            }
+            if (op == "Gemm") (transB, alpha, gemmBeta) = (r.Next(2), Any(1f, 1f, 0.5f, 4f), Any(1f, 1f, 0.25f, 2f));
             int rank = op.StartsWith("Conv") ? 4 : 2;
             long[] xs = rank == 4 ? [1, c, 4, 4] : [2, c];
             string x = g.Input(Fresh("x"), type, xs);
@@ -215,6 +228,13 @@ internal static class FiniteEdge
         if (save.ExternalData == ExternalDataMode.All) tags.Add("external-output");
         var options = new PipelineOptions { KeepStandaloneBatchNorm = r.Next(5) == 0 };
         if (options.KeepStandaloneBatchNorm) tags.Add("keep-bn");
+        if (r.Next(5) == 0)
+        {
+            // A rule off: the other rules take its folds in other orders (a BN alone where the affine rule would take a piece).
+            string off = Any([.. RuleRegistry.RuleNames]);
+            options = options with { DisabledRules = new HashSet<string> { off } };
+            tags.Add("disable:" + off);
+        }
         return new Case(seed, g.Proto, string.Join(",", tags.Distinct()), externalInput, save, options);
     }
 

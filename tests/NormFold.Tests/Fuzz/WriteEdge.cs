@@ -9,11 +9,11 @@ using static NormFold.Tests.Builders.GraphBuilder;
 namespace NormFold.Tests.Fuzz;
 
 /// <summary>
-/// Models for the write path (ModelWriter.Save: SplicedWriter's ≤ 1 MB windows of parallel pwrites, payloads split at
-/// multiples of 8 bytes; deferred folds computed into them): weights of sizes around the window (2^20 bytes ± a few
-/// elements, just below and above SplicedWriter.MinSpliced, up to 2.6 MB), folded (MatMul/Conv → BN: a deferred W·s) or
-/// kept (Add of a constant), in raw_data, float_data / double_data or float16 in int32_data; a Conv → BN inside an If
-/// now and then; input and output with or without external data.
+/// Models for the write path (ModelWriter.Save: SplicedWriter's windows of at most FileBytes.Chunk bytes, parallel
+/// pwrites, payloads split at multiples of 8 bytes; deferred folds computed into them): weights of sizes around the
+/// window and its multiples (± a few elements), just below and above SplicedWriter.MinSpliced, up to 4.2 MB, folded
+/// (MatMul/Conv → BN: a deferred W·s) or kept (Add of a constant), in raw_data, float_data / double_data or float16 in
+/// int32_data; a Conv → BN inside an If now and then; input and output with or without external data.
 /// </summary>
 internal static class WriteEdge
 {
@@ -35,7 +35,8 @@ internal static class WriteEdge
 
         long Elements()
         {
-            const int window = 1 << 20;
+            // The writer's window (FileBytes.Chunk, whatever it is now) and multiples of it.
+            long window = FileBytes.Chunk * (long)Any(1, 1, 2, 4, 8);
             long bytes = r.Next(6) switch
             {
                 0 => window - 8 * r.Next(0, 4) - size * r.Next(0, 2),
