@@ -209,13 +209,14 @@ internal static class ChannelDriftDetector
         /// over the channel's spread S, of the gain band), each at most the end-to-end floor (MinGain·M, MinGain).</param>
         /// <param name="shift">The additive constant the rewrite making the tensor stores: OffsetUlps·u·|c| more room
         /// for a channel's offset (<see cref="ReplayShift"/>); for float16/bfloat16, with its weights and
-        /// <paramref name="inputMeans"/> (the channel means of the reference tensor they multiply), u·|c| + the bound of
-        /// <see cref="LinearInput"/> instead: each of the two rounded once.</param>
-        public Result Decide(double minGain = MinGain, double floorUlps = 0, ReplayShift? shift = null, double[]? inputMeans = null)
+        /// <paramref name="input"/> (the channel moments of the reference tensor they multiply), u·|c| + the bound of
+        /// <see cref="LinearInput"/> instead: each of the two rounded once; and the gain band that bound's tilt.</param>
+        public Result Decide(double minGain = MinGain, double floorUlps = 0, ReplayShift? shift = null, InputMoments? input = null)
         {
             double u = UnitRoundoff(ElementType);
             var shifts = shift?.PerChannel(Shape, Channels.Length);
-            var weighed = u > Arithmetic(1) ? shift?.Input?.PerChannel(inputMeans, Channels.Length, Z) : null;
+            var weighed = u > Arithmetic(1) ? shift?.Input?.PerChannel(input?.Mean, Channels.Length, Z) : null;
+            var tilted = u > Arithmetic(1) ? shift?.Input?.PerChannel(input?.Spread, Channels.Length, Z) : null;
             var stored = new double[Channels.Length];
             for (int c = 0; c < stored.Length; c++)
                 stored[c] = weighed is null ? OffsetUlps * u * (shifts?[c] ?? 0) : u * ((shifts?[c] ?? 0) + weighed[c]);
@@ -229,7 +230,7 @@ internal static class ChannelDriftDetector
             double smallest = Tolerance.SmallestNormal(ElementType);
             var all = new List<ChannelDrift>(Channels.Length);
             for (int c = 0; c < Channels.Length; c++)
-                if (fits[c] is { } f) all.Add(Judge(c, f, u, relativeNoise, minGain, floor, smallest, stored[c]));
+                if (fits[c] is { } f) all.Add(Judge(c, f, u, relativeNoise, minGain, floor, smallest, stored[c], u * (tilted?[c] ?? 0)));
             var flagged = all.Where(d => d.Flagged).OrderByDescending(d => d.Ratio).ToList();
             return new Result(all.Count, flagged.Count, flagged.Take(MaxKept).ToList(), all.MaxBy(d => d.Ratio));
         }
@@ -391,7 +392,8 @@ internal static class ChannelDriftDetector
     }
 
     /// <param name="stored">What the rounding of the constants the rewrite stores can move the channel's mean by.</param>
-    static ChannelDrift Judge(int c, in Fit f, double u, double relativeNoise, double minGain, double floor, double smallest, double stored)
+    /// <param name="tilt">What the rounding of its weights can add to Σ(δ − δ̄)(r − r̄)/n over S (a gain of tilt/S).</param>
+    static ChannelDrift Judge(int c, in Fit f, double u, double relativeNoise, double minGain, double floor, double smallest, double stored, double tilt)
     {
         double rms = f.Rms, sigma = f.Sigma, gainError = f.GainError, meanD = f.MeanD;
         double noise = rms > 0 ? Math.Max(1, sigma / (u * rms) / NoiseUlps) : 1;
@@ -416,7 +418,8 @@ internal static class ChannelDriftDetector
         // rounding errors line up, count once (CollapsePile). float16: a channel of mean 89 and spread 0.03 (half an
         // ulp) reads its grid as a gain of 0.04; one of mean 100 and spread 5 gets 2e-4 more room.
         double grid = spread > 0 ? u * rms / spread : 0;
-        double gainThreshold = Math.Max(Math.Max(minGain, gainFloor), GainUlps * u * noise + ArithmeticUlps * Arithmetic(u) * flatness + 2 * grid * grid);
+        double gainThreshold = Math.Max(Math.Max(minGain, gainFloor), GainUlps * u * noise + ArithmeticUlps * Arithmetic(u) * flatness + 2 * grid * grid
+            + (spread > 0 ? tilt / spread : 0));
         // Correlated accumulation noise (long sums in a different order) and nonlinearities after the rewrite shift a
         // channel's mean by up to about the noise itself: the offset must stand out of it.
         // (a gain below MinGain moves the channel's mean by up to MinGain·M)

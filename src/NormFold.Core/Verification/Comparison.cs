@@ -66,9 +66,9 @@ internal static class Comparator
 
     /// <summary>The comparison with the drift decision taken over the (merged) sums of every run.</summary>
     internal static OutputComparison WithDrift(OutputComparison c, ChannelDriftDetector.Accumulator sums, double minGain = ChannelDriftDetector.MinGain,
-        double floorUlps = 0, ReplayShift? shift = null, double[]? inputMeans = null)
+        double floorUlps = 0, ReplayShift? shift = null, InputMoments? input = null)
     {
-        var drift = sums.Decide(minGain, floorUlps, shift, inputMeans);
+        var drift = sums.Decide(minGain, floorUlps, shift, input);
         string? problem = c.Problem;
         if (c.FailedElements == 0 && problem is null && drift is { Flagged: > 0 } && drift.Findings[0] is var f)
             problem = $"systematic drift in {drift.Flagged} of {drift.Tested} channel(s); channel {f.Channel}: gain {f.Gain:G7} (allowed 1 ± {f.GainThreshold:G3}), " +

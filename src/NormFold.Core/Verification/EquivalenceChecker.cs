@@ -400,29 +400,33 @@ public static class EquivalenceChecker
         readonly Kind _endToEnd = new(), _replay = new();
         readonly HashSet<string> _replayNames = replayed.Values.ToHashSet(StringComparer.Ordinal);
         readonly HashSet<string> _meansOnly = meansOnly.ToHashSet(StringComparer.Ordinal);
-        /// <summary>(tensor, channel axis) → per channel Σx and count over every run, of the tensors weights multiply.</summary>
-        readonly Dictionary<(string Name, int Axis), (double[] Sum, long[] Count)> _means = (shifts?.Values ?? [])
-            .Select(s => s.Input).OfType<LinearInput>().Select(i => (i.Name, i.Axis)).Distinct().ToDictionary(k => k, _ => (Array.Empty<double>(), Array.Empty<long>()));
+        /// <summary>(tensor, channel axis) → per channel Σx, Σx² and count over every run, of the tensors weights multiply.</summary>
+        readonly Dictionary<(string Name, int Axis), (double[] Sum, double[] Squares, long[] Count)> _means = (shifts?.Values ?? [])
+            .Select(s => s.Input).OfType<LinearInput>().Select(i => (i.Name, i.Axis)).Distinct()
+            .ToDictionary(k => k, _ => (Array.Empty<double>(), Array.Empty<double>(), Array.Empty<long>()));
         int? _firstFailing;
 
         /// <summary>Adds a tensor's per-channel sums (along <paramref name="axis"/>) to its running means.</summary>
         void AddMeans((string Name, int Axis) key, NamedTensor t)
         {
             if (t.Strings != null || !t.IsFloatingPoint || key.Axis >= t.Shape.Length) return;
-            var (sum, count) = _means[key];
+            var (sum, squares, count) = _means[key];
             int channels = (int)t.Shape[key.Axis];
-            if (sum.Length == 0) _means[key] = (sum, count) = (new double[channels], new long[channels]);
+            if (sum.Length == 0) _means[key] = (sum, squares, count) = (new double[channels], new double[channels], new long[channels]);
             if (sum.Length != channels) return;
             long inner = 1;
             for (int d = key.Axis + 1; d < t.Shape.Length; d++) inner *= t.Shape[d];
             var v = t.ToDoubles();
             for (long i = 0; i < v.Length; i++)
-                if (double.IsFinite(v[i])) { int c = (int)(i / inner % channels); sum[c] += v[i]; count[c]++; }
+                if (double.IsFinite(v[i])) { int c = (int)(i / inner % channels); sum[c] += v[i]; squares[c] += v[i] * v[i]; count[c]++; }
         }
 
-        double[]? MeansOf(LinearInput? input) =>
-            input is not null && _means.TryGetValue((input.Name, input.Axis), out var m) && m.Sum.Length > 0 && m.Count.All(n => n > 0)
-                ? m.Sum.Select((s, c) => s / m.Count[c]).ToArray() : null;
+        InputMoments? MomentsOf(LinearInput? input)
+        {
+            if (input is null || !_means.TryGetValue((input.Name, input.Axis), out var m) || m.Sum.Length == 0 || m.Count.Any(n => n == 0)) return null;
+            var mean = m.Sum.Select((s, c) => s / m.Count[c]).ToArray();
+            return new InputMoments(mean, m.Squares.Select((q, c) => Math.Sqrt(Math.Max(0, q / m.Count[c] - mean[c] * mean[c]))).ToArray());
+        }
 
         sealed class Kind
         {
@@ -465,7 +469,7 @@ public static class EquivalenceChecker
             foreach (var (name, sums) in _endToEnd.DriftSums) _endToEnd.Worst[name] = Comparator.WithDrift(_endToEnd.Worst[name], sums);
             foreach (var (name, sums) in _replay.DriftSums)
                 _replay.Worst[name] = Comparator.WithDrift(_replay.Worst[name], sums, ChannelDriftDetector.ReplayMinGain, ChannelDriftDetector.ReplayMagnitudeUlps,
-                    shifts?.GetValueOrDefault(name), MeansOf(shifts?.GetValueOrDefault(name)?.Input));
+                    shifts?.GetValueOrDefault(name), MomentsOf(shifts?.GetValueOrDefault(name)?.Input));
             var outputs = graphOutputs.Select(n => _endToEnd.Worst[n]).ToList();
             var inner = shared.Select(n => _endToEnd.Worst[n]).ToList();
             var replays = shared.Concat(graphOutputs).Where(_replay.Worst.ContainsKey).Select(n => _replay.Worst[n]).ToList();

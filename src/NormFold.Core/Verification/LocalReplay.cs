@@ -40,6 +40,9 @@ internal sealed record ReplayShift(long[]? Dims, double[] Values)
     }
 }
 
+/// <summary>Per channel of a reference tensor, over every run: its mean and its standard deviation.</summary>
+internal sealed record InputMoments(double[] Mean, double[] Spread);
+
 /// <summary>
 /// The weights a rewritten linear node (Conv, ConvTranspose, Gemm, MatMul) stores, against the reference tensor
 /// <paramref name="Name"/> they multiply. Rounded once to the type, W' = W'* + ε with |ε| ≤ u·|W'|, they move output
@@ -50,6 +53,10 @@ internal sealed record ReplayShift(long[]? Dims, double[] Values)
 /// c_v = h_v·Σ_{|W'ₖ| = v} |x̄ₖ|, worst case u·Σ c_v. Distinct exact values round independently, each error uniform on
 /// ±u·h_v (the probabilistic model of rounding, Higham and Mary 2019): the sum is normal of variance u²·Σ c_v²/3, and
 /// the bound is the smaller of the worst case and λ = Z (the drift test's own level) of its standard deviations.
+/// The same errors against the input's variation tilt the channel: the fit's gain collects
+/// Σₖ εₖ·cov(xₖ, r)/S², and |cov(xₖ, r)| ≤ sdₖ·S, so the gain moves by at most the same bound with sdₖ for |x̄ₖ|, over S —
+/// large where the weighted sum cancels a variation the inputs share (one input channel through 1×1 convs:
+/// half-numerics:m10000915, gain 0.45).
 /// </summary>
 /// <param name="Axis">The channel axis of the input (1; 0 for Gemm's transposed A).</param>
 /// <param name="Weights">Reads the stored weights (times |α| for Gemm), laid out as the op defines them.</param>
@@ -63,7 +70,8 @@ internal sealed record LinearInput(string Name, int Axis, string Op, long[] Dims
         _ => TransB ? (Dims[0], Dims[1]) : (Dims[1], Dims[0]),
     };
 
-    /// <summary>The bound over u per output channel, from the input's channel means; null when they do not fit.</summary>
+    /// <summary>The bound over u per output channel of Σₖ εₖ·vₖ/u, from a magnitude per input channel (|x̄ₖ| or sdₖ);
+    /// null when they do not fit.</summary>
     public double[]? PerChannel(double[]? means, int channels, double lambda)
     {
         var (outputs, inputs) = Channels;

@@ -107,6 +107,12 @@ public class StructureFuzzTests(ITestOutputHelper log)
     [InlineData("half-numerics:m31000031")] // the same at |b'| ~ 1e4, seen end to end on 'relu2'
     [InlineData("half-numerics:m33000114")] // the same
     [InlineData("half-numerics:m10003529")] // the same, [16, 1, 1, 1] input
+    [InlineData("half-numerics:m10000915")] // float16, 1-channel input through 1×1 Convs, the next fold's weights cancelling along it: their rounding read as a gain 0.45 (fixed by LinearInput's tilt in the gain band)
+    [InlineData("half-numerics:m10000866")] // the same, gain 0.9947
+    [InlineData("half-numerics:m10000903")] // the same in a replay
+    [InlineData("half-numerics:m40000032")] // the same, gain 1.022
+    [InlineData("half-numerics:m40000785")] // the same in a replay
+    [InlineData("half-numerics:m40000860")] // the same
     public void Campaign_findings_stay_fixed(string id)
     {
         string root = Path.Combine(Path.GetTempPath(), "normfold-fuzz", Guid.NewGuid().ToString("N"));

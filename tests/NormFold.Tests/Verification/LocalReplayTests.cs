@@ -415,6 +415,48 @@ public class LocalReplayTests
         }
     }
 
+    /// <summary>half-numerics:m10000915 and kin: float16, one input channel through a 1×1 Conv (every channel of 'a' is
+    /// αₖ·x), then a 1×1 Conv whose weights nearly cancel along α (Σ Wₖαₖ = 0.015) and a BN of variance 1e-4 (s ≈ 95):
+    /// the fold's weights W·s, rounded once, tilt the channel by Σ εₖαₖ / Σ W'ₖαₖ — a gain of a few percent in a
+    /// correct fold. The replay's gain band holds that rounding against the input's spread (LinearInput); a gain
+    /// fault of 20 % is still caught.</summary>
+    internal static OnnxModel LowRankInput(double gamma = 1)
+    {
+        var g = new GraphBuilder(opset: 13, seed: 23);
+        string x = g.Input("x", F16, [16, 1, 8, 8]);
+        double[] alpha = [1, -0.5, 0.75, 0.3, -0.9, 0.6, -0.2, 0.45];
+        g.Node("Conv", [x, g.Init("w0", F16, [8, 1, 1, 1], alpha)], "a");
+        var rng = new Random(9);
+        double norm = alpha.Sum(v => v * v);
+        var w1 = new double[4 * 8];
+        for (int m = 0; m < 4; m++)
+        {
+            var row = Enumerable.Range(0, 8).Select(_ => rng.NextDouble() - 0.5).ToArray();
+            double along = row.Zip(alpha, (w, al) => w * al).Sum() / norm;
+            for (int k = 0; k < 8; k++) w1[m * 8 + k] = row[k] - along * alpha[k] + 0.015 * alpha[k] / norm;
+        }
+        g.Node("Conv", ["a", g.Init("w1", F16, [4, 8, 1, 1], w1)], "c1");
+        g.Bn("c1", 4, "y", F16);
+        g.SetInit("y.gamma", F16, [4], [1, gamma, 1, 1]);
+        g.SetInit("y.beta", F16, [4], new double[4]);
+        g.SetInit("y.mean", F16, [4], new double[4]);
+        g.SetInit("y.var", F16, [4], [1e-4, 1e-4, 1e-4, 1e-4]);
+        g.Output("y", F16, [16, 4, 8, 8]);
+        return g.Build();
+    }
+
+    [Fact]
+    public void Float16_weights_rounded_against_a_shared_input_variation_are_not_drift()
+    {
+        var original = LowRankInput();
+        var report = EquivalenceChecker.Check(original, Fold(original).Folded, new CheckOptions { Iterations = 2 });
+        Assert.True(report.Passed, $"{report.FirstFailure?.Name}: {report.FirstFailure?.Problem}");
+        var broken = EquivalenceChecker.Check(original, Fold(LowRankInput(gamma: 1.2)).Folded, new CheckOptions { Iterations = 2 });
+        Assert.False(broken.Passed);
+        Assert.Equal("y", broken.FirstReplayFailure?.Name);
+        Assert.Equal(1, broken.FirstReplayFailure!.Drift[0].Channel);
+    }
+
     [Fact]
     public void Without_intermediates_nothing_is_replayed()
     {
