@@ -38,6 +38,11 @@ public class ReadmeCommandsTests
             .Select(m => (Rid: m.Groups[1].Value, Folder: m.Groups[2].Value)).ToList();
         Assert.Equal(packed.Order(), published.Select(p => p.Rid).Distinct().Order());
         Assert.All(published, p => Assert.Equal(p.Rid, p.Folder));
+        // The native tool package: packed with -r for one of the tool's platforms (into the same folder as the rest).
+        var nativeTool = Regex.Matches(Readme, @"dotnet pack src/NormFold.Cli -c Release -r ([\w-]+) -p:PublishAot=true -o artifacts/packages")
+            .Select(m => m.Groups[1].Value).ToList();
+        Assert.NotEmpty(nativeTool);
+        Assert.All(nativeTool, rid => Assert.Contains(rid, packed));
         // The per-platform tool packages, listed as `normfold.linux-x64`, `.linux-arm64`, …
         foreach (var rid in packed) Assert.True(Readme.Contains($"`normfold.{rid}`") || Readme.Contains($"`.{rid}`"), rid);
     }
