@@ -102,7 +102,8 @@ public class OpsetUpgradeTests
     }
 
     /// <summary>opset 9 (as PaddleOCR exports): ReduceMean → Sub → Pow → ReduceMean → Add ε → Sqrt → Div → Mul γ → Add β
-    /// → Clip(min, max attributes), or → Upsample-9, deprecated from opset 10 (no upgrade rewrites it).</summary>
+    /// → Clip(min, max attributes), or → Upsample-9 with computed scales (as torch's interpolate to a size exports them),
+    /// which Resize replaces at opset 10 only for constant scales.</summary>
     internal static OnnxModel LayerNormClip9(bool upsample = false)
     {
         var g = new GraphBuilder(9);
@@ -122,7 +123,8 @@ public class OpsetUpgradeTests
         g.Node("Add", ["sc", "beta"], "ln", "add_beta");
         if (upsample)
         {
-            g.Init("scales", F32, [3], [1, 1, 2]);
+            g.Init("up_s", F32, [3], [1, 1, 2]);
+            g.Node("Abs", ["up_s"], "scales", "scales");
             g.Node("Upsample", ["ln", "scales"], "y", "upsample", ("mode", "nearest"));
         }
         else g.Node("Clip", ["ln"], "y", "clip", ("min", -0.5f), ("max", 0.5f));
@@ -137,7 +139,7 @@ public class OpsetUpgradeTests
 
         var (folded, r) = Fold(original, new PipelineOptions { SwapLayerNorm = true, TargetOpset = 17 });
         var d = AssertLeft(r, SkipReason.OpsetTooLow, "mean");
-        Assert.Contains("Upsample 'upsample' (Upsample is deprecated from opset 10)", d.Detail);
+        Assert.Contains("Upsample 'upsample' (Upsample-10 is replaced by Resize; only for constant scales ≥ 1 (then both round nearest down) and mode nearest or linear)", d.Detail);
         Assert.Equal(9, folded.DefaultOpset);
         Assert.Equal(0, Count(folded, "LayerNormalization"));
         AssertEquivalent(original, folded);
@@ -533,9 +535,10 @@ public class OpsetUpgradeTests
         // The value_info contradicts the rank propagated from x, so it is ignored (GraphIndex) and the true rank decides.
         Assert.Equal("Softmax 'sm' (Softmax-13 changes the axis semantics: axis 1 alone instead of the flattened axes 1..3)", Blocked(model, 13));
 
-        // Raised anyway, ORT computes something else: the refusal is what keeps exit 0 honest.
+        // Raised anyway (Raise itself refuses), ORT computes something else: the refusal is what keeps exit 0 honest.
+        Assert.Throws<InvalidOperationException>(() => OpsetUpgrade.Raise(new OnnxModel(model.Proto.Clone(), null), 13));
         var raised = new OnnxModel(model.Proto.Clone(), null);
-        OpsetUpgrade.Raise(raised, 13);
+        raised.Proto.OpsetImport[0].Version = 13;
         raised.Proto.Graph.ValueInfo.Clear();
         model.Proto.Graph.ValueInfo.Clear();
         Assert.False(EquivalenceChecker.Check(model, raised, new CheckOptions { Iterations = 1 }).Passed);
@@ -713,20 +716,69 @@ public class OpsetUpgradeTests
         RaiseAndCheck(g.Build(), target);
     }
 
-    /// <summary>opset 8: Upsample-7's scales attribute becomes Upsample-9's input (Upsample is deprecated from 10).</summary>
-    [Fact]
-    public void Upsample_scales_attribute_becomes_an_input_at_9()
+    /// <summary>opset 8: Upsample-7 (scales attribute), nearest and linear; it becomes Upsample-9 (scales input), then
+    /// Resize-10 (Upsample's deprecation), then Resize-11 (asymmetric coordinates, nearest rounded down).</summary>
+    static OnnxModel Upsamples8()
     {
         var g = new GraphBuilder(8);
         g.Input("x", F32, [1, 2, 3, 4]);
-        g.Node("Upsample", ["x"], "y", "up", ("mode", "nearest")).Attribute.Add(new NormFold.Onnx.Proto.AttributeProto
-            { Name = "scales", Type = NormFold.Onnx.Proto.AttributeProto.Types.AttributeType.Floats, Floats = { 1f, 1f, 2f, 3f } });
-        g.Output("y");
-        var raised = RaiseAndCheck(g.Build(), 9);
-        var up = Assert.Single(raised.Proto.Graph.Node);
-        Assert.Equal([1f, 1f, 2f, 3f], Assert.Single(raised.Proto.Graph.Initializer, t => t.Name == up.Input[1]).FloatData);
-        Assert.Equal("Upsample 'up' (Upsample is deprecated from opset 10)", Blocked(g.Build(), 10));
+        foreach (var (mode, scales) in new[] { ("nearest", new[] { 1f, 1f, 2f, 3f }), ("linear", new[] { 1f, 1f, 2f, 2.5f }) })
+        {
+            g.Node("Upsample", ["x"], "o_" + mode, mode, ("mode", mode)).Attribute.Add(new NormFold.Onnx.Proto.AttributeProto
+                { Name = "scales", Type = NormFold.Onnx.Proto.AttributeProto.Types.AttributeType.Floats, Floats = { scales } });
+            g.Output("o_" + mode);
+        }
+        return g.Build();
     }
+
+    [Theory]
+    [InlineData(9, "Upsample")]
+    [InlineData(10, "Resize")]
+    [InlineData(11, "Resize")]
+    [InlineData(13, "Resize")]
+    [InlineData(21, "Resize")]
+    public void Upsample_becomes_resize_and_computes_the_same(long target, string op)
+    {
+        var raised = RaiseAndCheck(Upsamples8(), target);
+        var up = raised.Proto.Graph.Node.Single(n => n.Name == "nearest");
+        Assert.Equal(op, up.OpType);
+        Assert.Equal([1f, 1f, 2f, 3f], Assert.Single(raised.Proto.Graph.Initializer, t => t.Name == up.Input[^1]).FloatData);
+        if (target >= 11)
+            Assert.Equal(["mode=nearest", "coordinate_transformation_mode=asymmetric", "nearest_mode=floor"],
+                up.Attribute.Select(a => $"{a.Name}={a.S.ToStringUtf8()}"));
+    }
+
+    /// <summary>opset 10 as torch exports upsampling: Resize-10 (nearest, linear) with constant scales.</summary>
+    [Theory]
+    [InlineData(11)]
+    [InlineData(13)]
+    [InlineData(21)]
+    public void Resize_10_raises_and_computes_the_same(long target)
+    {
+        var g = new GraphBuilder(10);
+        g.Input("x", F32, [1, 2, 3, 4]);
+        g.Init("scales", F32, [4], [1, 1, 2, 2]);
+        g.Node("Resize", ["x", "scales"], "o_nearest", "nearest", ("mode", "nearest"));
+        g.Node("Resize", ["x", "scales"], "o_linear", "linear", ("mode", "linear"));
+        g.Output("o_nearest");
+        g.Output("o_linear");
+        RaiseAndCheck(g.Build(), target);
+    }
+
+    [Fact]
+    public void Downsampling_or_computed_scales_keep_upsample_and_resize_10_from_raising()
+    {
+        var g = new GraphBuilder(10);
+        g.Input("x", F32, [1, 2, 4, 4]);
+        g.Init("half", F32, [4], [1, 1, 0.5, 0.5]);
+        g.Node("Resize", ["x", "half"], "y", "resize", ("mode", "nearest"));
+        g.Output("y");
+        Assert.Equal("Resize 'resize' (Resize-11 changed its inputs and coordinate transformation; kept only for constant scales ≥ 1 and mode nearest or linear)",
+            Blocked(g.Build(), 11));
+        Assert.Equal("Upsample 'upsample' (" + UpsampleRefused + ")", Blocked(LayerNormClip9(upsample: true), 10));
+    }
+
+    const string UpsampleRefused = "Upsample-10 is replaced by Resize; only for constant scales ≥ 1 (then both round nearest down) and mode nearest or linear";
 
     [Theory]
     [InlineData("auto_pad", "SAME_UPPER", "ConvTranspose-11 changed how auto_pad SAME_UPPER splits the padding")]
@@ -893,7 +945,7 @@ public class OpsetUpgradeTests
     }
 
     [Theory]
-    [InlineData(10, "Resize", 11, "Resize 'n' (Resize-11 changed its inputs and coordinate transformation)")]
+    [InlineData(10, "Resize", 11, "Resize 'n' (Resize-11 changed its inputs and coordinate transformation; kept only for constant scales ≥ 1 and mode nearest or linear)")]
     [InlineData(10, "NonMaxSuppression", 11, "NonMaxSuppression 'n' (NonMaxSuppression-11 changed its definition, and NormFold has no rule that this node keeps its meaning)")]
     [InlineData(10, "OneHot", 11, "OneHot 'n' (OneHot-11 changed how negative indices are read)")]
     public void A_change_without_an_exemption_blocks(long from, string op, long to, string why)
@@ -903,7 +955,7 @@ public class OpsetUpgradeTests
     }
 
     [Theory]
-    [InlineData(9, "Upsample", 10, "Upsample 'n' (Upsample is deprecated from opset 10)")]
+    [InlineData(9, "Upsample", 10, "Upsample 'n' (" + UpsampleRefused + ")")]
     [InlineData(10, "Scatter", 11, "Scatter 'n' (Scatter is deprecated from opset 11)")]
     public void Raising_past_a_deprecation_blocks(long from, string op, long to, string why) =>
         Assert.Equal(why, Blocked(One(from, op), to));
@@ -982,6 +1034,31 @@ public class OpsetUpgradeTests
     }
 
     [Fact]
+    public void Only_the_excused_node_itself_is_left_unrewritten_not_an_equal_one_in_another_branch()
+    {
+        // Two If branches hold equal ReduceMean(axes) nodes; the swap would remove the then-branch one only.
+        var g = new GraphBuilder(13);
+        g.Input("x", F32, [2, 3]);
+        g.Input("c", Bool, []);
+        var then = g.Body("then");
+        then.Node("ReduceMean", ["x"], "m", "mean", ("axes", new long[] { 1 }));
+        then.Output("m");
+        var els = g.Body("else");
+        els.Node("ReduceMean", ["x"], "m", "mean", ("axes", new long[] { 1 }));
+        els.Output("m");
+        g.Node("If", ["c"], "y", "if", ("then_branch", then.Graph), ("else_branch", els.Graph));
+        g.Output("y");
+        var model = g.Build();
+        var branches = model.Proto.Graph.Node[0].Attribute.Select(a => a.G.Node[0]).ToArray();
+        Assert.Equal(branches[0], branches[1]);
+        var excused = new HashSet<NormFold.Onnx.Proto.NodeProto> { branches[0] };
+        Assert.Empty(OpsetUpgrade.Blockers(model, 18, excused));
+        OpsetUpgrade.Raise(model, 18, excused: excused);
+        Assert.Single(branches[0].Input);
+        Assert.Equal(2, branches[1].Input.Count);
+    }
+
+    [Fact]
     public void A_target_past_the_table_blocks()
     {
         Assert.Equal($"opset {OpsetUpgrade.HighestKnown + 1} is past opset {OpsetUpgrade.HighestKnown}, the newest NormFold knows",
@@ -1009,7 +1086,7 @@ public class OpsetUpgradeCliTests
 {
     [Theory]
     [InlineData("softmax", "--swap-groupnorm", "21", 11, "Softmax-13 changes the axis semantics")]
-    [InlineData("upsample", "--swap-layernorm", "17", 9, "Upsample is deprecated from opset 10")]
+    [InlineData("upsample", "--swap-layernorm", "17", 9, "Upsample-10 is replaced by Resize; only for constant scales")]
     public void Fold_with_a_target_opset_keeps_the_opset_and_reports_the_blocking_node(string name, string swap, string target,
         long opset, string why)
     {

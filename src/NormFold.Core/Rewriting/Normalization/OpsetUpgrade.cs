@@ -174,8 +174,9 @@ internal static class OpsetUpgrade
     sealed record Upgrade(Func<NodeProto, bool> Applies, Func<NodeProto, GraphIndex, string?> Cannot, Func<NodeProto, GraphIndex, Plan> Plan);
 
     /// <summary>The attributes dropped, the inputs that replace those after input 0 (none: inputs unchanged; a null
-    /// value: an omitted input), attributes set, and inputs omitted from then on.</summary>
-    sealed record Plan(string[] Drop, (string Suffix, TensorProto? Value)[] Inputs, AttributeProto[]? Set = null, int[]? Omit = null);
+    /// value: an omitted input), attributes set, inputs omitted from then on, and the op it becomes (null: the same).</summary>
+    sealed record Plan(string[] Drop, (string Suffix, TensorProto? Value)[] Inputs, AttributeProto[]? Set = null, int[]? Omit = null,
+        string? Op = null);
 
     static readonly Dictionary<(string Op, int Version), Upgrade> Upgrades = BuildUpgrades();
 
@@ -231,6 +232,21 @@ internal static class OpsetUpgrade
                 (n, g) => g.TryGetConstant(n.Input[2], out var t) && t.Dims.Count > 0 && t.Dims.Any(d => d == 0) ? null
                     : "omits scales when sizes is given, and this node's scales is not a constant empty tensor",
                 (_, _) => new([], [], Omit: [2])),
+            // Upsample-9(x, scales) → Resize-10(x, scales), the same modes: deprecated at 10 for Resize.
+            [("Upsample", 10)] = new(_ => true, (n, g) => Upscales(n, g) != null ? null
+                    : "is replaced by Resize; only for constant scales ≥ 1 (then both round nearest down) and mode nearest or linear",
+                (_, _) => new([], [], Op: "Resize")),
+            // Resize-10(x, scales) → Resize-11(x, roi = [], scales; coordinate_transformation_mode asymmetric, nearest_mode
+            // floor): 10 maps output i to input i / scale and rounds nearest down when upsampling.
+            [("Resize", 11)] = new(_ => true, (n, g) => Upscales(n, g) != null ? null
+                    : "changed its inputs and coordinate transformation; kept only for constant scales ≥ 1 and mode nearest or linear",
+                (n, g) =>
+                {
+                    var roi = new TensorProto { DataType = 1 };
+                    roi.Dims.Add(0);
+                    return new(["coordinate_transformation_mode", "nearest_mode"], [("roi", roi), ("scales", Upscales(n, g)!.Clone())],
+                        [Text("coordinate_transformation_mode", "asymmetric"), Text("nearest_mode", "floor")]);
+                }),
             // Upsample-7(x; scales) → Upsample-9(x, scales).
             [("Upsample", 9)] = new(n => Attributes.Find(n, "scales") != null, (_, _) => null, (n, _) =>
             {
@@ -283,6 +299,15 @@ internal static class OpsetUpgrade
         return (scale, bias, (int)shape[1]);
     }
 
+    /// <summary>Upsample-9's or Resize-10's scales (input 1) when a constant of values ≥ 1 and the mode nearest or linear;
+    /// else null.</summary>
+    static TensorProto? Upscales(NodeProto n, GraphIndex g) =>
+        Attributes.Find(n, "mode")?.S.ToStringUtf8() is null or "nearest" or "linear" && n.Input.Count == 2
+        && g.TryGetConstant(n.Input[1], out var t) && t.DataType == 1 && g.Model.ReadDoubles(t).All(x => x >= 1) ? t : null;
+
+    static AttributeProto Text(string name, string value) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.String, S = Google.Protobuf.ByteString.CopyFromUtf8(value) };
+
     static bool FloatOrDouble(NodeProto n, GraphIndex g) => n.Input.Count > 0 && g.ElemType(n.Input[0]) is 1 or 11;
 
     /// <summary>Pad-2's fill value when it matters and is not +0 (Pad-11's default), else null.</summary>
@@ -315,6 +340,7 @@ internal static class OpsetUpgrade
         n.Attribute.Clear();
         n.Attribute.AddRange(kept);
         n.Attribute.AddRange(plan.Set ?? []);
+        if (plan.Op != null) n.OpType = plan.Op;
         var inputs = plan.Inputs.Length == 0 ? n.Input.ToList() : [n.Input[0]];
         foreach (var (suffix, value) in plan.Inputs) inputs.Add(value is null ? "" : add(suffix, value));
         foreach (int i in plan.Omit ?? []) inputs[i] = "";
@@ -326,7 +352,6 @@ internal static class OpsetUpgrade
     /// <summary>What changed, for versions without an exemption worth naming.</summary>
     static readonly Dictionary<(string, int), string> Changes = new()
     {
-        [("Resize", 11)] = "changed its inputs and coordinate transformation",
         [("RoiAlign", 16)] = "changed the default coordinate_transformation_mode",
         [("GridSample", 20)] = "renamed its mode values",
         [("DFT", 20)] = "takes dft_length and axis as inputs",
@@ -344,36 +369,51 @@ internal static class OpsetUpgrade
         if (target <= from) return blockers;
         if (target > HighestKnown)
             return [$"opset {target} is past opset {HighestKnown}, the newest NormFold knows"];
-        var skip = new HashSet<NodeProto>(excused ?? new HashSet<NodeProto>(), ReferenceEqualityComparer.Instance);
+        var skip = Skipped(excused);
         foreach (var g in Indexed(model))
             foreach (var n in g.Graph.Node)
             {
                 if (!Attributes.IsDefaultDomain(n) || skip.Contains(n)) continue;
-                if (Blocker(n, g, from, target) is { } why) blockers.Add($"{Attributes.Describe(n)} ({why})");
+                if (Walk(n, g, from, target, null) is { } why) blockers.Add($"{Attributes.Describe(n)} ({why})");
             }
         return blockers;
     }
 
-    /// <summary>Why <paramref name="n"/> would mean something else at <paramref name="target"/>, or null.</summary>
-    static string? Blocker(NodeProto n, GraphIndex g, long from, long target)
+    /// <summary>Why <paramref name="n"/> would mean something else at <paramref name="target"/>, or null; walks its
+    /// versions in (<paramref name="from"/>, <paramref name="target"/>] on a copy, rewriting it where an upgrade applies
+    /// (later versions, of the op it became, judge the rewritten node), and adds each rewrite to <paramref name="plans"/>.</summary>
+    static string? Walk(NodeProto n, GraphIndex g, long from, long target, List<Plan>? plans)
     {
-        string op = n.OpType;
-        if (!OnnxOpVersions.Since.TryGetValue(op, out var versions))
+        if (!OnnxOpVersions.Since.TryGetValue(n.OpType, out var first))
             return $"not an ai.onnx operator of opsets 1..{HighestKnown}";
-        if (versions[0] > from)
-            return $"{op} does not exist before opset {versions[0]}, the model imports {from}";
-        if (OnnxOpVersions.Deprecated.TryGetValue(op, out int gone) && gone <= target)
-            return $"{op} is deprecated from opset {gone}";
-        foreach (int v in versions)
+        if (first[0] > from)
+            return $"{n.OpType} does not exist before opset {first[0]}, the model imports {from}";
+        for (long at = from; ;)
         {
-            if (v <= from || v > target) continue;
+            string op = n.OpType;
+            // A deprecation (the op's last version) passes only by an upgrade to another op.
+            if (OnnxOpVersions.Deprecated.TryGetValue(op, out int gone) && gone <= target
+                && !(gone > at && Upgrades.TryGetValue((op, gone), out var replace) && replace.Applies(n)))
+                return $"{op} is deprecated from opset {gone}";
+            int v = OnnxOpVersions.Since[op].FirstOrDefault(x => x > at && x <= target);
+            if (v == 0) return null;
+            at = v;
             bool has = Exemptions.TryGetValue((op, v), out var ex);
             if (Upgrades.TryGetValue((op, v), out var up) && up.Applies(n))
             {
                 // The exemption's conditions (types, attributes and inputs the old node must not have) still hold.
                 if (((has ? Fails(ex!, n, g) : null) ?? up.Cannot(n, g)) is { } no) return $"{op}-{v} {no}";
-                n = n.Clone(); // later versions judge the rewritten node
-                Rewrite(n, up.Plan(n, g), (suffix, _) => suffix);
+                var plan = up.Plan(n, g);
+                plans?.Add(plan);
+                n = n.Clone();
+                // The copy's new constants go into this throwaway index under names no node reads, so that a later
+                // version's upgrade finds them as constants.
+                Rewrite(n, plan, (suffix, t) =>
+                {
+                    string name = $"\u0001{suffix}:{g.Initializers.Count}";
+                    g.Initializers[name] = t;
+                    return name;
+                });
                 continue;
             }
             string? why = has
@@ -381,7 +421,6 @@ internal static class OpsetUpgrade
                 : Changes.GetValueOrDefault((op, v)) ?? "changed its definition, and NormFold has no rule that this node keeps its meaning";
             if (why != null) return $"{op}-{v} {why}";
         }
-        return null;
     }
 
     static string? Fails(Exemption ex, NodeProto n, GraphIndex g)
@@ -432,31 +471,39 @@ internal static class OpsetUpgrade
     {
         long from = model.DefaultOpset;
         names ??= new NameAllocator(model);
+        // Every rewrite is planned before any is made: on the graphs exactly as Blockers judged them.
+        var work = new List<(GraphIndex G, NodeProto Node, List<Plan> Plans)>();
+        var skip = Skipped(excused);
         foreach (var g in Indexed(model).ToList())
-            foreach (var n in g.Graph.Node.ToList())
+            foreach (var n in g.Graph.Node)
             {
-                if (!Attributes.IsDefaultDomain(n) || excused?.Contains(n) == true
-                    || !OnnxOpVersions.Since.TryGetValue(n.OpType, out var versions)) continue;
-                foreach (int v in versions)
-                {
-                    if (v <= from || v > target || !Upgrades.TryGetValue((n.OpType, v), out var up)
-                        || !up.Applies(n) || up.Cannot(n, g) != null) continue;
-                    var plan = up.Plan(n, g);
-                    var index = Live(live, g.Graph);
-                    index?.RemoveNode(n);
-                    Rewrite(n, plan, (suffix, t) =>
-                    {
-                        t.Name = names.FreshValue($"{(n.Name.Length > 0 ? n.Name : n.Output[0])}_{suffix}");
-                        g.Graph.Initializer.Add(t);
-                        if (index != null) index.Initializers[t.Name] = t;
-                        return t.Name;
-                    });
-                    index?.AddNode(n);
-                }
+                if (!Attributes.IsDefaultDomain(n) || skip.Contains(n)) continue;
+                var plans = new List<Plan>();
+                if (Walk(n, g, from, target, plans) is { } why)
+                    throw new InvalidOperationException($"raising to opset {target}: {Attributes.Describe(n)} ({why}), which Blockers did not report");
+                if (plans.Count > 0) work.Add((g, n, plans));
             }
+        foreach (var (g, n, plans) in work)
+        {
+            var index = Live(live, g.Graph);
+            index?.RemoveNode(n);
+            foreach (var plan in plans)
+                Rewrite(n, plan, (suffix, t) =>
+                {
+                    t.Name = names.FreshValue($"{(n.Name.Length > 0 ? n.Name : n.Output[0])}_{suffix}");
+                    g.Graph.Initializer.Add(t);
+                    if (index != null) index.Initializers[t.Name] = t;
+                    return t.Name;
+                });
+            index?.AddNode(n);
+        }
         foreach (var o in model.Proto.OpsetImport)
             if (o.Domain is "" or "ai.onnx") o.Version = target;
     }
+
+    /// <summary>The excused nodes themselves (a node equal to one in content is not excused).</summary>
+    static HashSet<NodeProto> Skipped(IReadOnlySet<NodeProto>? excused) =>
+        new(excused ?? (IEnumerable<NodeProto>)[], ReferenceEqualityComparer.Instance);
 
     static GraphIndex? Live(GraphIndex? live, GraphProto graph)
     {
