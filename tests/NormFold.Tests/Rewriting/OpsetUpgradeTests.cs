@@ -954,11 +954,29 @@ public class OpsetUpgradeTests
         Assert.Empty(OpsetUpgrade.Blockers(One(from, op), to - 1));
     }
 
+    [Fact]
+    public void Raising_past_a_deprecation_blocks_unless_the_successor_means_the_same()
+    {
+        Assert.Equal("Upsample 'n' (" + UpsampleRefused + ")", Blocked(One(9, "Upsample"), 10));
+        Assert.Equal("Scatter 'n' (Scatter is deprecated from opset 11)", Blocked(One(11, "Scatter"), 13)); // not valid at 11 already
+    }
+
+    /// <summary>opset 10: Scatter (axis 1) becomes ScatterElements at 11, Scatter's deprecation.</summary>
     [Theory]
-    [InlineData(9, "Upsample", 10, "Upsample 'n' (" + UpsampleRefused + ")")]
-    [InlineData(10, "Scatter", 11, "Scatter 'n' (Scatter is deprecated from opset 11)")]
-    public void Raising_past_a_deprecation_blocks(long from, string op, long to, string why) =>
-        Assert.Equal(why, Blocked(One(from, op), to));
+    [InlineData(11)]
+    [InlineData(16)]
+    [InlineData(21)]
+    public void Scatter_becomes_scatterelements_and_computes_the_same(long target)
+    {
+        var g = new GraphBuilder(10);
+        g.Input("x", F32, [3, 4]);
+        Int64Init(g, "idx", [3, 2], 1, 3, 0, 2, 3, 1);
+        g.Init("upd", F32, [3, 2]);
+        g.Node("Scatter", ["x", "idx", "upd"], "y", "scatter", ("axis", 1L));
+        g.Output("y");
+        var raised = RaiseAndCheck(g.Build(), target);
+        Assert.Equal("ScatterElements", Assert.Single(raised.Proto.Graph.Node).OpType);
+    }
 
     [Fact]
     public void Unknown_ops_and_ops_newer_than_the_model_block_but_other_domains_do_not()

@@ -247,6 +247,8 @@ internal static class OpsetUpgrade
                     return new(["coordinate_transformation_mode", "nearest_mode"], [("roi", roi), ("scales", Upscales(n, g)!.Clone())],
                         [Text("coordinate_transformation_mode", "asymmetric"), Text("nearest_mode", "floor")]);
                 }),
+            // Scatter-9/10 → ScatterElements-11 at Scatter's deprecation: the same inputs, axis and meaning.
+            [("Scatter", 11)] = new(_ => true, (_, _) => null, (_, _) => new([], [], Op: "ScatterElements")),
             // Upsample-7(x; scales) → Upsample-9(x, scales).
             [("Upsample", 9)] = new(n => Attributes.Find(n, "scales") != null, (_, _) => null, (n, _) =>
             {
