@@ -155,7 +155,7 @@ internal static class ChannelDriftDetector
     }
 
     /// <summary>Unit roundoff of the arithmetic ORT does on the type: float32 at least (it scales float16 in float).</summary>
-    static double Arithmetic(double u) => Math.Min(u, Math.ScaleB(1, -24));
+    internal static double Arithmetic(double u) => Math.Min(u, Math.ScaleB(1, -24));
 
     /// <summary>Running sums of one channel (r shifted by the channel's first value for precision).</summary>
     internal struct Sums
@@ -214,12 +214,12 @@ internal static class ChannelDriftDetector
         public Result Decide(double minGain = MinGain, double floorUlps = 0, ReplayShift? shift = null, InputMoments? input = null)
         {
             double u = UnitRoundoff(ElementType);
-            var shifts = shift?.PerChannel(Shape, Channels.Length);
-            var weighed = u > Arithmetic(1) ? shift?.Input?.PerChannel(input?.Mean, Channels.Length, Z) : null;
+            var rounded = shift?.Rounding(Shape, Channels.Length, ElementType, input?.Mean);
+            var shifts = rounded is null ? shift?.PerChannel(Shape, Channels.Length) : null;
             var tilted = u > Arithmetic(1) ? shift?.Input?.PerChannel(input?.Spread, Channels.Length, Z) : null;
             var stored = new double[Channels.Length];
             for (int c = 0; c < stored.Length; c++)
-                stored[c] = weighed is null ? OffsetUlps * u * (shifts?[c] ?? 0) : u * ((shifts?[c] ?? 0) + weighed[c]);
+                stored[c] = rounded?[c] ?? OffsetUlps * u * (shifts?[c] ?? 0);
             var fits = new Fit?[Channels.Length];
             for (int c = 0; c < Channels.Length; c++) fits[c] = FitOf(Channels[c]);
             double relativeNoise = MedianRelativeNoise(fits.OfType<Fit>());

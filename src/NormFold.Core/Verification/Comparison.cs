@@ -85,7 +85,10 @@ internal static class Comparator
         };
     }
 
-    internal static OutputComparison Compare(NamedTensor reference, NamedTensor? actual, Func<int, double, Tolerance>? toleranceFor, DriftMode detectDrift)
+    /// <param name="slack">Per channel (axis 1), room added to every element's allowance there (what the rewrite's
+    /// stored constants, rounded once, can move an element by: <see cref="ReplayShift.Rounding"/>).</param>
+    internal static OutputComparison Compare(NamedTensor reference, NamedTensor? actual, Func<int, double, Tolerance>? toleranceFor, DriftMode detectDrift,
+        double[]? slack = null)
     {
         string typeName = Tensors.ElementType.Name(reference.ElementType);
         if (actual is null)
@@ -106,10 +109,11 @@ internal static class Comparator
             : (_, _) => new Tolerance(0, 0);
         var result = (Onnx.Proto.TensorProto.Types.DataType)type switch
         {
-            Onnx.Proto.TensorProto.Types.DataType.Float => Core<float, FloatElement>(reference, actual, tolerance, typeName, detectDrift),
-            Onnx.Proto.TensorProto.Types.DataType.Double => Core<double, DoubleElement>(reference, actual, tolerance, typeName, detectDrift),
-            Onnx.Proto.TensorProto.Types.DataType.Float16 => Core<Half, HalfElement>(reference, actual, tolerance, typeName, detectDrift),
-            _ => Core<double, DoubleElement>(reference with { Data = DoubleBytes(reference) }, actual with { Data = DoubleBytes(actual) }, tolerance, typeName, reference.IsFloatingPoint ? detectDrift : DriftMode.None),
+            Onnx.Proto.TensorProto.Types.DataType.Float => Core<float, FloatElement>(reference, actual, tolerance, typeName, detectDrift, slack),
+            Onnx.Proto.TensorProto.Types.DataType.Double => Core<double, DoubleElement>(reference, actual, tolerance, typeName, detectDrift, slack),
+            Onnx.Proto.TensorProto.Types.DataType.Float16 => Core<Half, HalfElement>(reference, actual, tolerance, typeName, detectDrift, slack),
+            _ => Core<double, DoubleElement>(reference with { Data = DoubleBytes(reference) }, actual with { Data = DoubleBytes(actual) }, tolerance, typeName,
+                reference.IsFloatingPoint ? detectDrift : DriftMode.None, reference.IsFloatingPoint ? slack : null),
         };
         if (reference.IsFloatingPoint || !result.Passed) return result;
         // 64-bit integers beyond 2^53 can differ and still convert to the same double: exact means bit for bit.
@@ -198,7 +202,7 @@ internal static class Comparator
     /// copies): the reference's magnitude, then errors, statistics and the worst element.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     static OutputComparison Core<T, TE>(NamedTensor reference, NamedTensor actual, Func<int, double, Tolerance> toleranceFor,
-        string typeName, DriftMode detectDrift) where T : unmanaged where TE : struct, IElement<T>
+        string typeName, DriftMode detectDrift, double[]? slack) where T : unmanaged where TE : struct, IElement<T>
     {
         var r = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(reference.Data.Span);
         var a = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(actual.Data.Span);
@@ -238,6 +242,10 @@ internal static class Comparator
         // With the default tolerance every element's allowance is atol (rtol·|r| ≤ rtol·max|r| ≤ atol), so the largest
         // error decides, and it is the worst element. Otherwise (failures, or allowances that vary) pass 2 counts them.
         long failed = 0, worst = n == 0 ? -1 : st.MaxAbsIndex; // an empty tensor has no worst element
+        // Slack per channel: an element of channel c is allowed max(atol, rtol·|r|) + slack[c] (never less than without).
+        long perChannel = 1;
+        if (slack != null && (reference.Shape.Length < 2 || reference.Shape[1] != slack.Length || slack.Any(x => !(x >= 0 && double.IsFinite(x))))) slack = null;
+        for (int d = 2; slack != null && d < reference.Shape.Length; d++) perChannel *= reference.Shape[d];
         if (!(st.MaxAbs <= tol.Atol && tol.Rtol * magnitude <= tol.Atol))
         {
             double worstRatio = -1;
@@ -246,9 +254,9 @@ internal static class Comparator
                 double ri = TE.Get(r[i]), ai = TE.Get(a[i]);
                 var (e, _) = Stats.Errors(ri, ai);
                 double ar = Math.Abs(ri);
-                bool pass = double.IsFinite(ri) && double.IsFinite(ai) ? e <= tol.Atol || e <= tol.Rtol * ar : e == 0;
+                double allowance = Math.Max(tol.Atol, tol.Rtol * ar) + (slack?[(int)(i / perChannel % slack.Length)] ?? 0);
+                bool pass = double.IsFinite(ri) && double.IsFinite(ai) ? e <= allowance : e == 0;
                 if (!pass) failed++;
-                double allowance = Math.Max(tol.Atol, tol.Rtol * ar);
                 double ratio = allowance > 0 ? e / allowance : e;
                 if (ratio > worstRatio) { worstRatio = ratio; worst = i; }
             }
@@ -262,10 +270,18 @@ internal static class Comparator
         double maxAbs = st.MaxAbs, maxRel = st.MaxRel, sumAbs = st.SumAbs, sumRel = st.SumRel, dot = st.Dot, normR = st.NormR, normA = st.NormA;
         if (detectDrift != DriftMode.None) sums ??= ChannelDriftDetector.Accumulate<T, TE>(r, a, reference.Shape, reference.ElementType);
 
+        string? problem = null;
+        if (failed > 0 && slack != null && worst >= 0 && slack[(int)(worst / perChannel % slack.Length)] is var room and > 0)
+        {
+            double rw = TE.Get(r[(int)worst]);
+            problem = $"{failed} element(s) beyond the tolerance; worst [{string.Join(",", Unravel(worst, reference.Shape))}]: error {Math.Abs(TE.Get(a[(int)worst]) - rw):G3} > " +
+                      $"{Math.Max(tol.Atol, tol.Rtol * Math.Abs(rw)):G3} + {room:G3} for the rounding of the stored weights in channel {worst / perChannel % slack.Length}";
+        }
         var result = new OutputComparison
         {
             Name = reference.Name,
             Passed = failed == 0,
+            Problem = problem,
             DriftSums = sums,
             Shape = reference.ShapeText,
             ElementType = typeName,

@@ -400,33 +400,45 @@ public static class EquivalenceChecker
         readonly Kind _endToEnd = new(), _replay = new();
         readonly HashSet<string> _replayNames = replayed.Values.ToHashSet(StringComparer.Ordinal);
         readonly HashSet<string> _meansOnly = meansOnly.ToHashSet(StringComparer.Ordinal);
-        /// <summary>(tensor, channel axis) → per channel Σx, Σx² and count over every run, of the tensors weights multiply.</summary>
-        readonly Dictionary<(string Name, int Axis), (double[] Sum, double[] Squares, long[] Count)> _means = (shifts?.Values ?? [])
+        /// <summary>(tensor, channel axis) → per channel Σx, Σx², max|x| and count over every run so far, of the tensors
+        /// weights multiply.</summary>
+        readonly Dictionary<(string Name, int Axis), (double[] Sum, double[] Squares, double[] Max, long[] Count)> _means = (shifts?.Values ?? [])
             .Select(s => s.Input).OfType<LinearInput>().Select(i => (i.Name, i.Axis)).Distinct()
-            .ToDictionary(k => k, _ => (Array.Empty<double>(), Array.Empty<double>(), Array.Empty<long>()));
+            .ToDictionary(k => k, _ => (Array.Empty<double>(), Array.Empty<double>(), Array.Empty<double>(), Array.Empty<long>()));
         int? _firstFailing;
 
-        /// <summary>Adds a tensor's per-channel sums (along <paramref name="axis"/>) to its running means.</summary>
+        /// <summary>Adds a tensor's per-channel sums (along the key's axis) to its running moments.</summary>
         void AddMeans((string Name, int Axis) key, NamedTensor t)
         {
             if (t.Strings != null || !t.IsFloatingPoint || key.Axis >= t.Shape.Length) return;
-            var (sum, squares, count) = _means[key];
+            var (sum, squares, max, count) = _means[key];
             int channels = (int)t.Shape[key.Axis];
-            if (sum.Length == 0) _means[key] = (sum, squares, count) = (new double[channels], new double[channels], new long[channels]);
+            if (sum.Length == 0) _means[key] = (sum, squares, max, count) = (new double[channels], new double[channels], new double[channels], new long[channels]);
             if (sum.Length != channels) return;
             long inner = 1;
             for (int d = key.Axis + 1; d < t.Shape.Length; d++) inner *= t.Shape[d];
             var v = t.ToDoubles();
             for (long i = 0; i < v.Length; i++)
-                if (double.IsFinite(v[i])) { int c = (int)(i / inner % channels); sum[c] += v[i]; squares[c] += v[i] * v[i]; count[c]++; }
+                if (double.IsFinite(v[i]))
+                {
+                    int c = (int)(i / inner % channels);
+                    sum[c] += v[i]; squares[c] += v[i] * v[i]; max[c] = Math.Max(max[c], Math.Abs(v[i])); count[c]++;
+                }
         }
 
         InputMoments? MomentsOf(LinearInput? input)
         {
             if (input is null || !_means.TryGetValue((input.Name, input.Axis), out var m) || m.Sum.Length == 0 || m.Count.Any(n => n == 0)) return null;
             var mean = m.Sum.Select((s, c) => s / m.Count[c]).ToArray();
-            return new InputMoments(mean, m.Squares.Select((q, c) => Math.Sqrt(Math.Max(0, q / m.Count[c] - mean[c] * mean[c]))).ToArray());
+            return new InputMoments(mean, m.Squares.Select((q, c) => Math.Sqrt(Math.Max(0, q / m.Count[c] - mean[c] * mean[c]))).ToArray(), m.Max);
         }
+
+        /// <summary>Per channel of a replayed float16/bfloat16 tensor, what its stored weights and constant, rounded once,
+        /// can move any element by against the largest |x| of the input so far (<see cref="ReplayShift.Rounding"/>);
+        /// null when not known.</summary>
+        double[]? Slack(NamedTensor t) =>
+            t.Shape.Length >= 2 && shifts?.GetValueOrDefault(t.Name) is { } shift && t.Shape[1] is > 0 and <= int.MaxValue
+                ? shift.Rounding(t.Shape, (int)t.Shape[1], t.ElementType, MomentsOf(shift.Input)?.Magnitude) : null;
 
         sealed class Kind
         {
@@ -445,14 +457,14 @@ public static class EquivalenceChecker
             var regular = expected.Where(t => !IsReplay(t.Name) && !_meansOnly.Contains(t.Name)).ToList();
             // (reference, replayed under the reference's name) of every replayed tensor this batch holds
             var pairs = regular.Where(t => replayed.TryGetValue(t.Name, out var r) && byName.ContainsKey(r))
-                .Select(t => (Reference: t, Replay: byName[replayed[t.Name]] with { Name = t.Name })).ToList();
+                .Select(t => (Reference: t, Replay: byName[replayed[t.Name]] with { Name = t.Name }, Slack: Slack(t))).ToList();
             var drift = options.DetectDrift ? DriftMode.Accumulate : DriftMode.None;
             // Tensors are independent: compare them on every core.
             var compared = new OutputComparison[regular.Count + pairs.Count];
             Parallel.For(0, compared.Length, k => compared[k] = k < regular.Count
                 ? Comparator.Compare(regular[k], actual.GetValueOrDefault(regular[k].Name),
                     (type, magnitude) => ToleranceFor(options, regular[k].Name, type, magnitude), drift)
-                : Comparator.Compare(pairs[k - regular.Count].Reference, pairs[k - regular.Count].Replay, Tolerance.Default, drift));
+                : Comparator.Compare(pairs[k - regular.Count].Reference, pairs[k - regular.Count].Replay, Tolerance.Default, drift, pairs[k - regular.Count].Slack));
             for (int k = 0; k < compared.Length; k++)
             {
                 var c = compared[k];

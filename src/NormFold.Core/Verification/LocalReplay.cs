@@ -38,10 +38,24 @@ internal sealed record ReplayShift(long[]? Dims, double[] Values)
             if (d + offset != 1 && Dims[d] != 1) return null;
         return Values.Select(Math.Abs).ToArray();
     }
+
+    /// <summary>Per channel of a tensor of <paramref name="shape"/>, what rounding c and the weights once to the type
+    /// can move it by, against <paramref name="magnitudes"/> of the input channels: u·(|c| + <see cref="LinearInput"/>'s
+    /// bound). With the input's channel means, the channel's mean (<see cref="ChannelDriftDetector"/>); with its largest
+    /// |x|, any element: yⱼ's error Σₖ εₖ·xₖⱼ has, per group of equal weights, |Σ xₖⱼ| ≤ Σ max|xₖ|, so the same worst
+    /// case and variance bound hold for every element (the local replay's elementwise test). float16/bfloat16 weights
+    /// whose input is known only (null otherwise: for float and double ORT's arithmetic allowance stands in).</summary>
+    public double[]? Rounding(long[] shape, int channels, int elementType, double[]? magnitudes)
+    {
+        double u = ChannelDriftDetector.UnitRoundoff(elementType);
+        if (u <= ChannelDriftDetector.Arithmetic(1) || Input?.PerChannel(magnitudes, channels, ChannelDriftDetector.Z) is not { } weighed) return null;
+        var shifts = PerChannel(shape, channels);
+        return weighed.Select((w, c) => u * ((shifts?[c] ?? 0) + w)).ToArray();
+    }
 }
 
-/// <summary>Per channel of a reference tensor, over every run: its mean and its standard deviation.</summary>
-internal sealed record InputMoments(double[] Mean, double[] Spread);
+/// <summary>Per channel of a reference tensor, over every run: its mean, its standard deviation and its largest |x|.</summary>
+internal sealed record InputMoments(double[] Mean, double[] Spread, double[] Magnitude);
 
 /// <summary>
 /// The weights a rewritten linear node (Conv, ConvTranspose, Gemm, MatMul) stores, against the reference tensor
