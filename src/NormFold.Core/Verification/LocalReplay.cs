@@ -32,11 +32,18 @@ internal sealed record ReplayShift(long[]? Dims, double[] Values)
     {
         if (Values.Length == 1) return Enumerable.Repeat(Math.Abs(Values[0]), channels).ToArray();
         if (Dims is null) return Values.Length == channels ? Values.Select(Math.Abs).ToArray() : null;
-        int offset = shape.Length - Dims.Length;
-        if (offset < 0 || offset > 1 || Values.Length != channels) return null;
-        for (int d = 0; d < Dims.Length; d++)
-            if (d + offset != 1 && Dims[d] != 1) return null;
-        return Values.Select(Math.Abs).ToArray();
+        return Values.Length == channels && AlongChannels(Dims, shape) ? Values.Select(Math.Abs).ToArray() : null;
+    }
+
+    /// <summary>Whether a constant of <paramref name="dims"/> broadcasts against a tensor of <paramref name="shape"/>
+    /// (right-aligned) along axis 1 alone.</summary>
+    static bool AlongChannels(long[] dims, long[] shape)
+    {
+        int offset = shape.Length - dims.Length;
+        if (offset < 0 || offset > 1) return false;
+        for (int d = 0; d < dims.Length; d++)
+            if (d + offset != 1 && dims[d] != 1) return false;
+        return true;
     }
 
     /// <summary>Per channel of a tensor of <paramref name="shape"/>, what rounding c and the weights once to the type
@@ -48,7 +55,8 @@ internal sealed record ReplayShift(long[]? Dims, double[] Values)
     public double[]? Rounding(long[] shape, int channels, int elementType, double[]? magnitudes)
     {
         double u = ChannelDriftDetector.UnitRoundoff(elementType);
-        if (u <= ChannelDriftDetector.Arithmetic(1) || Input?.PerChannel(magnitudes, channels, ChannelDriftDetector.Z) is not { } weighed) return null;
+        if (u <= ChannelDriftDetector.Arithmetic(1) || Input is { Op: "Mul" } && !AlongChannels(Input.Dims, shape)
+            || Input?.PerChannel(magnitudes, channels, ChannelDriftDetector.Z) is not { } weighed) return null;
         var shifts = PerChannel(shape, channels);
         return weighed.Select((w, c) => u * ((shifts?[c] ?? 0) + w)).ToArray();
     }
@@ -70,7 +78,8 @@ internal sealed record InputMoments(double[] Mean, double[] Spread, double[] Mag
 /// The same errors against the input's variation tilt the channel: the fit's gain collects
 /// Σₖ εₖ·cov(xₖ, r)/S², and |cov(xₖ, r)| ≤ sdₖ·S, so the gain moves by at most the same bound with sdₖ for |x̄ₖ|, over S —
 /// large where the weighted sum cancels a variation the inputs share (one input channel through 1×1 convs:
-/// half-numerics:m10000915, gain 0.45).
+/// half-numerics:m10000915, gain 0.45). Op "Mul": the s of Add(Mul(x, s), t) (a standalone BN's Mul + Add), one
+/// weight per channel.
 /// </summary>
 /// <param name="Axis">The channel axis of the input (1; 0 for Gemm's transposed A).</param>
 /// <param name="Weights">Reads the stored weights (times |α| for Gemm), laid out as the op defines them.</param>
@@ -88,6 +97,7 @@ internal sealed record LinearInput(string Name, int Axis, string Op, long[] Dims
     /// null when they do not fit.</summary>
     public double[]? PerChannel(double[]? means, int channels, double lambda)
     {
+        if (Op == "Mul") return Diagonal(means, channels);
         var (outputs, inputs) = Channels;
         if (means is null || channels != outputs || means.Length != inputs) return null;
         var w = Weights();
@@ -114,6 +124,15 @@ internal sealed record LinearInput(string Name, int Axis, string Op, long[] Dims
             bound[m] = Math.Min(sum, lambda * Math.Sqrt(squares / 3));
         }
         return bound;
+    }
+
+    /// <summary>A Mul by a constant s along the channels (a standalone BN's Mul + Add): yₘ = sₘ·xₘ, one weight per
+    /// channel, so the bound is its worst case h(sₘ)·vₘ (s a scalar: the same for every channel).</summary>
+    double[]? Diagonal(double[]? means, int channels)
+    {
+        var w = Weights();
+        if (means is null || means.Length != channels || w.Length != channels && w.Length != 1) return null;
+        return means.Select((v, m) => Math.Abs(w[w.Length == 1 ? 0 : m]) is var s && s > 0 && double.IsFinite(s) ? Math.ScaleB(1, Math.ILogB(s)) * Math.Abs(v) : 0).ToArray();
     }
 
     /// <summary>The weights of a Conv/ConvTranspose ([M, C/g, k…] / [C, M/g, k…]), Gemm or rank-2 MatMul node
@@ -253,6 +272,10 @@ internal static class LocalReplay
         var shifts = new Dictionary<string, ReplayShift>(StringComparer.Ordinal);
         bool Constant(string name, out TensorProto t) =>
             initializers.TryGetValue(name, out t!) && Tensors.ElementType.IsFoldable(t.DataType);
+        var makers = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
+        foreach (var n in region)
+            foreach (var o in n.Output)
+                if (o.Length > 0) makers.TryAdd(o, n);
         foreach (var n in region)
         {
             if (n.Output.Count == 0 || !replayed.ContainsKey(n.Output[0])) continue;
@@ -274,6 +297,11 @@ internal static class LocalReplay
             if (n.OpType is "Conv" or "ConvTranspose" or "Gemm" or "MatMul" && n.Input.Count > 1 && fromReference(n.Input[0])
                 && Constant(n.Input[1], out var w) && (TensorProto.Types.DataType)w.DataType is TensorProto.Types.DataType.Float16 or TensorProto.Types.DataType.Bfloat16)
                 shift = shift with { Input = LinearInput.Of(n, [.. w.Dims], () => candidate.ReadDoubles(w)) };
+            // Add(Mul(x, s), t) (a standalone BN's Mul + Add), x the reference's: s rounded once against x as well.
+            else if (n.OpType is "Add" or "Sub" && c is not null && n.Input.FirstOrDefault(i => i != c) is { } z && makers.TryGetValue(z, out var mul)
+                && mul.OpType == "Mul" && mul.Input.Count == 2 && (Constant(mul.Input[1], out var s) ? 1 : Constant(mul.Input[0], out s) ? 0 : -1) is var k and >= 0
+                && fromReference(mul.Input[1 - k]) && (TensorProto.Types.DataType)s.DataType is TensorProto.Types.DataType.Float16 or TensorProto.Types.DataType.Bfloat16)
+                shift = shift with { Input = new LinearInput(mul.Input[1 - k], 1, "Mul", [.. s.Dims], 1, false, () => candidate.ReadDoubles(s)) };
             if (shift.Values.Length > 0 || shift.Input != null) shifts[n.Output[0]] = shift;
         }
         return shifts;

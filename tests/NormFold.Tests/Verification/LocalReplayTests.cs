@@ -361,13 +361,7 @@ public class LocalReplayTests
     internal static OnnxModel LargeMeanInput(double gamma = 1, double betaShift = 0, double inputMean = 10)
     {
         var g = new GraphBuilder(opset: 13, seed: 17);
-        string x = g.Input("x", F16, [8, 4, 8, 8]);
-        g.Node("Conv", [x, g.Init("w0", F16, [8, 4, 1, 1]), g.Init("b0", F16, [8])], "c0");
-        g.Bn("c0", 8, "a", F16);
-        g.SetInit("a.gamma", F16, [8], Enumerable.Repeat(1.0, 8).ToArray());
-        g.SetInit("a.beta", F16, [8], Enumerable.Repeat(inputMean, 8).ToArray());
-        g.SetInit("a.mean", F16, [8], new double[8]);
-        g.SetInit("a.var", F16, [8], Enumerable.Repeat(1.0, 8).ToArray());
+        LargeMeanStem(g, inputMean);
         // weights of either sign summing to about 0 per output channel: the mean 100 of the input cancels
         var rng = new Random(5);
         var w1 = new double[8 * 8 * 9];
@@ -385,6 +379,18 @@ public class LocalReplayTests
         g.SetInit("y.var", F16, [8], Enumerable.Repeat(1e-2, 8).ToArray());
         g.Output("y", F16, [8, 8, 6, 6]);
         return g.Build();
+    }
+
+    /// <summary>x [8, 4, 8, 8] → float16 Conv → BN(β = <paramref name="mean"/>, var 1) → 'a': channels of that mean.</summary>
+    static void LargeMeanStem(GraphBuilder g, double mean)
+    {
+        string x = g.Input("x", F16, [8, 4, 8, 8]);
+        g.Node("Conv", [x, g.Init("w0", F16, [8, 4, 1, 1]), g.Init("b0", F16, [8])], "c0");
+        g.Bn("c0", 8, "a", F16);
+        g.SetInit("a.gamma", F16, [8], Enumerable.Repeat(1.0, 8).ToArray());
+        g.SetInit("a.beta", F16, [8], Enumerable.Repeat(mean, 8).ToArray());
+        g.SetInit("a.mean", F16, [8], new double[8]);
+        g.SetInit("a.var", F16, [8], Enumerable.Repeat(1.0, 8).ToArray());
     }
 
     [Fact]
@@ -441,6 +447,47 @@ public class LocalReplayTests
         Assert.True(failure.FailedElements > 0, failure.Problem);
         Assert.Contains("rounding of the stored weights in channel 5", failure.Problem);
         Assert.Equal(5, failure.Drift[0].Channel);
+    }
+
+    /// <summary>float16 Conv → BN(β = 100) → Relu → BN(μ = 100, var 1e-2): the second BN has no producer to fold into
+    /// and becomes Mul(s) + Add(t), s = γ/0.1 (6 … 17), t ≈ −s·100. Rounded once to float16, s errs by up to
+    /// ulp(s)/2 times inputs of ~100 and t by ulp(t)/2, cancelling in the sum: a correct fold leaves channel 1 off by
+    /// 0.39 and elements off by 0.59, over the elementwise atol 0.38. The replay now counts s against the Mul's input
+    /// like a weight (ReplayShift.Rounding): u·(|t| + h(s)·|x|), with the input's channel means for the drift's offset
+    /// and its largest |x| for each element.</summary>
+    internal static OnnxModel LargeMeanMulAdd(double gamma = 1, double betaShift = 0)
+    {
+        var g = new GraphBuilder(opset: 13, seed: 19);
+        LargeMeanStem(g, 100);
+        g.Node("Relu", ["a"], "r");
+        g.Bn("r", 8, "y", F16);
+        g.SetInit("y.gamma", F16, [8], [1.3, 0.7, 1.1, gamma * 0.9, 1.7, 0.6, 1.2, 0.8]);
+        g.SetInit("y.beta", F16, [8], [0, 0, 0, 0, 0, betaShift, 0, 0]);
+        g.SetInit("y.mean", F16, [8], Enumerable.Repeat(100.0, 8).ToArray());
+        g.SetInit("y.var", F16, [8], Enumerable.Repeat(1e-2, 8).ToArray());
+        g.Output("y", F16, [8, 8, 8, 8]);
+        return g.Build();
+    }
+
+    [Fact]
+    public void Float16_mul_add_of_a_standalone_bn_rounded_against_an_input_of_large_mean_passes_and_faults_are_caught()
+    {
+        var original = LargeMeanMulAdd();
+        var (folded, _) = Fold(original);
+        Assert.Equal(["Conv", "Relu", "Mul", "Add"], folded.Proto.Graph.Node.Select(n => n.OpType));
+        var report = EquivalenceChecker.Check(original, folded, new CheckOptions { Iterations = 2 });
+        Assert.True(report.Passed, $"{report.FirstFailure?.Name}: {report.FirstFailure?.Problem}");
+        var replay = report.Replays.Single(r => r.Name == "y");
+        Assert.True(replay.MaxAbs > replay.Tolerance.Atol, $"{replay.MaxAbs} vs atol {replay.Tolerance.Atol}: the slack was needed");
+        // γ × 1.01 in channel 3 (a gain), β + 0.5 in channel 5 (an offset, 1.3 % of max|y|), β + 5 (elementwise too)
+        foreach (var (broken, channel, elementwise) in new[] { (LargeMeanMulAdd(gamma: 1.01), 3, false), (LargeMeanMulAdd(betaShift: 0.5), 5, false), (LargeMeanMulAdd(betaShift: 5), 5, true) })
+        {
+            var bad = EquivalenceChecker.Check(original, Fold(broken).Folded, new CheckOptions { Iterations = 2 });
+            Assert.False(bad.Passed);
+            Assert.Equal("y", bad.FirstReplayFailure?.Name);
+            Assert.Equal(channel, bad.FirstReplayFailure!.Drift[0].Channel);
+            Assert.Equal(elementwise, bad.FirstReplayFailure.FailedElements > 0);
+        }
     }
 
     /// <summary>half-numerics:m10000915 and kin: float16, one input channel through a 1×1 Conv (every channel of 'a' is
