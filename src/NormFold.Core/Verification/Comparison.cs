@@ -257,7 +257,8 @@ internal static class Comparator
                 double allowance = Math.Max(tol.Atol, tol.Rtol * ar) + (slack?[(int)(i / perChannel % slack.Length)] ?? 0);
                 bool pass = double.IsFinite(ri) && double.IsFinite(ai) ? e <= allowance : e == 0;
                 if (!pass) failed++;
-                double ratio = allowance > 0 ? e / allowance : e;
+                // a non-finite mismatch (e = ∞) is the worst, also where an infinite reference makes the allowance ∞
+                double ratio = double.IsPositiveInfinity(e) ? e : allowance > 0 ? e / allowance : e;
                 if (ratio > worstRatio) { worstRatio = ratio; worst = i; }
             }
         }

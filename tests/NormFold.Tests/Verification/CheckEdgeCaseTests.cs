@@ -219,6 +219,22 @@ public class CheckEdgeCaseTests
         Assert.False(Comparator.Compare(scalar, NamedTensor.FromDoubles("s", F32, [], [4])).Passed);
     }
 
+    /// <summary>fuzz half-numerics:m55001578: a reference of −∞ where the candidate is finite made that element's
+    /// allowance rtol·∞ and its ratio ∞/∞ = NaN, so "worst at" named a finite pair within tolerance.</summary>
+    [Fact]
+    public void An_infinite_reference_mismatch_is_the_worst_element()
+    {
+        foreach (int type in new[] { F32, F16 })
+        {
+            var c = Comparator.Compare(NamedTensor.FromDoubles("y", type, [1, 2, 2], [1, double.NegativeInfinity, 3, 4]),
+                NamedTensor.FromDoubles("y", type, [1, 2, 2], [1, -37664, 3, 4.0001]));
+            Assert.False(c.Passed);
+            Assert.Equal(1, c.FailedElements);
+            Assert.Equal([0L, 0L, 1L], c.WorstIndex);
+            Assert.Equal(double.NegativeInfinity, c.WorstReference);
+        }
+    }
+
     [Fact]
     public void Int64_values_that_round_to_the_same_double_still_differ()
     {
